@@ -1,0 +1,80 @@
+// swift-tools-version: 6.2
+// The module table of DESIGN.md is enforced here: a target can import only what
+// its `dependencies` list names, so a wrong import fails to build.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .unsafeFlags(["-warnings-as-errors"], .when(configuration: .debug)),
+]
+
+let package = Package(
+    name: "pop3d",
+    products: [
+        .executable(name: "pop3d", targets: ["pop3d"]),
+        .executable(name: "pop3bench", targets: ["pop3bench"]),
+        .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "POP3", targets: ["POP3"]),
+        .library(name: "POP3Server", targets: ["POP3Server"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: [.defaults, "YAML"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // The only C: kernel interfaces with packed structs or macros, libsystemd,
+        // OpenSSL and libxcrypt. Linked libraries are Debian's (-dev packages).
+        .target(
+            name: "CShim",
+            linkerSettings: [
+                .linkedLibrary("systemd"),
+                .linkedLibrary("ssl"),
+                .linkedLibrary("crypto"),
+                .linkedLibrary("crypt"),
+            ]
+        ),
+        .target(
+            name: "Reactor",
+            dependencies: ["CShim", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(name: "POP3", swiftSettings: strict),
+        .target(name: "Maildrop", dependencies: ["CShim"], swiftSettings: strict),
+        .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
+        .target(
+            name: "POP3Server",
+            dependencies: [
+                "CShim", "Reactor", "POP3", "Maildrop", "Auth",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "pop3d",
+            dependencies: [
+                "POP3Server",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "pop3bench",
+            dependencies: [
+                "Reactor", "POP3",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"], swiftSettings: strict),
+        .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
+        .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
+        .testTarget(name: "POP3ServerTests", dependencies: ["POP3Server"], swiftSettings: strict),
+        // Starts the built binaries and real clients; see Tests/EndToEndTests/Support.
+        .testTarget(name: "EndToEndTests", dependencies: ["CShim"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,1 @@
+#include "cshim_auth.h"

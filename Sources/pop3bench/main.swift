@@ -1,0 +1,1 @@
+print("pop3bench: not yet")

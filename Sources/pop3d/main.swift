@@ -1,0 +1,1 @@
+print("pop3d: not yet")
