@@ -1,0 +1,146 @@
+import Configuration
+import SystemPackage
+
+extension ServerConfig {
+    /// The configuration keys, as written in the YAML file. The environment variable of a key
+    /// is `POP3D_` followed by the key in upper case (`idle_timeout` → `POP3D_IDLE_TIMEOUT`);
+    /// lists in the environment are comma-separated.
+    public static let keys: [String] = [
+        "listen", "listen_tls", "passwd_file", "mail", "trusted_networks", "log_level", "user",
+        "idle_timeout", "shutdown_timeout", "max_connections", "max_connections_per_ip",
+        "max_unauthenticated", "max_output_bytes", "max_bad_commands", "max_auth_failures",
+        "login_delay", "expire", "implementation", "reuse_port", "auth_workers",
+        "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
+        "tls_handshake_timeout", "hostname",
+    ]
+
+    /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
+    /// the YAML file, in that order, and validates every value.
+    ///
+    /// Values are read as strings and converted here rather than by the library, because a
+    /// value that does not convert must be a start-up error naming the key, not a silent
+    /// fallback to the default.
+    public static func load(
+        flags: [String: [String]],
+        environment: [String: String],
+        configFile: String?
+    ) async throws -> ServerConfig {
+        var providers: [any ConfigProvider] = []
+        var flagValues: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (key, values) in flags where !values.isEmpty {
+            flagValues[AbsoluteConfigKey([key])] = ConfigValue(.stringArray(values), isSecret: false)
+        }
+        providers.append(InMemoryProvider(name: "flags", values: flagValues))
+        let env = environment.filter { $0.key.hasPrefix("POP3D_") }
+        providers.append(EnvironmentVariablesProvider(environmentVariables: env).prefixKeys(with: "pop3d"))
+        if let configFile {
+            do {
+                let file = try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile))
+                providers.append(file)
+            } catch {
+                throw ConfigError("cannot read configuration file \(configFile): \(error)")
+            }
+        }
+        let reader = ConfigReader(providers: providers)
+        return try ServerConfig(reading: Values(reader: reader))
+    }
+
+    init(reading v: Values) throws {
+        self.init()
+        listen = v.list("listen") ?? listen
+        listenTLS = v.list("listen_tls") ?? listenTLS
+        passwdFile = v.string("passwd_file") ?? passwdFile
+        mail = v.string("mail") ?? mail
+        trustedNetworks = v.list("trusted_networks") ?? trustedNetworks
+        logLevel = v.string("log_level") ?? logLevel
+        user = v.string("user") ?? user
+        idleTimeoutSeconds = try v.int("idle_timeout", min: 1, max: 86_400) ?? idleTimeoutSeconds
+        shutdownTimeoutSeconds = try v.int("shutdown_timeout", min: 0, max: 3_600) ?? shutdownTimeoutSeconds
+        maxConnections = try v.int("max_connections", min: 1, max: 1_000_000) ?? maxConnections
+        maxConnectionsPerIP = try v.int("max_connections_per_ip", min: 1, max: 1_000_000) ?? maxConnectionsPerIP
+        maxUnauthenticated = try v.int("max_unauthenticated", min: 1, max: 1_000_000) ?? maxUnauthenticated
+        maxOutputBytes = try v.int("max_output_bytes", min: 4_096, max: 64 << 20) ?? maxOutputBytes
+        maxBadCommands = try v.int("max_bad_commands", min: 1, max: 1_000) ?? maxBadCommands
+        maxAuthFailures = try v.int("max_auth_failures", min: 1, max: 100) ?? maxAuthFailures
+        loginDelaySeconds = try v.int("login_delay", min: 0, max: 86_400) ?? loginDelaySeconds
+        expire = try v.string("expire").map(Self.validExpire) ?? expire
+        announceImplementation = try v.bool("implementation") ?? announceImplementation
+        reusePort = try v.bool("reuse_port") ?? reusePort
+        authWorkers = try v.int("auth_workers", min: 1, max: 64) ?? authWorkers
+        disablePlaintextAuth = try v.bool("disable_plaintext_auth") ?? disablePlaintextAuth
+        tlsCert = v.list("tls_cert") ?? tlsCert
+        tlsKey = v.list("tls_key") ?? tlsKey
+        tlsMinVersion = v.string("tls_min_version") ?? tlsMinVersion
+        tlsHandshakeTimeoutSeconds = try v.int("tls_handshake_timeout", min: 1, max: 600) ?? tlsHandshakeTimeoutSeconds
+        hostname = v.string("hostname") ?? hostname
+        try validate()
+    }
+
+    /// Cross-field checks that a single key's parser cannot make.
+    public func validate() throws {
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(logLevel) else {
+            throw ConfigError("log_level: '\(logLevel)' is not one of \(levels.joined(separator: ", "))")
+        }
+        guard tlsCert.count == tlsKey.count else {
+            throw ConfigError("tls_cert and tls_key: \(tlsCert.count) certificate(s) but \(tlsKey.count) key(s); give them in pairs")
+        }
+        guard tlsMinVersion == "TLSv1.2" || tlsMinVersion == "TLSv1.3" else {
+            throw ConfigError("tls_min_version: '\(tlsMinVersion)' is not TLSv1.2 or TLSv1.3")
+        }
+        if !listenTLS.isEmpty && tlsCert.isEmpty {
+            throw ConfigError("listen_tls needs tls_cert and tls_key")
+        }
+    }
+
+    static func validExpire(_ s: String) throws -> String {
+        if s == "NEVER" { return s }
+        if let days = Int(s), days >= 0, days <= 36_500 { return String(days) }
+        throw ConfigError("expire: '\(s)' is not NEVER or a number of days")
+    }
+
+    /// Typed access to the merged providers, converting strings with errors that name the key.
+    struct Values {
+        let reader: ConfigReader
+
+        func string(_ key: String) -> String? {
+            if let s = reader.string(forKey: ConfigKey([key])) { return s }
+            return reader.stringArray(forKey: ConfigKey([key]))?.last
+        }
+
+        func list(_ key: String) -> [String]? {
+            if let a = reader.stringArray(forKey: ConfigKey([key])) { return a.filter { !$0.isEmpty } }
+            guard let s = reader.string(forKey: ConfigKey([key])) else { return nil }
+            return s.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+        }
+
+        func int(_ key: String, min: Int, max: Int) throws -> Int? {
+            guard let s = string(key) else { return nil }
+            guard let n = Int(s.trimmingSpaces()) else {
+                throw ConfigError("\(key): '\(s)' is not a whole number")
+            }
+            guard n >= min && n <= max else {
+                throw ConfigError("\(key): \(n) is outside \(min)...\(max)")
+            }
+            return n
+        }
+
+        func bool(_ key: String) throws -> Bool? {
+            guard let s = string(key) else { return nil }
+            switch s.trimmingSpaces().lowercased() {
+            case "true", "yes", "on", "1": return true
+            case "false", "no", "off", "0": return false
+            default: throw ConfigError("\(key): '\(s)' is not true or false")
+            }
+        }
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

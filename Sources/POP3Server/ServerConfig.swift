@@ -1,0 +1,69 @@
+/// Every setting of `pop3d serve`, with its default. The README's configuration table
+/// is written from this type: keep the two in step.
+///
+/// Each key can come from (highest priority first) a command-line flag, an environment
+/// variable `POP3D_<KEY>` (upper case), or the YAML file given with `--config`.
+public struct ServerConfig: Sendable, Equatable {
+    /// Plain POP3 listeners, `HOST:PORT` or `[V6]:PORT`. Ignored when systemd passes sockets.
+    public var listen: [String] = []
+    /// Implicit-TLS listeners (RFC 8314), `HOST:PORT`.
+    public var listenTLS: [String] = []
+    /// Dovecot-format passwd-file.
+    public var passwdFile: String? = nil
+    /// Mail location template, e.g. `maildir:/srv/mail/%u/Maildir` or `maildir:%h/Maildir`.
+    public var mail: String? = nil
+    /// Client networks exempt from failed-login penalties and allowed plaintext logins.
+    public var trustedNetworks: [String] = []
+    /// trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String = "info"
+    /// When started as root: the user to switch to after binding.
+    public var user: String? = nil
+    /// RFC 1939 §3 asks for at least 10 minutes of inactivity before an autologout; a lower
+    /// value is accepted (tests, private deployments) and logged as a warning at start.
+    public var idleTimeoutSeconds: Int = 600
+    /// Time a SIGTERM drain waits for busy sessions before closing them.
+    public var shutdownTimeoutSeconds: Int = 30
+    /// Connections held at once by this process.
+    public var maxConnections: Int = 50_000
+    /// Connections held at once from one client address.
+    public var maxConnectionsPerIP: Int = 1_000
+    /// Connections not yet logged in, held at once.
+    public var maxUnauthenticated: Int = 10_000
+    /// Bytes of pending output per connection before producers (RETR, LIST) pause.
+    public var maxOutputBytes: Int = 256 * 1024
+    /// Unknown or malformed commands before the session is closed.
+    public var maxBadCommands: Int = 10
+    /// Failed logins in one session before it is closed.
+    public var maxAuthFailures: Int = 3
+    /// RFC 2449 LOGIN-DELAY, seconds between logins of one user (0 = none).
+    public var loginDelaySeconds: Int = 0
+    /// RFC 2449 EXPIRE: `NEVER` or a number of days.
+    public var expire: String = "NEVER"
+    /// Announce `IMPLEMENTATION pop3d <version>` in CAPA.
+    public var announceImplementation: Bool = true
+    /// SO_REUSEPORT on bound listeners, so several processes can share one port.
+    public var reusePort: Bool = false
+    /// Threads that verify password hashes off the event loop.
+    public var authWorkers: Int = 2
+    /// Dovecot's `disable_plaintext_auth`: refuse plaintext logins on connections that are
+    /// neither TLS nor from loopback or a trusted network.
+    public var disablePlaintextAuth: Bool = true
+    /// PEM certificate chain(s); several for SNI, matched by position with `tlsKey`.
+    public var tlsCert: [String] = []
+    /// PEM private key(s).
+    public var tlsKey: [String] = []
+    /// Lowest TLS version accepted: `TLSv1.2` or `TLSv1.3`.
+    public var tlsMinVersion: String = "TLSv1.2"
+    /// Seconds a client may take to finish the TLS handshake.
+    public var tlsHandshakeTimeoutSeconds: Int = 30
+    /// Host name in the greeting's APOP timestamp; defaults to gethostname().
+    public var hostname: String? = nil
+
+    public init() {}
+}
+
+/// A setting that could not be used; the message names the key and the value.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

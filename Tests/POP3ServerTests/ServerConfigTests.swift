@@ -1,0 +1,80 @@
+import Testing
+import Glibc
+@testable import POP3Server
+
+@Suite struct ServerConfigTests {
+    func withFile(_ text: String, _ body: (String) async throws -> Void) async throws {
+        let path = "/tmp/pop3d-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        try #require(fd >= 0)
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        defer { unlink(path) }
+        try await body(path)
+    }
+
+    @Test func defaultsWithoutAnySource() async throws {
+        let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: nil)
+        #expect(c == ServerConfig())
+        #expect(c.idleTimeoutSeconds == 600)
+        #expect(c.expire == "NEVER")
+    }
+
+    @Test func flagsWinOverEnvironmentOverFile() async throws {
+        let yaml = """
+        listen: ["127.0.0.1:1110", "[::1]:1110"]
+        idle_timeout: 900
+        max_connections: 100
+        login_delay: 60
+        mail: "maildir:/srv/mail/%u/Maildir"
+        implementation: false
+
+        """
+        try await withFile(yaml) { path in
+            let c = try await ServerConfig.load(
+                flags: ["listen": ["127.0.0.1:2110"]],
+                environment: ["POP3D_MAX_CONNECTIONS": "200", "HOME": "/root"],
+                configFile: path)
+            #expect(c.listen == ["127.0.0.1:2110"])
+            #expect(c.maxConnections == 200)
+            #expect(c.idleTimeoutSeconds == 900)
+            #expect(c.loginDelaySeconds == 60)
+            #expect(c.mail == "maildir:/srv/mail/%u/Maildir")
+            #expect(c.announceImplementation == false)
+        }
+    }
+
+    @Test func environmentListsAreCommaSeparated() async throws {
+        let c = try await ServerConfig.load(
+            flags: [:], environment: ["POP3D_TRUSTED_NETWORKS": "10.0.0.0/8, ::1/128"], configFile: nil)
+        #expect(c.trustedNetworks == ["10.0.0.0/8", "::1/128"])
+    }
+
+    @Test(arguments: [
+        ("POP3D_IDLE_TIMEOUT", "ten", "idle_timeout"),
+        ("POP3D_MAX_CONNECTIONS", "0", "max_connections"),
+        ("POP3D_REUSE_PORT", "maybe", "reuse_port"),
+        ("POP3D_EXPIRE", "soon", "expire"),
+        ("POP3D_LOG_LEVEL", "loud", "log_level"),
+    ])
+    func badValuesNameTheirKey(env: String, value: String, key: String) async throws {
+        do {
+            _ = try await ServerConfig.load(flags: [:], environment: [env: value], configFile: nil)
+            Issue.record("accepted \(env)=\(value)")
+        } catch let e as ConfigError {
+            #expect(e.description.hasPrefix(key))
+        }
+    }
+
+    @Test func missingConfigFileIsAClearError() async throws {
+        await #expect(throws: ConfigError.self) {
+            _ = try await ServerConfig.load(flags: [:], environment: [:], configFile: "/nonexistent/pop3d.yaml")
+        }
+    }
+
+    @Test func certificatesAndKeysComeInPairs() async throws {
+        await #expect(throws: ConfigError.self) {
+            _ = try await ServerConfig.load(flags: ["tls_cert": ["a.pem"]], environment: [:], configFile: nil)
+        }
+    }
+}
