@@ -1,16 +1,32 @@
 # make demo: install what is missing, build, serve a demo mailbox on 127.0.0.1:1110.
-# make test: install what is missing, build, run every test.
+# make test: install what is missing, build, run every test (Swift units, then the
+#            end-to-end suite against the built binaries with real clients).
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config systemd openssl curl python3
+PYTHON ?= python3
+# Build and run-time needs.
+BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
+# What the tests drive: real clients and real systemd tools.
+TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3
 
-.PHONY: demo test deps test-deps build release clean
+.PHONY: demo test deps test-deps build release unit e2e clean
 
-# Installs only what is missing, so a prepared machine does not touch apt.
+# Installs only what is missing, so a prepared machine never touches apt.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+endef
+
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(call apt_install,$(BUILD_PACKAGES))
 	@pkg-config --exists libsystemd || { echo "libsystemd not found by pkg-config"; exit 1; }
+	@pkg-config --exists openssl || { echo "OpenSSL not found by pkg-config"; exit 1; }
+
+test-deps: deps
+	$(call apt_install,$(TEST_PACKAGES))
+	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
 
 build: deps
 	$(SWIFT) build
@@ -21,9 +37,16 @@ release: deps
 demo: release
 	.build/release/pop3d demo
 
-test: deps
+unit: build
+	$(SWIFT) test
+
+e2e: build test-deps
+	$(PYTHON) -m pytest -q Tests/e2e
+
+test: test-deps
 	$(SWIFT) build
 	$(SWIFT) test
+	$(PYTHON) -m pytest -q Tests/e2e
 
 clean:
 	rm -rf .build

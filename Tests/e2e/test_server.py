@@ -1,0 +1,230 @@
+"""pop3d behaviour end to end over raw sockets: locking, UPDATE, UIDL stability, big
+Maildirs and messages, crashes and bad input."""
+import os
+import re
+import signal
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+
+import maildata
+from conftest import USERS
+from pop3support import wait_for
+from rawpop import Raw
+
+
+def session(server, user="alice"):
+    r = Raw(server.host, server.port)
+    reply = r.login(user, USERS[user])
+    assert reply.startswith(b"+OK"), reply
+    return r
+
+
+def test_greeting_has_apop_timestamp_and_capa_before_and_after_login(mailhost):
+    server = mailhost.serve()
+    r = Raw(server.host, server.port)
+    greeting = r.line()
+    assert re.match(rb"^\+OK .*<\d+\.\d+\.\d+@[^>]+>$", greeting), greeting
+    assert r.cmd("CAPA").startswith(b"+OK")
+    before = set(r.multiline())
+    for cap in (b"TOP", b"UIDL", b"USER", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING",
+                b"EXPIRE NEVER", b"LOGIN-DELAY 0"):
+        assert cap in before, before
+    assert any(c.startswith(b"IMPLEMENTATION ") for c in before)
+    r.cmd("USER alice")
+    assert r.cmd(f"PASS {USERS['alice']}").startswith(b"+OK")
+    assert r.cmd("CAPA").startswith(b"+OK")
+    after = set(r.multiline())
+    assert {c for c in before if not c.startswith(b"STLS")} <= after
+    assert r.cmd("QUIT").startswith(b"+OK")
+
+
+def test_in_use_for_second_session(mailhost):
+    mailhost.deliver("alice", maildata.message(1))
+    server = mailhost.serve()
+    first = session(server)
+    second = Raw(server.host, server.port)
+    second.line()
+    second.cmd("USER alice")
+    reply = second.cmd(f"PASS {USERS['alice']}")
+    assert reply.startswith(b"-ERR [IN-USE]"), reply
+    assert first.cmd("STAT").startswith(b"+OK 1 ")  # the first one is undisturbed
+    assert first.cmd("QUIT").startswith(b"+OK")
+    # Once released, the next login works.
+    third = Raw(server.host, server.port)
+    assert wait_for(lambda: third_login(server), what="lock release").startswith(b"+OK")
+
+
+def third_login(server):
+    r = Raw(server.host, server.port)
+    reply = r.login("alice", USERS["alice"])
+    if reply.startswith(b"+OK"):
+        r.cmd("QUIT")
+        return reply
+    r.close()
+    return None
+
+
+def test_uidl_stable_across_restart_and_flag_changes(mailhost, tmp_path):
+    for i in range(3):
+        mailhost.deliver("alice", maildata.message(i), seconds=1_700_000_000 + i)
+    server = mailhost.serve()
+    r = session(server)
+    r.cmd("UIDL")
+    first = r.multiline()
+    r.cmd("QUIT")
+    server.stop()
+    # An IMAP server or MUA moves mail to cur/ and sets flags.
+    md = mailhost.maildir("alice")
+    for name in os.listdir(os.path.join(md, "new")):
+        os.rename(os.path.join(md, "new", name), os.path.join(md, "cur", name + ":2,S"))
+    server = mailhost.serve()
+    r = session(server)
+    r.cmd("UIDL")
+    assert r.multiline() == first
+    r.cmd("QUIT")
+
+
+def test_thousand_message_maildir(mailhost):
+    originals = [maildata.message(i, body_size=300) for i in range(1000)]
+    for i, m in enumerate(originals):
+        mailhost.deliver("alice", m, seconds=1_700_000_000 + i)
+    server = mailhost.serve()
+    r = session(server)
+    assert r.cmd("STAT") == f"+OK 1000 {sum(maildata.crlf_octets(m) for m in originals)}".encode()
+    assert r.cmd("LIST").startswith(b"+OK")
+    listing = r.multiline()
+    assert listing == [f"{i} {maildata.crlf_octets(m)}".encode() for i, m in enumerate(originals, 1)]
+    assert r.cmd("UIDL").startswith(b"+OK")
+    assert len(set(r.multiline())) == 1000
+    assert r.cmd("RETR 1000").startswith(b"+OK")
+    assert b"\r\n".join(r.multiline()) + b"\r\n" == maildata.as_crlf(originals[-1])
+    r.cmd("QUIT")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_big_message_to_slow_reader_keeps_others_responsive(mailhost, tmp_path):
+    big = (b"Subject: big\n\n" + (b"x" * 99 + b"\n") * (50 * 1024 * 1024 // 100))
+    mailhost.deliver("alice", big)
+    mailhost.deliver("bob", maildata.message(1))
+    server = mailhost.serve()
+    slow = session(server)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    slow.send(b"RETR 1\r\n")
+    fast = session(server, "bob")
+    rss_start = rss_kib(server.pid)
+    received = 0
+    rtts = []
+    peak = rss_start
+    deadline = time.monotonic() + 120
+    done = False
+    while not done and time.monotonic() < deadline:
+        chunk = slow.sock.recv(256 * 1024)
+        assert chunk
+        received += len(chunk)
+        done = (slow.buf + chunk).endswith(b"\r\n.\r\n")
+        slow.buf = chunk[-5:]
+        if received % (4 << 20) < 256 * 1024:
+            t = time.monotonic()
+            assert fast.cmd("NOOP").startswith(b"+OK")
+            rtts.append(time.monotonic() - t)
+            peak = max(peak, rss_kib(server.pid))
+            time.sleep(0.01)  # the slow reader
+    assert done, "RETR did not finish"
+    assert received >= maildata.crlf_octets(big)
+    assert max(rtts) < 1.0, rtts
+    # A few chunks of memory, not the message: far below its 50 MiB.
+    assert peak - rss_start < 16 * 1024, (rss_start, peak)
+    print(f"\nslow 50 MiB RETR: RSS {rss_start} KiB -> peak {peak} KiB; NOOP max {max(rtts)*1000:.1f} ms")
+    fast.cmd("QUIT")
+    slow.cmd("QUIT")
+
+
+def test_kill9_mid_session_loses_nothing(mailhost):
+    for i in range(5):
+        mailhost.deliver("alice", maildata.message(i))
+    before = mailhost.files("alice")
+    server = mailhost.serve()
+    r = session(server)
+    r.cmd("DELE 1")
+    r.cmd("DELE 2")
+    server.kill9()
+    assert mailhost.files("alice") == before
+    server = mailhost.serve()
+    r = session(server)  # the lock died with the process
+    assert r.cmd("STAT").startswith(b"+OK 5 ")
+    r.cmd("QUIT")
+
+
+def test_bad_input_gets_err_and_no_crash(mailhost):
+    mailhost.deliver("alice", maildata.message(1))
+    server = mailhost.serve()
+    r = Raw(server.host, server.port)
+    r.line()
+    assert r.cmd(b"X" * 10_000).startswith(b"-ERR")  # over-long line, skipped to its LF
+    assert r.cmd(b"NO\x00OP").startswith(b"-ERR")
+    assert r.cmd(b"\xff\xfe\x80binary").startswith(b"-ERR")
+    assert r.cmd("NOOP").startswith(b"-ERR")  # NOOP needs TRANSACTION
+    assert r.cmd("CAPA").startswith(b"+OK")
+    r.multiline()
+    # Still alive and serving.
+    r.cmd("USER alice")
+    assert r.cmd(f"PASS {USERS['alice']}").startswith(b"+OK")
+    r.send(b"NOOP\r\n" * 1000)
+    for _ in range(1000):
+        assert r.line() == b"+OK"
+    assert r.cmd("QUIT").startswith(b"+OK")
+    assert server.proc.poll() is None
+
+
+def test_too_many_bad_commands_closes(mailhost):
+    server = mailhost.serve()
+    r = Raw(server.host, server.port)
+    r.line()
+    replies = [r.cmd("BOGUS") for _ in range(10)]
+    assert all(x.startswith(b"-ERR") for x in replies)
+    assert r.closed()
+
+
+def test_failed_login_is_auth_err_and_same_for_unknown_user(mailhost):
+    server = mailhost.serve("--trusted-network", "127.0.0.0/8")
+    r = Raw(server.host, server.port)
+    r.line()
+    r.cmd("USER alice")
+    wrong = r.cmd("PASS nope")
+    r.cmd("USER nosuchuser")
+    unknown = r.cmd("PASS nope")
+    assert wrong.startswith(b"-ERR [AUTH]")
+    assert wrong == unknown
+
+
+def test_failure_penalty_grows_for_untrusted_address(mailhost):
+    server = mailhost.serve()
+    r = Raw(server.host, server.port)
+    r.line()
+    times = []
+    for _ in range(2):
+        r.cmd("USER alice")
+        t = time.monotonic()
+        assert r.cmd("PASS wrong").startswith(b"-ERR [AUTH]")
+        times.append(time.monotonic() - t)
+    assert times[1] >= 1.9, times  # second consecutive failure waits 2 s
+
+
+def test_idle_timeout_closes_without_update(mailhost):
+    mailhost.deliver("alice", maildata.message(1))
+    server = mailhost.serve("--idle-timeout", "1")
+    r = session(server)
+    r.cmd("DELE 1")
+    assert r.closed(timeout=10)
+    assert len(mailhost.files("alice")) == 1
