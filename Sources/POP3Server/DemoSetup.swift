@@ -1,0 +1,103 @@
+import Glibc
+
+/// What `pop3d demo` serves: a passwd-file with the user `demo` (password `demo`) and a Maildir
+/// with a few messages, laid out as Postfix delivers them (tmp/ then rename into new/).
+public enum DemoSetup {
+    public struct Layout: Sendable {
+        public let root: String
+        public let passwdFile: String
+        public let mailTemplate: String
+        public let maildir: String
+    }
+
+    /// Creates the demo data under `root` (created if missing). Existing demo mail is kept, so
+    /// a second `make demo` shows what the first left behind; messages are added only when the
+    /// Maildir is empty.
+    public static func prepare(root: String) throws -> Layout {
+        try makeDirectory(root)
+        let passwd = root + "/passwd"
+        try writeFile(passwd, "demo:{PLAIN}demo:1000:1000::\(root)/demo::\n")
+        let maildir = root + "/demo/Maildir"
+        try makeDirectory(root + "/demo")
+        for sub in ["", "/new", "/cur", "/tmp"] { try makeDirectory(maildir + sub) }
+        if try isEmpty(maildir + "/new") && isEmpty(maildir + "/cur") {
+            let now = Int(time(nil))
+            for (i, body) in messages.enumerated() {
+                let name = "\(now - 3600 * (messages.count - i)).M\(i)P\(getpid()).demo"
+                try writeFile(maildir + "/tmp/" + name, body)
+                guard rename(maildir + "/tmp/" + name, maildir + "/new/" + name) == 0 else {
+                    throw ConfigError("demo: cannot deliver into \(maildir)/new: \(errnoText())")
+                }
+            }
+        }
+        return Layout(root: root, passwdFile: passwd, mailTemplate: "maildir:\(root)/%u/Maildir", maildir: maildir)
+    }
+
+    static let messages: [String] = [
+        """
+        From: Postmaster <postmaster@example.org>
+        To: demo@example.org
+        Subject: Welcome to pop3d
+        Date: Thu, 26 Nov 2026 09:00:00 +0000
+        Message-ID: <welcome@example.org>
+
+        This mailbox is served by pop3d from a Maildir.
+        Try RETR, TOP, UIDL and DELE; deletions happen only after QUIT.
+
+        """,
+        """
+        From: Alice <alice@example.org>
+        To: demo@example.org
+        Subject: Dots and line endings
+        Date: Thu, 26 Nov 2026 10:00:00 +0000
+        Message-ID: <dots@example.org>
+
+        The next line starts with a dot, which POP3 sends dot-stuffed:
+        .this line
+        and a lone dot below is not the end of the message:
+        .
+        The end.
+
+        """,
+        """
+        From: Bob <bob@example.org>
+        To: demo@example.org
+        Subject: A third message
+        Date: Thu, 26 Nov 2026 11:00:00 +0000
+        Message-ID: <third@example.org>
+
+        Nothing special here.
+
+        """,
+    ]
+
+    static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw ConfigError("demo: cannot create \(path): \(errnoText())")
+        }
+    }
+
+    static func writeFile(_ path: String, _ text: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ConfigError("demo: cannot write \(path): \(errnoText())") }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else { throw ConfigError("demo: short write to \(path): \(errnoText())") }
+        bytes.removeAll()
+    }
+
+    static func isEmpty(_ dir: String) throws -> Bool {
+        guard let d = opendir(dir) else { throw ConfigError("demo: cannot read \(dir): \(errnoText())") }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let first = withUnsafeBytes(of: entry.pointee.d_name) { $0.first ?? 0 }
+            if first != UInt8(ascii: ".") { return false }
+        }
+        return true
+    }
+}
+
+func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}
