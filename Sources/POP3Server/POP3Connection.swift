@@ -1,0 +1,438 @@
+import Auth
+import Glibc
+import Logging
+import Maildrop
+import POP3
+import Reactor
+
+/// Writes session replies straight into the connection's output queue.
+struct ConnectionSink: ReplySink {
+    unowned let connection: Connection
+    @inline(__always)
+    mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
+}
+
+/// One client: runs the pure `Session` against the connection, the Auth worker pool and the
+/// Maildrop, and performs the session's actions (DESIGN "How a byte travels").
+final class POP3Connection: ConnectionDelegate {
+    enum Phase {
+        /// Between commands: input is parsed.
+        case reading
+        /// Credentials are being verified, a failure penalty runs, or a SASL step is out.
+        case waiting
+        /// A LIST/UIDL listing is being produced under backpressure.
+        case producing
+        /// A RETR/TOP is being streamed under backpressure.
+        case streaming
+        case closing
+        case closed
+    }
+
+    unowned let service: POP3Service
+    let connection: Connection
+    let address: IPAddress?
+    var session: Session
+    var parser = LineParser()
+    var phase: Phase = .reading
+    var maildrop: Maildrop?
+    var reader: MessageReader?
+    var encoder = MessageEncoder(bodyLines: nil)
+    var scram: ScramServer?
+    var scramEntry: UserEntry?
+    var penaltyTimer: TimerID?
+    var loggedIn = false
+    var endReason = "client quit"
+    let startedAt: UInt64
+
+    init(service: POP3Service, connection: Connection, address: IPAddress?, implicitTLS: Bool) {
+        self.service = service
+        self.connection = connection
+        self.address = address
+        self.startedAt = service.loop.now
+        session = Session(config: service.makeSessionConfig(
+            address: address, tlsActive: implicitTLS,
+            stlsAvailable: !implicitTLS && service.tls != nil))
+        connection.outputHighWater = service.config.maxOutputBytes
+        connection.outputLowWater = max(4096, service.config.maxOutputBytes / 4)
+        connection.idleTimeout = UInt64(service.config.idleTimeoutSeconds) * 1_000_000_000
+        connection.delegate = self
+    }
+
+    func start() {
+        var sink = ConnectionSink(connection: connection)
+        session.start(out: &sink)
+        service.logger.debug("connected", metadata: ["connection.id": "\(connection.id)", "client": "\(connection.peer)"])
+    }
+
+    // MARK: input
+
+    func connectionReadable(_ connection: Connection) {
+        pump()
+    }
+
+    /// Parses and runs complete commands until input runs out, an action makes the session
+    /// wait (authentication, a producer, a stream), or this connection had its turn.
+    func pump() {
+        var handled = 0
+        while phase == .reading && !connection.isClosed {
+            if handled == POP3Service.maxCommandsPerTurn {
+                connection.redeliverBufferedInput()
+                return
+            }
+            parser.maxLineLength = session.maxLineLength
+            var action: SessionAction? = nil
+            connection.withInput { bytes in
+                let (event, consumed) = parser.next(bytes)
+                var sink = ConnectionSink(connection: connection)
+                switch event {
+                case .needMore:
+                    break
+                case .line(let range):
+                    action = session.handleLine(UnsafeRawBufferPointer(rebasing: bytes[range]), out: &sink)
+                case .tooLong:
+                    action = session.lineTooLong(out: &sink)
+                }
+                return consumed
+            }
+            guard let action else { return }
+            handled += 1
+            perform(action)
+        }
+    }
+
+    func perform(_ action: SessionAction) {
+        switch action {
+        case .none:
+            if service.isDraining { closeIfIdle() }
+        case .authenticate(let request):
+            authenticate(request)
+        case .saslStep(let step):
+            saslStep(step)
+        case .produce:
+            phase = .producing
+            produce()
+        case .streamMessage(let index, let bodyLines):
+            startStream(index: index, bodyLines: bodyLines)
+        case .startTLS:
+            startTLS()
+        case .commitDeletions(let indices):
+            commit(indices)
+        case .close:
+            close(reason: endReason == "client quit" && !session.isClosed ? "closed by server" : endReason)
+        }
+    }
+
+    /// Back to reading commands after an action completed.
+    func resume() {
+        guard phase != .closing && phase != .closed else { return }
+        phase = .reading
+        if service.isDraining { closeIfIdle(); return }
+        connection.resumeReading()
+        pump()
+    }
+
+    // MARK: output-driven producers
+
+    func connectionWritable(_ connection: Connection) {
+        switch phase {
+        case .producing: produce()
+        case .streaming: stream()
+        default: break
+        }
+    }
+
+    private func produce() {
+        var sink = ConnectionSink(connection: connection)
+        while !connection.isClosed && connection.pendingOutputBytes < connection.outputLowWater {
+            if session.produceMore(out: &sink, maxBytes: POP3Service.listingChunkBytes) {
+                resume()
+                return
+            }
+        }
+    }
+
+    private func startStream(index: Int, bodyLines: Int?) {
+        guard let maildrop else { return close(reason: "no maildrop for RETR") }
+        do {
+            reader = try maildrop.openMessage(index)
+        } catch {
+            // The +OK line is already queued: the only honest way out is to drop the
+            // connection (no UPDATE happens, nothing is lost).
+            service.logger.error("cannot open message: \(error)", metadata: metadata)
+            return close(reason: "message unreadable: \(error)")
+        }
+        encoder = MessageEncoder(bodyLines: bodyLines)
+        phase = .streaming
+        stream()
+    }
+
+    /// Reads the message in bounded chunks only while the output queue is below its
+    /// low-water mark, so a slow reader costs a few chunks of memory whatever the size.
+    private func stream() {
+        guard let reader else { return }
+        var sink = ConnectionSink(connection: connection)
+        let buffer = service.streamBuffer
+        while !connection.isClosed && connection.pendingOutputBytes < connection.outputLowWater {
+            let n: Int
+            do {
+                n = try reader.read(into: buffer)
+            } catch {
+                service.logger.error("message read failed mid-stream: \(error)", metadata: metadata)
+                finishStream()
+                return close(reason: "message read failed: \(error)")
+            }
+            if n > 0 {
+                encoder.encode(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), out: &sink)
+            }
+            if n == 0 || encoder.isComplete {
+                encoder.finish(out: &sink)
+                finishStream()
+                resume()
+                return
+            }
+        }
+    }
+
+    private func finishStream() {
+        reader?.close()
+        reader = nil
+    }
+
+    // MARK: authentication
+
+    private func authenticate(_ request: AuthRequest) {
+        phase = .waiting
+        connection.pauseReading()
+        let passwd = service.passwd
+        switch request {
+        case .password(let user, let password):
+            let submitted = service.pool.submit({ passwd.verifyOrDummy(user: user, password: password) }) {
+                [weak self] entry in
+                self?.credentialsChecked(user: user, entry: entry)
+            }
+            if case .queued = submitted {} else {
+                loginFinished(.temporaryFailure("authentication service overloaded"))
+            }
+        case .apop(let user, let digest, let timestamp):
+            // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
+            let entry = passwd.lookup(user).flatMap {
+                apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest) ? $0 : nil
+            }
+            credentialsChecked(user: user, entry: entry)
+        case .cramMD5(let user, let digest, let challenge):
+            let entry = passwd.lookup(user).flatMap {
+                CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8)) ? $0 : nil
+            }
+            credentialsChecked(user: user, entry: entry)
+        }
+    }
+
+    /// The verification result is in: open the maildrop, or fail after the penalty delay.
+    private func credentialsChecked(user: String, entry: UserEntry?) {
+        guard phase == .waiting, !connection.isClosed else { return }
+        guard let entry else {
+            return authFailed(user: user)
+        }
+        if let address { service.penalties.recordSuccess(from: address) }
+        if service.loginTooSoon(user) {
+            return loginFinished(.loginDelay)
+        }
+        let path: String
+        do {
+            path = try service.location.path(user: user, home: entry.home)
+        } catch {
+            service.logger.warning("mail location refused: \(error)", metadata: metadata)
+            return loginFinished(.permanentFailure("invalid mailbox name"))
+        }
+        do {
+            let drop = try Maildrop.open(path: path)
+            maildrop = drop
+            var sizes: [Int] = []
+            var uids: [String] = []
+            sizes.reserveCapacity(drop.count)
+            uids.reserveCapacity(drop.count)
+            for m in drop.messages {
+                sizes.append(m.size)
+                uids.append(m.uid)
+            }
+            loggedIn = true
+            service.sessionLoggedIn(user)
+            service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
+            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
+        } catch .inUse {
+            loginFinished(.inUse)
+        } catch .temporary(let why) {
+            service.logger.error("maildrop: \(why)", metadata: metadata)
+            loginFinished(.temporaryFailure("mailbox temporarily unavailable"))
+        } catch {
+            service.logger.error("maildrop: \(error)", metadata: metadata)
+            loginFinished(.permanentFailure("mailbox unavailable"))
+        }
+    }
+
+    private func authFailed(user: String) {
+        service.logger.notice("login failed", metadata: [
+            "connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(user)",
+        ])
+        let delay = address.map { service.penalties.recordFailure(from: $0) } ?? .zero
+        let ns = UInt64(delay.components.seconds) * 1_000_000_000
+            + UInt64(delay.components.attoseconds / 1_000_000_000)
+        if ns == 0 { return loginFinished(.authFailed) }
+        penaltyTimer = service.loop.scheduleTimer(after: ns) { [weak self] in
+            self?.penaltyTimer = nil
+            self?.loginFinished(.authFailed)
+        }
+    }
+
+    private func loginFinished(_ outcome: LoginOutcome) {
+        guard !connection.isClosed else { return }
+        var sink = ConnectionSink(connection: connection)
+        let action = session.loginFinished(outcome, out: &sink)
+        phase = .reading
+        if case .close = action {
+            endReason = "too many failed logins"
+        }
+        perform(action)
+        if phase == .reading { resume() }
+    }
+
+    // MARK: SASL relay (SCRAM-SHA-256)
+
+    private func saslStep(_ step: SASLStep) {
+        phase = .waiting
+        connection.pauseReading()
+        let passwd = service.passwd
+        switch step.index {
+        case 0:
+            var server = ScramServer()
+            let message = step.message
+            let submitted = service.pool.submit({ () -> (ScramServer, Result<[UInt8], ScramServer.Failure>) in
+                let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
+                return (server, r)
+            }) { [weak self] (server, result) in
+                guard let self, self.phase == .waiting, !self.connection.isClosed else { return }
+                switch result {
+                case .success(let serverFirst):
+                    self.scram = server
+                    self.challenge(serverFirst)
+                case .failure:
+                    self.authFailed(user: server.username ?? "?")
+                }
+            }
+            if case .queued = submitted {} else {
+                loginFinished(.temporaryFailure("authentication service overloaded"))
+            }
+        case 1:
+            guard let server = scram else { return authFailed(user: "?") }
+            switch server.receiveClientFinal(step.message) {
+            case .success(let final) where final.verified:
+                scramEntry = final.entry
+                challenge(final.serverFinal)
+            case .success, .failure:
+                authFailed(user: server.username ?? "?")
+            }
+        default:
+            let user = scram?.username ?? ""
+            scram = nil
+            credentialsChecked(user: user, entry: scramEntry)
+        }
+    }
+
+    private func challenge(_ bytes: [UInt8]) {
+        var sink = ConnectionSink(connection: connection)
+        session.saslChallenge(bytes, out: &sink)
+        resume()
+    }
+
+    // MARK: STLS
+
+    private func startTLS() {
+        // RFC 2595 §4 / CVE-2011-0411: anything pipelined after STLS was sent in plaintext
+        // and must not be read as if it came through TLS.
+        connection.withInput { $0.count }
+        guard let context = service.tls else { return close(reason: "STLS without TLS context") }
+        connection.startTLS(TLSTransport(context: context, fd: connection.fd))
+        session.tlsStarted()
+    }
+
+    // MARK: UPDATE
+
+    private func commit(_ indices: [Int]) {
+        var failed = 0
+        if let maildrop {
+            let result = maildrop.commit(deleting: indices)
+            failed = result.failed
+            if let error = result.firstError {
+                service.logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: metadata)
+            }
+            maildrop.close()
+            self.maildrop = nil
+        }
+        var sink = ConnectionSink(connection: connection)
+        let action = session.updateFinished(failed: failed, out: &sink)
+        perform(action)
+    }
+
+    // MARK: closing
+
+    func connectionWillTimeOut(_ connection: Connection) {
+        var sink = ConnectionSink(connection: connection)
+        session.idleTimedOut(out: &sink)
+        endReason = "idle timeout"
+    }
+
+    /// Drain: a session between commands is told and closed; busy ones come back here
+    /// when their command is done.
+    func closeIfIdle() {
+        guard phase == .reading, !connection.isClosed else { return }
+        connection.write("-ERR [SYS/TEMP] Server shutting down\r\n")
+        close(reason: "server shutdown")
+    }
+
+    func abort(reason: String) {
+        endReason = reason
+        connection.close(flushFirst: false)
+    }
+
+    private func close(reason: String) {
+        endReason = reason
+        phase = .closing
+        connection.close(flushFirst: true)
+    }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        phase = .closed
+        if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
+        penaltyTimer = nil
+        finishStream()
+        // A session that ends any other way than QUIT deletes nothing (RFC 1939 §6).
+        maildrop?.close()
+        maildrop = nil
+        switch reason {
+        case .local: break
+        case .idleTimeout: endReason = "idle timeout"
+        case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
+        case .reset: endReason = "connection reset"
+        case .inputLimitExceeded: endReason = "input limit exceeded"
+        case .error(let e): endReason = "error: \(e)"
+        }
+        let c = session.counters
+        let seconds = Double(service.loop.now &- startedAt) / 1e9
+        service.logger.info("session end", metadata: [
+            "connection.id": "\(connection.id)",
+            "user": "\(session.user ?? "-")",
+            "client": "\(connection.peer)",
+            "commands": "\(c.commands)",
+            "retrieved": "\(c.messagesRetrieved)",
+            "bytes": "\(c.octetsRetrieved)",
+            "deleted": "\(c.messagesDeleted)",
+            "duration": "\(Int(seconds * 1000))ms",
+            "reason": "\(endReason)",
+        ])
+        service.sessionEnded(self, wasLoggedIn: loggedIn)
+    }
+
+    var metadata: Logger.Metadata {
+        ["connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(session.user ?? "-")"]
+    }
+}

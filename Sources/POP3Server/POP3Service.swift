@@ -1,0 +1,258 @@
+import Auth
+import Glibc
+import Logging
+import Maildrop
+import POP3
+import Reactor
+
+/// What one pop3d process shares between its sessions: configuration, the user database,
+/// the hashing pool, limits and counters. Lives on the loop thread.
+public final class POP3Service {
+    /// Commands handled for one connection before others get a turn (pipelining fairness).
+    public static let maxCommandsPerTurn = 32
+    /// Bytes read from a message file at a time while streaming RETR/TOP.
+    public static let streamChunkBytes = 64 * 1024
+    /// Bytes of a LIST/UIDL listing produced per step.
+    public static let listingChunkBytes = 16 * 1024
+    /// LOGIN-DELAY records kept at most; older ones are dropped first.
+    public static let maxLoginDelayRecords = 100_000
+
+    let loop: EventLoop
+    public private(set) var config: ServerConfig
+    var logger: Logger
+    private(set) var passwd: PasswdFile
+    let location: MailLocation
+    let trusted: CIDRTable
+    let penalties: FailurePenalty
+    private(set) var pool: WorkerPool!
+    private var waker: Waker?
+    let hostname: String
+    let implementation: String?
+    /// The TLS context for new connections (STLS and implicit TLS); nil when not configured.
+    var tls: TLSServerContext?
+
+    /// Shared read buffer for message streaming: one per loop, never per connection.
+    let streamBuffer: UnsafeMutableRawBufferPointer
+
+    // Live counts, for limits and systemd STATUS=.
+    public private(set) var connectionCount = 0
+    public private(set) var unauthenticatedCount = 0
+    public private(set) var loggedInCount = 0
+    public private(set) var sessionsServed = 0
+    private var perAddress: [IPAddress: Int] = [:]
+    private var lastLogin: [String: UInt64] = [:]
+    private var apopCounter: UInt64 = 0
+    private var sessions: [ObjectIdentifier: POP3Connection] = [:]
+    /// Set by `drain()`: sessions close as soon as they are between commands.
+    public private(set) var isDraining = false
+    /// Called when the last session of a drain has ended.
+    public var onDrained: (() -> Void)?
+
+    public init(config: ServerConfig, loop: EventLoop, logger: Logger) throws {
+        self.config = config
+        self.loop = loop
+        self.logger = logger
+        guard let passwdPath = config.passwdFile else {
+            throw ConfigError("passwd_file: required (--passwd-file FILE)")
+        }
+        guard let mail = config.mail else {
+            throw ConfigError("mail: required (--mail 'maildir:/srv/mail/%u/Maildir')")
+        }
+        do {
+            location = try MailLocation(template: mail)
+        } catch {
+            throw ConfigError("mail: '\(mail)': \(error)")
+        }
+        let (table, invalid) = CIDRTable.parse(config.trustedNetworks)
+        if let bad = invalid.first {
+            throw ConfigError("trusted_networks: '\(bad)' is not an address or CIDR")
+        }
+        trusted = table
+        penalties = FailurePenalty(trusted: table)
+        do {
+            let (file, diagnostics) = try PasswdFile.load(path: passwdPath)
+            passwd = file
+            for d in diagnostics { logger.warning("passwd-file: \(d)") }
+            logger.info("passwd-file loaded", metadata: ["path": "\(passwdPath)", "users": "\(file.count)"])
+        } catch {
+            throw ConfigError("passwd_file: \(error)")
+        }
+        hostname = config.hostname ?? Self.systemHostname()
+        implementation = config.announceImplementation ? "pop3d \(pop3dVersion)" : nil
+        streamBuffer = .allocate(byteCount: Self.streamChunkBytes, alignment: 16)
+        if !config.tlsCert.isEmpty {
+            tls = try Self.makeTLSContext(config)
+        }
+        let waker = try loop.makeWaker { [weak self] in
+            self?.pool.drainCompletions()
+        }
+        self.waker = waker
+        pool = WorkerPool(threads: config.authWorkers, notify: { waker.wake() })
+        if config.idleTimeoutSeconds < 600 {
+            logger.warning("idle_timeout \(config.idleTimeoutSeconds) s is below RFC 1939's minimum of 10 minutes")
+        }
+    }
+
+    deinit {
+        pool?.shutdown()
+        streamBuffer.deallocate()
+    }
+
+    /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.
+    public func reload() {
+        if let path = config.passwdFile {
+            do {
+                let (file, diagnostics) = try PasswdFile.load(path: path)
+                for d in diagnostics { logger.warning("passwd-file: \(d)") }
+                passwd = file
+                logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
+            } catch {
+                logger.error("passwd-file reload failed, keeping the old one: \(error)")
+            }
+        }
+        if !config.tlsCert.isEmpty {
+            do {
+                tls = try Self.makeTLSContext(config)
+                logger.info("TLS certificates reloaded")
+            } catch {
+                logger.error("TLS certificate reload failed, keeping the old ones: \(error)")
+            }
+        }
+    }
+
+    static func makeTLSContext(_ config: ServerConfig) throws -> TLSServerContext {
+        let pairs = zip(config.tlsCert, config.tlsKey).map { (certPath: $0, keyPath: $1) }
+        do {
+            return try TLSServerContext(
+                certificates: pairs,
+                minVersion: config.tlsMinVersion == "TLSv1.3" ? .tls13 : .tls12)
+        } catch {
+            throw ConfigError("tls_cert/tls_key: \(error)")
+        }
+    }
+
+    // MARK: accepting
+
+    /// A new client socket from a listener: limits first, then a session.
+    public func accept(_ socket: AcceptedSocket, implicitTLS: Bool) {
+        let address = IPAddress(bytes: socket.peer.addressBytes)
+        let connection: Connection
+        do {
+            connection = try Connection(accepted: socket, loop: loop)
+        } catch {
+            logger.warning("cannot set up connection: \(error)")
+            Glibc.close(socket.fd)
+            return
+        }
+        if let refusal = limitRefusal(address) {
+            logger.notice("connection refused: \(refusal)", metadata: ["client": "\(socket.peer)"])
+            connection.write("-ERR [SYS/TEMP] Too many connections, try again later\r\n")
+            connection.close(flushFirst: true)
+            return
+        }
+        connectionCount += 1
+        unauthenticatedCount += 1
+        if let address { perAddress[address, default: 0] += 1 }
+        let session = POP3Connection(service: self, connection: connection, address: address,
+                                     implicitTLS: implicitTLS)
+        sessions[ObjectIdentifier(session)] = session
+        session.start()
+    }
+
+    private func limitRefusal(_ address: IPAddress?) -> String? {
+        if isDraining { return "shutting down" }
+        if connectionCount >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
+        if unauthenticatedCount >= config.maxUnauthenticated {
+            return "max_unauthenticated (\(config.maxUnauthenticated)) reached"
+        }
+        if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP {
+            return "max_connections_per_ip (\(config.maxConnectionsPerIP)) reached"
+        }
+        return nil
+    }
+
+    // MARK: per-session bookkeeping (called by POP3Connection)
+
+    func makeSessionConfig(address: IPAddress?, tlsActive: Bool, stlsAvailable: Bool) -> SessionConfig {
+        apopCounter &+= 1
+        let timestamp = "<\(getpid()).\(apopCounter).\(time(nil))@\(hostname)>"
+        let plaintext = !config.disablePlaintextAuth || tlsActive || isLocalOrTrusted(address)
+        var mechanisms: [SASLMechanism] = [.plain, .login, .cramMD5, .scramSHA256]
+        if !plaintext { mechanisms = mechanisms.filter { !$0.isPlaintext } }
+        return SessionConfig(
+            banner: "POP3 server ready",
+            apopTimestamp: timestamp,
+            implementation: implementation,
+            expire: config.expire,
+            loginDelaySeconds: config.loginDelaySeconds,
+            stlsAvailable: stlsAvailable,
+            tlsActive: tlsActive,
+            plaintextAuthAllowed: plaintext,
+            saslMechanisms: mechanisms,
+            maxBadCommands: config.maxBadCommands,
+            maxAuthFailures: config.maxAuthFailures)
+    }
+
+    func isLocalOrTrusted(_ address: IPAddress?) -> Bool {
+        guard let address else { return false }
+        return address.isLoopback || trusted.contains(address)
+    }
+
+    /// RFC 2449 LOGIN-DELAY: true when the user logged in less than the delay ago.
+    func loginTooSoon(_ user: String) -> Bool {
+        guard config.loginDelaySeconds > 0, let last = lastLogin[user] else { return false }
+        return loop.now &- last < UInt64(config.loginDelaySeconds) * 1_000_000_000
+    }
+
+    func sessionLoggedIn(_ user: String) {
+        unauthenticatedCount -= 1
+        loggedInCount += 1
+        guard config.loginDelaySeconds > 0 else { return }
+        if lastLogin.count >= Self.maxLoginDelayRecords {
+            let horizon = loop.now &- UInt64(config.loginDelaySeconds) * 1_000_000_000
+            lastLogin = lastLogin.filter { $0.value > horizon }
+            if lastLogin.count >= Self.maxLoginDelayRecords { lastLogin.removeAll() }
+        }
+        lastLogin[user] = loop.now
+    }
+
+    func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
+        sessions.removeValue(forKey: ObjectIdentifier(session))
+        connectionCount -= 1
+        sessionsServed += 1
+        if wasLoggedIn { loggedInCount -= 1 } else { unauthenticatedCount -= 1 }
+        if let address = session.address {
+            let left = perAddress[address, default: 1] - 1
+            if left <= 0 { perAddress.removeValue(forKey: address) } else { perAddress[address] = left }
+        }
+        if isDraining && connectionCount == 0 { onDrained?() }
+    }
+
+    // MARK: drain
+
+    /// SIGTERM: refuse new sessions, close the ones waiting for a command now and the busy
+    /// ones as soon as their command is done. `onDrained` fires when none is left.
+    public func drain() {
+        isDraining = true
+        for session in Array(sessions.values) { session.closeIfIdle() }
+        if connectionCount == 0 { onDrained?() }
+    }
+
+    /// Shutdown timeout passed: close whatever is left, without UPDATE.
+    public func closeAll() {
+        for session in Array(sessions.values) { session.abort(reason: "shutdown timeout") }
+    }
+
+    static func systemHostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let name = String(decoding: bytes, as: UTF8.self)
+        // The APOP timestamp is msg-id shaped: keep it free of spaces and brackets.
+        let clean = name.filter { $0 != " " && $0 != "<" && $0 != ">" && $0 != "@" }
+        return clean.isEmpty ? "localhost" : clean
+    }
+}
+
+/// The version announced in CAPA IMPLEMENTATION and `pop3d --version`.
+public let pop3dVersion = "0.1.0"
