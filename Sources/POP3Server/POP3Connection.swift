@@ -304,9 +304,9 @@ final class POP3Connection: ConnectionDelegate {
         let passwd = service.passwd
         switch step.index {
         case 0:
-            var server = ScramServer()
             let message = step.message
             let submitted = service.pool.submit({ () -> (ScramServer, Result<[UInt8], ScramServer.Failure>) in
+                var server = ScramServer()
                 let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
                 return (server, r)
             }) { [weak self] (server, result) in
@@ -350,8 +350,7 @@ final class POP3Connection: ConnectionDelegate {
         // RFC 2595 §4 / CVE-2011-0411: anything pipelined after STLS was sent in plaintext
         // and must not be read as if it came through TLS.
         connection.withInput { $0.count }
-        guard let context = service.tls else { return close(reason: "STLS without TLS context") }
-        connection.startTLS(TLSTransport(context: context, fd: connection.fd))
+        guard service.startTLS(on: connection) else { return close(reason: "STLS without TLS") }
         session.tlsStarted()
     }
 

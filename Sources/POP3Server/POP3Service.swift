@@ -28,8 +28,8 @@ public final class POP3Service {
     private var waker: Waker?
     let hostname: String
     let implementation: String?
-    /// The TLS context for new connections (STLS and implicit TLS); nil when not configured.
-    var tls: TLSServerContext?
+    /// The TLS state for new connections (STLS and implicit TLS); nil when not configured.
+    var tls: TLSState?
 
     /// Shared read buffer for message streaming: one per loop, never per connection.
     let streamBuffer: UnsafeMutableRawBufferPointer
@@ -81,7 +81,7 @@ public final class POP3Service {
         implementation = config.announceImplementation ? "pop3d \(pop3dVersion)" : nil
         streamBuffer = .allocate(byteCount: Self.streamChunkBytes, alignment: 16)
         if !config.tlsCert.isEmpty {
-            tls = try Self.makeTLSContext(config)
+            tls = try TLSState(config)
         }
         let waker = try loop.makeWaker { [weak self] in
             self?.pool.drainCompletions()
@@ -112,22 +112,11 @@ public final class POP3Service {
         }
         if !config.tlsCert.isEmpty {
             do {
-                tls = try Self.makeTLSContext(config)
+                tls = try TLSState(config)
                 logger.info("TLS certificates reloaded")
             } catch {
                 logger.error("TLS certificate reload failed, keeping the old ones: \(error)")
             }
-        }
-    }
-
-    static func makeTLSContext(_ config: ServerConfig) throws -> TLSServerContext {
-        let pairs = zip(config.tlsCert, config.tlsKey).map { (certPath: $0, keyPath: $1) }
-        do {
-            return try TLSServerContext(
-                certificates: pairs,
-                minVersion: config.tlsMinVersion == "TLSv1.3" ? .tls13 : .tls12)
-        } catch {
-            throw ConfigError("tls_cert/tls_key: \(error)")
         }
     }
 
