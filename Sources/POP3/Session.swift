@@ -1,0 +1,212 @@
+/// The POP3 session state machine (RFC 1939 §3-§6 with RFC 2449, 2595, 3206, 5034).
+///
+/// Pure: no I/O. The glue feeds it complete lines (see `LineParser`) and events
+/// (login finished, TLS started, update finished), it writes replies into a
+/// caller-provided `ReplySink` and returns a `SessionAction` telling the glue
+/// what to do next. Protocol errors are replies, never traps (DESIGN convention 6).
+public struct Session: Sendable {
+    enum Phase: Equatable, Sendable {
+        case authorization
+        /// Waiting for the glue's `loginFinished` (or `saslChallenge`): no input is read.
+        case authenticating
+        /// Inside `AUTH`: the next line is a client response (RFC 5034 §4).
+        case sasl(SASLState)
+        case transaction
+        /// QUIT seen in TRANSACTION: waiting for `updateFinished`.
+        case update
+        case closed
+    }
+
+    enum SASLState: Equatable, Sendable {
+        case plain
+        case loginUser
+        case loginPassword(user: String)
+        case cramMD5(challenge: String)
+        case relay(SASLMechanism, index: Int)
+    }
+
+    struct SASLRelay: Equatable, Sendable {
+        var mechanism: SASLMechanism
+        var index: Int
+    }
+
+    enum Producer: Equatable, Sendable {
+        case list(next: Int)
+        case uidl(next: Int)
+    }
+
+    public internal(set) var config: SessionConfig
+    var phase: Phase = .authorization
+    var tlsActive: Bool
+    /// Name given by USER, waiting for PASS.
+    var pendingUser: String?
+    /// User of the last credentials handed to the glue (for the log line).
+    public internal(set) var user: String?
+    var producer: Producer?
+    var sizes: [Int] = []
+    var uids: [String] = []
+    var deleted: [Bool] = []
+    var deletedCount = 0
+    var deletedOctets = 0
+    var totalOctets = 0
+    var cramAttempts = 0
+    /// A relayed SASL exchange waiting for the glue: mechanism and index of the
+    /// client message handed out last.
+    var relay: SASLRelay?
+    public internal(set) var counters = SessionCounters()
+
+    public init(config: SessionConfig) {
+        self.config = config
+        self.tlsActive = config.tlsActive
+    }
+
+    // MARK: - State the glue reads
+
+    /// Limit for the next input line: commands keep RFC 2449's 255 octets, SASL
+    /// client responses may be longer (RFC 5034 §4).
+    public var maxLineLength: Int {
+        if case .sasl = phase { return LineParser.maxSASLResponseLength }
+        return LineParser.maxCommandLength
+    }
+
+    /// True once a login succeeded (stays true after QUIT, for the log line).
+    public internal(set) var isAuthenticated = false
+
+    public var isClosed: Bool { phase == .closed }
+
+    /// USER/PASS, APOP and plaintext SASL allowed on this connection right now.
+    var plaintextAllowed: Bool { config.plaintextAuthAllowed || tlsActive }
+
+    var stlsOffered: Bool { config.stlsAvailable && !tlsActive && phase == .authorization }
+
+    // MARK: - Entry points
+
+    /// Writes the greeting (RFC 1939 §4) with the APOP timestamp (§7).
+    public mutating func start(out: inout some ReplySink) {
+        out.write("+OK ")
+        out.write(string: config.banner)
+        out.write(" ")
+        out.write(string: config.apopTimestamp)
+        out.write("\r\n")
+    }
+
+    /// Handles one complete input line (terminator already stripped).
+    public mutating func handleLine(_ line: UnsafeRawBufferPointer, out: inout some ReplySink) -> SessionAction {
+        switch phase {
+        case .closed:
+            return .close
+        case .authenticating, .update:
+            // The glue stops reading in these phases; a line here is its bug, answered safely.
+            out.write("-ERR busy\r\n")
+            return .none
+        case .sasl(let state):
+            return handleSASLResponse(line, state: state, out: &out)
+        case .authorization, .transaction:
+            break
+        }
+        if producer != nil {
+            out.write("-ERR busy\r\n")
+            return .none
+        }
+        counters.commands += 1
+        if ByteScan.containsControl(line) {
+            return badCommand("-ERR invalid characters in command\r\n", out: &out)
+        }
+        var keywordEnd = 0
+        while keywordEnd < line.count && line[keywordEnd] != 0x20 { keywordEnd += 1 }
+        guard let keyword = CommandKeyword.parse(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])) else {
+            return badCommand("-ERR unknown command\r\n", out: &out)
+        }
+        let table = phase == .authorization ? CommandKeyword.authorizationTable : CommandKeyword.transactionTable
+        guard table.contains(keyword) else {
+            return badCommand("-ERR command not valid in this state\r\n", out: &out)
+        }
+        let arguments = CommandArguments(line, after: keywordEnd)
+        switch keyword {
+        case .user: return user(line, arguments, out: &out)
+        case .pass: return pass(line, arguments, out: &out)
+        case .apop: return apop(line, arguments, out: &out)
+        case .auth: return auth(line, arguments, out: &out)
+        case .stls: return stls(arguments, out: &out)
+        case .capa: return capa(arguments, out: &out)
+        case .quit: return quit(arguments, out: &out)
+        case .stat: return stat(arguments, out: &out)
+        case .list: return list(line, arguments, out: &out)
+        case .uidl: return uidl(line, arguments, out: &out)
+        case .retr: return retr(line, arguments, out: &out)
+        case .top: return top(line, arguments, out: &out)
+        case .dele: return dele(line, arguments, out: &out)
+        case .noop: return noop(arguments, out: &out)
+        case .rset: return rset(arguments, out: &out)
+        }
+    }
+
+    /// The parser reported `.tooLong`: RFC 2449 §4 allows rejecting it.
+    public mutating func lineTooLong(out: inout some ReplySink) -> SessionAction {
+        switch phase {
+        case .closed:
+            return .close
+        case .sasl:
+            // An over-long client response cannot be decoded: the exchange fails (RFC 5034 §4).
+            phase = .authorization
+            return badCommand("-ERR authentication response too long\r\n", out: &out)
+        default:
+            counters.commands += 1
+            return badCommand("-ERR line too long\r\n", out: &out)
+        }
+    }
+
+    /// The STLS handshake succeeded: STLS is no longer offered (RFC 2595 §4) and
+    /// plaintext mechanisms become allowed.
+    public mutating func tlsStarted() {
+        tlsActive = true
+    }
+
+    /// The idle timer fired (RFC 1939 §3: autologout timer); never enters UPDATE.
+    public mutating func idleTimedOut(out: inout some ReplySink) {
+        guard phase != .closed else { return }
+        out.write("-ERR autologout: idle timeout\r\n")
+        phase = .closed
+    }
+
+    /// The glue removed the messages of `.commitDeletions`; `failed` could not be.
+    public mutating func updateFinished(failed: Int, out: inout some ReplySink) -> SessionAction {
+        guard phase == .update else {
+            phase = .closed
+            return .close
+        }
+        phase = .closed
+        counters.messagesDeleted = max(0, deletedCount - failed)
+        if failed > 0 {
+            // RFC 1939 §6: an -ERR here means some deleted messages were not removed.
+            out.write("-ERR [SYS/TEMP] some deleted messages not removed\r\n")
+        } else {
+            out.write("+OK POP3 server signing off (")
+            out.write(decimal: sizes.count - deletedCount)
+            out.write(" messages left)\r\n")
+        }
+        return .close
+    }
+
+    // MARK: - Shared helpers
+
+    /// Counts a bad command; at `maxBadCommands` answers with a final `-ERR` and closes.
+    mutating func badCommand(_ reply: StaticString, out: inout some ReplySink) -> SessionAction {
+        counters.badCommands += 1
+        if counters.badCommands >= config.maxBadCommands {
+            out.write("-ERR too many bad commands, closing connection\r\n")
+            phase = .closed
+            return .close
+        }
+        out.write(reply)
+        return .none
+    }
+
+    /// Commands without arguments (STAT, NOOP, RSET, QUIT, STLS, CAPA) reject extras.
+    mutating func noArguments(_ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction? {
+        guard arguments.count == 0 else {
+            return badCommand("-ERR this command takes no arguments\r\n", out: &out)
+        }
+        return nil
+    }
+}
