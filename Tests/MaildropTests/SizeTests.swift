@@ -81,11 +81,11 @@ import Testing
         try f.writer.deliver(Array("keep\n".utf8), fileName: "1700000001.M0P1.host")
         try Maildrop.open(path: f.root).close()
         // Same length, different content: only the mtime tells.
-        writeFile(f.root + "/new/" + name, Array("a\r\nb\n".utf8))
+        writeFile(f.root + "/new/" + name, Array("a\rb\n".utf8))
         var times = [timespec(tv_sec: 1_000, tv_nsec: 0), timespec(tv_sec: 1_000, tv_nsec: 0)]
         utimensat(AT_FDCWD, f.root + "/new/" + name, &times, 0)
         let md = try Maildrop.open(path: f.root)
-        #expect(md.size(0) == 6)
+        #expect(md.size(0) == 5)
         #expect(md.statistics.messagesRead == 1)
         #expect(md.statistics.sizesFromCache == 1)
         md.close()
