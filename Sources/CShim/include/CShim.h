@@ -5,3 +5,4 @@
 #include "cshim_systemd.h"
 #include "cshim_auth.h"
 #include "cshim_tls.h"
+#include "cshim_maildrop.h"

@@ -1,0 +1,43 @@
+import Glibc
+
+/// Why a maildrop operation failed. The glue maps each case to an RFC 2449 /
+/// RFC 3206 response code.
+public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Another session (in this or any other process) holds the maildrop lock
+    /// → `-ERR [IN-USE]` (RFC 2449 §8.1.2).
+    case inUse
+    /// A transient failure (EIO, EAGAIN, ENOSPC, EMFILE, ...) → `[SYS/TEMP]`
+    /// (RFC 3206 §4). The message names the call and the path.
+    case temporary(String)
+    /// A failure that retrying will not fix (EACCES, ENOTDIR, bad path, ...)
+    /// → `[SYS/PERM]` (RFC 3206 §4). The message names the call and the path.
+    case permanent(String)
+    /// The user name would escape the mail location template (`/`, `..`, NUL,
+    /// control bytes, empty).
+    case invalidUser
+
+    public var description: String {
+        switch self {
+        case .inUse: return "maildrop in use"
+        case .temporary(let m): return "temporary: \(m)"
+        case .permanent(let m): return "permanent: \(m)"
+        case .invalidUser: return "invalid user name"
+        }
+    }
+
+    /// Classifies `errno` of a failed `call` on `path`. Unknown errors are
+    /// treated as temporary: a client that retries later loses nothing, while
+    /// a wrong `[SYS/PERM]` would make it give up on a mailbox for good.
+    static func fromErrno(_ err: Int32, call: StaticString, path: String) -> MaildropError {
+        let text = "\(call)(\(path)): \(String(cString: strerror(err))) (errno \(err))"
+        switch err {
+        case EACCES, EPERM, ENOTDIR, ENOENT, ENAMETOOLONG, ELOOP, EROFS, EISDIR, EINVAL,
+             EEXIST, EXDEV, ENOTEMPTY, EBADF:
+            return .permanent(text)
+        default:
+            // EIO, EAGAIN, ENOSPC, EDQUOT, EMFILE, ENFILE, ENOMEM, ESTALE, EBUSY,
+            // ETIMEDOUT, ENOLCK, ENOBUFS, ...
+            return .temporary(text)
+        }
+    }
+}

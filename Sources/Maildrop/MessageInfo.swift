@@ -1,0 +1,53 @@
+/// One message of an open maildrop, as listed at login.
+public struct MessageInfo: Sendable, Equatable {
+    /// Which Maildir subdirectory the file was listed in.
+    public enum Folder: Sendable, Equatable {
+        case new, cur
+
+        var directoryName: String { self == .new ? "new" : "cur" }
+    }
+
+    /// Where the file was at login (it may be renamed later by another agent).
+    public var folder: Folder
+    /// The file name at login, flags included.
+    public var fileName: String
+    /// The base name without `:2,` flags and `,S=`/`,W=` fields; stable
+    /// across flag changes and new/ → cur/ moves.
+    public var uniqueName: String
+    /// RFC 1939 §7 unique-id: `uniqueName`, or its SHA-256 hex when it is
+    /// longer than 70 octets or has bytes outside 0x21–0x7E.
+    public var uid: String
+    /// Octets as RETR sends them before dot-stuffing (CRLF line endings).
+    public var size: Int
+    /// Octets on disk at login.
+    public var fileSize: Int
+}
+
+/// What opening a maildrop cost; makes the size cache observable.
+public struct OpenStatistics: Sendable, Equatable {
+    /// Messages whose file was read to compute its CRLF size.
+    public var messagesRead = 0
+    /// Sizes taken from a consistent `W=` name field.
+    public var sizesFromName = 0
+    /// Sizes taken from the `pop3d.sizes` cache.
+    public var sizesFromCache = 0
+    /// Whether `pop3d.sizes` was rewritten.
+    public var cacheWritten = false
+    /// Why writing `pop3d.sizes` failed, if it did (the login still works).
+    public var cacheError: MaildropError? = nil
+    /// Directory entries skipped: not regular files, non-UTF-8 names, or
+    /// duplicates seen in both new/ and cur/ during a concurrent move.
+    public var entriesSkipped = 0
+
+    public init() {}
+}
+
+/// Outcome of `Maildrop.commit(deleting:)` in the UPDATE state.
+public struct CommitResult: Sendable, Equatable {
+    /// Messages removed (including ones that were already gone).
+    public var deleted: Int
+    /// Messages that could not be removed; they stay in the maildrop.
+    public var failed: Int
+    /// The first failure, for the log line and the `[SYS/TEMP]` reply.
+    public var firstError: MaildropError?
+}
