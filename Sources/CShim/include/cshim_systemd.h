@@ -1,1 +1,15 @@
+// libsystemd's sd-daemon API: its char*** out-parameter and variadic-free wrappers.
 #pragma once
+#include <stdint.h>
+
+/// sd_listen_fds_with_names(unset_env=1); names must be released with cshim_free_names.
+/// Returns the count (fds start at 3) or a negative errno.
+int cshim_sd_listen_fds_with_names(char ***names);
+/// Frees the NULL-terminated array returned by sd_listen_fds_with_names.
+void cshim_free_names(char **names);
+/// sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, listening=1, port=0): SOCK_STREAM is an awkward enum in Swift.
+int cshim_sd_is_listening_stream_inet(int fd);
+/// sd_notify(unset_env=0, state): a no-op returning 0 when NOTIFY_SOCKET is not set.
+int cshim_sd_notify(const char *state);
+/// sd_watchdog_enabled(unset_env=0); writes the interval in microseconds when enabled.
+int cshim_sd_watchdog_enabled(uint64_t *usec);

@@ -1,0 +1,42 @@
+extension Connection {
+    /// Idle timeout in ns (0 = none). Reset by every read and by output progress, so a slow
+    /// RETR download is not cut off. RFC 1939 section 3: at least 10 minutes for POP3.
+    ///
+    /// Re-arming is a store: one heap entry per connection fires at the old deadline and is
+    /// re-pushed at the current one if activity moved it (lazy re-arm).
+    public var idleTimeout: UInt64 {
+        get { idleTimeoutNanoseconds }
+        set {
+            idleTimeoutNanoseconds = newValue
+            if let idleTimer { loop.cancelTimer(idleTimer) }
+            idleTimer = nil
+            guard newValue > 0, !isClosed else { return }
+            idleDeadline = loop.now &+ newValue
+            armIdleTimer(after: newValue)
+        }
+    }
+
+    func noteActivity() {
+        if idleTimeoutNanoseconds > 0 { idleDeadline = loop.now &+ idleTimeoutNanoseconds }
+    }
+
+    private func armIdleTimer(after nanoseconds: UInt64) {
+        idleTimer = loop.scheduleTimer(after: nanoseconds) { [weak self] in
+            self?.idleTimerFired()
+        }
+    }
+
+    private func idleTimerFired() {
+        idleTimer = nil
+        guard case .open = state, idleTimeoutNanoseconds > 0 else { return }
+        if loop.now < idleDeadline {
+            armIdleTimer(after: idleDeadline - loop.now)
+            return
+        }
+        delegate?.connectionWillTimeOut(self)
+        if !isClosed && !output.isEmpty {
+            flush()  // one best-effort attempt for the delegate's last line
+        }
+        finalize(.idleTimeout)
+    }
+}

@@ -1,0 +1,138 @@
+import CShim
+import Glibc
+
+extension Connection {
+    /// Bytes queued and not yet accepted by the kernel.
+    public var pendingOutputBytes: Int { output.count }
+
+    /// True at or above the high-water mark: producers should stop until `connectionWritable`.
+    public var isOutputFull: Bool { output.count >= outputHighWater }
+
+    /// Queues bytes; they are written just before the next epoll_wait. Ignored once closing.
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard case .open = state, bytes.count > 0 else { return }
+        output.append(bytes, pool: &loop.chunkPool)
+        if output.count >= outputHighWater { notifyWhenDrained = true }
+        enqueueFlush()
+    }
+
+    public func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    public func write(_ text: StaticString) {
+        write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    public func write(_ text: String) {
+        var text = text
+        text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
+
+    func enqueueFlush() {
+        guard !inFlushQueue else { return }
+        inFlushQueue = true
+        loop.flushQueue.append(self)
+    }
+
+    /// Writes until the queue is empty or the kernel refuses; EPOLLOUT is armed only in the latter case.
+    func flush() {
+        inFlushQueue = false
+        if isClosed { return }
+        var progressed = false
+        while !output.isEmpty {
+            let result: TransportResult
+            do {
+                result = try output.withIOVecs { try transport.write(fd: fd, $0) }
+            } catch let error as SyscallError {
+                finalize(error.errno == ECONNRESET || error.errno == EPIPE ? .reset : .error(error))
+                return
+            } catch {
+                finalize(.error(SyscallError(errno: EPROTO, call: "transport.write")))
+                return
+            }
+            switch result {
+            case .bytes(let n):
+                output.consume(n, pool: &loop.chunkPool)
+                progressed = true
+            case .wouldBlock(let needs):
+                if !outputBlocked || needs.contains(.readable) != transportNeeds.contains(.readable) {
+                    outputBlocked = true
+                    if needs.contains(.readable) { transportNeeds.insert(.readable) }
+                    updateInterest()
+                }
+                if progressed { noteActivity() }
+                return
+            case .endOfStream:
+                finalize(.peerClosed)
+                return
+            }
+        }
+        if progressed { noteActivity() }
+        if outputBlocked || transportNeeds.contains(.readable) {
+            outputBlocked = false
+            transportNeeds.remove(.readable)
+            updateInterest()
+        }
+        if case .closing(let reason) = state {
+            finalize(reason)
+            return
+        }
+        if let next = pendingTransport {
+            installTransport(next)
+        }
+        if notifyWhenDrained, output.count < outputLowWater {
+            notifyWhenDrained = false
+            delegate?.connectionWritable(self)
+        }
+    }
+
+    /// Switches transports mid-stream (STLS, RFC 2595 section 4): the new transport takes over once
+    /// the output queued so far (the plaintext "+OK") is written. Input not yet consumed is
+    /// discarded and reading pauses until then, so bytes the client pipelined after STLS are never
+    /// treated as protected (the CVE-2011-0411 class of bugs).
+    public func switchTransport(to newTransport: Transport) {
+        guard case .open = state else { return }
+        if let view { viewConsumed = view.count }
+        storageStart = storageEnd
+        pendingTransport = newTransport
+        updateInterest()
+        enqueueFlush()
+    }
+
+    private func installTransport(_ next: Transport) {
+        transport = next
+        pendingTransport = nil
+        storageStart = 0
+        storageEnd = 0
+        storage?.deallocate()
+        storage = nil
+        updateInterest()
+        // The handshake starts with the client's ClientHello; epoll reports it.
+        if transport.hasBufferedInput { enqueueRead() }
+    }
+}
+
+extension EventLoop {
+    /// Round limit so producers refilling in connectionWritable cannot starve epoll.
+    static let maxFlushRounds = 4
+
+    func flushConnections() {
+        var rounds = 0
+        while !flushQueue.isEmpty && rounds < Self.maxFlushRounds {
+            rounds += 1
+            let batch = flushQueue
+            flushQueue.removeAll(keepingCapacity: true)
+            for connection in batch { connection.flush() }
+        }
+    }
+
+    func deliverQueuedReads() {
+        guard !readQueue.isEmpty else { return }
+        let batch = readQueue
+        readQueue.removeAll(keepingCapacity: true)
+        for connection in batch { connection.deliverQueued() }
+    }
+
+    var hasQueuedWork: Bool { !readQueue.isEmpty || !flushQueue.isEmpty }
+}

@@ -1,0 +1,339 @@
+import CShim
+import Glibc
+
+/// Why a connection closed.
+public enum CloseReason: Equatable, Sendable {
+    /// The peer closed its side (read returned 0 or EPOLLHUP); queued output was flushed first.
+    case peerClosed
+    /// ECONNRESET/EPIPE: the peer is gone, queued output was dropped.
+    case reset
+    /// No input (and no output progress) within `idleTimeout`.
+    case idleTimeout
+    /// The delegate left `maxInputBytes` unconsumed: a line longer than any limit allows.
+    case inputLimitExceeded
+    /// `close(flushFirst:)` was called.
+    case local
+    /// Any other failing call.
+    case error(SyscallError)
+}
+
+/// The owner of a connection's protocol state. All callbacks run on the loop thread.
+public protocol ConnectionDelegate: AnyObject {
+    /// Bytes are available: call `connection.withInput { bytes in consumed }` (possibly several times).
+    func connectionReadable(_ connection: Connection)
+    /// Pending output dropped below the low-water mark after having reached the high-water mark.
+    func connectionWritable(_ connection: Connection)
+    /// The idle timeout fired; output written now is flushed (best effort) before the close.
+    func connectionWillTimeOut(_ connection: Connection)
+    /// Last callback; the descriptor is already closed.
+    func connectionClosed(_ connection: Connection, reason: CloseReason)
+}
+
+extension ConnectionDelegate {
+    public func connectionWritable(_ connection: Connection) {}
+    public func connectionWillTimeOut(_ connection: Connection) {}
+}
+
+/// One nonblocking stream socket on the loop: bounded input, watermarked output queue, idle timeout.
+public final class Connection: Selectable {
+    /// Largest single read; also the size of the loop's shared read buffer.
+    public static let readChunkBytes = 16 * 1024
+    /// Default bound on input the delegate may leave unconsumed (a partial line): 8 KiB.
+    public static let defaultMaxInputBytes = 8 * 1024
+    /// Default output high-water mark: producers (RETR) stop at or above it.
+    public static let defaultOutputHighWater = 256 * 1024
+    /// Default low-water mark: `connectionWritable` fires when pending output drops below it.
+    public static let defaultOutputLowWater = 64 * 1024
+
+    public let id: UInt64
+    public let fd: Int32
+    public let peer: SocketAddress
+    /// Name of the listener it came from ("pop3", "pop3s" or nil).
+    public let localName: String?
+    public weak var delegate: ConnectionDelegate?
+    /// Free slot for the owner (e.g. the session object); the connection never reads it.
+    public var userData: AnyObject?
+    public var maxInputBytes = Connection.defaultMaxInputBytes
+    public var outputHighWater = Connection.defaultOutputHighWater
+    public var outputLowWater = Connection.defaultOutputLowWater
+
+    unowned let loop: EventLoop
+    public internal(set) var transport: Transport
+    var pendingTransport: Transport?
+
+    enum State { case open, closing(CloseReason), closed }
+    var state = State.open
+    public var isClosed: Bool { if case .closed = state { return true } else { return false } }
+
+    // Input: either a view of the loop's scratch buffer (during one dispatch) or own storage
+    // holding leftover bytes. Own storage exists only while a partial line is pending.
+    var storage: UnsafeMutableRawBufferPointer?
+    var storageStart = 0
+    var storageEnd = 0
+    var view: UnsafeRawBufferPointer?
+    var viewConsumed = 0
+    public private(set) var isReadingPaused = false
+    var peerEOF = false
+
+    var output = OutputQueue()
+    var notifyWhenDrained = false
+    var transportNeeds: Interest = []
+    var outputBlocked = false
+    var registeredEvents: UInt32 = 0
+    var inFlushQueue = false
+    var inReadQueue = false
+
+    // Idle timeout (Connection+Idle.swift).
+    var idleTimeoutNanoseconds: UInt64 = 0
+    var idleDeadline: UInt64 = 0
+    var idleTimer: TimerID?
+
+    /// Takes ownership of a connected nonblocking socket and registers it. Set `delegate` before
+    /// returning to the loop.
+    public init(fd: Int32, peer: SocketAddress, localName: String? = nil, loop: EventLoop,
+                transport: Transport = PlainTransport()) throws {
+        self.fd = fd
+        self.peer = peer
+        self.localName = localName
+        self.loop = loop
+        self.transport = transport
+        self.id = loop.makeConnectionID()
+        registeredEvents = CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
+        do {
+            try loop.register(fd: fd, events: registeredEvents, handler: self)
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    public convenience init(accepted socket: AcceptedSocket, loop: EventLoop) throws {
+        try self.init(fd: socket.fd, peer: socket.peer, localName: socket.listenerName, loop: loop)
+    }
+
+    deinit {
+        storage?.deallocate()
+    }
+
+    // MARK: input
+
+    /// Bytes received and not yet consumed.
+    public var bufferedInputBytes: Int {
+        if let view { return view.count - viewConsumed + (storageEnd - storageStart) }
+        return storageEnd - storageStart
+    }
+
+    /// Zero-copy access to the unconsumed input; body returns how many bytes it consumed.
+    @discardableResult
+    public func withInput(_ body: (UnsafeRawBufferPointer) throws -> Int) rethrows -> Int {
+        if let view {
+            let rest = UnsafeRawBufferPointer(rebasing: view[viewConsumed...])
+            let used = max(0, min(try body(rest), rest.count))
+            viewConsumed += used
+            return used
+        }
+        guard let storage else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        let rest = UnsafeRawBufferPointer(rebasing: storage[storageStart..<storageEnd])
+        let used = max(0, min(try body(rest), rest.count))
+        storageStart += used
+        if storageStart == storageEnd { releaseStorage() }
+        return used
+    }
+
+    /// Stops readable callbacks (and reading from the kernel) until `resumeReading()`.
+    public func pauseReading() {
+        guard !isReadingPaused else { return }
+        isReadingPaused = true
+        updateInterest()
+    }
+
+    /// Resumes; bytes already buffered are delivered before the next epoll_wait.
+    public func resumeReading() {
+        guard isReadingPaused else { return }
+        isReadingPaused = false
+        updateInterest()
+        if bufferedInputBytes > 0 || transport.hasBufferedInput { enqueueRead() }
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if events & CSHIM_EPOLLOUT != 0 {
+            flush()
+        }
+        guard case .open = state else { return }
+        if events & (CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP | CSHIM_EPOLLERR) != 0 {
+            if !isReadingPaused && pendingTransport == nil {
+                readFromTransport()
+            } else if events & CSHIM_EPOLLERR != 0 {
+                finalize(.reset)  // always reported, even without interest: would spin while paused
+            } else if events & CSHIM_EPOLLHUP != 0 {
+                finalize(.peerClosed)
+            }
+        }
+    }
+
+    /// One read (level-triggered epoll reports the rest), then delivery.
+    func readFromTransport() {
+        do {
+            let result: TransportResult
+            if storage == nil {
+                let room = min(loop.scratch.count, maxInputBytes)
+                result = try transport.read(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: loop.scratch[0..<room]))
+                if case .bytes(let n) = result {
+                    noteActivity()
+                    deliver(scratchBytes: n)
+                }
+            } else {
+                let room = prepareStorageRoom()
+                guard room > 0, let storage else {
+                    finalize(.inputLimitExceeded)
+                    return
+                }
+                result = try transport.read(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: storage[storageEnd..<storageEnd + room]))
+                if case .bytes(let n) = result {
+                    storageEnd += n
+                    noteActivity()
+                    deliverStored()
+                }
+            }
+            switch result {
+            case .bytes:
+                if case .open = state, !isReadingPaused, transport.hasBufferedInput { enqueueRead() }
+                if transportNeeds.contains(.writable) { transportNeeds.remove(.writable); updateInterest() }
+            case .wouldBlock(let needs):
+                if needs.contains(.writable) != transportNeeds.contains(.writable) {
+                    transportNeeds = needs.contains(.writable) ? transportNeeds.union(.writable) : transportNeeds.subtracting(.writable)
+                    updateInterest()
+                }
+            case .endOfStream:
+                peerEOF = true
+                close(reason: .peerClosed, flushFirst: true)
+            }
+        } catch let error as SyscallError {
+            finalize(error.errno == ECONNRESET || error.errno == EPIPE ? .reset : .error(error))
+        } catch {
+            finalize(.error(SyscallError(errno: EPROTO, call: "transport.read")))
+        }
+    }
+
+    private func deliver(scratchBytes n: Int) {
+        view = UnsafeRawBufferPointer(rebasing: loop.scratch[0..<n])
+        viewConsumed = 0
+        delegate?.connectionReadable(self)
+        // Keep what the delegate left (a partial line, or everything if it paused).
+        if let view, viewConsumed < view.count, case .open = state, pendingTransport == nil {
+            let rest = UnsafeRawBufferPointer(rebasing: view[viewConsumed...])
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rest.count, 512), alignment: 1)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[0..<rest.count]).copyMemory(from: rest)
+            storage = buffer
+            storageStart = 0
+            storageEnd = rest.count
+        }
+        view = nil
+        viewConsumed = 0
+        checkInputLimit()
+    }
+
+    func deliverStored() {
+        let before = bufferedInputBytes
+        delegate?.connectionReadable(self)
+        if bufferedInputBytes == before { checkInputLimit() }
+    }
+
+    private func checkInputLimit() {
+        if case .open = state, storageEnd - storageStart >= maxInputBytes { finalize(.inputLimitExceeded) }
+    }
+
+    /// Compacts/grows own storage; returns free bytes (0 when at maxInputBytes).
+    private func prepareStorageRoom() -> Int {
+        guard let current = storage else { return 0 }
+        let used = storageEnd - storageStart
+        if storageStart > 0 {
+            if used > 0, let base = current.baseAddress {
+                memmove(base, base + storageStart, used)
+            }
+            storageStart = 0
+            storageEnd = used
+        }
+        if current.count - used < 512 && current.count < maxInputBytes {
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: min(maxInputBytes, current.count * 2), alignment: 1)
+            UnsafeMutableRawBufferPointer(rebasing: bigger[0..<used]).copyMemory(from: UnsafeRawBufferPointer(rebasing: current[0..<used]))
+            current.deallocate()
+            storage = bigger
+        }
+        guard let storage else { return 0 }
+        return min(storage.count, maxInputBytes) - storageEnd
+    }
+
+    private func releaseStorage() {
+        storage?.deallocate()
+        storage = nil
+        storageStart = 0
+        storageEnd = 0
+    }
+
+    func enqueueRead() {
+        guard !inReadQueue else { return }
+        inReadQueue = true
+        loop.readQueue.append(self)
+    }
+
+    /// From the loop before epoll_wait: stored bytes after resumeReading, or TLS-buffered plaintext.
+    func deliverQueued() {
+        inReadQueue = false
+        guard case .open = state, !isReadingPaused, pendingTransport == nil else { return }
+        if transport.hasBufferedInput {
+            readFromTransport()
+        } else if bufferedInputBytes > 0 {
+            deliverStored()
+        }
+    }
+
+    // MARK: interests and close
+
+    func updateInterest() {
+        var events: UInt32 = 0
+        if case .open = state, !isReadingPaused, !peerEOF, pendingTransport == nil {
+            events |= CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
+        }
+        if outputBlocked || transportNeeds.contains(.writable) { events |= CSHIM_EPOLLOUT }
+        if transportNeeds.contains(.readable) { events |= CSHIM_EPOLLIN }
+        guard events != registeredEvents, !isClosed else { return }
+        registeredEvents = events
+        do {
+            try loop.modify(fd: fd, events: events)
+        } catch let error as SyscallError {
+            finalize(.error(error))
+        } catch {}
+    }
+
+    /// Closes now, or once queued output is written when flushFirst (reading stops at once).
+    public func close(flushFirst: Bool) {
+        close(reason: .local, flushFirst: flushFirst)
+    }
+
+    func close(reason: CloseReason, flushFirst: Bool) {
+        guard case .open = state else { return }
+        if flushFirst && !output.isEmpty {
+            state = .closing(reason)
+            updateInterest()
+            enqueueFlush()
+        } else {
+            finalize(reason)
+        }
+    }
+
+    func finalize(_ reason: CloseReason) {
+        if isClosed { return }
+        state = .closed
+        loop.unregister(fd: fd)
+        transport.willClose(fd: fd)
+        closeDescriptor(fd)
+        if let idleTimer { loop.cancelTimer(idleTimer) }
+        idleTimer = nil
+        output.release(to: &loop.chunkPool)
+        releaseStorage()
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.connectionClosed(self, reason: reason)
+    }
+}

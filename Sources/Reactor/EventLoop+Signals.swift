@@ -1,0 +1,75 @@
+import CShim
+import Glibc
+
+extension EventLoop {
+    /// Delivers the signals as loop events through a signalfd. The signals are blocked in the
+    /// calling thread first, so call this before starting other threads (they inherit the mask;
+    /// a thread with the signal unblocked would otherwise take it with the default action).
+    public func onSignals(_ signals: [Int32], _ handler: @escaping (Int32) -> Void) throws {
+        let fd = try signals.withUnsafeBufferPointer { buffer in
+            try syscallBlocking("signalfd") { cshim_signalfd_create(buffer.baseAddress, Int32(buffer.count)) }
+        }
+        wakers.append(fd)  // closed with the loop
+        try register(fd: fd, events: CSHIM_EPOLLIN, handler: SignalHandler(fd: fd, handler: handler))
+    }
+}
+
+private final class SignalHandler: Selectable {
+    let fd: Int32
+    let handler: (Int32) -> Void
+    /// Signals read per readiness event; the rest stay queued (level-triggered) for the next one.
+    static let maxSignalsPerEvent = 16
+
+    init(fd: Int32, handler: @escaping (Int32) -> Void) {
+        self.fd = fd
+        self.handler = handler
+    }
+
+    func handleEvent(_ events: UInt32) {
+        for _ in 0..<Self.maxSignalsPerEvent {
+            let signo = cshim_signalfd_read(fd)
+            if signo <= 0 { return }
+            handler(signo)
+        }
+    }
+}
+
+/// Wakes a loop from any thread; the body given to `makeWaker` then runs on the loop.
+/// Several wake() calls before the loop runs coalesce into one run of the body (eventfd counter).
+public final class Waker: Sendable {
+    let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    public func wake() {
+        var one: UInt64 = 1
+        // EAGAIN means the counter is saturated: the loop will run the body anyway.
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+}
+
+extension EventLoop {
+    /// Creates an eventfd-backed waker. The eventfd lives as long as the loop.
+    public func makeWaker(_ body: @escaping () -> Void) throws -> Waker {
+        let fd = try syscallBlocking("eventfd") { cshim_eventfd_create() }
+        wakers.append(fd)
+        try register(fd: fd, events: CSHIM_EPOLLIN, handler: WakerHandler(fd: fd, body: body))
+        return Waker(fd: fd)
+    }
+}
+
+private final class WakerHandler: Selectable {
+    let fd: Int32
+    let body: () -> Void
+
+    init(fd: Int32, body: @escaping () -> Void) {
+        self.fd = fd
+        self.body = body
+    }
+
+    func handleEvent(_ events: UInt32) {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { Glibc.read(fd, $0.baseAddress, 8) }
+        body()
+    }
+}

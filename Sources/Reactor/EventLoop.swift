@@ -1,0 +1,172 @@
+import CShim
+import Glibc
+import Logging
+
+/// Something registered with the selector. The selector knows only descriptors,
+/// interests and this callback (redis ae_epoll.c style).
+protocol Selectable: AnyObject {
+    func handleEvent(_ events: UInt32)
+}
+
+/// The single-threaded epoll reactor. Not thread-safe: every method must be called on the
+/// thread that calls `run()`, except `Waker.wake()`.
+public final class EventLoop {
+    /// Most events taken from one epoll_wait (the C shim caps the kernel batch at the same value).
+    public static let maxEventsPerWait = 256
+
+    let epfd: Int32
+    private var registrations: [Registration?] = []
+    private var nextGeneration: UInt32 = 1
+    private var stopped = false
+    private var events: UnsafeMutableBufferPointer<cshim_epoll_event>
+    private var beforeWaitHooks: [() -> Void] = []
+    public var logger: Logger
+
+    /// Monotonic clock in ns, read once per loop iteration (and at scheduling time when idle).
+    public private(set) var now: UInt64
+
+    // Timers (EventLoop+Timers.swift).
+    let timerFD: Int32
+    var timers = TimerHeap()
+    var armedDeadline: UInt64 = 0
+
+    // Connections with queued output or deliverable input (Connection.swift).
+    var flushQueue: [Connection] = []
+    var readQueue: [Connection] = []
+    var wakers: [Int32] = []
+    var listenerHandlers: [ObjectIdentifier: ListenerHandler] = [:]
+    /// Shared read buffer: connections read here first so idle ones hold no input storage.
+    let scratch: UnsafeMutableRawBufferPointer
+    /// Pool of output chunks shared by every connection (OutputQueue.swift).
+    var chunkPool: [UnsafeMutableRawBufferPointer] = []
+    private var nextConnectionID: UInt64 = 1
+
+    struct Registration {
+        var generation: UInt32
+        var handler: Selectable
+    }
+
+    public init(logger: Logger = Logger(label: "pop3d.reactor")) throws {
+        self.logger = logger
+        epfd = try syscallBlocking("epoll_create1") { cshim_epoll_create() }
+        do {
+            timerFD = try syscallBlocking("timerfd_create") { cshim_timerfd_create() }
+        } catch {
+            closeDescriptor(epfd)
+            throw error
+        }
+        events = .allocate(capacity: Self.maxEventsPerWait)
+        scratch = .allocate(byteCount: Connection.readChunkBytes, alignment: 16)
+        now = cshim_monotonic_ns()
+        try register(fd: timerFD, events: CSHIM_EPOLLIN, handler: TimerFDHandler(loop: self))
+    }
+
+    deinit {
+        for fd in wakers { closeDescriptor(fd) }
+        closeDescriptor(timerFD)
+        closeDescriptor(epfd)
+        events.deallocate()
+        scratch.deallocate()
+        for chunk in chunkPool { chunk.deallocate() }
+    }
+
+    // MARK: selector
+
+    /// Registers fd; the returned generation is stored in data.u64 next to the fd.
+    @discardableResult
+    func register(fd: Int32, events: UInt32, handler: Selectable) throws -> UInt32 {
+        let generation = nextGeneration
+        nextGeneration &+= 1
+        if nextGeneration == 0 { nextGeneration = 1 }
+        let index = Int(fd)
+        if index >= registrations.count {
+            registrations.append(contentsOf: repeatElement(nil, count: index + 1 - registrations.count + 64))
+        }
+        try syscallBlocking("epoll_ctl(ADD)") {
+            cshim_epoll_ctl(epfd, cshim_epoll_ctl_add(), fd, events, Self.tag(fd: fd, generation: generation))
+        }
+        registrations[index] = Registration(generation: generation, handler: handler)
+        return generation
+    }
+
+    func modify(fd: Int32, events: UInt32) throws {
+        guard Int(fd) < registrations.count, let registration = registrations[Int(fd)] else { return }
+        try syscallBlocking("epoll_ctl(MOD)") {
+            cshim_epoll_ctl(epfd, cshim_epoll_ctl_mod(), fd, events, Self.tag(fd: fd, generation: registration.generation))
+        }
+    }
+
+    /// Forgets fd; events for it still in the current batch are dropped by the generation check.
+    func unregister(fd: Int32) {
+        guard Int(fd) < registrations.count, registrations[Int(fd)] != nil else { return }
+        registrations[Int(fd)] = nil
+        _ = cshim_epoll_ctl(epfd, cshim_epoll_ctl_del(), fd, 0, 0)
+    }
+
+    static func tag(fd: Int32, generation: UInt32) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+    }
+
+    func makeConnectionID() -> UInt64 {
+        defer { nextConnectionID += 1 }
+        return nextConnectionID
+    }
+
+    // MARK: running
+
+    /// Runs until `stop()`; before each epoll_wait it flushes output and runs the hooks.
+    public func run() throws {
+        stopped = false
+        now = cshim_monotonic_ns()
+        while !stopped {
+            runBeforeWait()
+            if stopped { break }
+            try armTimerFD()
+            let timeout: Int32 = hasQueuedWork ? 0 : -1
+            let count: Int32
+            switch try syscall("epoll_wait", { cshim_epoll_wait(epfd, events.baseAddress, Int32(events.count), timeout) }) {
+            case .processed(let n): count = n
+            case .wouldBlock: count = 0
+            }
+            now = cshim_monotonic_ns()
+            for i in 0..<Int(count) {
+                let event = events[i]
+                let fd = Int(UInt32(truncatingIfNeeded: event.data))
+                let generation = UInt32(truncatingIfNeeded: event.data >> 32)
+                // A descriptor closed (or closed and reused) earlier in this batch: drop the stale event.
+                guard fd < registrations.count, let registration = registrations[fd],
+                      registration.generation == generation
+                else { continue }
+                registration.handler.handleEvent(event.events)
+            }
+            runExpiredTimers()
+        }
+    }
+
+    /// Makes `run()` return after the current iteration. Call on the loop thread (use a Waker from others).
+    public func stop() {
+        stopped = true
+    }
+
+    /// Runs body just before every epoll_wait (after queued output was flushed).
+    public func addBeforeWaitHook(_ body: @escaping () -> Void) {
+        beforeWaitHooks.append(body)
+    }
+
+    private func runBeforeWait() {
+        deliverQueuedReads()
+        for hook in beforeWaitHooks { hook() }
+        flushConnections()
+    }
+}
+
+/// Drains the timerfd; the expired timers run after the batch in `run()`.
+private final class TimerFDHandler: Selectable {
+    unowned let loop: EventLoop
+    init(loop: EventLoop) { self.loop = loop }
+    func handleEvent(_ events: UInt32) {
+        var value: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &value) { read(loop.timerFD, $0.baseAddress, 8) }
+        loop.armedDeadline = 0
+    }
+}

@@ -1,0 +1,87 @@
+import CShim
+import Glibc
+
+/// A socket just accepted: nonblocking, close-on-exec, owned by whoever receives it.
+public struct AcceptedSocket: Sendable {
+    public let fd: Int32
+    public let peer: SocketAddress
+    /// The name of the listener it came from ("pop3", "pop3s" or nil).
+    public let listenerName: String?
+}
+
+/// A listening TCP socket, bound here or inherited from systemd.
+public final class Listener {
+    /// Default listen(2) backlog; the kernel caps it at net.core.somaxconn.
+    public static let defaultBacklog: Int32 = 4096
+    /// Connections accepted per readiness event before the loop serves others (fairness bound).
+    public static let maxAcceptsPerEvent = 64
+    /// How long a listener stays paused after EMFILE/ENFILE/ENOBUFS/ENOMEM before retrying.
+    public static let acceptBackoffNanoseconds: UInt64 = 100_000_000
+
+    public let fd: Int32
+    public let name: String?
+    /// True for sockets from systemd: they are closed but never shut down (systemd keeps a copy).
+    public let inherited: Bool
+    public let address: SocketAddress?
+    private(set) var isClosed = false
+
+    /// Binds and listens on address. Port 0 picks a free port (see `address`).
+    public init(bind address: SocketAddress, name: String? = nil, reusePort: Bool = false,
+                backlog: Int32 = Listener.defaultBacklog) throws {
+        let fd = try syscallBlocking("socket") { cshim_tcp_socket(address.addressFamily) }
+        do {
+            try syscallBlocking("setsockopt(SO_REUSEADDR)") { cshim_set_reuseaddr(fd) }
+            if reusePort { try syscallBlocking("setsockopt(SO_REUSEPORT)") { cshim_set_reuseport(fd) } }
+            // "[::]" should mean IPv6 only; IPv4 gets its own --listen so both are explicit.
+            if address.family == .ipv6 { try syscallBlocking("setsockopt(IPV6_V6ONLY)") { cshim_set_ipv6_only(fd) } }
+            _ = try address.withSockAddr { sa, len in try syscallBlocking("bind") { Glibc.bind(fd, sa, len) } }
+            try syscallBlocking("listen") { Glibc.listen(fd, backlog) }
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+        self.fd = fd
+        self.name = name
+        self.inherited = false
+        self.address = SocketAddress.local(of: fd) ?? address
+    }
+
+    /// Adopts a listening socket inherited from systemd (made nonblocking here).
+    public init(inheritedFD fd: Int32, name: String?) throws {
+        let flags = try syscallBlocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        try syscallBlocking("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        let fdFlags = try syscallBlocking("fcntl(F_GETFD)") { fcntl(fd, F_GETFD) }
+        try syscallBlocking("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC) }
+        self.fd = fd
+        self.name = name
+        self.inherited = true
+        self.address = SocketAddress.local(of: fd)
+    }
+
+    /// Closes our descriptor. Never shutdown(2): on an inherited socket that would break
+    /// systemd's copy and every other process sharing it.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        closeDescriptor(fd)
+    }
+
+    deinit { close() }
+
+    /// One accept4; nil on EAGAIN.
+    func acceptOne() throws -> AcceptedSocket? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(0)
+        switch try syscall("accept4", { cshim_accept4(fd, &storage, &len) }) {
+        case .wouldBlock:
+            return nil
+        case .processed(let client):
+            guard let peer = SocketAddress(storage: storage) else {
+                closeDescriptor(client)  // not IP (cannot happen on a TCP listener)
+                return try acceptOne()
+            }
+            _ = cshim_set_tcp_nodelay(client)
+            return AcceptedSocket(fd: client, peer: peer, listenerName: name)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Glibc
+
+/// A connection's pending output: fixed-size chunks borrowed from the loop's pool, written with
+/// writev. An empty queue holds no chunk, so idle connections cost no output memory.
+struct OutputQueue {
+    /// Size of one output chunk.
+    static let chunkBytes = 16 * 1024
+    /// Chunks kept in the loop's free pool (beyond that they go back to malloc): 16 MiB.
+    static let maxPooledChunks = 1024
+    /// iovecs per writev call (well under IOV_MAX = 1024).
+    static let maxIOVecs = 64
+
+    private var chunks: [UnsafeMutableRawBufferPointer] = []
+    private var head = 0  // read offset in chunks[0]
+    private var tail = 0  // write offset in chunks.last
+    private(set) var count = 0
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer, pool: inout [UnsafeMutableRawBufferPointer]) {
+        var offset = 0
+        while offset < bytes.count {
+            if chunks.isEmpty || tail == Self.chunkBytes {
+                chunks.append(pool.popLast() ?? .allocate(byteCount: Self.chunkBytes, alignment: 16))
+                tail = 0
+            }
+            let n = min(bytes.count - offset, Self.chunkBytes - tail)
+            // chunks.last exists: appended above when needed.
+            let chunk = chunks[chunks.count - 1]
+            UnsafeMutableRawBufferPointer(rebasing: chunk[tail..<tail + n])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
+            tail += n
+            offset += n
+            count += n
+        }
+    }
+
+    /// Calls body with iovecs over the queued bytes (at most maxIOVecs chunks).
+    func withIOVecs<R>(_ body: (UnsafeBufferPointer<iovec>) throws -> R) rethrows -> R {
+        let used = min(chunks.count, Self.maxIOVecs)
+        return try withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(used, 1)) { iov in
+            for i in 0..<used {
+                let start = i == 0 ? head : 0
+                let end = i == chunks.count - 1 ? tail : Self.chunkBytes
+                iov[i] = iovec(iov_base: chunks[i].baseAddress.map { $0 + start }, iov_len: end - start)
+            }
+            return try body(UnsafeBufferPointer(rebasing: iov[0..<used]))
+        }
+    }
+
+    mutating func consume(_ n: Int, pool: inout [UnsafeMutableRawBufferPointer]) {
+        var left = min(n, count)
+        count -= left
+        while left > 0, !chunks.isEmpty {
+            let end = chunks.count == 1 ? tail : Self.chunkBytes
+            let step = min(left, end - head)
+            head += step
+            left -= step
+            if head == end {
+                give(chunks.removeFirst(), to: &pool)
+                head = 0
+                if chunks.isEmpty { tail = 0 }
+            }
+        }
+        if count == 0 { release(to: &pool) }
+    }
+
+    mutating func release(to pool: inout [UnsafeMutableRawBufferPointer]) {
+        for chunk in chunks { give(chunk, to: &pool) }
+        chunks.removeAll(keepingCapacity: true)
+        head = 0
+        tail = 0
+        count = 0
+    }
+
+    private func give(_ chunk: UnsafeMutableRawBufferPointer, to pool: inout [UnsafeMutableRawBufferPointer]) {
+        if pool.count < Self.maxPooledChunks { pool.append(chunk) } else { chunk.deallocate() }
+    }
+}

@@ -1,0 +1,70 @@
+import CShim
+import Glibc
+
+/// What a transport needs from epoll before it can make progress.
+public struct Interest: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let readable = Interest(rawValue: 1)
+    public static let writable = Interest(rawValue: 2)
+}
+
+/// Outcome of one transport read or write.
+public enum TransportResult: Equatable, Sendable {
+    /// Bytes moved (application bytes: plaintext for TLS). Never 0.
+    case bytes(Int)
+    /// No progress until the descriptor becomes ready for `needs`. A TLS read may need
+    /// `.writable` (renegotiation/handshake output, SSL_ERROR_WANT_WRITE) and a TLS write
+    /// `.readable` (SSL_ERROR_WANT_READ); the connection arms exactly that interest.
+    case wouldBlock(needs: Interest)
+    /// Orderly end of the stream (read returned 0, or TLS close_notify).
+    case endOfStream
+}
+
+/// The seam between a Connection and the bytes on the wire.
+///
+/// The Connection owns the descriptor, the buffers, epoll interests, watermarks and timeouts;
+/// a Transport only turns application bytes into wire bytes and back:
+/// - `PlainTransport` calls read(2)/writev(2).
+/// - A TLS transport (added later, in Reactor) wraps an SSL* on the same fd. It performs its
+///   handshake lazily inside read/write (SSL_accept state), reporting WANT_READ/WANT_WRITE as
+///   `.wouldBlock(needs:)`. Plaintext already decrypted inside the library (SSL_pending, or a
+///   whole TLS record read in one go) is announced through `hasBufferedInput`: the connection
+///   then reads again without waiting for epoll, which would never report those bytes.
+/// - STLS (RFC 2595 section 4): `Connection.switchTransport(to:)` installs the TLS transport
+///   once the plaintext "+OK" has left the output queue; input received after the STLS line
+///   is discarded so that no plaintext injected before the handshake is read as protected.
+/// Errors thrown are `SyscallError` (ECONNRESET, EPIPE...) or transport-specific errors; the
+/// connection closes with reason `.reset` or `.error`.
+public protocol Transport: AnyObject {
+    func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> TransportResult
+    func write(fd: Int32, _ chunks: UnsafeBufferPointer<iovec>) throws -> TransportResult
+    /// Application bytes the transport holds that epoll cannot see.
+    var hasBufferedInput: Bool { get }
+    /// Called once before the connection closes fd (TLS: best-effort close_notify). Must not close fd.
+    func willClose(fd: Int32)
+}
+
+/// read(2)/writev(2) on the socket.
+public final class PlainTransport: Transport {
+    public init() {}
+
+    public func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> TransportResult {
+        switch try syscall("read", { Glibc.read(fd, buffer.baseAddress, buffer.count) }) {
+        case .wouldBlock: return .wouldBlock(needs: .readable)
+        case .processed(0): return .endOfStream
+        case .processed(let n): return .bytes(n)
+        }
+    }
+
+    public func write(fd: Int32, _ chunks: UnsafeBufferPointer<iovec>) throws -> TransportResult {
+        switch try syscall("writev", { Glibc.writev(fd, chunks.baseAddress, Int32(chunks.count)) }) {
+        case .wouldBlock: return .wouldBlock(needs: .writable)
+        case .processed(let n): return n == 0 ? .wouldBlock(needs: .writable) : .bytes(n)
+        }
+    }
+
+    public var hasBufferedInput: Bool { false }
+
+    public func willClose(fd: Int32) {}
+}
