@@ -1,0 +1,163 @@
+import Glibc
+
+/// A passwd-file that cannot be read at all; a reload keeps the old table.
+public struct PasswdFileError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var errno: Int32
+    public var reason: String
+
+    public var description: String { "\(path): \(reason) (errno \(errno))" }
+}
+
+/// Dovecot's passwd-file: `user:{SCHEME}secret:uid:gid:gecos:home:shell:extra`,
+/// fields after the password optional, `#` comments and blank lines ignored.
+/// A secret without `{...}` is CRYPT, as in Dovecot's passwd-file driver.
+public struct PasswdFile: Sendable {
+    /// Largest file read, so a wrong path (a log, a device) cannot eat memory.
+    public static let maxFileSize = 64 << 20
+
+    public let path: String
+    private var entries: [String: UserEntry]
+    /// Verified against when the user is unknown, so that an unknown user costs
+    /// what the commonest scheme of this file costs (see `verifyOrDummy`).
+    let dummyEntry: UserEntry
+
+    public var count: Int { entries.count }
+
+    public func lookup(_ user: String) -> UserEntry? { entries[user] }
+
+    /// Reads and parses the file. Throws only when the file cannot be read;
+    /// bad lines become diagnostics.
+    public static func load(path: String) throws -> (PasswdFile, [Diagnostic]) {
+        let bytes = try readFile(path)
+        return parse(bytes, path: path)
+    }
+
+    /// Parses file contents; `path` only names the file in diagnostics.
+    public static func parse(_ bytes: [UInt8], path: String) -> (PasswdFile, [Diagnostic]) {
+        var entries: [String: UserEntry] = [:]
+        var diagnostics: [Diagnostic] = []
+        var lineNumber = 0
+        for rawLine in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = rawLine
+            if line.last == UInt8(ascii: "\r") { line.removeLast() }
+            let firstNonBlank = line.first { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+            if firstNonBlank == nil || firstNonBlank == UInt8(ascii: "#") { continue }
+            switch parseLine(line) {
+            case .success(let entry):
+                if entries[entry.user] != nil {
+                    diagnostics.append(Diagnostic(path: path, line: lineNumber,
+                                                  message: "duplicate user \"\(entry.user)\": the first line wins"))
+                } else {
+                    entries[entry.user] = entry
+                }
+            case .failure(let problem):
+                diagnostics.append(Diagnostic(path: path, line: lineNumber, message: problem.message))
+            }
+        }
+        let file = PasswdFile(path: path, entries: entries, dummyEntry: chooseDummy(entries))
+        return (file, diagnostics)
+    }
+
+    struct LineProblem: Error { var message: String }
+
+    static func parseLine(_ line: ArraySlice<UInt8>) -> Result<UserEntry, LineProblem> {
+        guard let text = String(validating: line, as: UTF8.self) else {
+            return .failure(LineProblem(message: "line is not valid UTF-8: ignored"))
+        }
+        let fields = text.split(separator: ":", maxSplits: 7, omittingEmptySubsequences: false)
+        let user = String(fields[0])
+        guard !user.isEmpty else { return .failure(LineProblem(message: "empty user name: line ignored")) }
+        guard user.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
+            return .failure(LineProblem(message: "user name contains blanks or control characters: line ignored"))
+        }
+        guard fields.count >= 2, !fields[1].isEmpty else {
+            return .failure(LineProblem(message: "user \"\(user)\" has no password: cannot log in"))
+        }
+        let stored = fields[1]
+        let spec: SchemeSpec
+        var secretText: Substring
+        if stored.hasPrefix("{") {
+            guard let close = stored.firstIndex(of: "}") else {
+                return .failure(LineProblem(message: "user \"\(user)\": unterminated {SCHEME} prefix: cannot log in"))
+            }
+            let name = stored[stored.index(after: stored.startIndex)..<close]
+            guard let s = SchemeSpec(name) else {
+                return .failure(LineProblem(message: "user \"\(user)\": unknown password scheme {\(name)}: cannot log in"))
+            }
+            spec = s
+            secretText = stored[stored.index(after: close)...]
+        } else {
+            spec = SchemeSpec(scheme: .crypt, encoding: .none)
+            secretText = stored
+        }
+        guard let secret = spec.decode(Array(secretText.utf8)) else {
+            return .failure(LineProblem(message: "user \"\(user)\": {\(spec.scheme.rawValue)} secret is not valid \(spec.encoding == .hex ? "hex" : "base64"): cannot log in"))
+        }
+        if let problem = SecretCheck.problem(scheme: spec.scheme, secret: secret) {
+            return .failure(LineProblem(message: "user \"\(user)\": \(problem): cannot log in"))
+        }
+        func field(_ i: Int) -> String? { i < fields.count && !fields[i].isEmpty ? String(fields[i]) : nil }
+        let extra = field(7).map { $0.split(separator: " ").map(String.init) } ?? []
+        return .success(UserEntry(user: user, scheme: spec.scheme, encoding: spec.encoding, secret: secret,
+                                  uid: field(2), gid: field(3), gecos: field(4), home: field(5),
+                                  shell: field(6), extraFields: extra))
+    }
+
+    /// A representative entry to burn time against for unknown users: the
+    /// first entry of the commonest scheme (same cost parameters as real
+    /// users), or a SHA512-CRYPT setting when the file is empty.
+    static func chooseDummy(_ entries: [String: UserEntry]) -> UserEntry {
+        var counts: [PasswordScheme: Int] = [:]
+        for e in entries.values { counts[e.scheme, default: 0] += 1 }
+        if let common = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue < $1.key.rawValue) })?.key,
+           let sample = entries.values.filter({ $0.scheme == common }).min(by: { $0.user < $1.user }) {
+            return UserEntry(user: "", scheme: sample.scheme, encoding: sample.encoding, secret: sample.secret)
+        }
+        return UserEntry(user: "", scheme: .sha512Crypt, secret: Array(defaultDummyCrypt.utf8))
+    }
+
+    /// crypt_r hashes from the setting part only, so any hash text after it works.
+    static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw PasswdFileError(path: path, errno: errno, reason: "cannot open") }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PasswdFileError(path: path, errno: errno, reason: "cannot read")
+            }
+            if n == 0 { break }
+            result.append(contentsOf: chunk[0..<n])
+            if result.count > maxFileSize {
+                throw PasswdFileError(path: path, errno: EFBIG, reason: "larger than \(maxFileSize) bytes")
+            }
+        }
+        return result
+    }
+
+    private init(path: String, entries: [String: UserEntry], dummyEntry: UserEntry) {
+        self.path = path
+        self.entries = entries
+        self.dummyEntry = dummyEntry
+    }
+}
+
+extension PasswdFile {
+    /// Verifies `password` for `user`. An unknown user still costs one
+    /// verification against `dummyEntry`, so unknown user and wrong password
+    /// take comparable time and give the same nil.
+    public func verifyOrDummy(user: String, password: [UInt8]) -> UserEntry? {
+        guard let entry = entries[user] else {
+            _ = Auth.verify(password: password, entry: dummyEntry)
+            return nil
+        }
+        return Auth.verify(password: password, entry: entry) ? entry : nil
+    }
+}

@@ -1,0 +1,57 @@
+/// One usable line of a passwd-file. Lines that cannot be used produce a
+/// `Diagnostic` instead and no entry: that user cannot log in.
+public struct UserEntry: Sendable, Hashable {
+    /// The login name, compared byte for byte (case-sensitive, like Dovecot).
+    public var user: String
+    public var scheme: PasswordScheme
+    /// The encoding the secret was stored in (`{SHA256.HEX}` → `.hex`).
+    public var encoding: SecretEncoding
+    /// The secret after decoding its encoding: the cleartext for PLAIN, the
+    /// crypt string for the crypt schemes, the digest(+salt) for SHA/MD5
+    /// schemes, the `iter,salt,stored,server` text for SCRAM-SHA-256.
+    public var secret: [UInt8]
+    /// uid and gid fields as written. Read but ignored for now: all mail is
+    /// owned by the server's user (virtual users).
+    public var uid: String?
+    public var gid: String?
+    public var gecos: String?
+    /// Home directory, for a `%h` mail location.
+    public var home: String?
+    public var shell: String?
+    /// Dovecot's space-separated `key=value` extra fields (field 8 onwards).
+    public var extraFields: [String]
+
+    public init(user: String, scheme: PasswordScheme, encoding: SecretEncoding? = nil, secret: [UInt8],
+                uid: String? = nil, gid: String? = nil, gecos: String? = nil, home: String? = nil,
+                shell: String? = nil, extraFields: [String] = []) {
+        self.user = user
+        self.scheme = scheme
+        self.encoding = encoding ?? scheme.defaultEncoding
+        self.secret = secret
+        self.uid = uid
+        self.gid = gid
+        self.gecos = gecos
+        self.home = home
+        self.shell = shell
+        self.extraFields = extraFields
+    }
+
+    /// True when the cleartext is known, which APOP and CRAM-MD5 need.
+    public var hasPlainSecret: Bool { scheme == .plain }
+}
+
+/// A problem found while reading a passwd-file, naming file and line (1-based).
+/// Messages never contain the secret.
+public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
+    public var path: String
+    public var line: Int
+    public var message: String
+
+    public init(path: String, line: Int, message: String) {
+        self.path = path
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String { "\(path):\(line): \(message)" }
+}
