@@ -1,3 +1,4 @@
+import Auth
 import Glibc
 
 /// What `pop3d demo` serves: a passwd-file with the user `demo` (password `demo`) and a Maildir
@@ -100,4 +101,14 @@ public enum DemoSetup {
 
 func errnoText(_ code: Int32 = errno) -> String {
     String(cString: strerror(code))
+}
+
+/// `pop3d hash-password`: a `{SCHEME}secret` for the passwd-file (pop3d itself imports only
+/// POP3Server, so the Auth call is wrapped here).
+public func hashPasswordLine(_ password: String, scheme: String) throws -> String {
+    do {
+        return try Auth.hashPassword(password, scheme: scheme)
+    } catch {
+        throw ConfigError("hash-password: \(error)")
+    }
 }

@@ -1,0 +1,165 @@
+import Glibc
+import Logging
+import Reactor
+
+/// `pop3d serve`: listeners (from systemd or the configuration), the service, signals,
+/// and the sd_notify lifecycle: READY, STATUS, WATCHDOG, RELOADING, STOPPING + drain.
+public final class ServerRunner {
+    /// STATUS= is sent at most this often, and only when a count changed.
+    public static let statusIntervalNanoseconds: UInt64 = 1_000_000_000
+
+    let config: ServerConfig
+    let logger: Logger
+    let loop: EventLoop
+    private(set) var listeners: [(listener: Listener, implicitTLS: Bool)] = []
+    private var service: POP3Service!
+    private var lastStatus = ""
+    private var stopping = false
+
+    public init(config: ServerConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        loop = try EventLoop(logger: logger)
+    }
+
+    /// Runs until a SIGTERM/SIGINT drain completes; returns the exit status.
+    public func run() throws -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        try openListeners()
+        service = try POP3Service(config: config, loop: loop, logger: logger)
+        try dropPrivileges()
+        for (listener, implicitTLS) in listeners {
+            try loop.addListener(listener) { [unowned self] socket in
+                self.service.accept(socket, implicitTLS: implicitTLS)
+            }
+            logger.info("listening", metadata: [
+                "address": "\(listener.address.map { "\($0)" } ?? "fd \(listener.fd)")",
+                "tls": "\(implicitTLS)", "inherited": "\(listener.inherited)",
+            ])
+        }
+        try loop.onSignals([SIGTERM, SIGINT, SIGHUP]) { [unowned self] signo in
+            if signo == SIGHUP { self.reload() } else { self.beginShutdown(signo) }
+        }
+        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+        scheduleStatus()
+        if let interval = Systemd.watchdogInterval() {
+            scheduleWatchdog(every: max(1_000_000, interval / 2))
+        }
+        try loop.run()
+        for (listener, _) in listeners { listener.close() }
+        logger.info("stopped", metadata: ["sessions.served": "\(service.sessionsServed)"])
+        return 0
+    }
+
+    // MARK: listeners
+
+    private func openListeners() throws {
+        let inherited = Systemd.listenFDs()
+        if !inherited.isEmpty {
+            for (fd, name) in inherited {
+                guard Systemd.isListeningInetStream(fd) else {
+                    throw ConfigError("systemd passed fd \(fd) (\(name ?? "unnamed")) that is not a listening TCP socket")
+                }
+                switch name {
+                case nil, "pop3":
+                    listeners.append((try Listener(inheritedFD: fd, name: name), false))
+                case "pop3s":
+                    guard !config.tlsCert.isEmpty else {
+                        throw ConfigError("systemd passed fd \(fd) named pop3s (implicit TLS) but no tls_cert/tls_key is configured")
+                    }
+                    listeners.append((try Listener(inheritedFD: fd, name: name), true))
+                case let other?:
+                    throw ConfigError("systemd passed fd \(fd) named '\(other)'; use FileDescriptorName=pop3 or pop3s")
+                }
+            }
+            return
+        }
+        for text in config.listen {
+            listeners.append((try bind(text), false))
+        }
+        for text in config.listenTLS {
+            listeners.append((try bind(text), true))
+        }
+        if listeners.isEmpty {
+            throw ConfigError("no listeners: give --listen HOST:PORT (or listen: in the config), or start under systemd socket activation")
+        }
+    }
+
+    private func bind(_ text: String) throws -> Listener {
+        guard let address = SocketAddress(parsing: text) else {
+            throw ConfigError("listen: '\(text)' is not HOST:PORT or [IPV6]:PORT")
+        }
+        do {
+            return try Listener(bind: address, reusePort: config.reusePort)
+        } catch {
+            throw ConfigError("listen: cannot listen on \(text): \(error)")
+        }
+    }
+
+    // MARK: privileges
+
+    /// Started as root with `user` set: switch to that user once the ports are bound.
+    private func dropPrivileges() throws {
+        guard let name = config.user else { return }
+        guard geteuid() == 0 else {
+            logger.warning("user '\(name)' configured but not running as root; keeping uid \(geteuid())")
+            return
+        }
+        guard let pw = getpwnam(name) else { throw ConfigError("user: no such user '\(name)'") }
+        let uid = pw.pointee.pw_uid
+        let gid = pw.pointee.pw_gid
+        guard initgroups(name, gid) == 0, setgid(gid) == 0, setuid(uid) == 0 else {
+            throw ConfigError("user: cannot switch to '\(name)': \(errnoText())")
+        }
+        logger.info("dropped privileges", metadata: ["user": "\(name)", "uid": "\(uid)"])
+    }
+
+    // MARK: systemd lifecycle
+
+    func statusLine() -> String {
+        guard let service else { return "starting" }
+        let base = "\(service.connectionCount) connections, \(service.loggedInCount) logged in, \(service.sessionsServed) sessions served"
+        return stopping ? "draining: " + base : base
+    }
+
+    private func scheduleStatus() {
+        _ = loop.scheduleTimer(after: Self.statusIntervalNanoseconds) { [weak self] in
+            guard let self else { return }
+            let line = self.statusLine()
+            if line != self.lastStatus {
+                self.lastStatus = line
+                Systemd.notify("STATUS=\(line)")
+            }
+            self.scheduleStatus()
+        }
+    }
+
+    private func scheduleWatchdog(every ns: UInt64) {
+        Systemd.notify("WATCHDOG=1")
+        _ = loop.scheduleTimer(after: ns) { [weak self] in self?.scheduleWatchdog(every: ns) }
+    }
+
+    private func reload() {
+        Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())")
+        logger.info("reloading")
+        service.reload()
+        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+    }
+
+    private func beginShutdown(_ signo: Int32) {
+        guard !stopping else { return }
+        stopping = true
+        logger.info("draining", metadata: ["signal": "\(signo)", "sessions": "\(service.connectionCount)"])
+        Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
+        loop.stopAccepting()
+        service.onDrained = { [weak self] in self?.loop.stop() }
+        let timeout = UInt64(config.shutdownTimeoutSeconds) * 1_000_000_000
+        _ = loop.scheduleTimer(after: timeout) { [weak self] in
+            guard let self else { return }
+            self.logger.warning("shutdown timeout: closing \(self.service.connectionCount) busy session(s)")
+            self.service.closeAll()
+            self.loop.stop()
+        }
+        service.drain()
+    }
+}

@@ -1,0 +1,90 @@
+import Glibc
+import Logging
+
+/// One line per event on stderr. When stderr is the journal (`JOURNAL_STREAM` set by
+/// systemd) each line starts with its syslog priority (`<6>`), which journald turns into
+/// the entry's priority instead of logging everything at "info".
+public struct StderrLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    let label: String
+    let journal: Bool
+
+    public init(label: String, level: Logger.Level) {
+        self.label = label
+        self.logLevel = level
+        self.journal = getenv("JOURNAL_STREAM") != nil
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var line = ""
+        if journal {
+            line += "<\(Self.priority(event.level))>"
+        } else {
+            line += Self.timestamp() + " "
+        }
+        line += "\(event.level) \(event.message)"
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        for key in all.keys.sorted() {
+            line += " \(key)=\(Self.quoted("\(all[key]!)"))"
+        }
+        line += "\n"
+        // One write(2) per line: lines from several processes on one journal stream never interleave.
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: return 7
+        case .info: return 6
+        case .notice: return 5
+        case .warning: return 4
+        case .error: return 3
+        case .critical: return 2
+        }
+    }
+
+    static func quoted(_ value: String) -> String {
+        if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
+            return value
+        }
+        var out = "\""
+        for ch in value {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            default: out.append(ch)
+            }
+        }
+        return out + "\""
+    }
+
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = ts.tv_sec
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &tmv)
+        let base = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let ms = Int(ts.tv_nsec / 1_000_000)
+        return base + "." + (ms < 10 ? "00" : ms < 100 ? "0" : "") + "\(ms)Z"
+    }
+}
+
+/// Installs the stderr handler for every logger of the process.
+public func bootstrapLogging(level: String) -> Logger {
+    let parsed = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: parsed) }
+    return Logger(label: "pop3d")
+}
