@@ -5,6 +5,9 @@ public enum HashPasswordError: Error, Sendable, Equatable {
     case passwordContainsNUL
     case randomFailed
     case cryptFailed(String)
+    /// The stored text would contain `:` or a line break and break the
+    /// passwd-file line (PLAIN only): use `PLAIN.B64`.
+    case notStorable
 }
 
 /// Defaults of `hashPassword`, named so the README and `pop3d hash-password` can cite them.
@@ -59,7 +62,11 @@ public func hashPassword(_ password: [UInt8], scheme: String = HashDefaults.sche
         raw = Array(ScramSecret(iterations: HashDefaults.scramIterations, salt: s,
                                 storedKey: keys.storedKey, serverKey: keys.serverKey).text.utf8)
     }
-    return "{\(spec.name)}" + spec.encode(raw)
+    let text = spec.encode(raw)
+    guard !text.utf8.contains(where: { $0 == UInt8(ascii: ":") || $0 == 0x0a || $0 == 0x0d || $0 == 0 }) else {
+        throw .notStorable
+    }
+    return "{\(spec.name)}" + text
 }
 
 public func hashPassword(_ password: String, scheme: String = HashDefaults.scheme) throws(HashPasswordError) -> String {

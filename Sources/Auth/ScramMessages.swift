@@ -23,6 +23,11 @@ struct ClientFirst {
               let user = decodeSaslName(attrs[0].dropFirst(2)), !user.isEmpty else { return .failure(.malformed) }
         let nonce = Array(attrs[1].dropFirst(2))
         guard !nonce.isEmpty, nonce.allSatisfy(isNonceChar) else { return .failure(.malformed) }
+        // Optional extensions (attr-val) are ignored, but must be well formed.
+        for ext in attrs.dropFirst(2) {
+            guard ext.count >= 2, let a = ext.first, (a | 0x20) >= UInt8(ascii: "a"), (a | 0x20) <= UInt8(ascii: "z"),
+                  ext[ext.startIndex + 1] == UInt8(ascii: "=") else { return .failure(.malformed) }
+        }
         if !authzid.isEmpty {
             // Acting for another identity is not offered; naming oneself is harmless.
             guard authzid.starts(with: "a=".utf8), let z = decodeSaslName(authzid.dropFirst(2)) else { return .failure(.malformed) }

@@ -206,3 +206,8 @@ final class CountingSemaphore: @unchecked Sendable {
         while sem_wait(sem) != 0 && errno == EINTR {}
     }
 }
+
+extension WorkerPool {
+    /// Finished jobs whose completions wait for `drainCompletions` (metrics, tests).
+    public var completedAwaitingDrain: Int { core.completedCount }
+}
