@@ -143,7 +143,7 @@ final class POP3Connection: ConnectionDelegate {
 
     private func produce() {
         var sink = ConnectionSink(connection: connection)
-        while !connection.isClosed && connection.pendingOutputBytes < connection.outputLowWater {
+        while !connection.isClosed && !connection.isOutputFull {
             if session.produceMore(out: &sink, maxBytes: POP3Service.listingChunkBytes) {
                 resume()
                 return
@@ -166,13 +166,14 @@ final class POP3Connection: ConnectionDelegate {
         stream()
     }
 
-    /// Reads the message in bounded chunks only while the output queue is below its
-    /// low-water mark, so a slow reader costs a few chunks of memory whatever the size.
+    /// Reads the message in bounded chunks until the output queue reaches its high-water mark,
+    /// then waits for `connectionWritable` (below the low-water mark): a slow reader costs a
+    /// few chunks of memory whatever the message size.
     private func stream() {
         guard let reader else { return }
         var sink = ConnectionSink(connection: connection)
         let buffer = service.streamBuffer
-        while !connection.isClosed && connection.pendingOutputBytes < connection.outputLowWater {
+        while !connection.isClosed && !connection.isOutputFull {
             let n: Int
             do {
                 n = try reader.read(into: buffer)
