@@ -49,8 +49,9 @@ final class POP3Connection: ConnectionDelegate {
         self.connection = connection
         self.address = address
         self.startedAt = service.loop.now
+        let local = SocketAddress.local(of: connection.fd).flatMap { IPAddress(bytes: $0.addressBytes) }
         session = Session(config: service.makeSessionConfig(
-            address: address, tlsActive: implicitTLS,
+            address: address, local: local, tlsActive: implicitTLS,
             stlsAvailable: !implicitTLS && service.tls != nil))
         connection.outputHighWater = service.config.maxOutputBytes
         connection.outputLowWater = max(4096, service.config.maxOutputBytes / 4)

@@ -162,10 +162,10 @@ public final class POP3Service {
 
     // MARK: per-session bookkeeping (called by POP3Connection)
 
-    func makeSessionConfig(address: IPAddress?, tlsActive: Bool, stlsAvailable: Bool) -> SessionConfig {
+    func makeSessionConfig(address: IPAddress?, local: IPAddress?, tlsActive: Bool, stlsAvailable: Bool) -> SessionConfig {
         apopCounter &+= 1
         let timestamp = "<\(getpid()).\(apopCounter).\(time(nil))@\(hostname)>"
-        let plaintext = !config.disablePlaintextAuth || tlsActive || isLocalOrTrusted(address)
+        let plaintext = !config.disablePlaintextAuth || tlsActive || isSecured(address, local: local)
         var mechanisms: [SASLMechanism] = [.plain, .login, .cramMD5, .scramSHA256]
         if !plaintext { mechanisms = mechanisms.filter { !$0.isPlaintext } }
         return SessionConfig(
@@ -182,9 +182,13 @@ public final class POP3Service {
             maxAuthFailures: config.maxAuthFailures)
     }
 
-    func isLocalOrTrusted(_ address: IPAddress?) -> Bool {
+    /// Dovecot's rule for `disable_plaintext_auth`: a connection is secured when the client is
+    /// this host talking to itself (client address == server address) or in a trusted network.
+    /// A second loopback address (client 127.0.0.1 → server 127.0.0.2) is therefore not secured,
+    /// which is how the tests exercise the refusal without leaving the machine.
+    func isSecured(_ address: IPAddress?, local: IPAddress?) -> Bool {
         guard let address else { return false }
-        return address.isLoopback || trusted.contains(address)
+        return address == local || trusted.contains(address)
     }
 
     /// RFC 2449 LOGIN-DELAY: true when the user logged in less than the delay ago.
