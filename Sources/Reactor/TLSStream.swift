@@ -8,6 +8,10 @@ import CShim
 /// visible to epoll, so after a read the loop must check `pendingBytes` and keep
 /// reading while it is positive.
 ///
+/// OpenSSL writes to the socket with write(2), not send(MSG_NOSIGNAL): the
+/// process must ignore SIGPIPE (the reactor or pop3d should at start) or a write to a peer
+/// that hung up kills it.
+///
 /// Not thread-safe: a stream belongs to the loop thread that drives its socket.
 /// It holds a strong reference to its context, so a certificate reload never
 /// pulls certificates from under an open session.

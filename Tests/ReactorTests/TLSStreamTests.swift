@@ -138,6 +138,24 @@ struct TLSStreamTests {
         #expect(!why.isEmpty)
     }
 
+    @Test func plaintextOnTheTLSPortFailsTheHandshakeWithAReason() throws {
+        let pair = try Pair()
+        let garbage = Array("USER alice\r\nPASS secret\r\n".utf8)
+        #expect(garbage.withUnsafeBytes { Glibc.write(pair.clientFD, $0.baseAddress, $0.count) } == garbage.count)
+        guard case .failed(let why) = pair.server.handshake() else {
+            Issue.record("plaintext was not refused")
+            return
+        }
+        #expect(why.contains("TLS handshake failed"))
+        // After a fatal error the stream stays failed and shutdown is a no-op.
+        #expect(pair.server.shutdown() == .done)
+        var buffer = [UInt8](repeating: 0, count: 16)
+        guard case .failed = buffer.withUnsafeMutableBytes({ pair.server.read(into: $0) }) else {
+            Issue.record("read after failure did not fail")
+            return
+        }
+    }
+
     @Test func pendingBytesCountsDecryptedDataEpollCannotSee() throws {
         let pair = try Pair()
         #expect(TLSFixture.handshake(pair.server, pair.client) == nil)
