@@ -144,3 +144,30 @@ extension String {
         return String(s)
     }
 }
+
+import Dispatch
+import Synchronization
+
+extension ServerConfig {
+    /// `load` for synchronous callers. pop3d's commands are synchronous on purpose: the main
+    /// thread blocks SIGTERM/SIGINT/SIGHUP before any other thread exists, and the reactor then
+    /// runs on that same thread, so no thread without the mask is ever created before it.
+    public static func loadBlocking(
+        flags: [String: [String]], environment: [String: String], configFile: String?
+    ) throws -> ServerConfig {
+        let box = Mutex<Result<ServerConfig, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let result: Result<ServerConfig, any Error>
+            do {
+                result = .success(try await load(flags: flags, environment: environment, configFile: configFile))
+            } catch {
+                result = .failure(error)
+            }
+            box.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLock { $0! }.get()
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Glibc
+import POP3Server
+
+struct Pop3d: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pop3d",
+        abstract: "A POP3 server (RFC 1939, 2449, 3206) on one epoll reactor per process.",
+        version: pop3dVersion,
+        subcommands: [Serve.self, Demo.self, HashPassword.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct ServeOptions: ParsableArguments {
+    @Option(name: .customLong("listen"), help: "Plain POP3 listener HOST:PORT or [V6]:PORT (repeatable).")
+    var listen: [String] = []
+    @Option(name: .customLong("listen-tls"), help: "Implicit-TLS listener HOST:PORT (repeatable).")
+    var listenTLS: [String] = []
+    @Option(name: .customLong("passwd-file"), help: "Dovecot-format passwd-file.")
+    var passwdFile: String?
+    @Option(name: .customLong("mail"), help: "Mail location, e.g. 'maildir:/srv/mail/%u/Maildir'.")
+    var mail: String?
+    @Option(name: .customLong("trusted-network"), help: "CIDR exempt from login penalties (repeatable).")
+    var trustedNetworks: [String] = []
+    @Option(name: .customLong("config"), help: "YAML configuration file.")
+    var config: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+    @Option(name: .customLong("idle-timeout"), help: "Seconds of inactivity before autologout (default 600).")
+    var idleTimeout: String?
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds a SIGTERM drain waits for busy sessions (default 30).")
+    var shutdownTimeout: String?
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (repeatable, for SNI).")
+    var tlsCert: [String] = []
+    @Option(name: .customLong("tls-key"), help: "PEM private key, in the order of --tls-cert.")
+    var tlsKey: [String] = []
+
+    /// Flags as configuration keys: they win over the environment and the file.
+    var flags: [String: [String]] {
+        var f: [String: [String]] = [
+            "listen": listen, "listen_tls": listenTLS, "trusted_networks": trustedNetworks,
+            "tls_cert": tlsCert, "tls_key": tlsKey,
+        ]
+        if let passwdFile { f["passwd_file"] = [passwdFile] }
+        if let mail { f["mail"] = [mail] }
+        if let logLevel { f["log_level"] = [logLevel] }
+        if let idleTimeout { f["idle_timeout"] = [idleTimeout] }
+        if let shutdownTimeout { f["shutdown_timeout"] = [shutdownTimeout] }
+        return f
+    }
+}
+
+func environment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let text = String(cString: entry)
+        if let eq = text.firstIndex(of: "=") {
+            env[String(text[..<eq])] = String(text[text.index(after: eq)...])
+        }
+        p += 1
+    }
+    return env
+}
+
+func printError(_ message: String) {
+    var bytes = Array(message.utf8)
+    bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+func fail(_ message: String) -> Never {
+    printError("pop3d: \(message)\n")
+    Glibc.exit(1)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve POP3 (the default).")
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        let config: ServerConfig
+        do {
+            config = try ServerConfig.loadBlocking(flags: options.flags, environment: environment(), configFile: options.config)
+        } catch {
+            fail("\(error)")
+        }
+        let logger = bootstrapLogging(level: config.logLevel)
+        do {
+            let runner = try ServerRunner(config: config, logger: logger)
+            Glibc.exit(try runner.run())
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a demo mailbox and serve it on 127.0.0.1:1110.")
+    @Option(help: "Folder for the demo passwd-file and Maildir.") var dir = "demo-data"
+    @Option(help: "Listen address.") var listen = "127.0.0.1:1110"
+
+    func run() throws {
+        let layout: DemoSetup.Layout
+        do {
+            layout = try DemoSetup.prepare(root: absolute(dir))
+        } catch {
+            fail("\(error)")
+        }
+        let port = listen.split(separator: ":").last.map(String.init) ?? "1110"
+        print("""
+        pop3d demo: user 'demo', password 'demo', mail in \(layout.maildir)
+        serving on \(listen); stop with Ctrl-C. Try:
+          curl pop3://127.0.0.1:\(port)/ -u demo:demo            # LIST
+          curl pop3://127.0.0.1:\(port)/1 -u demo:demo           # RETR 1
+          python3 -c "import poplib; p=poplib.POP3('127.0.0.1', \(port)); p.user('demo'); p.pass_('demo'); print(p.stat()); p.quit()"
+          telnet 127.0.0.1 \(port)    (then: USER demo / PASS demo / LIST / RETR 1 / QUIT)
+        """)
+        fflush(nil)
+        var config = ServerConfig()
+        config.listen = [listen]
+        config.passwdFile = layout.passwdFile
+        config.mail = layout.mailTemplate
+        let logger = bootstrapLogging(level: "info")
+        do {
+            Glibc.exit(try ServerRunner(config: config, logger: logger).run())
+        } catch {
+            fail("\(error)")
+        }
+    }
+
+    func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        guard getcwd(&buffer, buffer.count) != nil else { return path }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
+    }
+}
+
+struct HashPassword: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash-password",
+        abstract: "Read a password on stdin, print a passwd-file secret (like doveadm pw).")
+    @Option(help: "SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, MD5-CRYPT, SSHA512, SSHA256, SSHA, SCRAM-SHA-256, PLAIN, ...")
+    var scheme = "SHA512-CRYPT"
+
+    func run() throws {
+        let interactive = isatty(0) != 0
+        if interactive { printError("Password: ") }
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            fail("no password given on standard input")
+        }
+        do {
+            print(try hashPasswordLine(line, scheme: scheme))
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
