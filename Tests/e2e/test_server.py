@@ -228,3 +228,51 @@ def test_idle_timeout_closes_without_update(mailhost):
     r.cmd("DELE 1")
     assert r.closed(timeout=10)
     assert len(mailhost.files("alice")) == 1
+
+
+def test_update_failure_is_sys_temp_and_keeps_the_rest(mailhost):
+    paths = [mailhost.deliver("alice", maildata.message(i), seconds=1_700_000_000 + i) for i in range(3)]
+    server = mailhost.serve()
+    r = session(server)
+    # Something (an admin, a broken sync tool) turns message 2 into something unlink cannot remove.
+    os.unlink(paths[1])
+    os.mkdir(paths[1])
+    open(os.path.join(paths[1], "x"), "w").close()
+    assert r.cmd("DELE 1").startswith(b"+OK")
+    assert r.cmd("DELE 2").startswith(b"+OK")
+    reply = r.cmd("QUIT")
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
+    assert not os.path.exists(paths[0])  # the one that could be removed is gone
+    assert os.path.exists(paths[1]) and os.path.exists(paths[2])
+
+
+def test_drops_privileges_to_configured_user():
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (make test runs as root)")
+    import pathlib
+    import pwd
+    import shutil
+    import tempfile
+    from conftest import MailHost
+    # A folder "nobody" can reach (pytest's own tmp folders are private to root).
+    root = tempfile.mkdtemp(prefix="pop3d-privdrop-", dir="/tmp")
+    os.chmod(root, 0o755)
+    host = MailHost(pathlib.Path(root))
+    try:
+        host.deliver("alice", maildata.message(1))
+        os.chmod(host.passwd, 0o644)
+        nobody = pwd.getpwnam("nobody")
+        for dirpath, _, filenames in os.walk(host.mail_root):
+            os.chown(dirpath, nobody.pw_uid, nobody.pw_gid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
+        server = host.serve(env={"POP3D_USER": "nobody"})
+        with open(f"/proc/{server.pid}/status") as f:
+            uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
+        assert all(int(u) == nobody.pw_uid for u in uids), uids
+        r = session(server)  # and it still serves mail as that user
+        assert r.cmd("STAT").startswith(b"+OK 1 ")
+        r.cmd("QUIT")
+    finally:
+        host.stop_all()
+        shutil.rmtree(root)
