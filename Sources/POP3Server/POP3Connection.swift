@@ -98,6 +98,12 @@ final class POP3Connection: ConnectionDelegate {
             guard let action else { return }
             handled += 1
             perform(action)
+            if phase != .reading && phase != .closing && phase != .closed {
+                // Mid-command (a stream, a listing, a login): further commands wait in the
+                // kernel, not in our bounded input buffer (DESIGN: a producer stops the reading
+                // of commands); `resume()` reads again.
+                connection.pauseReading()
+            }
         }
     }
 
@@ -119,7 +125,13 @@ final class POP3Connection: ConnectionDelegate {
         case .commitDeletions(let indices):
             commit(indices)
         case .close:
-            close(reason: endReason == "client quit" && !session.isClosed ? "closed by server" : endReason)
+            let c = session.counters
+            if c.badCommands >= service.config.maxBadCommands {
+                endReason = "too many bad commands"
+            } else if c.authFailures >= service.config.maxAuthFailures {
+                endReason = "too many failed logins"
+            }
+            close(reason: endReason)
         }
     }
 
@@ -204,7 +216,6 @@ final class POP3Connection: ConnectionDelegate {
 
     private func authenticate(_ request: AuthRequest) {
         phase = .waiting
-        connection.pauseReading()
         let passwd = service.passwd
         switch request {
         case .password(let user, let password):
@@ -291,9 +302,6 @@ final class POP3Connection: ConnectionDelegate {
         var sink = ConnectionSink(connection: connection)
         let action = session.loginFinished(outcome, out: &sink)
         phase = .reading
-        if case .close = action {
-            endReason = "too many failed logins"
-        }
         perform(action)
         if phase == .reading { resume() }
     }
@@ -302,7 +310,6 @@ final class POP3Connection: ConnectionDelegate {
 
     private func saslStep(_ step: SASLStep) {
         phase = .waiting
-        connection.pauseReading()
         let passwd = service.passwd
         switch step.index {
         case 0:

@@ -276,3 +276,19 @@ def test_drops_privileges_to_configured_user():
     finally:
         host.stop_all()
         shutil.rmtree(root)
+
+
+def test_commands_pipelined_behind_a_big_retr_are_answered_in_order(mailhost):
+    """A client that keeps sending while a RETR streams is neither cut off nor answered out of
+    order: its commands wait in the kernel until the message is out."""
+    big = b"Subject: big\n\n" + (b"y" * 999 + b"\n") * 4096  # 4 MiB
+    mailhost.deliver("alice", big)
+    server = mailhost.serve()
+    r = session(server)
+    r.send(b"RETR 1\r\n" + b"NOOP\r\n" * 3000)  # 18 KB of commands, more than any input buffer
+    assert r.line().startswith(b"+OK")
+    body = r.multiline()
+    assert len(body) == 4096 + 2
+    for _ in range(3000):
+        assert r.line() == b"+OK"
+    assert r.cmd("QUIT").startswith(b"+OK")
