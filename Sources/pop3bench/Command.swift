@@ -15,7 +15,7 @@ struct Pop3Bench: ParsableCommand {
             idle (login, hold --hold seconds, QUIT), noop (--commands NOOPs pipelined --depth deep), \
             retr-big (LIST n, then --commands times RETR n), connect (greeting + QUIT).
             Only loopback targets (127.0.0.0/8, ::1) are accepted. Exit status 1 when any error was \
-            counted (unless --allow-errors), 2 on bad usage, 130 when interrupted.
+            counted (unless --allow-errors), 64 on bad usage, 130 when interrupted.
             --json prints one object: scenario, concurrency, elapsed_s, interrupted, \
             sessions{started,ok,failed}, commands{connect,login,stat,list,uidl,retr,dele,noop,quit,total}, \
             retr_octets, throughput{sessions_per_s,commands_per_s,retr_mb_per_s}, \
