@@ -23,6 +23,7 @@ final class ClientSession: ConnectionDelegate {
     var parser = ReplyParser()
     var step = Step.idle
     var credential = 0
+    var sessionsRun = 0
     var failed = false
     var sessionStart: UInt64 = 0
     var commandStart: UInt64 = 0
@@ -53,7 +54,11 @@ final class ClientSession: ConnectionDelegate {
         closeAfterInput = false
         messageCount = 0
         retrIndex = 0
-        credential = config.credentials.isEmpty ? 0 : sessionNumber % config.credentials.count
+        // A slot's k-th session logs in as user (slot + k * concurrency) mod users: when the user
+        // count is a multiple of the concurrency, no two live sessions share a maildrop (whose
+        // lock would answer -ERR [IN-USE]).
+        credential = config.credentials.isEmpty ? 0 : (slot + sessionsRun * config.concurrency) % config.credentials.count
+        sessionsRun += 1
         sessionStart = monotonicNanoseconds()
         commandStart = sessionStart
         stats.sessionsStarted += 1
