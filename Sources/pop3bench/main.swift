@@ -1,1 +1,1 @@
-print("pop3bench: not yet")
+Pop3Bench.main()

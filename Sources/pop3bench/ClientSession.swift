@@ -1,0 +1,149 @@
+import POP3
+import Reactor
+
+/// Writes protocol bytes straight into a connection's output queue.
+struct ConnectionSink: ReplySink {
+    let connection: Connection
+    mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
+}
+
+/// One client slot: runs sessions one after another on fresh connections. Its buffers
+/// (LIST sizes, RETR plan, NOOP send times) are reused from session to session.
+final class ClientSession: ConnectionDelegate {
+    enum Step {
+        case idle, greeting, user, pass, apop, plain, stat, list, listOne, uidl, retr, dele, noop, hold, quit, done
+    }
+
+    unowned let bench: Bench
+    let slot: Int
+    var config: BenchConfig { bench.config }
+    var stats: Stats { bench.stats }
+
+    var connection: Connection?
+    var parser = ReplyParser()
+    var step = Step.idle
+    var credential = 0
+    var sessionsRun = 0
+    var failed = false
+    var sessionStart: UInt64 = 0
+    var commandStart: UInt64 = 0
+    /// Set while handling input: the connection is closed once `withInput` returned.
+    var closeAfterInput = false
+
+    var messageCount = 0
+    var listSizes: [Int] = []
+    var retrPlan: [Int] = []
+    var retrIndex = 0
+    var commandsLeftToSend = 0
+    var repliesLeft = 0
+    var sendTimes: [UInt64]
+    var sendHead = 0
+    var sendTail = 0
+    var holdTimer: TimerID?
+
+    init(bench: Bench, slot: Int) {
+        self.bench = bench
+        self.slot = slot
+        sendTimes = [UInt64](repeating: 0, count: max(1, bench.config.depth))
+    }
+
+    // MARK: lifecycle
+
+    func start(sessionNumber: Int) {
+        failed = false
+        closeAfterInput = false
+        messageCount = 0
+        retrIndex = 0
+        // A slot's k-th session logs in as user (slot + k * concurrency) mod users: when the user
+        // count is a multiple of the concurrency, no two live sessions share a maildrop (whose
+        // lock would answer -ERR [IN-USE]).
+        credential = config.credentials.isEmpty ? 0 : (slot + sessionsRun * config.concurrency) % config.credentials.count
+        sessionsRun += 1
+        sessionStart = monotonicNanoseconds()
+        commandStart = sessionStart
+        stats.sessionsStarted += 1
+        let source = config.sources[slot % config.sources.count]
+        do {
+            let c = try Connection.connect(to: config.target, from: source, loop: bench.loop)
+            c.delegate = self
+            c.maxInputBytes = ReplyParser.defaultMaxLineLength + 1024
+            c.idleTimeout = config.replyTimeoutNanoseconds
+            connection = c
+            stats.connectionsOpen += 1
+            step = .greeting
+            parser.expect(multiLine: false)
+        } catch {
+            stats.count(.connect)
+            bench.reportFirstError("connect: \(error)")
+            step = .done
+            stats.recordSession(ok: false, nanoseconds: 0)
+            bench.sessionEnded(self)
+        }
+    }
+
+    /// Ends the session now (hard deadline or interrupt); counted as a timeout.
+    func abort() {
+        guard let connection, step != .done else { return }
+        stats.count(.timeout)
+        failed = true
+        step = .done
+        connection.close(flushFirst: false)
+    }
+
+    func connectionWillTimeOut(_ connection: Connection) {}
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        stats.connectionsOpen -= 1
+        self.connection = nil
+        if let holdTimer { bench.loop.cancelTimer(holdTimer) }
+        holdTimer = nil
+        if step != .done {
+            failed = true
+            switch reason {
+            case .idleTimeout:
+                stats.count(.timeout)
+            case .local:
+                break  // already counted by whoever closed it
+            case .error, .reset:
+                stats.count(step == .greeting ? .connect : .closed)
+            default:
+                stats.count(step == .greeting ? .greeting : .closed)
+            }
+            bench.reportFirstError("connection closed during \(step) (\(reason))")
+            step = .done
+        }
+        stats.recordSession(ok: !failed, nanoseconds: monotonicNanoseconds() &- sessionStart)
+        bench.sessionEnded(self)
+    }
+
+    // MARK: input
+
+    func connectionReadable(_ connection: Connection) {
+        connection.withInput { bytes in
+            var used = 0
+            while !closeAfterInput {
+                let input = UnsafeRawBufferPointer(rebasing: bytes[used...])
+                let (event, consumed) = parser.next(input)
+                if case .needMore = event { break }
+                used += consumed
+                handle(event, input)
+            }
+            return used
+        }
+        if closeAfterInput { connection.close(flushFirst: false) }
+    }
+
+    /// Counts an error, marks the session failed and says goodbye politely.
+    func fail(_ kind: ErrorKind, _ what: @autoclosure () -> String) {
+        stats.count(kind)
+        failed = true
+        bench.reportFirstError(what())
+    }
+
+    /// Gives up on a connection whose byte stream can no longer be trusted.
+    func failAndClose(_ kind: ErrorKind, _ what: @autoclosure () -> String) {
+        fail(kind, what())
+        step = .done
+        closeAfterInput = true
+    }
+}
