@@ -56,6 +56,16 @@ def test_session_against_pop3d(filled):
     assert r["latency_us"]["retr"]["count"] == 27
 
 
+@pytest.mark.parametrize("auth", ["apop", "plain"])
+def test_session_other_logins_against_pop3d(filled, auth):
+    """APOP checks pop3bench's own MD5 against the server's; AUTH PLAIN its SASL framing."""
+    server = filled.serve()
+    rc, r = bench("session", "--passwd-file", filled.passwd, "--auth", auth, "--concurrency", "3",
+                  "--count", "6", port=server.port)
+    assert (rc, r["errors"]["total"]) == (0, 0), r["first_error"]
+    assert r["sessions"]["ok"] == 6 and r["commands"]["login"] == 6
+
+
 def test_connect_against_pop3d(mailhost):
     server = mailhost.serve()
     rc, r = bench("connect", "--concurrency", "5", "--count", "25", port=server.port)
