@@ -119,3 +119,6 @@ int cshim_unblock_signals(const int *signals, int count) {
 int cshim_eventfd_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int cshim_errno(void) { return errno; }
+
+#include <malloc.h>
+uint64_t cshim_heap_bytes_in_use(void) { return (uint64_t)mallinfo2().uordblks; }

@@ -142,17 +142,22 @@ extension ReactorSuite {
             }
             if attempted < total { loop.scheduleTimer(after: 1_000_000) { connectBatch() } }
         }
+        let heapBefore = cshim_heap_bytes_in_use()
         connectBatch()
         let start = cshim_monotonic_ns()
         let allServed = try runLoop(loop, timeoutSeconds: 60) {
             connectErrors > 0 || clients.count == total && clients.allSatisfy { $0.1.ok }
         }
         let elapsed = cshim_monotonic_ns() - start
+        // Heap per idle connection (server + client side, delegates and test bookkeeping included):
+        // output chunks went back to the pool and no input storage is held between lines.
+        let heapPerConnection = (Int(cshim_heap_bytes_in_use()) - Int(heapBefore)) / (2 * total)
+        // Printed, not asserted: the heap is process-wide and other suites may run in parallel.
         #expect(connectErrors == 0)
         #expect(allServed)
         #expect(server.served == total)
         #expect(server.peakOpen == total)
-        print("5000 connections: peak open \(server.peakOpen), served \(server.served) in \(elapsed / 1_000_000) ms")
+        print("5000 connections: peak open \(server.peakOpen), served \(server.served) in \(elapsed / 1_000_000) ms, ~\(heapPerConnection) heap bytes per idle connection")
         for (c, _) in clients { c.close(flushFirst: false) }
         try runLoop(loop) { server.open == 0 }
         #expect(server.open == 0)

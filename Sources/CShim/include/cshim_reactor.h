@@ -66,3 +66,6 @@ int cshim_eventfd_create(void);
 
 /// errno as a function (Swift sees Glibc's errno but this keeps C and Swift in one place).
 int cshim_errno(void);
+
+/// Heap bytes in use (mallinfo2().uordblks): <malloc.h> is not in Swift's Glibc module. For idle-memory measurements.
+uint64_t cshim_heap_bytes_in_use(void);
