@@ -4,7 +4,7 @@ import Logging
 /// swift-log to stderr, one line per event. When stderr is the journal (JOURNAL_STREAM set,
 /// systemd.exec(5)), each line starts with the syslog priority "<N>" (sd-daemon(3)) so journald
 /// keeps the level.
-public struct StderrLogHandler: LogHandler {
+public struct JournalStderrLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     let label: String
@@ -63,7 +63,7 @@ public enum ServerLogging {
     public static func bootstrap(levelName: String) -> Logger {
         let level = self.level(named: levelName) ?? .info
         let journal = getenv("JOURNAL_STREAM") != nil
-        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, journal: journal) }
+        LoggingSystem.bootstrap { label in JournalStderrLogHandler(label: label, level: level, journal: journal) }
         return Logger(label: "pop3d")
     }
 
