@@ -99,4 +99,24 @@ extension ReactorSuite {
         try runLoop(loop) { !got.isEmpty }
         #expect(got == [SIGUSR2])
     }
+
+    /// A process-directed signal lands on some other thread of the test process (they do not
+    /// block it); it must be forwarded to the loop, not kill the process with the default action.
+    @Test func processDirectedSignalTakenByAnotherThreadReachesTheLoop() throws {
+        let loop = try EventLoop()
+        var got: [Int32] = []
+        try loop.onSignals([SIGUSR1]) { got.append($0) }
+        defer { var s = [SIGUSR1]; _ = cshim_unblock_signals(&s, 1) }
+        var other = pthread_t()
+        // A thread that certainly has SIGUSR1 unblocked, sending to the whole process.
+        pthread_create(&other, nil, { _ in
+            var s = [SIGUSR1]
+            _ = cshim_unblock_signals(&s, 1)
+            kill(getpid(), SIGUSR1)
+            return nil
+        }, nil)
+        try runLoop(loop) { !got.isEmpty }
+        pthread_join(other, nil)
+        #expect(got == [SIGUSR1])
+    }
 }

@@ -29,6 +29,24 @@ def pop3d_binary():
     return os.path.join(out.stdout.strip(), "pop3d")
 
 
+_needs_store = {}
+
+
+def store_args(tmp):
+    """The full server needs a passwd-file and a mail location; the skeleton takes neither."""
+    binary = pop3d_binary()
+    if binary not in _needs_store:
+        out = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True)
+        _needs_store[binary] = "--passwd-file" in out.stdout + out.stderr
+    if not _needs_store[binary]:
+        return []
+    passwd = os.path.join(tmp, "passwd")
+    with open(passwd, "w") as f:
+        f.write("")
+    os.makedirs(os.path.join(tmp, "mail"), exist_ok=True)
+    return ["--passwd-file", passwd, "--mail", f"maildir:{tmp}/mail/%u/Maildir"]
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -82,7 +100,7 @@ class Activated:
         # Only WATCHDOG_USEC: sd_watchdog_enabled() would compare WATCHDOG_PID with getpid().
         if watchdog_usec:
             cmd += ["-E", f"WATCHDOG_USEC={watchdog_usec}"]
-        cmd += [pop3d_binary(), "serve", "--log-level", "debug", "--shutdown-timeout", "5"]
+        cmd += [pop3d_binary(), "serve", "--log-level", "debug", "--shutdown-timeout", "5"] + store_args(tmp)
         cmd += shlex.split(os.environ.get("POP3D_SERVE_ARGS", ""))
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.stderr)
