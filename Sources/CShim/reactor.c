@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cshim_reactor.h"
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -94,10 +95,31 @@ static void fill_set(sigset_t *set, const int *signals, int count) {
     for (int i = 0; i < count; i++) sigaddset(set, signals[i]);
 }
 
+// The thread that reads each signal's signalfd. A process-directed signal goes to any thread
+// that does not block it (threads started before the loop, Swift concurrency's pool); the
+// handler below hands it to the loop thread, where it is blocked and so reaches the signalfd.
+static pthread_t signal_loop_thread[_NSIG];
+
+static void forward_to_loop(int signo) {
+    int saved = errno;
+    if (signo > 0 && signo < _NSIG) pthread_kill(signal_loop_thread[signo], signo);  // async-signal-safe
+    errno = saved;
+}
+
 int cshim_signalfd_create(const int *signals, int count) {
     sigset_t set;
     fill_set(&set, signals, count);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = forward_to_loop;
+    action.sa_flags = SA_RESTART;
+    sigfillset(&action.sa_mask);
+    for (int i = 0; i < count; i++) {
+        if (signals[i] <= 0 || signals[i] >= _NSIG) { errno = EINVAL; return -1; }
+        signal_loop_thread[signals[i]] = pthread_self();
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+    }
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
@@ -119,3 +141,6 @@ int cshim_unblock_signals(const int *signals, int count) {
 int cshim_eventfd_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int cshim_errno(void) { return errno; }
+
+#include <malloc.h>
+uint64_t cshim_heap_bytes_in_use(void) { return (uint64_t)mallinfo2().uordblks; }

@@ -28,9 +28,14 @@ extension Connection {
 
     private func idleTimerFired() {
         idleTimer = nil
-        guard case .open = state, idleTimeoutNanoseconds > 0 else { return }
+        guard !isClosed, idleTimeoutNanoseconds > 0 else { return }
         if loop.now < idleDeadline {
             armIdleTimer(after: idleDeadline - loop.now)
+            return
+        }
+        // A connection closing after its last reply to a peer that stopped reading ends here too.
+        guard case .open = state else {
+            finalize(.idleTimeout)
             return
         }
         delegate?.connectionWillTimeOut(self)

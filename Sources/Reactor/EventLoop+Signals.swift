@@ -2,9 +2,11 @@ import CShim
 import Glibc
 
 extension EventLoop {
-    /// Delivers the signals as loop events through a signalfd. The signals are blocked in the
-    /// calling thread first, so call this before starting other threads (they inherit the mask;
-    /// a thread with the signal unblocked would otherwise take it with the default action).
+    /// Delivers the signals as loop events through a signalfd. Call on the loop thread: the
+    /// signals are blocked there, and a handler forwards them to it from any other thread that
+    /// takes a process-directed signal (threads that existed before, such as Swift concurrency's
+    /// pool when `main` is async), so they never hit the default action. One loop per process
+    /// should own a given signal.
     public func onSignals(_ signals: [Int32], _ handler: @escaping (Int32) -> Void) throws {
         let fd = try signals.withUnsafeBufferPointer { buffer in
             try syscallBlocking("signalfd") { cshim_signalfd_create(buffer.baseAddress, Int32(buffer.count)) }

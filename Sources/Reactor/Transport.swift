@@ -25,7 +25,7 @@ public enum TransportResult: Equatable, Sendable {
 ///
 /// The Connection owns the descriptor, the buffers, epoll interests, watermarks and timeouts;
 /// a Transport only turns application bytes into wire bytes and back:
-/// - `PlainTransport` calls read(2)/writev(2).
+/// - `PlainTransport` calls read(2)/sendmsg(2).
 /// - A TLS transport (added later, in Reactor) wraps an SSL* on the same fd. It performs its
 ///   handshake lazily inside read/write (SSL_accept state), reporting WANT_READ/WANT_WRITE as
 ///   `.wouldBlock(needs:)`. Plaintext already decrypted inside the library (SSL_pending, or a
@@ -45,7 +45,7 @@ public protocol Transport: AnyObject {
     func willClose(fd: Int32)
 }
 
-/// read(2)/writev(2) on the socket.
+/// read(2) and sendmsg(2) (a writev with MSG_NOSIGNAL) on the socket.
 public final class PlainTransport: Transport {
     public init() {}
 
@@ -58,7 +58,12 @@ public final class PlainTransport: Transport {
     }
 
     public func write(fd: Int32, _ chunks: UnsafeBufferPointer<iovec>) throws -> TransportResult {
-        switch try syscall("writev", { Glibc.writev(fd, chunks.baseAddress, Int32(chunks.count)) }) {
+        // sendmsg is writev with flags: MSG_NOSIGNAL turns a write to a reset peer into EPIPE
+        // instead of a process-killing SIGPIPE, without relying on a process-wide SIG_IGN.
+        var message = msghdr()
+        message.msg_iov = UnsafeMutablePointer(mutating: chunks.baseAddress)
+        message.msg_iovlen = chunks.count
+        switch try syscall("sendmsg", { Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL)) }) {
         case .wouldBlock: return .wouldBlock(needs: .writable)
         case .processed(let n): return n == 0 ? .wouldBlock(needs: .writable) : .bytes(n)
         }

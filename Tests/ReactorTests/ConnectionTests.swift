@@ -217,3 +217,36 @@ extension ReactorSuite {
         #expect(rec.closedReason == .inputLimitExceeded)
     }
 }
+
+extension ReactorSuite {
+    /// Writing to a peer that is gone must be EPIPE (close with .reset), never SIGPIPE: no
+    /// process-wide SIG_IGN is installed in this test process.
+    @Test func writeToClosedPeerIsResetNotSIGPIPE() throws {
+        let loop = try EventLoop()
+        let (fd, peer) = try socketPair()
+        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
+        let rec = Recorder()
+        conn.delegate = rec
+        close(peer)
+        conn.pauseReading()  // take the write path, not the read of EOF
+        conn.write("+OK\r\n" as StaticString)
+        try runLoop(loop) { rec.closedReason != nil }
+        #expect(rec.closedReason == .reset)
+    }
+
+    /// close(flushFirst: true) towards a peer that never reads again ends at the idle timeout.
+    @Test func closingConnectionBlockedOnOutputEndsAtIdleTimeout() throws {
+        let loop = try EventLoop()
+        let (fd, peer) = try socketPair()
+        defer { close(peer) }
+        _ = cshim_set_buffer_sizes(fd, 4096, 4096)
+        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
+        let rec = Recorder()
+        conn.delegate = rec
+        conn.idleTimeout = 50_000_000
+        conn.write([UInt8](repeating: 42, count: 1 << 20))
+        conn.close(flushFirst: true)
+        try runLoop(loop) { rec.closedReason != nil }
+        #expect(rec.closedReason == .idleTimeout)
+    }
+}

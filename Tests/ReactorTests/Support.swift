@@ -100,3 +100,6 @@ func threadCPUNanoseconds() -> UInt64 {
     let system = UInt64(usage.ru_stime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_stime.tv_usec) * 1000
     return user + system
 }
+
+/// RLIMIT_NOFILE as the type getrlimit takes (Glibc imports the enum constant with another type).
+let RLIMIT_NOFILE_RAW = __rlimit_resource_t(7)

@@ -54,7 +54,8 @@ int cshim_timerfd_arm(int fd, uint64_t deadline_ns);
 /// CLOCK_MONOTONIC in nanoseconds.
 uint64_t cshim_monotonic_ns(void);
 
-/// Blocks the signals in the calling thread (sigset_t macros) and returns a nonblocking signalfd for them.
+/// Blocks the signals in the calling thread, forwards them there from any other thread that takes
+/// them (sigaction + pthread_kill), and returns a nonblocking signalfd (sigset_t is macros in C).
 int cshim_signalfd_create(const int *signals, int count);
 /// Reads one signalfd_siginfo; returns the signal number, 0 on EAGAIN, -1 on error (errno set).
 int cshim_signalfd_read(int fd);
@@ -66,3 +67,6 @@ int cshim_eventfd_create(void);
 
 /// errno as a function (Swift sees Glibc's errno but this keeps C and Swift in one place).
 int cshim_errno(void);
+
+/// Heap bytes in use (mallinfo2().uordblks): <malloc.h> is not in Swift's Glibc module. For idle-memory measurements.
+uint64_t cshim_heap_bytes_in_use(void);
