@@ -152,6 +152,10 @@ public final class ServerRunner {
         logger.info("draining", metadata: ["signal": "\(signo)", "sessions": "\(service.connectionCount)"])
         Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
         loop.stopAccepting()
+        // Close our listening descriptors so new clients are refused at once instead of waiting
+        // unanswered in the backlog. An inherited socket is only closed, never shut down:
+        // systemd keeps its copy and queues connections for the next pop3d.
+        for (listener, _) in listeners { listener.close() }
         service.onDrained = { [weak self] in self?.loop.stop() }
         let timeout = UInt64(config.shutdownTimeoutSeconds) * 1_000_000_000
         _ = loop.scheduleTimer(after: timeout) { [weak self] in
