@@ -10,6 +10,9 @@ let strict: [SwiftSetting] = [
     // single-threaded loop they were ~7% of CPU per session (swift_beginAccess/AccessSet).
     // Debug builds, which run every test, keep them on to catch a violation.
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    // Lets the generic encoder and session specialise for the glue's concrete sinks across
+    // module boundaries instead of dispatching every small write through a witness table.
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
 let package = Package(
