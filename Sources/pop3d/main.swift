@@ -3,7 +3,7 @@ import Glibc
 import POP3Server
 
 @main
-struct Pop3d: AsyncParsableCommand {
+struct Pop3d: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pop3d",
         abstract: "A POP3 server (RFC 1939, 2449, 3206) on one epoll reactor per process.",
@@ -74,14 +74,19 @@ func fail(_ message: String) -> Never {
     Glibc.exit(1)
 }
 
-struct Serve: AsyncParsableCommand {
+/// Synchronous on purpose: an async `@main` parks the main thread in dispatch_main(), whose
+/// signal thread leaves every signal unblocked, so SIGHUP would kill the process (default
+/// action) instead of reaching the loop's signalfd, and SIGTERM would skip the drain. Here the
+/// loop runs on the main thread, which blocks those signals before any thread exists.
+struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve POP3 (the default).")
     @OptionGroup var options: ServeOptions
 
-    func run() async throws {
+    func run() throws {
+        blockLoopSignals()
         let config: ServerConfig
         do {
-            config = try await ServerConfig.load(flags: options.flags, environment: environment(), configFile: options.config)
+            config = try loadBlocking(flags: options.flags, environment: environment(), configFile: options.config)
         } catch {
             fail("\(error)")
         }
@@ -95,12 +100,13 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-struct Demo: AsyncParsableCommand {
+struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a demo mailbox and serve it on 127.0.0.1:1110.")
     @Option(help: "Folder for the demo passwd-file and Maildir.") var dir = "demo-data"
     @Option(help: "Listen address.") var listen = "127.0.0.1:1110"
 
-    func run() async throws {
+    func run() throws {
+        blockLoopSignals()
         let layout: DemoSetup.Layout
         do {
             layout = try DemoSetup.prepare(root: absolute(dir))
@@ -156,4 +162,36 @@ struct HashPassword: ParsableCommand {
             fail("\(error)")
         }
     }
+}
+
+/// Blocks the signals the loop reads through its signalfd, in the calling (main) thread,
+/// before other threads start: they inherit the mask.
+func blockLoopSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for signo in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, signo) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+
+/// Runs the async configuration loader (swift-configuration) to completion from synchronous
+/// code, waiting on a semaphore; the loader runs on the concurrency pool.
+func loadBlocking(flags: [String: [String]], environment: [String: String], configFile: String?) throws -> ServerConfig {
+    final class Box: @unchecked Sendable {
+        let done = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        var result: Result<ServerConfig, any Error>?
+        init() { sem_init(done, 0, 0) }
+        deinit { sem_destroy(done); done.deallocate() }
+    }
+    let box = Box()
+    Task {
+        do {
+            box.result = .success(try await ServerConfig.load(flags: flags, environment: environment, configFile: configFile))
+        } catch {
+            box.result = .failure(error)
+        }
+        sem_post(box.done)
+    }
+    while sem_wait(box.done) != 0 && errno == EINTR {}
+    guard let result = box.result else { throw ConfigError("configuration loader did not finish") }
+    return try result.get()
 }
