@@ -77,6 +77,8 @@ final class POP3Connection: ConnectionDelegate {
     var scram: ScramServer?
     var scramEntry: UserEntry?
     var penaltyTimer: TimerID?
+    /// `tls_handshake_timeout` for this session's handshake (POP3Service+TLS.swift).
+    var handshakeTimer: TimerID?
     var loggedIn = false
     var endReason = "client quit"
     let startedAt: UInt64
@@ -402,7 +404,8 @@ final class POP3Connection: ConnectionDelegate {
         // RFC 2595 §4 / CVE-2011-0411: anything pipelined after STLS was sent in plaintext
         // and must not be read as if it came through TLS.
         connection.withInput { $0.count }
-        guard service.startTLS(on: connection) else { return close(reason: "STLS without TLS") }
+        guard let transport = service.startTLS(on: connection) else { return close(reason: "STLS without TLS") }
+        service.watchHandshake(transport, of: self)
         session.tlsStarted()
     }
 
@@ -455,6 +458,8 @@ final class POP3Connection: ConnectionDelegate {
         phase = .closed
         if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
         penaltyTimer = nil
+        if let handshakeTimer { service.loop.cancelTimer(handshakeTimer) }
+        handshakeTimer = nil
         finishStream()
         // A session that ends any other way than QUIT deletes nothing (RFC 1939 §6).
         maildrop?.close()
@@ -465,7 +470,12 @@ final class POP3Connection: ConnectionDelegate {
         case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
         case .reset: endReason = "connection reset"
         case .inputLimitExceeded: endReason = "input limit exceeded"
-        case .error(let e): endReason = "error: \(e)"
+        case .error(let e):
+            if let tls = connection.transport as? TLSTransport, let why = tls.failureReason {
+                endReason = "TLS \(why)"
+            } else {
+                endReason = "error: \(e)"
+            }
         }
         let c = session.counters
         let seconds = Double(service.loop.now &- startedAt) / 1e9

@@ -130,12 +130,23 @@ public final class POP3Service {
     /// A new client socket from a listener: limits first, then a session.
     public func accept(_ socket: AcceptedSocket, implicitTLS: Bool) {
         let address = IPAddress(bytes: socket.peer.addressBytes)
+        var tlsTransport: TLSTransport? = nil
+        if implicitTLS {
+            do {
+                tlsTransport = try makeImplicitTLSTransport(fd: socket.fd)
+            } catch {
+                logger.warning("cannot set up TLS: \(error)", metadata: ["client": "\(socket.peer)"])
+                Glibc.close(socket.fd)
+                return
+            }
+        }
         let connection: Connection
         do {
-            connection = try Connection(accepted: socket, loop: loop)
+            // Connection.init closes the descriptor itself when registration fails.
+            connection = try Connection(fd: socket.fd, peer: socket.peer, localName: socket.listenerName,
+                                        loop: loop, transport: tlsTransport ?? PlainTransport())
         } catch {
             logger.warning("cannot set up connection: \(error)")
-            Glibc.close(socket.fd)
             return
         }
         if let refusal = limitRefusal(address) {
@@ -150,6 +161,7 @@ public final class POP3Service {
         let session = POP3Connection(service: self, connection: connection, address: address,
                                      implicitTLS: implicitTLS)
         sessions[ObjectIdentifier(session)] = session
+        if let tlsTransport { watchHandshake(tlsTransport, of: session) }
         session.start()
     }
 
@@ -171,8 +183,9 @@ public final class POP3Service {
         apopCounter &+= 1
         let timestamp = "<\(getpid()).\(apopCounter).\(time(nil))@\(hostname)>"
         let plaintext = !config.disablePlaintextAuth || tlsActive || isSecured(address, local: local)
-        var mechanisms: [SASLMechanism] = [.plain, .login, .cramMD5, .scramSHA256]
-        if !plaintext { mechanisms = mechanisms.filter { !$0.isPlaintext } }
+        // The session hides plaintext mechanisms itself while plaintext is refused, and shows
+        // them again after STLS: filtering here would lose them for good.
+        let mechanisms: [SASLMechanism] = [.plain, .login, .cramMD5, .scramSHA256]
         return SessionConfig(
             banner: "POP3 server ready",
             apopTimestamp: timestamp,

@@ -56,9 +56,12 @@ extension Connection {
                 output.consume(n, pool: &loop.chunkPool)
                 progressed = true
             case .wouldBlock(let needs):
-                if !outputBlocked || needs.contains(.readable) != transportNeeds.contains(.readable) {
-                    outputBlocked = true
-                    if needs.contains(.readable) { transportNeeds.insert(.readable) }
+                // EPOLLOUT only when the kernel refused bytes: a TLS write waiting for the peer's
+                // handshake bytes (WANT_READ) would otherwise spin on an always-writable socket.
+                let blocked = needs.contains(.writable)
+                if blocked != outputBlocked || needs.contains(.readable) != transportNeeds.contains(.readable) {
+                    outputBlocked = blocked
+                    if needs.contains(.readable) { transportNeeds.insert(.readable) } else { transportNeeds.remove(.readable) }
                     updateInterest()
                 }
                 if progressed { noteActivity() }
@@ -78,6 +81,8 @@ extension Connection {
             finalize(reason)
             return
         }
+        // A TLS write may have pulled a record into the library's buffer, invisible to epoll.
+        if transport.hasBufferedInput, !isReadingPaused, pendingTransport == nil { enqueueRead() }
         if let next = pendingTransport {
             installTransport(next)
         }

@@ -159,8 +159,18 @@ public final class Connection: Selectable {
         if events & CSHIM_EPOLLOUT != 0 {
             flush()
         }
+        let readable = CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP | CSHIM_EPOLLERR
+        // A TLS write that waited for input (handshake, key update) is retried once the read
+        // below has run (also while closing: the last reply still has to go out); a TLS read
+        // that waited for the socket to be writable is retried now.
+        if events & readable != 0, transportNeeds.contains(.readable), !isClosed { enqueueFlush() }
         guard case .open = state else { return }
-        if events & (CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP | CSHIM_EPOLLERR) != 0 {
+        if events & CSHIM_EPOLLOUT != 0, transportNeeds.contains(.writable), events & readable == 0,
+           !isReadingPaused, pendingTransport == nil {
+            readFromTransport()
+            return
+        }
+        if events & readable != 0 {
             if !isReadingPaused && pendingTransport == nil {
                 readFromTransport()
             } else if events & CSHIM_EPOLLERR != 0 {
