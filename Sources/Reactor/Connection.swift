@@ -185,7 +185,29 @@ public final class Connection: Selectable {
     func readFromTransport() {
         do {
             let result: TransportResult
-            if storage == nil {
+            let leftover = storageEnd - storageStart
+            if let current = storage, leftover < min(loop.scratch.count, maxInputBytes) / 2 {
+                // A partial line is waiting. Reading behind it in its own small buffer would cap
+                // every read at that buffer's free room (a client downloading megabytes read
+                // ~1 KB per syscall); instead move it to the front of the big scratch buffer and
+                // read behind it there.
+                UnsafeMutableRawBufferPointer(rebasing: loop.scratch[0..<leftover])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: current[storageStart..<storageEnd]))
+                releaseStorage()
+                let room = min(loop.scratch.count, maxInputBytes) - leftover
+                do {
+                    result = try transport.read(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: loop.scratch[leftover..<leftover + room]))
+                } catch {
+                    keep(UnsafeRawBufferPointer(rebasing: loop.scratch[0..<leftover]))
+                    throw error
+                }
+                if case .bytes(let n) = result {
+                    noteActivity()
+                    deliver(scratchBytes: leftover + n)
+                } else {
+                    keep(UnsafeRawBufferPointer(rebasing: loop.scratch[0..<leftover]))
+                }
+            } else if storage == nil {
                 let room = min(loop.scratch.count, maxInputBytes)
                 result = try transport.read(fd: fd, into: UnsafeMutableRawBufferPointer(rebasing: loop.scratch[0..<room]))
                 if case .bytes(let n) = result {
@@ -231,16 +253,21 @@ public final class Connection: Selectable {
         delegate?.connectionReadable(self)
         // Keep what the delegate left (a partial line, or everything if it paused).
         if let view, viewConsumed < view.count, case .open = state, pendingTransport == nil {
-            let rest = UnsafeRawBufferPointer(rebasing: view[viewConsumed...])
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rest.count, 512), alignment: 1)
-            UnsafeMutableRawBufferPointer(rebasing: buffer[0..<rest.count]).copyMemory(from: rest)
-            storage = buffer
-            storageStart = 0
-            storageEnd = rest.count
+            keep(UnsafeRawBufferPointer(rebasing: view[viewConsumed...]))
         }
         view = nil
         viewConsumed = 0
         checkInputLimit()
+    }
+
+    /// Copies bytes the delegate left unconsumed into the connection's own storage (empty before).
+    private func keep(_ rest: UnsafeRawBufferPointer) {
+        guard rest.count > 0 else { return }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(rest.count, 512), alignment: 1)
+        UnsafeMutableRawBufferPointer(rebasing: buffer[0..<rest.count]).copyMemory(from: rest)
+        storage = buffer
+        storageStart = 0
+        storageEnd = rest.count
     }
 
     func deliverStored() {

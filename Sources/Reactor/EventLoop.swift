@@ -46,7 +46,10 @@ public final class EventLoop {
         var handler: Selectable
     }
 
-    public init(logger: Logger = Logger(label: "pop3d.reactor")) throws {
+    /// `readBufferBytes` is the largest single read (the loop's shared scratch buffer): the
+    /// server keeps the 16 KiB default, a client that downloads large messages (pop3bench)
+    /// asks for more to spend fewer syscalls per megabyte.
+    public init(logger: Logger = Logger(label: "pop3d.reactor"), readBufferBytes: Int = Connection.readChunkBytes) throws {
         self.logger = logger
         epfd = try syscallBlocking("epoll_create1") { cshim_epoll_create() }
         do {
@@ -56,7 +59,7 @@ public final class EventLoop {
             throw error
         }
         events = .allocate(capacity: Self.maxEventsPerWait)
-        scratch = .allocate(byteCount: Connection.readChunkBytes, alignment: 16)
+        scratch = .allocate(byteCount: max(4096, readBufferBytes), alignment: 16)
         now = cshim_monotonic_ns()
         try register(fd: timerFD, events: CSHIM_EPOLLIN, handler: TimerFDHandler(loop: self))
     }

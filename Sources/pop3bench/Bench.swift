@@ -22,9 +22,13 @@ final class Bench {
     var firstError: String?
     var progress: Progress?
 
+    /// Largest single read: big enough that a RETR of megabytes costs few syscalls, so the
+    /// generator is not the bottleneck of a retr-big run.
+    static let readBufferBytes = 256 * 1024
+
     init(config: BenchConfig) throws {
         self.config = config
-        loop = try EventLoop()
+        loop = try EventLoop(readBufferBytes: Bench.readBufferBytes)
     }
 
     var active: Int { stats.connectionsOpen }

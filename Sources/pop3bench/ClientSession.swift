@@ -66,7 +66,7 @@ final class ClientSession: ConnectionDelegate {
         do {
             let c = try Connection.connect(to: config.target, from: source, loop: bench.loop)
             c.delegate = self
-            c.maxInputBytes = ReplyParser.defaultMaxLineLength + 1024
+            c.maxInputBytes = max(ReplyParser.defaultMaxLineLength + 1024, Bench.readBufferBytes)
             c.idleTimeout = config.replyTimeoutNanoseconds
             connection = c
             stats.connectionsOpen += 1
