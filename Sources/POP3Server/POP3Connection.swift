@@ -16,36 +16,43 @@ struct ConnectionSink: ReplySink {
     mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
 }
 
-/// Collects the many small writes of the message encoder (a line, then CRLF, per line) in the
-/// service's staging buffer and hands them to the connection in one write per chunk.
-struct StagingSink: ReplySink {
+/// Encodes straight into the connection's output queue: the encoder's many small writes (a
+/// line, then CRLF, per line) become copies into the queue's free chunk space, with no staging
+/// buffer and no per-write call into the connection. `finish()` must run before anything else
+/// is written to the connection.
+struct OutputSink: ReplySink {
     unowned(unsafe) let connection: Connection
-    let buffer: UnsafeMutableRawBufferPointer
-    var count = 0
+    var space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    var used = 0
 
-    init(connection: Connection, buffer: UnsafeMutableRawBufferPointer) {
+    init(connection: Connection) {
         self.connection = connection
-        self.buffer = buffer
     }
 
     @inline(__always)
     mutating func write(_ bytes: UnsafeRawBufferPointer) {
-        if count + bytes.count > buffer.count {
-            flush()
-            if bytes.count > buffer.count {
-                connection.write(bytes)
-                return
+        guard var src = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            if used == space.count {
+                finish()
+                space = connection.reserveOutput()
+                if space.count == 0 { return }  // closing: output is dropped anyway
             }
+            guard let dst = space.baseAddress else { return }
+            let n = min(left, space.count - used)
+            (dst + used).copyMemory(from: src, byteCount: n)
+            used += n
+            src += n
+            left -= n
         }
-        guard let base = buffer.baseAddress, let src = bytes.baseAddress else { return }
-        (base + count).copyMemory(from: src, byteCount: bytes.count)
-        count += bytes.count
     }
 
-    mutating func flush() {
-        guard count > 0 else { return }
-        connection.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-        count = 0
+    /// Queues what was written so far.
+    mutating func finish() {
+        if used > 0 { connection.commitOutput(used) }
+        used = 0
+        space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 }
 
@@ -194,10 +201,10 @@ final class POP3Connection: ConnectionDelegate {
     }
 
     private func produce() {
-        var sink = StagingSink(connection: connection, buffer: service.stagingBuffer)
+        var sink = OutputSink(connection: connection)
         while !connection.isClosed && !connection.isOutputFull {
             let done = session.produceMore(out: &sink, maxBytes: POP3Service.listingChunkBytes)
-            sink.flush()
+            sink.finish()
             if done {
                 resume()
                 return
@@ -227,7 +234,7 @@ final class POP3Connection: ConnectionDelegate {
         guard let reader else { return }
         // Flushed after every chunk: the high-water check below must see the bytes, and the
         // next command's reply must not overtake the end of the message.
-        var sink = StagingSink(connection: connection, buffer: service.stagingBuffer)
+        var sink = OutputSink(connection: connection)
         let buffer = service.streamBuffer
         while !connection.isClosed && !connection.isOutputFull {
             let n: Int
@@ -243,12 +250,12 @@ final class POP3Connection: ConnectionDelegate {
             }
             if n == 0 || encoder.isComplete {
                 encoder.finish(out: &sink)
-                sink.flush()
+                sink.finish()
                 finishStream()
                 resume()
                 return
             }
-            sink.flush()
+            sink.finish()
         }
     }
 

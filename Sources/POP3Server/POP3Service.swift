@@ -33,9 +33,6 @@ public final class POP3Service {
 
     /// Shared read buffer for message streaming: one per loop, never per connection.
     let streamBuffer: UnsafeMutableRawBufferPointer
-    /// Shared staging buffer where encoded output is gathered before it enters a connection's
-    /// queue (a chunk can grow by CR insertion and dot-stuffing: up to 3x for lines of ".").
-    let stagingBuffer: UnsafeMutableRawBufferPointer
 
     // Live counts, for limits and systemd STATUS=.
     public private(set) var connectionCount = 0
@@ -83,7 +80,6 @@ public final class POP3Service {
         hostname = config.hostname ?? Self.systemHostname()
         implementation = config.announceImplementation ? "pop3d \(pop3dVersion)" : nil
         streamBuffer = .allocate(byteCount: Self.streamChunkBytes, alignment: 16)
-        stagingBuffer = .allocate(byteCount: 4 * Self.streamChunkBytes, alignment: 16)
         if !config.tlsCert.isEmpty {
             tls = try TLSState(config)
         }
@@ -100,7 +96,6 @@ public final class POP3Service {
     deinit {
         pool?.shutdown()
         streamBuffer.deallocate()
-        stagingBuffer.deallocate()
     }
 
     /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.

@@ -16,6 +16,23 @@ extension Connection {
         enqueueFlush()
     }
 
+    /// Free space at the end of the output queue (part of one pooled chunk, never empty), for a
+    /// producer that encodes straight into the queue instead of into a buffer of its own: the
+    /// RETR path saves one copy of every byte this way. Fill a prefix, then `commitOutput` its
+    /// length before any other write to this connection. Empty once the connection is closing.
+    public func reserveOutput() -> UnsafeMutableRawBufferPointer {
+        guard case .open = state else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+        return output.reserve(pool: &loop.chunkPool)
+    }
+
+    /// Queues the first `count` bytes of the space `reserveOutput` returned.
+    public func commitOutput(_ count: Int) {
+        guard case .open = state, count > 0 else { return }
+        output.commit(count)
+        if output.count >= outputHighWater { notifyWhenDrained = true }
+        enqueueFlush()
+    }
+
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
     }

@@ -35,6 +35,23 @@ struct OutputQueue {
         }
     }
 
+    /// The free tail of the last chunk, taking a new chunk when it is full.
+    mutating func reserve(pool: inout [UnsafeMutableRawBufferPointer]) -> UnsafeMutableRawBufferPointer {
+        if chunks.isEmpty || tail == Self.chunkBytes {
+            chunks.append(pool.popLast() ?? .allocate(byteCount: Self.chunkBytes, alignment: 16))
+            tail = 0
+        }
+        let chunk = chunks[chunks.count - 1]
+        return UnsafeMutableRawBufferPointer(rebasing: chunk[tail..<Self.chunkBytes])
+    }
+
+    /// Counts `n` bytes written into the space `reserve` returned.
+    mutating func commit(_ n: Int) {
+        let n = min(n, Self.chunkBytes - tail)
+        tail += n
+        count += n
+    }
+
     /// Calls body with iovecs over the queued bytes (at most maxIOVecs chunks).
     func withIOVecs<R>(_ body: (UnsafeBufferPointer<iovec>) throws -> R) rethrows -> R {
         let used = min(chunks.count, Self.maxIOVecs)
