@@ -38,14 +38,14 @@ demo: release
 	.build/release/pop3d demo
 
 unit: build
-	$(SWIFT) test
+	$(SWIFT) test --no-parallel
 
 e2e: build test-deps
 	$(PYTHON) -m pytest -q Tests/e2e
 
 test: test-deps
 	$(SWIFT) build
-	$(SWIFT) test
+	$(SWIFT) test --no-parallel
 	$(PYTHON) -m pytest -q Tests/e2e
 
 clean:

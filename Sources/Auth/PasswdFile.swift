@@ -161,3 +161,23 @@ extension PasswdFile {
         return Auth.verify(password: password, entry: entry) ? entry : nil
     }
 }
+
+extension PasswordScheme {
+    /// One digest over the password and a salt: microseconds, fine on the event loop. The
+    /// crypt(3) family and SCRAM (PBKDF2) are deliberately slow and go to the worker pool.
+    public var isCheap: Bool {
+        switch self {
+        case .plain, .ssha, .ssha256, .ssha512, .sha1, .sha256, .sha512, .plainMD5, .ldapMD5, .smd5: true
+        case .crypt, .md5Crypt, .sha256Crypt, .sha512Crypt, .blfCrypt, .scramSHA256: false
+        }
+    }
+}
+
+extension PasswdFile {
+    /// Whether verifying `user`'s password is cheap enough to do on the loop. An unknown user
+    /// is judged by the dummy entry `verifyOrDummy` would use, so the choice (and its timing)
+    /// does not tell whether the user exists.
+    public func verificationIsCheap(user: String) -> Bool {
+        (entries[user] ?? dummyEntry).scheme.isCheap
+    }
+}

@@ -14,3 +14,11 @@ int cshim_ofd_trylock(int fd) {
     fl.l_pid = 0;  // required to be 0 for OFD locks
     return fcntl(fd, F_OFD_SETLK, &fl);
 }
+
+#include <dirent.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+long cshim_getdents64(int fd, void *buffer, unsigned long length) {
+    return syscall(SYS_getdents64, fd, buffer, length);
+}

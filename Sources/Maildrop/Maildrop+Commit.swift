@@ -33,7 +33,8 @@ extension Maildrop {
 
     /// true when removed, false when the name no longer exists.
     private func unlink(_ folder: MessageInfo.Folder, _ name: String) throws(MaildropError) -> Bool {
-        switch try Sys.callOrMissing("unlinkat", filePath(folder, name), { unlinkat(directoryFD(folder), name, 0) }) {
+        let dirfd = try directoryFD(folder)
+        switch try Sys.callOrMissing("unlinkat", filePath(folder, name), { unlinkat(dirfd, name, 0) }) {
         case .ok: return true
         case .missing: return false
         }

@@ -15,7 +15,7 @@ extension Maildrop {
         defer { buffer.deallocate() }
 
         for folder in [MessageInfo.Folder.new, .cur] {
-            let dirfd = directoryFD(folder)
+            let dirfd = try directoryFD(folder)
             let dirPath = path + "/" + folder.directoryName
             for entry in try Sys.listDirectory(dirfd, path: dirPath) {
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
@@ -110,7 +110,7 @@ extension Maildrop {
     func locate(uniqueName: String) throws(MaildropError) -> (folder: MessageInfo.Folder, fileName: String)? {
         for folder in [MessageInfo.Folder.cur, .new] {
             let dirPath = path + "/" + folder.directoryName
-            for entry in try Sys.listDirectory(directoryFD(folder), path: dirPath)
+            for entry in try Sys.listDirectory(try directoryFD(folder), path: dirPath)
             where MaildirName(entry.name).uniqueName == uniqueName {
                 return (folder, entry.name)
             }

@@ -22,8 +22,10 @@ public final class Maildrop {
     public internal(set) var statistics: OpenStatistics
 
     private var lockfd: Int32
-    let newfd: Int32
-    let curfd: Int32
+    /// new/ and cur/, open only while needed (listing, a RETR, UPDATE): an idle logged-in
+    /// session holds just its socket and the lock, so 50,000 sessions fit the fd budget.
+    private var newfd: Int32
+    private var curfd: Int32
 
     private init(path: String, lockfd: Int32, newfd: Int32, curfd: Int32) {
         self.path = path
@@ -36,8 +38,13 @@ public final class Maildrop {
 
     deinit {
         close()
-        Sys.close(newfd)
-        Sys.close(curfd)
+        closeDirectories()
+    }
+
+    /// Closes new/ and cur/; `directoryFD` opens them again when needed.
+    func closeDirectories() {
+        if newfd >= 0 { Sys.close(newfd); newfd = -1 }
+        if curfd >= 0 { Sys.close(curfd); curfd = -1 }
     }
 
     /// Number of messages listed at login.
@@ -74,11 +81,15 @@ public final class Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
         }
-        if createIfMissing { try makeDirectories(path) }
         let rootfd: Int32
         switch try Sys.callOrMissing("open", path, { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) {
         case .ok(let fd): rootfd = fd
-        case .missing: throw .permanent("open(\(path)): no such Maildir")
+        case .missing:
+            // First login (as Dovecot does): create it. Only then, so that a normal login
+            // costs no failed mkdir calls.
+            guard createIfMissing else { throw .permanent("open(\(path)): no such Maildir") }
+            try makeDirectories(path)
+            rootfd = try Sys.call("open", path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         }
         defer { Sys.close(rootfd) }
 
@@ -95,15 +106,17 @@ public final class Maildrop {
             throw MaildropError.fromErrno(err, call: "fcntl(F_OFD_SETLK)", path: lockPath)
         }
 
-        if createIfMissing {
+        var newfd = try openSubdirectoryIfPresent(rootfd, path, "new")
+        if newfd < 0 && createIfMissing {
             for sub in ["new", "cur", "tmp"] {
                 let r = mkdirat(rootfd, sub, directoryMode)
                 if r != 0 && errno != EEXIST {
                     throw MaildropError.fromErrno(errno, call: "mkdirat", path: path + "/" + sub)
                 }
             }
+            newfd = try openSubdirectoryIfPresent(rootfd, path, "new")
         }
-        let newfd = try openSubdirectory(rootfd, path, "new")
+        guard newfd >= 0 else { throw .permanent("openat(\(path)/new): no such directory") }
         let curfd: Int32
         do {
             curfd = try openSubdirectory(rootfd, path, "cur")
@@ -114,6 +127,7 @@ public final class Maildrop {
         locked = true
         let maildrop = Maildrop(path: path, lockfd: lockfd, newfd: newfd, curfd: curfd)
         try maildrop.list(rootfd: rootfd)
+        maildrop.closeDirectories()
         return maildrop
     }
 
@@ -136,8 +150,21 @@ public final class Maildrop {
         }
     }
 
-    func directoryFD(_ folder: MessageInfo.Folder) -> Int32 {
-        folder == .new ? newfd : curfd
+    private static func openSubdirectoryIfPresent(_ rootfd: Int32, _ root: String, _ name: String) throws(MaildropError) -> Int32 {
+        switch try Sys.callOrMissing("openat", root + "/" + name, { openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) {
+        case .ok(let fd): return fd
+        case .missing: return -1
+        }
+    }
+
+    /// The descriptor of new/ or cur/, opened again after login when needed.
+    func directoryFD(_ folder: MessageInfo.Folder) throws(MaildropError) -> Int32 {
+        if folder == .new {
+            if newfd < 0 { newfd = try Sys.call("open", path + "/new") { Glibc.open(path + "/new", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
+            return newfd
+        }
+        if curfd < 0 { curfd = try Sys.call("open", path + "/cur") { Glibc.open(path + "/cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
+        return curfd
     }
 
     func filePath(_ folder: MessageInfo.Folder, _ name: String) -> String {

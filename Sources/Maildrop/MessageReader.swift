@@ -6,23 +6,36 @@ import Glibc
 /// Bytes are returned as stored (LF or CRLF); the POP3 encoder converts line
 /// endings and dot-stuffs. Not thread-safe.
 public final class MessageReader {
+    /// Files at least this large get POSIX_FADV_SEQUENTIAL (more read-ahead); for small ones
+    /// the default read-ahead already covers the file and the call would be a wasted syscall.
+    public static let sequentialHintBytes = 1 << 20
+
     private var fd: Int32
+    /// Bytes left of the size listed at login. Maildir files do not change after delivery; the
+    /// LIST size was computed from exactly these bytes, so the reader stops there and spares
+    /// the read that would only confirm the end of the file.
+    private var remaining: Int
     /// Path the file was opened under, for error messages.
     public let path: String
 
-    init(fd: Int32, path: String) {
+    init(fd: Int32, path: String, expectedBytes: Int) {
         self.fd = fd
         self.path = path
-        // The whole file is read front to back once: let the kernel read ahead.
-        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        self.remaining = expectedBytes
+        if expectedBytes >= Self.sequentialHintBytes {
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        }
     }
 
     deinit { close() }
 
     /// Fills up to `buffer.count` bytes; returns how many, 0 at end of file.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(MaildropError) -> Int {
-        guard fd >= 0 else { return 0 }
-        return try Sys.read(fd, buffer, path: path)
+        guard fd >= 0, remaining > 0 else { return 0 }
+        let want = min(buffer.count, remaining)
+        let n = try Sys.read(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), path: path)
+        remaining = n == 0 ? 0 : remaining - n
+        return n
     }
 
     /// Releases the descriptor. Idempotent.
@@ -44,19 +57,20 @@ extension Maildrop {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
         }
         let info = messages[i]
-        if let reader = try openFile(info.folder, info.fileName) { return reader }
+        if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize) { return reader }
         if let now = try locate(uniqueName: info.uniqueName) {
             messages[i].folder = now.folder
             messages[i].fileName = now.fileName
-            if let reader = try openFile(now.folder, now.fileName) { return reader }
+            if let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) { return reader }
         }
         throw .temporary("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
     }
 
-    private func openFile(_ folder: MessageInfo.Folder, _ name: String) throws(MaildropError) -> MessageReader? {
+    private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
         let p = filePath(folder, name)
-        switch try Sys.callOrMissing("openat", p, { openat(directoryFD(folder), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }) {
-        case .ok(let fd): return MessageReader(fd: fd, path: p)
+        let dirfd = try directoryFD(folder)
+        switch try Sys.callOrMissing("openat", p, { openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }) {
+        case .ok(let fd): return MessageReader(fd: fd, path: p, expectedBytes: expectedBytes)
         case .missing: return nil
         }
     }

@@ -87,6 +87,8 @@ final class POP3Connection: ConnectionDelegate {
     /// `tls_handshake_timeout` for this session's handshake (POP3Service+TLS.swift).
     var handshakeTimer: TimerID?
     var loggedIn = false
+    /// pump() is on the stack.
+    var pumping = false
     var endReason = "client quit"
     let startedAt: UInt64
 
@@ -120,6 +122,8 @@ final class POP3Connection: ConnectionDelegate {
     /// Parses and runs complete commands until input runs out, an action makes the session
     /// wait (authentication, a producer, a stream), or this connection had its turn.
     func pump() {
+        pumping = true
+        defer { pumping = false }
         var handled = 0
         while phase == .reading && !connection.isClosed {
             if handled == POP3Service.maxCommandsPerTurn {
@@ -187,7 +191,9 @@ final class POP3Connection: ConnectionDelegate {
         phase = .reading
         if service.isDraining { closeIfIdle(); return }
         connection.resumeReading()
-        pump()
+        // Called from inside pump() when an action completed at once (a cheap login, a short
+        // listing): the running pump goes on; no nested call, so the stack stays flat.
+        if !pumping { pump() }
     }
 
     // MARK: output-driven producers
@@ -271,6 +277,11 @@ final class POP3Connection: ConnectionDelegate {
         let passwd = service.passwd
         switch request {
         case .password(let user, let password):
+            if passwd.verificationIsCheap(user: user) {
+                // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
+                // thread wake-ups, an eventfd round trip) would cost more than the work.
+                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password))
+            }
             let submitted = service.pool.submit({ passwd.verifyOrDummy(user: user, password: password) }) {
                 [weak self] entry in
                 self?.credentialsChecked(user: user, entry: entry)

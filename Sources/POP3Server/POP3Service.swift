@@ -42,6 +42,7 @@ public final class POP3Service {
     private var perAddress: [IPAddress: Int] = [:]
     private var lastLogin: [String: UInt64] = [:]
     private var apopCounter: UInt64 = 0
+    private let pid = getpid()
     private var sessions: [ObjectIdentifier: POP3Connection] = [:]
     /// Set by `drain()`: sessions close as soon as they are between commands.
     public private(set) var isDraining = false
@@ -176,7 +177,7 @@ public final class POP3Service {
 
     func makeSessionConfig(address: IPAddress?, local: IPAddress?, tlsActive: Bool, stlsAvailable: Bool) -> SessionConfig {
         apopCounter &+= 1
-        let timestamp = "<\(getpid()).\(apopCounter).\(time(nil))@\(hostname)>"
+        let timestamp = "<\(pid).\(apopCounter).\(time(nil))@\(hostname)>"
         let plaintext = !config.disablePlaintextAuth || tlsActive || isSecured(address, local: local)
         // The session hides plaintext mechanisms itself while plaintext is refused, and shows
         // them again after STLS: filtering here would lose them for good.

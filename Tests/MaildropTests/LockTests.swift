@@ -48,11 +48,16 @@ import Testing
         defer { free(cpath) }
         var fds: [Int32] = [-1, -1]
         #expect(pipe(&fds) == 0)
+        let writeEnd = fds[1]
         let pid = fork()
         if pid == 0 {
+            // The child shares every open file description of this (multi-threaded) test
+            // process, including lock files that tests running in parallel hold: an OFD lock
+            // would then outlive its test until this child is killed. Keep only the pipe.
+            for other in Int32(3)..<Int32(4096) where other != writeEnd { close(other) }
             let fd = open(cpath, O_RDWR)
             var ok: UInt8 = (fd >= 0 && cshim_ofd_trylock(fd) == 0) ? 1 : 0
-            _ = write(fds[1], &ok, 1)
+            _ = write(writeEnd, &ok, 1)
             while true { pause() }
         }
         #expect(pid > 0)

@@ -9,3 +9,8 @@
 /// descriptor closes or the process dies. Returns 0, or -1 with errno set
 /// (EAGAIN/EACCES when another description holds the lock).
 int cshim_ofd_trylock(int fd);
+
+/// getdents64(2) on a directory descriptor. Exists in C because glibc declares getdents64
+/// only with _GNU_SOURCE; readdir(3) needs a DIR* (fdopendir), which costs a dup, an fstat,
+/// two fcntls and an lseek per listing. Returns bytes read, 0 at the end, -1 with errno.
+long cshim_getdents64(int fd, void *buffer, unsigned long length);
