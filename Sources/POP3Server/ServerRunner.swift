@@ -25,6 +25,7 @@ public final class ServerRunner {
     /// Runs until a SIGTERM/SIGINT drain completes; returns the exit status.
     public func run() throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        raiseDescriptorLimit()
         try openListeners()
         service = try POP3Service(config: config, loop: loop, logger: logger)
         try dropPrivileges()
@@ -93,6 +94,34 @@ public final class ServerRunner {
             return try Listener(bind: address, reusePort: config.reusePort)
         } catch {
             throw ConfigError("listen: cannot listen on \(text): \(error)")
+        }
+    }
+
+    /// Descriptors one logged-in session holds: its socket and its maildrop lock (the Maildir's
+    /// directories are open only while listing, retrieving or deleting).
+    public static let descriptorsPerSession = 2
+    /// Descriptors kept for listeners, the epoll/timer/signal/event fds, logs and message files.
+    public static let descriptorReserve: rlim_t = 1024
+
+    /// Raises RLIMIT_NOFILE to what `max_connections` needs: the soft limit up to the hard one,
+    /// and as root the hard one too (up to fs.nr_open). systemd's LimitNOFILE= sets both; by
+    /// hand the usual 1024 would refuse the 1,021st client with EMFILE.
+    private func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = rlim_t(config.maxConnections * Self.descriptorsPerSession) + Self.descriptorReserve
+        if limit.rlim_max < wanted && geteuid() == 0 {
+            var raised = limit
+            raised.rlim_max = wanted
+            raised.rlim_cur = wanted
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        if limit.rlim_cur < min(wanted, limit.rlim_max) {
+            limit.rlim_cur = min(wanted, limit.rlim_max)
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        if limit.rlim_cur < wanted {
+            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur); max_connections \(config.maxConnections) needs \(wanted) (raise LimitNOFILE= or ulimit -n)")
         }
     }
 

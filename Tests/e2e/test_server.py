@@ -292,3 +292,13 @@ def test_commands_pipelined_behind_a_big_retr_are_answered_in_order(mailhost):
     for _ in range(3000):
         assert r.line() == b"+OK"
     assert r.cmd("QUIT").startswith(b"+OK")
+
+
+def test_descriptor_limit_raised_for_max_connections(mailhost):
+    server = mailhost.serve(env={"POP3D_MAX_CONNECTIONS": "30000"})
+    with open(f"/proc/{server.pid}/limits") as f:
+        line = [l for l in f if l.startswith("Max open files")][0]
+    soft = int(line.split()[3])
+    # Two descriptors per session (socket and maildrop lock) plus a reserve; root may raise the
+    # hard limit, which make test has.
+    assert soft >= 30000 * 2 + 1024, line
