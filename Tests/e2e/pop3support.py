@@ -52,7 +52,7 @@ def port_open(host, port):
 class Server:
     """A running `pop3d serve`. stderr goes to a log file that failing tests print."""
 
-    def __init__(self, args, tmpdir, host="127.0.0.1", port=None, env=None, wait=True):
+    def __init__(self, args, tmpdir, host="127.0.0.1", port=None, env=None, wait=True, preexec_fn=None):
         self.host = host
         self.port = port or free_port(host)
         self.log_path = os.path.join(str(tmpdir), f"pop3d-{self.port}.log")
@@ -65,7 +65,7 @@ class Server:
             full_env.update(env)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=full_env, stdin=subprocess.DEVNULL)
+                                     env=full_env, stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         if wait:
             try:
                 wait_for(lambda: self.proc.poll() is not None or port_open(self.host, self.port),
