@@ -81,7 +81,6 @@ let package = Package(
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
         .testTarget(name: "POP3ServerTests", dependencies: ["POP3Server"], swiftSettings: strict),
-        // Starts the built binaries and real clients; see Tests/EndToEndTests/Support.
-        .testTarget(name: "EndToEndTests", dependencies: ["CShim"], swiftSettings: strict),
+        // End-to-end tests start the built binaries with real clients: Tests/e2e (pytest).
     ]
 )
