@@ -267,9 +267,12 @@ def test_drops_privileges_to_configured_user():
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), nobody.pw_uid, nobody.pw_gid)
         server = host.serve(env={"POP3D_USER": "nobody"})
-        with open(f"/proc/{server.pid}/status") as f:
-            uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
-        assert all(int(u) == nobody.pw_uid for u in uids), uids
+
+        def uids():
+            with open(f"/proc/{server.pid}/status") as f:
+                return [int(u) for u in [l for l in f if l.startswith("Uid:")][0].split()[1:]]
+        # The port is open before the switch (bind first, then drop), so wait for it.
+        wait_for(lambda: all(u == nobody.pw_uid for u in uids()), what="uid switched to nobody")
         r = session(server)  # and it still serves mail as that user
         assert r.cmd("STAT").startswith(b"+OK 1 ")
         r.cmd("QUIT")
