@@ -17,7 +17,8 @@ extension Maildrop {
         for folder in [MessageInfo.Folder.new, .cur] {
             let dirfd = try directoryFD(folder)
             let dirPath = path + "/" + folder.directoryName
-            for entry in try Sys.listDirectory(dirfd, path: dirPath) {
+            // The descriptors were opened by `open` just before: already at the start.
+            for entry in try Sys.listDirectory(dirfd, path: dirPath, rewind: false) {
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
                 // stat below decides.
                 if entry.type != UInt8(DT_REG) && entry.type != UInt8(DT_UNKNOWN) {

@@ -96,10 +96,10 @@ enum Sys {
     static let directoryBufferBytes = 32 * 1024
 
     /// Entries of the directory open at `dirfd`, with their `d_type`, without dot-files.
-    /// getdents64 straight on the descriptor (rewound first, so it can be listed again): no
-    /// DIR*, so no dup/fstat/fcntl per listing.
-    static func listDirectory(_ dirfd: Int32, path: String) throws(MaildropError) -> [(name: String, type: UInt8)] {
-        if lseek(dirfd, 0, SEEK_SET) < 0 {
+    /// getdents64 straight on the descriptor (rewound first unless it was just opened, so it
+    /// can be listed again): no DIR*, so no dup/fstat/fcntl per listing.
+    static func listDirectory(_ dirfd: Int32, path: String, rewind: Bool = true) throws(MaildropError) -> [(name: String, type: UInt8)] {
+        if rewind && lseek(dirfd, 0, SEEK_SET) < 0 {
             throw MaildropError.fromErrno(errno, call: "lseek", path: path)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
