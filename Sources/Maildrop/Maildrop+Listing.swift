@@ -3,7 +3,7 @@ import Glibc
 extension Maildrop {
     /// Lists new/ and cur/, sizes every message (W= field, cache, or a read)
     /// and numbers them in delivery order.
-    func list(rootfd: Int32) throws(MaildropError) {
+    func list(rootfd: Int32, quick: Bool = false) throws(MaildropError) {
         var stats = OpenStatistics()
         var cache = SizeCache.load(rootfd: rootfd)
         var cacheDirty = false
@@ -18,7 +18,9 @@ extension Maildrop {
             let dirfd = try directoryFD(folder)
             let dirPath = path + "/" + folder.directoryName
             // The descriptors were opened by `open` just before: already at the start.
-            for entry in try Sys.listDirectory(dirfd, path: dirPath, rewind: false) {
+            let entries = try Sys.listDirectory(dirfd, path: dirPath, rewind: false)
+            if quick && listed.count + entries.count > Maildrop.quickEntryLimit { throw .wouldBlock }
+            for entry in entries {
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
                 // stat below decides.
                 if entry.type != UInt8(DT_REG) && entry.type != UInt8(DT_UNKNOWN) {
@@ -55,6 +57,7 @@ extension Maildrop {
                     stats.sizesFromCache += 1
                     used.insert(name.uniqueName)
                 } else {
+                    if quick { throw .wouldBlock }
                     size = try CRLFSizeCounter.measure(
                         dirfd: dirfd, name: entry.name, path: dirPath + "/" + entry.name, buffer: buffer)
                     guard size != nil else { continue }  // vanished meanwhile

@@ -12,6 +12,8 @@ public final class Maildrop {
     /// Name of the lock file inside the Maildir. It carries an OFD lock (see
     /// `cshim_ofd_trylock`): released on close, on exit and on kill -9.
     public static let lockFileName = "pop3d.lock"
+    /// Entries a `quick` open lists at most (about a millisecond of stat calls).
+    public static let quickEntryLimit = 256
     /// Read buffer used to compute sizes at login (one per open maildrop).
     public static let measureChunkBytes = 64 * 1024
     /// Mode of directories created on first login (Dovecot uses 0700 too).
@@ -77,7 +79,10 @@ public final class Maildrop {
     /// when absent (as Dovecot does on first login); otherwise a missing
     /// Maildir is `.permanent`. A lock held by any other open (this process or
     /// another) gives `.inUse` without waiting.
-    public static func open(path: String, createIfMissing: Bool = true) throws(MaildropError) -> Maildrop {
+    /// With `quick`, the open is meant for an event loop: it throws `.wouldBlock` (holding
+    /// nothing) instead of listing more than `quickEntryLimit` entries or reading a message
+    /// whose size is neither in its name nor in the size cache.
+    public static func open(path: String, createIfMissing: Bool = true, quick: Bool = false) throws(MaildropError) -> Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
         }
@@ -126,7 +131,7 @@ public final class Maildrop {
         }
         locked = true
         let maildrop = Maildrop(path: path, lockfd: lockfd, newfd: newfd, curfd: curfd)
-        try maildrop.list(rootfd: rootfd)
+        try maildrop.list(rootfd: rootfd, quick: quick)
         maildrop.closeDirectories()
         return maildrop
     }

@@ -15,6 +15,10 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The user name would escape the mail location template (`/`, `..`, NUL,
     /// control bytes, empty).
     case invalidUser
+    /// A `quick` open gave up: the listing needs more than `Maildrop.quickEntryLimit` entries
+    /// or has to read messages to count their sizes. Nothing is held; open it again without
+    /// `quick` off the event loop.
+    case wouldBlock
 
     public var description: String {
         switch self {
@@ -22,6 +26,7 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
         case .temporary(let m): return "temporary: \(m)"
         case .permanent(let m): return "permanent: \(m)"
         case .invalidUser: return "invalid user name"
+        case .wouldBlock: return "listing needs a worker"
         }
     }
 

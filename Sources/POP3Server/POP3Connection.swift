@@ -56,6 +56,20 @@ struct OutputSink: ReplySink {
     }
 }
 
+/// A maildrop opened on a storage worker and handed to the loop. Unchecked Sendable: the worker
+/// creates it and never touches it again; from then on only the loop thread uses it.
+struct OpenedMaildrop: @unchecked Sendable {
+    let result: Result<Maildrop, MaildropError>
+
+    init(path: String) {
+        do {
+            result = .success(try Maildrop.open(path: path))
+        } catch {
+            result = .failure(error)
+        }
+    }
+}
+
 /// One client: runs the pure `Session` against the connection, the Auth worker pool and the
 /// Maildrop, and performs the session's actions (DESIGN "How a byte travels").
 final class POP3Connection: ConnectionDelegate {
@@ -320,8 +334,32 @@ final class POP3Connection: ConnectionDelegate {
             service.logger.warning("mail location refused: \(error)", metadata: metadata)
             return loginFinished(.permanentFailure("invalid mailbox name"))
         }
+        // A small maildrop whose sizes are known (names, size cache) is listed right here: a
+        // directory read and a stat per message. A large one, or one whose messages must be
+        // read to count CRLF octets (a first login; seconds for a big Maildir on a cold disk),
+        // is opened on the storage workers, so the loop never waits for it.
         do {
-            let drop = try Maildrop.open(path: path)
+            return maildropOpened(.success(try Maildrop.open(path: path, quick: true)), user: user)
+        } catch .wouldBlock {
+            // fall through to the workers
+        } catch {
+            return maildropOpened(.failure(error), user: user)
+        }
+        let submitted = service.storagePool.submit({ OpenedMaildrop(path: path) }) { [weak self] opened in
+            guard let self, self.phase == .waiting, !self.connection.isClosed else {
+                if case .success(let drop) = opened.result { drop.close() }  // client gone: release the lock
+                return
+            }
+            self.maildropOpened(opened.result, user: user)
+        }
+        if case .queued = submitted {} else {
+            loginFinished(.temporaryFailure("storage service overloaded"))
+        }
+    }
+
+    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String) {
+        switch result {
+        case .success(let drop):
             maildrop = drop
             var sizes: [Int] = []
             var uids: [String] = []
@@ -335,12 +373,12 @@ final class POP3Connection: ConnectionDelegate {
             service.sessionLoggedIn(user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
-        } catch .inUse {
+        case .failure(.inUse):
             loginFinished(.inUse)
-        } catch .temporary(let why) {
+        case .failure(.temporary(let why)):
             service.logger.error("maildrop: \(why)", metadata: metadata)
             loginFinished(.temporaryFailure("mailbox temporarily unavailable"))
-        } catch {
+        case .failure(let error):
             service.logger.error("maildrop: \(error)", metadata: metadata)
             loginFinished(.permanentFailure("mailbox unavailable"))
         }

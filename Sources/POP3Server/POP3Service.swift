@@ -14,6 +14,10 @@ public final class POP3Service {
     public static let streamChunkBytes = 64 * 1024
     /// Bytes of a LIST/UIDL listing produced per step.
     public static let listingChunkBytes = 16 * 1024
+    /// Threads that open maildrops.
+    public static let storageWorkers = 2
+    /// Maildrop opens waiting for a storage thread; beyond it a login gets `-ERR [SYS/TEMP]`.
+    public static let maxQueuedStorageJobs = 65_536
     /// LOGIN-DELAY records kept at most; older ones are dropped first.
     public static let maxLoginDelayRecords = 100_000
 
@@ -25,6 +29,8 @@ public final class POP3Service {
     let trusted: CIDRTable
     let penalties: FailurePenalty
     private(set) var pool: WorkerPool!
+    /// Threads that open and list maildrops (directory scans, first-login size counting).
+    private(set) var storagePool: WorkerPool!
     private var waker: Waker?
     let hostname: String
     let implementation: String?
@@ -86,9 +92,13 @@ public final class POP3Service {
         }
         let waker = try loop.makeWaker { [weak self] in
             self?.pool.drainCompletions()
+            self?.storagePool.drainCompletions()
         }
         self.waker = waker
         pool = WorkerPool(threads: config.authWorkers, notify: { waker.wake() })
+        // Separate from the hashing pool, so a burst of bcrypt logins never delays the
+        // listing of an already authenticated user.
+        storagePool = WorkerPool(threads: Self.storageWorkers, maxQueuedJobs: Self.maxQueuedStorageJobs, notify: { waker.wake() })
         if config.idleTimeoutSeconds < 600 {
             logger.warning("idle_timeout \(config.idleTimeoutSeconds) s is below RFC 1939's minimum of 10 minutes")
         }
@@ -96,6 +106,7 @@ public final class POP3Service {
 
     deinit {
         pool?.shutdown()
+        storagePool?.shutdown()
         streamBuffer.deallocate()
     }
 
