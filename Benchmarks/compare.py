@@ -42,7 +42,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FULL = dict(users=1024, messages=10, huge=10_000, big_mib=10, idle=[1000, 10_000],
             session_concurrency=[1, 16, 128], session_duration=5.0, noop_duration=5.0,
             noop_commands=1000, retr_commands=50, hold={"pop3d": 10.0, "dovecot": 30.0},
-            hold_per_1000={"pop3d": 0.5, "dovecot": 12.0})
+            hold_per_1000={"pop3d": 0.5, "dovecot": 16.0})
 SMOKE = dict(users=128, messages=10, huge=100, big_mib=1, idle=[20, 100],
              session_concurrency=[1, 16, 128], session_duration=1.0, noop_duration=1.0,
              noop_commands=200, retr_commands=3, hold={"pop3d": 3.0, "dovecot": 5.0},
@@ -171,6 +171,8 @@ class Pop3d(Server):
             os.unlink(self.notify_path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        # pop3d switches to the data's owner after binding and still has to reach this socket.
+        os.chmod(self.notify_path, 0o777)
         self.notify.settimeout(0.2)
         self.stop_reader = False
         threading.Thread(target=self.read_notify, daemon=True).start()
@@ -248,7 +250,7 @@ class Dovecot(Server):
 
     def wait_quiet(self):
         # Logged-out sessions' processes exit and are reaped by the master asynchronously.
-        wait_until(lambda: self.sessions() == 0, WAIT_LIMIT, "dovecot pop3 processes to exit", 0.2)
+        wait_until(lambda: self.sessions() == 0, WAIT_LIMIT, "dovecot pop3 processes to exit", 0.5)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -373,7 +375,7 @@ def measure(server, p, data, first_run, holds):
         def sample_when_logged_in(proc, started):
             try:
                 wait_until(lambda: server.count_logged_in() >= n or proc.poll() is not None,
-                           hold - 1, f"{n} logged-in sessions", 0.2)
+                           hold - 1, f"{n} logged-in sessions", 1.0)
             except TimeoutError:
                 return
             if proc.poll() is None:
@@ -383,7 +385,7 @@ def measure(server, p, data, first_run, holds):
                         "--hold", hold, limit=hold + WAIT_LIMIT, on_start=sample_when_logged_in)
         login_s = rep["elapsed_s"] - hold
         # The next run holds long enough to sample even if logging in gets slower.
-        holds[(server.name, n)] = max(hold, 2 * login_s + 5)
+        holds[(server.name, n)] = max(hold, 1.3 * login_s + 10)
         if "pss" not in sample:
             raise BenchError(f"{server.name}: {n} sessions were not all logged in within the {hold:.0f} s hold")
         r[f"mem{n}"] = (sample["pss"] - base) / n
