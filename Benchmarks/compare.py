@@ -271,7 +271,7 @@ class BenchError(Exception):
 
 def pop3bench(server, scenario, *args, limit=600.0, allow_errors=False, on_start=None):
     cmd = ["taskset", "-c", "1", os.path.join(ROOT, ".build/release/pop3bench"), scenario,
-           "--port", str(server.port), "--json", "--quiet", "--timeout", "60",
+           "--port", str(server.port), "--json", "--quiet", "--timeout", "120",
            "--max-time", str(limit), *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
@@ -324,8 +324,7 @@ def reset_huge(data):
 
 # ---------------------------------------------------------------- one run against one server
 
-def measure(server, p, data, first_run, holds):
-    r = {}
+def measure(server, p, data, first_run, holds, r):
     users = ["--users", "u%04d", "--password", "p%04d", "--user-count", p["users"]]
     idle_users = ["--users", "i%05d", "--password", "pi%05d"]
     if first_run:
@@ -393,7 +392,6 @@ def measure(server, p, data, first_run, holds):
             r["login_all"] = login_s
             r["login_p99"] = p99_ms(rep, "login")
         server.wait_quiet()
-    return r
 
 
 # ---------------------------------------------------------------- table
@@ -471,8 +469,10 @@ def main():
             server = cls(run, data, free_port())
             log(f"run {i + 1}/{runs}: {s} on 127.0.0.1:{server.port}")
             try:
+                # Filled as it goes: a scenario that fails keeps the numbers taken before it.
+                results[s].append({})
                 server.start()
-                results[s].append(measure(server, p, data, i == 0, holds))
+                measure(server, p, data, i == 0, holds, results[s][-1])
             except (BenchError, TimeoutError, RuntimeError) as e:
                 failures.append(f"run {i + 1}: {e}")
                 log(f"FAILED: {e}")
