@@ -42,7 +42,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FULL = dict(users=1024, messages=10, huge=10_000, big_mib=10, idle=[1000, 10_000],
             session_concurrency=[1, 16, 128], session_duration=5.0, noop_duration=5.0,
             noop_commands=1000, retr_commands=50, hold={"pop3d": 10.0, "dovecot": 30.0},
-            hold_per_1000={"pop3d": 0.5, "dovecot": 16.0})
+            hold_per_1000={"pop3d": 0.5, "dovecot": 25.0})
 SMOKE = dict(users=128, messages=10, huge=100, big_mib=1, idle=[20, 100],
              session_concurrency=[1, 16, 128], session_duration=1.0, noop_duration=1.0,
              noop_commands=200, retr_commands=3, hold={"pop3d": 3.0, "dovecot": 5.0},
@@ -269,9 +269,11 @@ class BenchError(Exception):
     pass
 
 
-def pop3bench(server, scenario, *args, limit=600.0, allow_errors=False, on_start=None):
+def pop3bench(server, scenario, *args, limit=600.0, timeout=120, allow_errors=False, on_start=None):
+    """Runs pop3bench on core 1. `timeout`: seconds a server may stay silent before pop3bench
+    counts a timeout error (the 10,000-session storm needs minutes for Dovecot's greetings)."""
     cmd = ["taskset", "-c", "1", os.path.join(ROOT, ".build/release/pop3bench"), scenario,
-           "--port", str(server.port), "--json", "--quiet", "--timeout", "120",
+           "--port", str(server.port), "--json", "--quiet", "--timeout", str(timeout),
            "--max-time", str(limit), *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
@@ -324,48 +326,53 @@ def reset_huge(data):
 
 # ---------------------------------------------------------------- one run against one server
 
-def measure(server, p, data, first_run, holds, r):
+def measure(server, p, data, first_run, holds, r, failures, run_number):
+    """Runs every scenario once against a started server, filling `r`. A scenario that fails
+    (pop3bench counted errors, a wait timed out) is listed in `failures`; the rest still run."""
     users = ["--users", "u%04d", "--password", "p%04d", "--user-count", p["users"]]
     idle_users = ["--users", "i%05d", "--password", "pi%05d"]
-    if first_run:
+
+    def warm_up():
         # Both servers see every maildrop once before anything is measured (Dovecot builds its
         # index and moves new/ to cur/, pop3d writes pop3d.sizes), so run 1 is not colder.
-        log(f"{server.name}: warm-up")
         pop3bench(server, "session", *users, "--concurrency", 16, "--count", p["users"])
         pop3bench(server, "idle", *idle_users, "--user-count", max(p["idle"]), "--hold", 0,
                   "--concurrency", 100, "--count", max(p["idle"]))
-        server.wait_quiet()
-    for c in p["session_concurrency"]:
-        log(f"{server.name}: session c={c}")
+
+    def sessions(c):
         before = server.cpu()
         rep = pop3bench(server, "session", *users, "--concurrency", c, "--duration", p["session_duration"])
         server.wait_quiet()
         cpu = server.cpu() - before
         r[f"sess{c}"] = rep["throughput"]["sessions_per_s"]
         r[f"sess{c}_p99"] = p99_ms(rep, "session")
-        r["cpu_per_session"] = cpu / max(rep["sessions"]["ok"], 1) * 1000
-    log(f"{server.name}: noop")
-    # Its own user count: a multiple of the concurrency, so no two live sessions share a maildrop.
-    noop_users = ["--users", "u%04d", "--password", "p%04d", "--user-count", NOOP_CONCURRENCY]
-    rep = pop3bench(server, "noop", *noop_users, "--concurrency", NOOP_CONCURRENCY, "--duration", p["noop_duration"],
-                    "--commands", p["noop_commands"])
-    r["noop"] = rep["commands"]["noop"] / rep["elapsed_s"]
-    r["noop_p99"] = p99_ms(rep, "noop")
-    server.wait_quiet()
-    log(f"{server.name}: retr-big")
-    rep = pop3bench(server, "retr-big", "--users", "big", "--password", "big", "--concurrency", 1,
-                    "--count", 1, "--commands", p["retr_commands"])
-    r["retr"] = rep["throughput"]["retr_mb_per_s"]
-    r["retr_p99"] = p99_ms(rep, "retr")
-    server.wait_quiet()
-    reset_huge(data)
-    for kind in ("cold", "warm"):
-        rep = pop3bench(server, "session", "--users", "huge", "--password", "huge", "--concurrency", 1,
-                        "--count", 1, "--sample", 1)
-        lat = rep["latency_us"]
-        r[f"huge_{kind}"] = sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
-        server.wait_quiet()
-    for n in p["idle"]:
+        if c == max(p["session_concurrency"]):
+            r["cpu_per_session"] = cpu / max(rep["sessions"]["ok"], 1) * 1000
+
+    def noop():
+        # Its own user count: a multiple of the concurrency, so no two live sessions share a maildrop.
+        noop_users = ["--users", "u%04d", "--password", "p%04d", "--user-count", NOOP_CONCURRENCY]
+        rep = pop3bench(server, "noop", *noop_users, "--concurrency", NOOP_CONCURRENCY,
+                        "--duration", p["noop_duration"], "--commands", p["noop_commands"])
+        r["noop"] = rep["commands"]["noop"] / rep["elapsed_s"]
+        r["noop_p99"] = p99_ms(rep, "noop")
+
+    def retr_big():
+        rep = pop3bench(server, "retr-big", "--users", "big", "--password", "big", "--concurrency", 1,
+                        "--count", 1, "--commands", p["retr_commands"])
+        r["retr"] = rep["throughput"]["retr_mb_per_s"]
+        r["retr_p99"] = p99_ms(rep, "retr")
+
+    def huge():
+        reset_huge(data)
+        for kind in ("cold", "warm"):
+            rep = pop3bench(server, "session", "--users", "huge", "--password", "huge", "--concurrency", 1,
+                            "--count", 1, "--sample", 1)
+            lat = rep["latency_us"]
+            r[f"huge_{kind}"] = sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
+            server.wait_quiet()
+
+    def idle(n):
         hold = holds[(server.name, n)]
         log(f"{server.name}: idle {n} (hold {hold:.0f} s)")
         base = server.pss()
@@ -381,7 +388,8 @@ def measure(server, p, data, first_run, holds, r):
                 sample["pss"] = server.pss()
 
         rep = pop3bench(server, "idle", *idle_users, "--user-count", n, "--concurrency", n, "--count", n,
-                        "--hold", hold, limit=hold + WAIT_LIMIT, on_start=sample_when_logged_in)
+                        "--hold", hold, limit=hold + WAIT_LIMIT, timeout=WAIT_LIMIT,
+                        on_start=sample_when_logged_in)
         login_s = rep["elapsed_s"] - hold
         # The next run holds long enough to sample even if logging in gets slower.
         holds[(server.name, n)] = max(hold, 1.3 * login_s + 10)
@@ -391,7 +399,23 @@ def measure(server, p, data, first_run, holds, r):
         if n == max(p["idle"]):
             r["login_all"] = login_s
             r["login_p99"] = p99_ms(rep, "login")
-        server.wait_quiet()
+
+    steps = [("warm-up", warm_up)] if first_run else []
+    steps += [(f"session c={c}", lambda c=c: sessions(c)) for c in p["session_concurrency"]]
+    steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge)]
+    steps += [(f"idle {n}", lambda n=n: idle(n)) for n in p["idle"]]
+    for name, step in steps:
+        log(f"{server.name}: {name}")
+        try:
+            step()
+        except (BenchError, TimeoutError) as e:
+            failures.append(f"run {run_number}, {server.name}, {name}: {e}")
+            log(f"FAILED: {e}")
+        try:
+            server.wait_quiet()
+        except TimeoutError as e:
+            failures.append(f"run {run_number}, {server.name}, after {name}: {e}")
+            raise RuntimeError(f"{server.name} did not settle after {name}")
 
 
 # ---------------------------------------------------------------- table
@@ -472,9 +496,9 @@ def main():
                 # Filled as it goes: a scenario that fails keeps the numbers taken before it.
                 results[s].append({})
                 server.start()
-                measure(server, p, data, i == 0, holds, results[s][-1])
+                measure(server, p, data, i == 0, holds, results[s][-1], failures, i + 1)
             except (BenchError, TimeoutError, RuntimeError) as e:
-                failures.append(f"run {i + 1}: {e}")
+                failures.append(f"run {i + 1}, {s}: {e}")
                 log(f"FAILED: {e}")
             finally:
                 server.stop()
