@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""The body of compare.sh: runs the same pop3bench scenarios against pop3d and Dovecot on the
+same data and prints one markdown table (medians of N runs, spread min-max, ratio pop3d/Dovecot).
+
+compare.sh builds, installs Dovecot, raises RLIMIT_NOFILE and then runs this file; it is a
+separate file only because JSON, /proc sampling and medians are clearer in Python than in bash.
+
+How each number is taken (also printed under the table):
+- Every server is pinned to core 0 (`taskset -c 0`; Dovecot's whole process tree inherits the
+  mask from its master), pop3bench to core 1.
+- Memory: PSS from /proc/PID/smaps_rollup summed over the server's process tree (pop3d: one
+  process; Dovecot: the master and every descendant), sampled once every idle session is
+  logged in (pop3d: its sd_notify STATUS= "N logged in", read from a NOTIFY_SOCKET we own;
+  Dovecot: the number of `pop3` processes, one per logged-in session), minus the same sum
+  sampled just before pop3bench started, divided by the session count.
+- Time to log in N sessions: pop3bench `idle` starts all N at once and holds each for H
+  seconds after its login; its elapsed time minus H is the time until the last login (plus
+  one QUIT round trip).
+- CPU per session: utime+stime (clock ticks) of every live process of the server's tree plus
+  the master's cutime+cstime (its reaped children: Dovecot's pop3 and pop3-login processes),
+  before and after the session run at the highest concurrency, divided by the sessions done.
+"""
+import argparse
+import json
+import os
+import pwd
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BENCH_USER = "pop3bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Scenario sizes. `users` must be a multiple of every session concurrency (see mkdata.py).
+FULL = dict(users=1024, messages=10, huge=10_000, big_mib=10, idle=[1000, 10_000],
+            session_concurrency=[1, 16, 128], session_duration=5.0, noop_duration=5.0,
+            noop_commands=1000, retr_commands=50, hold={"pop3d": 10.0, "dovecot": 30.0},
+            hold_per_1000={"pop3d": 0.5, "dovecot": 25.0})
+SMOKE = dict(users=128, messages=10, huge=100, big_mib=1, idle=[20, 100],
+             session_concurrency=[1, 16, 128], session_duration=1.0, noop_duration=1.0,
+             noop_commands=200, retr_commands=3, hold={"pop3d": 3.0, "dovecot": 5.0},
+             hold_per_1000={"pop3d": 0.5, "dovecot": 12.0})
+NOOP_CONCURRENCY = 100
+# No single wait below may take longer than this (server start, drain, logins).
+WAIT_LIMIT = 300.0
+
+
+def log(text):
+    print(f"[compare {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- /proc sampling
+
+def read_stat(pid):
+    """(ppid, comm, utime+stime, cutime+cstime) in ticks, or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    close = text.rfind(")")
+    comm = text[text.find("(") + 1:close]
+    fields = text[close + 2:].split()
+    # fields[0] is state (field 3); utime is field 14, so index 11.
+    return int(fields[1]), comm, int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def tree(root):
+    """{pid: (comm, cpu ticks, children's cpu ticks)} for root and every descendant."""
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = read_stat(int(name))
+            if st:
+                stats[int(name)] = st
+    children = {}
+    for pid, st in stats.items():
+        children.setdefault(st[0], []).append(pid)
+    result, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            result[pid] = stats[pid][1:]
+            todo.extend(children.get(pid, []))
+    return result
+
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass  # exited between listing and reading: it holds no memory any more
+    return total
+
+
+def cpu_seconds(root):
+    procs = tree(root)
+    ticks = sum(cpu for _, cpu, _ in procs.values())
+    if root in procs:
+        ticks += procs[root][2]
+    return ticks / CLOCK_TICKS
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    name = "?"
+
+    def __init__(self, run, data, port):
+        self.run, self.data, self.port = run, data, port
+        self.proc = None
+
+    def root_pid(self):
+        return self.proc.pid
+
+    def pss(self):
+        return pss_kib(tree(self.root_pid()))
+
+    def cpu(self):
+        return cpu_seconds(self.root_pid())
+
+    def wait_port(self):
+        def accepts():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} during start")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.settimeout(5)
+                    return s.recv(512).startswith(b"+OK")
+            except OSError:
+                return False
+        wait_until(accepts, 30, f"{self.name} greeting on port {self.port}")
+
+
+class Pop3d(Server):
+    name = "pop3d"
+
+    def __init__(self, run, data, port):
+        super().__init__(run, data, port)
+        self.logged_in = 0
+        self.notify_path = os.path.join(run, "pop3d-notify.sock")
+        if os.path.exists(self.notify_path):
+            os.unlink(self.notify_path)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        # pop3d switches to the data's owner after binding and still has to reach this socket.
+        os.chmod(self.notify_path, 0o777)
+        self.notify.settimeout(0.2)
+        self.stop_reader = False
+        threading.Thread(target=self.read_notify, daemon=True).start()
+
+    def read_notify(self):
+        # STATUS=<c> connections, <n> logged in, <s> sessions served (ServerRunner.statusLine)
+        while not self.stop_reader:
+            try:
+                msg = self.notify.recv(4096).decode(errors="replace")
+            except (socket.timeout, OSError):
+                continue
+            for line in msg.splitlines():
+                if line.startswith("STATUS=") and "logged in" in line:
+                    try:
+                        self.logged_in = int(line.split(",")[1].split()[0])
+                    except (IndexError, ValueError):
+                        pass
+
+    def start(self):
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, POP3D_USER=BENCH_USER,
+                   POP3D_MAX_CONNECTIONS_PER_IP="60000", POP3D_MAX_UNAUTHENTICATED="60000")
+        cmd = ["taskset", "-c", "0", os.path.join(ROOT, ".build/release/pop3d"), "serve",
+               "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
+               "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", "warning"]
+        self.log = open(os.path.join(self.run, "pop3d.log"), "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log)
+        self.wait_port()
+
+    def count_logged_in(self):
+        return self.logged_in
+
+    def wait_quiet(self):
+        wait_until(lambda: self.logged_in == 0, WAIT_LIMIT, "pop3d sessions to end", 0.2)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stop_reader = True
+        self.notify.close()
+        self.log.close()
+
+
+class Dovecot(Server):
+    name = "dovecot"
+
+    def __init__(self, run, data, port):
+        super().__init__(run, data, port)
+        user = pwd.getpwnam(BENCH_USER)
+        with open(os.path.join(HERE, "dovecot.conf.in")) as f:
+            conf = f.read()
+        for key, value in {"@RUN@": run, "@DATA@": data, "@UID@": str(user.pw_uid),
+                           "@GID@": str(user.pw_gid), "@PORT@": str(port)}.items():
+            conf = conf.replace(key, value)
+        self.conf = os.path.join(run, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        # -F: the master stays our child, so its PID is the root of the tree we sample and stop.
+        self.log = open(os.path.join(self.run, "dovecot.stderr"), "ab")
+        self.proc = subprocess.Popen(["taskset", "-c", "0", "dovecot", "-F", "-c", self.conf],
+                                     stdout=self.log, stderr=self.log)
+        self.wait_port()
+
+    def sessions(self):
+        return sum(1 for comm, _, _ in tree(self.root_pid()).values() if comm == "pop3")
+
+    def count_logged_in(self):
+        return self.sessions()
+
+    def wait_quiet(self):
+        # Logged-out sessions' processes exit and are reaped by the master asynchronously.
+        wait_until(lambda: self.sessions() == 0, WAIT_LIMIT, "dovecot pop3 processes to exit", 0.5)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            subprocess.run(["doveadm", "-c", self.conf, "stop"], capture_output=True, timeout=60)
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- pop3bench
+
+class BenchError(Exception):
+    pass
+
+
+def pop3bench(server, scenario, *args, limit=600.0, timeout=120, allow_errors=False, on_start=None):
+    """Runs pop3bench on core 1. `timeout`: seconds a server may stay silent before pop3bench
+    counts a timeout error (the 10,000-session storm needs minutes for Dovecot's greetings)."""
+    cmd = ["taskset", "-c", "1", os.path.join(ROOT, ".build/release/pop3bench"), scenario,
+           "--port", str(server.port), "--json", "--quiet", "--timeout", str(timeout),
+           "--max-time", str(limit), *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    try:
+        if on_start:
+            on_start(proc, started)
+        out, err = proc.communicate(timeout=limit + 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        raise BenchError(f"{server.name} {scenario}: no JSON (rc {proc.returncode}): {err.strip()[-300:]}")
+    if report["errors"]["total"] and not allow_errors:
+        raise BenchError(f"{server.name} {scenario} {' '.join(map(str, args))}: "
+                         f"{report['errors']['total']} errors, first: {report['first_error']}")
+    return report
+
+
+def p99_ms(report, kind):
+    return report["latency_us"][kind]["p99"] / 1000.0
+
+
+# ---------------------------------------------------------------- data
+
+def make_data(run, p):
+    data = os.path.join(run, "data")
+    log(f"creating data in {data}")
+    subprocess.run([sys.executable, os.path.join(HERE, "mkdata.py"), data, "--users", str(p["users"]),
+                    "--messages", str(p["messages"]), "--huge", str(p["huge"]),
+                    "--big-mib", str(p["big_mib"]), "--idle", str(max(p["idle"]))], check=True)
+    os.chmod(run, 0o755)
+    subprocess.run(["chown", "-R", f"{BENCH_USER}:{BENCH_USER}", data], check=True)
+    return data
+
+
+def reset_huge(data):
+    """Makes the 10,000-message Maildir cold again for both servers: Dovecot's index files and
+    pop3d's size cache go, and the messages Dovecot moved to cur/ go back to new/ under their
+    delivered names (new/ holds no flags, RFC-less Maildir convention: `name:2,flags` in cur/)."""
+    md = os.path.join(data, "mail", "huge", "Maildir")
+    for name in os.listdir(md):
+        if name.startswith("dovecot") or name == "pop3d.sizes":
+            os.unlink(os.path.join(md, name))
+    for name in os.listdir(os.path.join(md, "cur")):
+        os.rename(os.path.join(md, "cur", name), os.path.join(md, "new", name.split(":2,")[0]))
+
+
+# ---------------------------------------------------------------- one run against one server
+
+def measure(server, p, data, first_run, holds, r, failures, run_number):
+    """Runs every scenario once against a started server, filling `r`. A scenario that fails
+    (pop3bench counted errors, a wait timed out) is listed in `failures`; the rest still run."""
+    users = ["--users", "u%04d", "--password", "p%04d", "--user-count", p["users"]]
+    idle_users = ["--users", "i%05d", "--password", "pi%05d"]
+
+    def warm_up():
+        # Both servers see every maildrop once before anything is measured (Dovecot builds its
+        # index and moves new/ to cur/, pop3d writes pop3d.sizes), so run 1 is not colder.
+        pop3bench(server, "session", *users, "--concurrency", 16, "--count", p["users"])
+        pop3bench(server, "idle", *idle_users, "--user-count", max(p["idle"]), "--hold", 0,
+                  "--concurrency", 100, "--count", max(p["idle"]))
+
+    def sessions(c):
+        before = server.cpu()
+        rep = pop3bench(server, "session", *users, "--concurrency", c, "--duration", p["session_duration"])
+        server.wait_quiet()
+        cpu = server.cpu() - before
+        r[f"sess{c}"] = rep["throughput"]["sessions_per_s"]
+        r[f"sess{c}_p99"] = p99_ms(rep, "session")
+        if c == max(p["session_concurrency"]):
+            r["cpu_per_session"] = cpu / max(rep["sessions"]["ok"], 1) * 1000
+
+    def noop():
+        # Its own user count: a multiple of the concurrency, so no two live sessions share a maildrop.
+        noop_users = ["--users", "u%04d", "--password", "p%04d", "--user-count", NOOP_CONCURRENCY]
+        rep = pop3bench(server, "noop", *noop_users, "--concurrency", NOOP_CONCURRENCY,
+                        "--duration", p["noop_duration"], "--commands", p["noop_commands"])
+        r["noop"] = rep["commands"]["noop"] / rep["elapsed_s"]
+        r["noop_p99"] = p99_ms(rep, "noop")
+
+    def retr_big():
+        rep = pop3bench(server, "retr-big", "--users", "big", "--password", "big", "--concurrency", 1,
+                        "--count", 1, "--commands", p["retr_commands"])
+        r["retr"] = rep["throughput"]["retr_mb_per_s"]
+        r["retr_p99"] = p99_ms(rep, "retr")
+
+    def huge():
+        reset_huge(data)
+        for kind in ("cold", "warm"):
+            rep = pop3bench(server, "session", "--users", "huge", "--password", "huge", "--concurrency", 1,
+                            "--count", 1, "--sample", 1)
+            lat = rep["latency_us"]
+            r[f"huge_{kind}"] = sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
+            server.wait_quiet()
+
+    def idle(n):
+        hold = holds[(server.name, n)]
+        log(f"{server.name}: idle {n} (hold {hold:.0f} s)")
+        base = server.pss()
+        sample = {}
+
+        def sample_when_logged_in(proc, started):
+            try:
+                wait_until(lambda: server.count_logged_in() >= n or proc.poll() is not None,
+                           hold - 1, f"{n} logged-in sessions", 1.0)
+            except TimeoutError:
+                return
+            if proc.poll() is None:
+                sample["pss"] = server.pss()
+
+        rep = pop3bench(server, "idle", *idle_users, "--user-count", n, "--concurrency", n, "--count", n,
+                        "--hold", hold, limit=hold + WAIT_LIMIT, timeout=WAIT_LIMIT,
+                        on_start=sample_when_logged_in)
+        login_s = rep["elapsed_s"] - hold
+        # The next run holds long enough to sample even if logging in gets slower.
+        holds[(server.name, n)] = max(hold, 1.3 * login_s + 10)
+        if "pss" not in sample:
+            raise BenchError(f"{server.name}: {n} sessions were not all logged in within the {hold:.0f} s hold")
+        r[f"mem{n}"] = (sample["pss"] - base) / n
+        if n == max(p["idle"]):
+            r["login_all"] = login_s
+            r["login_p99"] = p99_ms(rep, "login")
+
+    steps = [("warm-up", warm_up)] if first_run else []
+    steps += [(f"session c={c}", lambda c=c: sessions(c)) for c in p["session_concurrency"]]
+    steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge)]
+    steps += [(f"idle {n}", lambda n=n: idle(n)) for n in p["idle"]]
+    for name, step in steps:
+        log(f"{server.name}: {name}")
+        try:
+            step()
+        except (BenchError, TimeoutError) as e:
+            failures.append(f"run {run_number}, {server.name}, {name}: {e}")
+            log(f"FAILED: {e}")
+        try:
+            server.wait_quiet()
+        except TimeoutError as e:
+            failures.append(f"run {run_number}, {server.name}, after {name}: {e}")
+            raise RuntimeError(f"{server.name} did not settle after {name}")
+
+
+# ---------------------------------------------------------------- table
+
+def rows(p):
+    c = p["session_concurrency"]
+    n_small, n_big = p["idle"]
+    out = [(f"sess{x}", f"sessions/s, concurrency {x} ({p['messages']} msgs, RETR all)", True) for x in c]
+    out += [("noop", f"NOOP/s, concurrency {NOOP_CONCURRENCY}", True),
+            ("retr", f"RETR MB/s, {p['big_mib']} MiB message", True),
+            ("huge_cold", f"login+STAT+LIST+UIDL ms, {p['huge']:,}-msg Maildir, cold", False),
+            ("huge_warm", f"login+STAT+LIST+UIDL ms, {p['huge']:,}-msg Maildir, warm", False),
+            (f"mem{n_small}", f"KiB PSS per idle session, {n_small:,} sessions", False),
+            (f"mem{n_big}", f"KiB PSS per idle session, {n_big:,} sessions", False),
+            ("login_all", f"s to log in {n_big:,} sessions", False),
+            ("cpu_per_session", f"CPU ms per session (concurrency {c[-1]})", False)]
+    out += [(f"sess{x}_p99", f"p99 ms, session, concurrency {x}", False) for x in c]
+    out += [("noop_p99", "p99 ms, NOOP", False), ("retr_p99", "p99 ms, RETR big", False),
+            ("login_p99", f"p99 ms, login ({n_big:,} idle)", False)]
+    return out
+
+
+def fmt(x):
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def table(results, servers, p):
+    head = ["metric"] + [f"{s} median (min–max)" for s in servers]
+    both = "pop3d" in servers and "dovecot" in servers
+    if both:
+        head.append("pop3d/Dovecot")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, _ in rows(p):
+        cells, medians = [label], {}
+        for s in servers:
+            values = [run[key] for run in results[s] if key in run]
+            if not values:
+                cells.append("–")
+                continue
+            medians[s] = statistics.median(values)
+            cells.append(f"{fmt(medians[s])} ({fmt(min(values))}–{fmt(max(values))})")
+        if both:
+            d, q = medians.get("dovecot"), medians.get("pop3d")
+            cells.append(f"{q / d:.3g}" if d and q is not None else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--servers", default="pop3d dovecot")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    p = SMOKE if a.smoke else FULL
+    runs = 1 if a.smoke else max(a.runs, 1)
+    servers = a.servers.split()
+    for s in servers:
+        if s not in ("pop3d", "dovecot"):
+            sys.exit(f"unknown server {s}: use pop3d and/or dovecot")
+    run = tempfile.mkdtemp(prefix="pop3-compare.", dir="/tmp")
+    data = make_data(run, p)
+    holds = {(s, n): p["hold"][s] + p["hold_per_1000"][s] * n / 1000 for s in servers for n in p["idle"]}
+    results = {s: [] for s in servers}
+    failures = []
+    started = time.monotonic()
+    for i in range(runs):
+        for s in servers:
+            cls = Pop3d if s == "pop3d" else Dovecot
+            server = cls(run, data, free_port())
+            log(f"run {i + 1}/{runs}: {s} on 127.0.0.1:{server.port}")
+            try:
+                # Filled as it goes: a scenario that fails keeps the numbers taken before it.
+                results[s].append({})
+                server.start()
+                measure(server, p, data, i == 0, holds, results[s][-1], failures, i + 1)
+            except (BenchError, TimeoutError, RuntimeError) as e:
+                failures.append(f"run {i + 1}, {s}: {e}")
+                log(f"FAILED: {e}")
+            finally:
+                server.stop()
+    text = table(results, servers, p)
+    load = open("/proc/loadavg").read().split()[:3]
+    text += (f"\n\n{runs} run(s), {time.monotonic() - started:.0f} s; load average at the end "
+             f"{' '.join(load)}; logs in {run}.\n")
+    if failures:
+        text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if not failures:
+        shutil.rmtree(os.path.join(run, "data"), ignore_errors=True)
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
