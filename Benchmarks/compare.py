@@ -8,7 +8,8 @@ separate file only because JSON, /proc sampling and medians are clearer in Pytho
 How each number is taken (also printed under the table):
 - Every server is pinned to core 0 (`taskset -c 0`; Dovecot's whole process tree inherits the
   mask from its master), pop3bench to core 1.
-- Memory: PSS from /proc/PID/smaps_rollup summed over the server's process tree (pop3d: one
+- Memory: PSS of anonymous and shared-memory pages (Pss_Anon + Pss_Shmem) from
+  /proc/PID/smaps_rollup summed over the server's process tree (pop3d: one
   process; Dovecot: the master and every descendant), sampled once every idle session is
   logged in (pop3d: its sd_notify STATUS= "N logged in", read from a NOTIFY_SOCKET we own;
   Dovecot: the number of `pop3` processes, one per logged-in session), minus the same sum
@@ -24,9 +25,11 @@ import argparse
 import json
 import os
 import pwd
+import resource
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -50,6 +53,22 @@ SMOKE = dict(users=128, messages=10, huge=100, big_mib=1, idle=[20, 100],
 NOOP_CONCURRENCY = 100
 # No single wait below may take longer than this (server start, drain, logins).
 WAIT_LIMIT = 300.0
+# pop3d holds two descriptors per logged-in session: the socket and the maildrop lock.
+POP3D_FDS_PER_SESSION = 2
+
+
+def pop3d_processes(sessions):
+    """How many pop3d processes (sharing the port with SO_REUSEPORT, all pinned to core 0) it
+    takes to hold `sessions` logged-in sessions under this machine's hard RLIMIT_NOFILE, which
+    root cannot raise in this sandbox (20,000 here: one process holds at most ~9,990 sessions).
+    10 % headroom for the kernel's uneven spread of connections over the processes."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 1
+    k = 1
+    while POP3D_FDS_PER_SESSION * sessions / k * 1.1 + 256 > hard:
+        k += 1
+    return k
 
 
 def log(text):
@@ -108,14 +127,18 @@ def tree(root):
 
 
 def pss_kib(pids):
+    """PSS of anonymous and shared-memory pages (Pss_Anon + Pss_Shmem), summed. The file-backed
+    part (Pss_File: program text and shared libraries) is left out: it does not grow with
+    sessions, but it shrinks when pop3bench maps the same libraries (the Swift runtime, libc)
+    and takes its share of their pages, which made a server's per-session delta negative at
+    small N."""
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
+                    if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
                         total += int(line.split()[1])
-                        break
         except OSError:
             pass  # exited between listing and reading: it holds no memory any more
     return total
@@ -138,14 +161,14 @@ class Server:
         self.run, self.data, self.port = run, data, port
         self.proc = None
 
-    def root_pid(self):
-        return self.proc.pid
+    def root_pids(self):
+        return [self.proc.pid]
 
     def pss(self):
-        return pss_kib(tree(self.root_pid()))
+        return sum(pss_kib(tree(pid)) for pid in self.root_pids())
 
     def cpu(self):
-        return cpu_seconds(self.root_pid())
+        return sum(cpu_seconds(pid) for pid in self.root_pids())
 
     def wait_port(self):
         def accepts():
@@ -163,13 +186,18 @@ class Server:
 class Pop3d(Server):
     name = "pop3d"
 
-    def __init__(self, run, data, port):
+    def __init__(self, run, data, port, processes=1):
         super().__init__(run, data, port)
-        self.logged_in = 0
+        self.processes = processes
+        self.procs = []
+        # Per sending PID (SO_PASSCRED): several processes report to one socket.
+        self.logged_in_by_pid = {}
+        self.ready = set()
         self.notify_path = os.path.join(run, "pop3d-notify.sock")
         if os.path.exists(self.notify_path):
             os.unlink(self.notify_path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.notify.bind(self.notify_path)
         # pop3d switches to the data's owner after binding and still has to reach this socket.
         os.chmod(self.notify_path, 0o777)
@@ -179,42 +207,66 @@ class Pop3d(Server):
 
     def read_notify(self):
         # STATUS=<c> connections, <n> logged in, <s> sessions served (ServerRunner.statusLine)
+        creds_size = struct.calcsize("iII")
         while not self.stop_reader:
             try:
-                msg = self.notify.recv(4096).decode(errors="replace")
+                data, ancillary, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(creds_size))
             except (socket.timeout, OSError):
                 continue
-            for line in msg.splitlines():
-                if line.startswith("STATUS=") and "logged in" in line:
+            pid = 0
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", payload[:creds_size])[0]
+            for line in data.decode(errors="replace").splitlines():
+                if line == "READY=1":
+                    self.ready.add(pid)
+                elif line.startswith("STATUS=") and "logged in" in line:
                     try:
-                        self.logged_in = int(line.split(",")[1].split()[0])
+                        self.logged_in_by_pid[pid] = int(line.split(",")[1].split()[0])
                     except (IndexError, ValueError):
                         pass
+
+    def root_pids(self):
+        return [proc.pid for proc in self.procs]
 
     def start(self):
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, POP3D_USER=BENCH_USER,
                    POP3D_MAX_CONNECTIONS_PER_IP="60000", POP3D_MAX_UNAUTHENTICATED="60000")
+        if self.processes > 1:
+            env["POP3D_REUSE_PORT"] = "true"
         cmd = ["taskset", "-c", "0", os.path.join(ROOT, ".build/release/pop3d"), "serve",
                "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
                "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", "warning"]
         self.log = open(os.path.join(self.run, "pop3d.log"), "ab")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log)
+        for _ in range(self.processes):
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log))
+        self.proc = self.procs[0]
+
+        def all_ready():
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"pop3d exited with {proc.returncode} during start")
+            return self.ready >= set(self.root_pids())
+        wait_until(all_ready, 30, f"READY=1 from {self.processes} pop3d process(es)")
         self.wait_port()
 
     def count_logged_in(self):
-        return self.logged_in
+        pids = set(self.root_pids())
+        return sum(n for pid, n in self.logged_in_by_pid.items() if pid in pids)
 
     def wait_quiet(self):
-        wait_until(lambda: self.logged_in == 0, WAIT_LIMIT, "pop3d sessions to end", 0.2)
+        wait_until(lambda: self.count_logged_in() == 0, WAIT_LIMIT, "pop3d sessions to end", 0.2)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(40)
+                proc.wait(40)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         self.stop_reader = True
         self.notify.close()
         self.log.close()
@@ -243,7 +295,7 @@ class Dovecot(Server):
         self.wait_port()
 
     def sessions(self):
-        return sum(1 for comm, _, _ in tree(self.root_pid()).values() if comm == "pop3")
+        return sum(1 for comm, _, _ in tree(self.proc.pid).values() if comm == "pop3")
 
     def count_logged_in(self):
         return self.sessions()
@@ -326,9 +378,11 @@ def reset_huge(data):
 
 # ---------------------------------------------------------------- one run against one server
 
-def measure(server, p, data, first_run, holds, r, failures, run_number):
-    """Runs every scenario once against a started server, filling `r`. A scenario that fails
-    (pop3bench counted errors, a wait timed out) is listed in `failures`; the rest still run."""
+def measure(server, p, data, first_run, holds, r, failures, run_number, idle_sizes):
+    """Runs every scenario once against a started server, filling `r`: the throughput and
+    latency scenarios when `first_run` is not None, and the idle storms of `idle_sizes`. A
+    scenario that fails (pop3bench counted errors, a wait timed out) is listed in `failures`;
+    the rest still run."""
     users = ["--users", "u%04d", "--password", "p%04d", "--user-count", p["users"]]
     idle_users = ["--users", "i%05d", "--password", "pi%05d"]
 
@@ -401,9 +455,10 @@ def measure(server, p, data, first_run, holds, r, failures, run_number):
             r["login_p99"] = p99_ms(rep, "login")
 
     steps = [("warm-up", warm_up)] if first_run else []
-    steps += [(f"session c={c}", lambda c=c: sessions(c)) for c in p["session_concurrency"]]
-    steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge)]
-    steps += [(f"idle {n}", lambda n=n: idle(n)) for n in p["idle"]]
+    if first_run is not None:
+        steps += [(f"session c={c}", lambda c=c: sessions(c)) for c in p["session_concurrency"]]
+        steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge)]
+    steps += [(f"idle {n}", lambda n=n: idle(n)) for n in idle_sizes]
     for name, step in steps:
         log(f"{server.name}: {name}")
         try:
@@ -487,25 +542,39 @@ def main():
     results = {s: [] for s in servers}
     failures = []
     started = time.monotonic()
+    # pop3d runs every scenario as one process, except idle storms too large for one process's
+    # descriptors here: those get a server of several processes of their own.
+    split = {n: pop3d_processes(n) for n in p["idle"]}
+    notes = [f"pop3d ran as {k} processes sharing the port (SO_REUSEPORT, all pinned to core 0) "
+             f"for the {n:,}-session rows: it holds {POP3D_FDS_PER_SESSION} descriptors per session "
+             f"and the hard RLIMIT_NOFILE here is {resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}; "
+             f"its PSS is summed over the processes." for n, k in split.items() if k > 1 and "pop3d" in servers]
     for i in range(runs):
         for s in servers:
-            cls = Pop3d if s == "pop3d" else Dovecot
-            server = cls(run, data, free_port())
-            log(f"run {i + 1}/{runs}: {s} on 127.0.0.1:{server.port}")
-            try:
-                # Filled as it goes: a scenario that fails keeps the numbers taken before it.
-                results[s].append({})
-                server.start()
-                measure(server, p, data, i == 0, holds, results[s][-1], failures, i + 1)
-            except (BenchError, TimeoutError, RuntimeError) as e:
-                failures.append(f"run {i + 1}, {s}: {e}")
-                log(f"FAILED: {e}")
-            finally:
-                server.stop()
+            if s == "pop3d":
+                plan = [(1, i == 0, [n for n in p["idle"] if split[n] == 1])]
+                plan += [(split[n], None, [n]) for n in p["idle"] if split[n] > 1]
+            else:
+                plan = [(1, i == 0, p["idle"])]
+            # Filled as it goes: a scenario that fails keeps the numbers taken before it.
+            results[s].append({})
+            for processes, first_run, idle_sizes in plan:
+                server = Pop3d(run, data, free_port(), processes) if s == "pop3d" else Dovecot(run, data, free_port())
+                log(f"run {i + 1}/{runs}: {s} on 127.0.0.1:{server.port}"
+                    + (f" ({processes} processes)" if processes > 1 else ""))
+                try:
+                    server.start()
+                    measure(server, p, data, first_run, holds, results[s][-1], failures, i + 1, idle_sizes)
+                except (BenchError, TimeoutError, RuntimeError) as e:
+                    failures.append(f"run {i + 1}, {s}: {e}")
+                    log(f"FAILED: {e}")
+                finally:
+                    server.stop()
     text = table(results, servers, p)
     load = open("/proc/loadavg").read().split()[:3]
     text += (f"\n\n{runs} run(s), {time.monotonic() - started:.0f} s; load average at the end "
              f"{' '.join(load)}; logs in {run}.\n")
+    text += "".join(f"\n{note}\n" for note in notes)
     if failures:
         text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
     print(text)
