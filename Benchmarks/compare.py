@@ -186,9 +186,10 @@ class Server:
 class Pop3d(Server):
     name = "pop3d"
 
-    def __init__(self, run, data, port, processes=1):
+    def __init__(self, run, data, port, processes=1, extra_env=None):
         super().__init__(run, data, port)
         self.processes = processes
+        self.extra_env = extra_env or {}
         self.procs = []
         # Per sending PID (SO_PASSCRED): several processes report to one socket.
         self.logged_in_by_pid = {}
@@ -232,6 +233,7 @@ class Pop3d(Server):
     def start(self):
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, POP3D_USER=BENCH_USER,
                    POP3D_MAX_CONNECTIONS_PER_IP="60000", POP3D_MAX_UNAUTHENTICATED="60000")
+        env.update(self.extra_env)
         if self.processes > 1:
             env["POP3D_REUSE_PORT"] = "true"
         cmd = ["taskset", "-c", "0", os.path.join(ROOT, ".build/release/pop3d"), "serve",

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Many logged-in sessions on one core: N idle sessions held open while 100 more connections
+send NOOPs, to read NOOP latency under that load (issue 5's last goal: 50,000 sessions, NOOP
+p99 under 10 ms).
+
+    sudo python3 Benchmarks/many.py --sessions 50000     # after `swift build -c release`
+
+One pop3d process holds two descriptors per logged-in session (socket and maildrop lock), and
+the hard RLIMIT_NOFILE of this sandbox is 20,000, which root cannot raise: so the sessions are
+spread over as many pop3d processes as the limit needs (SO_REUSEPORT on one port, all pinned to
+core 0, like compare.sh pins a server), and over several pop3bench processes on core 1, each
+with its own 127.0.0.x source address (a source address has ~28,000 ephemeral ports towards
+one server port). Memory is anonymous PSS (see compare.py) summed over the pop3d processes,
+minus the same before the sessions, per session. Every pop3bench run must end with no errors.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare  # noqa: E402
+
+PER_CLIENT = 15_000  # connections per pop3bench process: under both the fd and the port limits
+NOOP_CONCURRENCY = 100
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, default=50_000)
+    ap.add_argument("--hold", type=float, default=90.0, help="seconds each idle session stays")
+    ap.add_argument("--noop-duration", type=float, default=5.0)
+    ap.add_argument("--ramp", type=float, default=20_000.0,
+                    help="new connections per second over all pop3bench processes (0: all at once, which "
+                         "overflows the listen backlogs and leaves the login time to SYN-ACK retransmits)")
+    a = ap.parse_args()
+    if not 1 <= a.sessions <= 99_999:
+        sys.exit("--sessions: 1 to 99,999 (user names i00000..i99999)")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    run = tempfile.mkdtemp(prefix="pop3-many.", dir="/tmp")
+    data = os.path.join(run, "data")
+    compare.log(f"creating {a.sessions:,} maildrops in {data}")
+    subprocess.run([sys.executable, os.path.join(compare.HERE, "mkdata.py"), data, "--users", str(NOOP_CONCURRENCY),
+                    "--messages", "1", "--huge", "0", "--big-mib", "0", "--idle", str(a.sessions)], check=True)
+    os.chmod(run, 0o755)
+    subprocess.run(["chown", "-R", f"{compare.BENCH_USER}:{compare.BENCH_USER}", data], check=True)
+
+    processes = compare.pop3d_processes(a.sessions + NOOP_CONCURRENCY)
+    server = compare.Pop3d(run, data, compare.free_port(), processes,
+                           extra_env={"POP3D_TRUSTED_NETWORKS": "127.0.0.0/8"})
+    clients = []
+    ok = False
+    try:
+        server.start()
+        compare.log(f"{processes} pop3d process(es) on 127.0.0.1:{server.port}")
+        base = server.pss()
+        bench = os.path.join(compare.ROOT, ".build/release/pop3bench")
+        groups = math.ceil(a.sessions / PER_CLIENT)
+        per = math.ceil(a.sessions / groups)
+        ramp = ["--ramp", str(a.ramp / groups)] if a.ramp > 0 else []
+        started = time.monotonic()
+        for j, first in enumerate(range(0, a.sessions, per)):
+            n = min(per, a.sessions - first)
+            cmd = ["taskset", "-c", "1", bench, "idle", "--port", str(server.port), "--source", f"127.0.0.{10 + j}",
+                   "--users", "i%05d", "--password", "pi%05d", "--user-first", str(first), "--user-count", str(n),
+                   "--concurrency", str(n), "--count", str(n), "--hold", str(a.hold), "--timeout", "120",
+                   "--max-time", str(a.hold + 300), "--json", "--quiet", *ramp]
+            clients.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+
+        def all_in():
+            for c in clients:
+                if c.poll() is not None:
+                    raise RuntimeError(f"pop3bench exited early ({c.returncode}): {c.stderr.read()[-300:]}")
+            return server.count_logged_in() >= a.sessions
+        compare.wait_until(all_in, min(a.hold - a.noop_duration - 15, compare.WAIT_LIMIT),
+                           f"{a.sessions:,} logged-in sessions", 0.2)
+        login_s = time.monotonic() - started
+        per_session = (server.pss() - base) / a.sessions
+        compare.log(f"{a.sessions:,} logged in after {login_s:.1f} s; {per_session:.2f} KiB anonymous PSS each")
+
+        noop = compare.pop3bench(server, "noop", "--users", "u%04d", "--password", "p%04d",
+                                 "--user-count", NOOP_CONCURRENCY, "--concurrency", NOOP_CONCURRENCY,
+                                 "--duration", a.noop_duration, "--commands", 1000, "--source", "127.0.0.9")
+        held = server.count_logged_in()
+        reports = []
+        for c in clients:
+            out, err = c.communicate(timeout=a.hold + 330)
+            report = json.loads(out)
+            if report["errors"]["total"]:
+                raise RuntimeError(f"idle pop3bench: {report['errors']['total']} errors, first: {report['first_error']}")
+            reports.append(report)
+        lat = noop["latency_us"]["noop"]
+        print(f"| sessions logged in and held | {a.sessions:,} on {processes} pop3d process(es), core 0 |")
+        print(f"| time until all logged in | {login_s:.1f} s "
+              f"({'ramp ' + format(a.ramp, ',.0f') + ' connections/s' if a.ramp > 0 else 'all at once'}) |")
+        print(f"| anonymous PSS per idle session | {per_session:.2f} KiB |")
+        print(f"| NOOP/s, {NOOP_CONCURRENCY} more connections, during the hold | "
+              f"{noop['commands']['noop'] / noop['elapsed_s']:,.0f} |")
+        print(f"| NOOP latency p50 / p99 / p99.9 / max | {lat['p50'] / 1000:.2f} / {lat['p99'] / 1000:.2f} / "
+              f"{lat['p99_9'] / 1000:.2f} / {lat['max'] / 1000:.2f} ms |")
+        print(f"| sessions still logged in after the NOOP run | {held:,} |")
+        print(f"| idle sessions ended cleanly (QUIT) | {sum(r['sessions']['ok'] for r in reports):,} |")
+        ok = True
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.communicate()
+        server.stop()
+        if ok:
+            subprocess.run(["rm", "-rf", data])
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
