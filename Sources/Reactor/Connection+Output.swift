@@ -130,8 +130,13 @@ extension Connection {
         storage?.deallocate()
         storage = nil
         updateInterest()
-        // The handshake starts with the client's ClientHello; epoll reports it.
-        if transport.hasBufferedInput { enqueueRead() }
+        // Server side, the handshake starts with the client's ClientHello, which epoll reports;
+        // client side, the transport has to send that ClientHello first.
+        if transport.speaksFirst {
+            kickTransport()
+        } else if transport.hasBufferedInput {
+            enqueueRead()
+        }
     }
 }
 

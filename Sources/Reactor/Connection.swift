@@ -82,6 +82,9 @@ public final class Connection: Selectable {
     var registeredEvents: UInt32 = 0
     var inFlushQueue = false
     var inReadQueue = false
+    /// The transport speaks first (TLS client) and has not been driven yet: `deliverQueued`
+    /// reads once without waiting for epoll.
+    var transportKickPending = false
 
     // Idle timeout (Connection+Idle.swift).
     var idleTimeoutNanoseconds: UInt64 = 0
@@ -105,6 +108,7 @@ public final class Connection: Selectable {
             closeDescriptor(fd)
             throw error
         }
+        if transport.speaksFirst { kickTransport() }
     }
 
     public convenience init(accepted socket: AcceptedSocket, loop: EventLoop) throws {
@@ -152,7 +156,7 @@ public final class Connection: Selectable {
         guard isReadingPaused else { return }
         isReadingPaused = false
         updateInterest()
-        if bufferedInputBytes > 0 || transport.hasBufferedInput { enqueueRead() }
+        if bufferedInputBytes > 0 || transport.hasBufferedInput || transportKickPending { enqueueRead() }
     }
 
     func handleEvent(_ events: UInt32) {
@@ -308,6 +312,13 @@ public final class Connection: Selectable {
         storageEnd = 0
     }
 
+    /// Drives a transport that speaks first once, before the next epoll_wait (so after the owner
+    /// has set the delegate): a TLS client sends its ClientHello from inside `read`.
+    func kickTransport() {
+        transportKickPending = true
+        enqueueRead()
+    }
+
     func enqueueRead() {
         guard !inReadQueue else { return }
         inReadQueue = true
@@ -318,7 +329,8 @@ public final class Connection: Selectable {
     func deliverQueued() {
         inReadQueue = false
         guard case .open = state, !isReadingPaused, pendingTransport == nil else { return }
-        if transport.hasBufferedInput {
+        if transportKickPending || transport.hasBufferedInput {
+            transportKickPending = false
             readFromTransport()
         } else if bufferedInputBytes > 0 {
             deliverStored()

@@ -24,6 +24,8 @@ public final class TLSStream {
 
     /// Whether the handshake finished.
     public private(set) var isHandshakeComplete = false
+    /// Client side: this end sends the first handshake message (ClientHello).
+    public let isClient: Bool
 
     /// A server-side session on an accepted socket.
     public init(server context: TLSServerContext, fd: Int32) throws(TLSError) {
@@ -32,6 +34,7 @@ public final class TLSStream {
         }
         self.ssl = ssl
         self.owner = context
+        self.isClient = false
     }
 
     /// A client-side session on a connected socket; `serverName` is sent by SNI
@@ -44,6 +47,7 @@ public final class TLSStream {
         guard let ssl = made else { throw TLSError.fromShim() }
         self.ssl = ssl
         self.owner = context
+        self.isClient = true
     }
 
     deinit {

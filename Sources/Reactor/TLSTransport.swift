@@ -8,7 +8,8 @@ public struct TLSTransportError: Error, Sendable, CustomStringConvertible {
     public var description: String { reason }
 }
 
-/// `Transport` over a `TLSStream` on the connection's socket (server or client side).
+/// `Transport` over a `TLSStream` on the connection's socket (server or client side; a client
+/// transport `speaksFirst`, so the connection kicks its handshake off once installed).
 ///
 /// The handshake runs lazily inside `read`/`write`: whichever the connection calls first
 /// drives it, so implicit TLS (RFC 8314 §3.3) needs no special start — the greeting queued
@@ -36,7 +37,16 @@ public final class TLSTransport: Transport {
         self.init(stream: try TLSStream(server: context, fd: fd))
     }
 
+    /// A client-side transport on a connected (or connecting) socket; `serverName` goes into
+    /// SNI. Its handshake starts as soon as a connection installs it (`speaksFirst`).
+    public convenience init(client context: TLSClientContext, fd: Int32, serverName: String? = nil) throws(TLSError) {
+        self.init(stream: try TLSStream(client: context, fd: fd, serverName: serverName))
+    }
+
     public var isHandshakeComplete: Bool { stream.isHandshakeComplete }
+
+    /// A client sends the ClientHello before the server says anything.
+    public var speaksFirst: Bool { stream.isClient && !stream.isHandshakeComplete }
 
     /// Steps the handshake; nil once it is done, else what to report to the connection.
     private func advanceHandshake() throws(TLSTransportError) -> TransportResult? {

@@ -43,6 +43,14 @@ public protocol Transport: AnyObject {
     var hasBufferedInput: Bool { get }
     /// Called once before the connection closes fd (TLS: best-effort close_notify). Must not close fd.
     func willClose(fd: Int32)
+    /// The transport must send before anything can arrive (a TLS client's ClientHello): the
+    /// connection then calls `read` once as soon as the transport is installed, without waiting
+    /// for epoll (which would wait forever, the server being silent until then).
+    var speaksFirst: Bool { get }
+}
+
+extension Transport {
+    public var speaksFirst: Bool { false }
 }
 
 /// read(2) and sendmsg(2) (a writev with MSG_NOSIGNAL) on the socket.

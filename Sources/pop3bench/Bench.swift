@@ -21,6 +21,8 @@ final class Bench {
     var interrupted = false
     var firstError: String?
     var progress: Progress?
+    /// One client TLS context for the whole run, shared by every connection (nil: plain).
+    let tlsContext: TLSClientContext?
 
     /// Largest single read: big enough that a RETR of megabytes costs few syscalls, so the
     /// generator is not the bottleneck of a retr-big run.
@@ -29,6 +31,9 @@ final class Bench {
     init(config: BenchConfig) throws {
         self.config = config
         loop = try EventLoop(readBufferBytes: Bench.readBufferBytes)
+        // Test servers use self-signed certificates: no verification, and no SNI (the target is
+        // an IP address, which SNI may not carry, RFC 6066 §3).
+        tlsContext = config.transport == .plain ? nil : try TLSClientContext(alpn: ["pop3"])
     }
 
     var active: Int { stats.connectionsOpen }

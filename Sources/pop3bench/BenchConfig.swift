@@ -21,10 +21,15 @@ enum AuthMethod: String, CaseIterable {
     case user, apop, plain
 }
 
-/// Where bytes go. Only plain TCP today; STLS and implicit TLS slot in here once the Reactor
-/// has a TLS transport (the session code never touches the transport).
+/// Where bytes go. The session code only sees plaintext: TLS is a Reactor transport installed
+/// on the connection (right after connect, or after STLS's "+OK").
 enum TransportChoice: String, CaseIterable {
+    /// Plain TCP.
     case plain
+    /// Plain TCP, greeting, STLS (RFC 2595 §4), TLS handshake, then the scenario.
+    case stls
+    /// Implicit TLS (RFC 8314 §3.3): handshake first, then the greeting.
+    case tls
 }
 
 /// Everything a run needs, validated.

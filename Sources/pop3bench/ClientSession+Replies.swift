@@ -31,7 +31,23 @@ extension ClientSession {
         case .greeting:
             guard ok else { return failAndClose(.greeting, "greeting was -ERR") }
             stats.record(.connect, nanoseconds: elapsed())
-            if config.scenario.logsIn { login(greeting: text) } else { quit() }
+            if config.scenario.logsIn && config.auth == .apop {
+                // RFC 1939 §7: the digest covers the greeting's timestamp, angle brackets included.
+                guard let open = text.firstIndex(of: UInt8(ascii: "<")),
+                      let close = text[open...].firstIndex(of: UInt8(ascii: ">"))
+                else { return failAndClose(.greeting, "greeting has no APOP timestamp") }
+                apopTimestamp.removeAll(keepingCapacity: true)
+                apopTimestamp.append(contentsOf: text[open...close])
+            }
+            if config.transport == .stls {
+                tlsStart = commandStart
+                command("STLS", multiLine: false, next: .stls)
+            } else {
+                afterGreeting()
+            }
+        case .stls:
+            guard ok else { fail(.tls, "STLS answered -ERR"); return quit() }
+            if let connection, !startTLS(on: connection) { closeAfterInput = true }
         case .user:
             guard ok else { fail(.auth, "USER refused"); return quit() }
             send(config.credentials[credential].passLine)
@@ -72,7 +88,7 @@ extension ClientSession {
             if ok { stats.record(.quit, nanoseconds: elapsed()) } else { fail(.protocolError, "QUIT answered -ERR") }
             step = .done
             closeAfterInput = true
-        case .idle, .hold, .done:
+        case .idle, .handshake, .hold, .done:
             failAndClose(.protocolError, "unsolicited reply during \(step)")
         }
     }
@@ -136,7 +152,12 @@ extension ClientSession {
         step = next
     }
 
-    private func login(greeting: UnsafeRawBufferPointer) {
+    /// After the greeting (and, with STLS, the handshake): log in, or just QUIT.
+    func afterGreeting() {
+        if config.scenario.logsIn { login() } else { quit() }
+    }
+
+    private func login() {
         let credential = config.credentials[self.credential]
         switch config.auth {
         case .user:
@@ -146,11 +167,7 @@ extension ClientSession {
             send(credential.plainLine)
             step = .plain
         case .apop:
-            // RFC 1939 §7: the digest covers the greeting's timestamp, angle brackets included.
-            guard let open = greeting.firstIndex(of: UInt8(ascii: "<")),
-                  let close = greeting[open...].firstIndex(of: UInt8(ascii: ">"))
-            else { return failAndClose(.greeting, "greeting has no APOP timestamp") }
-            let digest = MD5.hex(Array(greeting[open...close]) + Array(credential.password.utf8))
+            let digest = MD5.hex(apopTimestamp + Array(credential.password.utf8))
             send(Array("APOP \(credential.user) \(digest)\r\n".utf8))
             step = .apop
         }

@@ -11,7 +11,8 @@ struct ConnectionSink: ReplySink {
 /// (LIST sizes, RETR plan, NOOP send times) are reused from session to session.
 final class ClientSession: ConnectionDelegate {
     enum Step {
-        case idle, greeting, user, pass, apop, plain, stat, list, listOne, uidl, retr, dele, noop, hold, quit, done
+        case idle, handshake, greeting, stls, user, pass, apop, plain, stat, list, listOne, uidl, retr, dele, noop,
+             hold, quit, done
     }
 
     unowned let bench: Bench
@@ -27,6 +28,11 @@ final class ClientSession: ConnectionDelegate {
     var failed = false
     var sessionStart: UInt64 = 0
     var commandStart: UInt64 = 0
+    /// When TLS setup began: the connect (implicit TLS) or the STLS command.
+    var tlsStart: UInt64 = 0
+    /// The greeting's APOP timestamp, angle brackets included (kept across STLS: RFC 2595 §4
+    /// leaves the plaintext greeting the one APOP answers).
+    var apopTimestamp: [UInt8] = []
     /// Set while handling input: the connection is closed once `withInput` returned.
     var closeAfterInput = false
 
@@ -72,6 +78,10 @@ final class ClientSession: ConnectionDelegate {
             stats.connectionsOpen += 1
             step = .greeting
             parser.expect(multiLine: false)
+            if config.transport == .tls {
+                tlsStart = sessionStart
+                if !startTLS(on: c) { c.close(flushFirst: false) }
+            }
         } catch {
             stats.count(.connect)
             bench.reportFirstError("connect: \(error)")
@@ -99,17 +109,20 @@ final class ClientSession: ConnectionDelegate {
         holdTimer = nil
         if step != .done {
             failed = true
+            let tlsFailure = (connection.transport as? TLSTransport)?.failureReason
             switch reason {
             case .idleTimeout:
                 stats.count(.timeout)
             case .local:
                 break  // already counted by whoever closed it
+            case _ where step == .handshake:
+                stats.count(.tls)
             case .error, .reset:
                 stats.count(step == .greeting ? .connect : .closed)
             default:
                 stats.count(step == .greeting ? .greeting : .closed)
             }
-            bench.reportFirstError("connection closed during \(step) (\(reason))")
+            bench.reportFirstError("connection closed during \(step) (\(tlsFailure.map { "TLS \($0)" } ?? "\(reason)"))")
             step = .done
         }
         stats.recordSession(ok: !failed, nanoseconds: monotonicNanoseconds() &- sessionStart)
@@ -121,7 +134,8 @@ final class ClientSession: ConnectionDelegate {
     func connectionReadable(_ connection: Connection) {
         connection.withInput { bytes in
             var used = 0
-            while !closeAfterInput {
+            // After STLS's "+OK" nothing more is read in plaintext (the connection drops it).
+            while !closeAfterInput && step != .handshake {
                 let input = UnsafeRawBufferPointer(rebasing: bytes[used...])
                 let (event, consumed) = parser.next(input)
                 if case .needMore = event { break }
@@ -131,6 +145,42 @@ final class ClientSession: ConnectionDelegate {
             return used
         }
         if closeAfterInput { connection.close(flushFirst: false) }
+    }
+
+    // MARK: TLS
+
+    /// Installs a client TLS transport; its handshake starts at once (implicit TLS: as soon as
+    /// the TCP connect completes). False after counting a TLS error: the caller closes.
+    func startTLS(on connection: Connection) -> Bool {
+        guard let context = bench.tlsContext else {
+            fail(.tls, "TLS transport without a TLS context")
+            step = .done
+            return false
+        }
+        do {
+            let transport = try TLSTransport(client: context, fd: connection.fd)
+            transport.onHandshakeComplete = { [unowned self] _ in self.handshakeDone() }
+            connection.switchTransport(to: transport)
+            step = .handshake
+            return true
+        } catch {
+            fail(.tls, "cannot create a TLS session: \(error)")
+            step = .done
+            return false
+        }
+    }
+
+    /// Runs inside the transport's read, before any decrypted byte is delivered.
+    private func handshakeDone() {
+        guard step == .handshake else { return }
+        let now = monotonicNanoseconds()
+        stats.record(.tls, nanoseconds: now &- tlsStart)
+        if config.transport == .tls {
+            step = .greeting  // the connect latency runs on until the greeting
+        } else {
+            commandStart = now
+            afterGreeting()
+        }
     }
 
     /// Counts an error, marks the session failed and says goodbye politely.

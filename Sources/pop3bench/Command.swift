@@ -14,13 +14,19 @@ struct Pop3Bench: ParsableCommand {
             Scenarios: session (login, STAT, LIST, UIDL, RETR all or --sample, optional --dele, QUIT), \
             idle (login, hold --hold seconds, QUIT), noop (--commands NOOPs pipelined --depth deep), \
             retr-big (LIST n, then --commands times RETR n), connect (greeting + QUIT).
+            Transports: plain, stls (greeting, STLS, TLS handshake, then the scenario; APOP uses the \
+            plaintext greeting's timestamp), tls (implicit TLS: handshake, then greeting). TLS offers \
+            ALPN "pop3" and does NOT verify the server's certificate (test servers are self-signed).
             Only loopback targets (127.0.0.0/8, ::1) are accepted. Exit status 1 when any error was \
             counted (unless --allow-errors), 64 on bad usage, 130 when interrupted.
             --json prints one object: scenario, concurrency, elapsed_s, interrupted, \
-            sessions{started,ok,failed}, commands{connect,login,stat,list,uidl,retr,dele,noop,quit,total}, \
+            sessions{started,ok,failed}, commands{connect,tls,login,stat,list,uidl,retr,dele,noop,quit,total}, \
             retr_octets, throughput{sessions_per_s,commands_per_s,retr_mb_per_s}, \
-            errors{connect,greeting,auth,protocol,size_mismatch,uidl_mismatch,timeout,closed,total}, \
-            latency_us{<command>|session: {count,p50,p90,p99,p99_9,max}}, first_error.
+            errors{connect,greeting,tls,auth,protocol,size_mismatch,uidl_mismatch,timeout,closed,total}, \
+            latency_us{<command>|session: {count,p50,p90,p99,p99_9,max}}, first_error. \
+            connect = TCP connect + greeting (tls: + handshake); tls = TLS setup, from the TCP connect \
+            (tls) or the STLS command (stls) to the end of the handshake; tls errors = STLS refused, \
+            handshake failed, or the connection lost during it (tls: a refused connect too).
             """)
 
     /// Above this many connections one source address runs short of ephemeral ports towards one
@@ -39,7 +45,8 @@ struct Pop3Bench: ParsableCommand {
     @Option(help: "Source addresses, e.g. 127.0.0.1-127.0.0.8 (default: automatic above 25,000 connections).")
     var source: String?
     @Option(help: "Login: user (USER/PASS), apop, plain (AUTH PLAIN).") var auth = AuthMethod.user
-    @Option(help: "Transport (TLS later).") var transport = TransportChoice.plain
+    @Option(help: "plain | stls | tls (implicit). TLS: no certificate verification.")
+    var transport = TransportChoice.plain
     @Option(help: "User name pattern, e.g. u%04d.") var users: String?
     @Option(help: "Password pattern, e.g. p%04d.") var password: String?
     @Option(help: "Number of users the patterns yield.") var userCount = 1

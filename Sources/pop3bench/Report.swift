@@ -5,11 +5,13 @@ import Histogram
 /// JSON fields (stable, for scripts):
 /// - `scenario`, `concurrency`, `elapsed_s`: what ran and for how long (seconds, wall clock).
 /// - `sessions`: `{started, ok, failed}`; a session with any counted error is failed.
-/// - `commands`: successful replies by kind (`connect` = TCP connect + greeting, `login`,
-///   `stat`, `list`, `uidl`, `retr`, `dele`, `noop`, `quit`) and `total`.
+/// - `commands`: successful replies by kind (`connect` = TCP connect + greeting, with implicit
+///   TLS also the handshake; `tls` = handshakes completed, timed from the TCP connect for
+///   implicit TLS and from the STLS command for STLS; `login`, `stat`, `list`, `uidl`, `retr`,
+///   `dele`, `noop`, `quit`) and `total`.
 /// - `retr_octets`: RETR body octets as LIST counts them.
 /// - `throughput`: `{sessions_per_s, commands_per_s, retr_mb_per_s}` (MB = 10^6 octets).
-/// - `errors`: counts by kind (`connect`, `greeting`, `auth`, `protocol`, `size_mismatch`,
+/// - `errors`: counts by kind (`connect`, `greeting`, `tls`, `auth`, `protocol`, `size_mismatch`,
 ///   `uidl_mismatch`, `timeout`, `closed`) and `total`.
 /// - `latency_us`: per command kind and `session` (a whole successful session):
 ///   `{count, p50, p90, p99, p99_9, max}` in microseconds (HdrHistogram, 3 digits).

@@ -3,11 +3,12 @@ import Histogram
 
 /// Command kinds timed separately (latency from the command's send to its complete reply).
 enum CommandKind: Int, CaseIterable {
-    case connect, login, stat, list, uidl, retr, dele, noop, quit
+    case connect, tls, login, stat, list, uidl, retr, dele, noop, quit
 
     var name: String {
         switch self {
-        case .connect: "connect"  // TCP connect + greeting
+        case .connect: "connect"  // TCP connect + greeting (implicit TLS: + handshake)
+        case .tls: "tls"          // TLS setup: from connect (implicit) or from STLS until the handshake is done
         case .login: "login"      // USER+PASS, APOP or AUTH PLAIN, until the final +OK
         case .stat: "stat"
         case .list: "list"
@@ -22,12 +23,13 @@ enum CommandKind: Int, CaseIterable {
 
 /// Error kinds; a session with any error is counted failed, never successful.
 enum ErrorKind: Int, CaseIterable {
-    case connect, greeting, auth, protocolError, sizeMismatch, uidlMismatch, timeout, closed
+    case connect, greeting, tls, auth, protocolError, sizeMismatch, uidlMismatch, timeout, closed
 
     var name: String {
         switch self {
         case .connect: "connect"
         case .greeting: "greeting"
+        case .tls: "tls"  // STLS refused, handshake failed, or connection lost during it
         case .auth: "auth"
         case .protocolError: "protocol"
         case .sizeMismatch: "size_mismatch"

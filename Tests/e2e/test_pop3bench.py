@@ -200,3 +200,58 @@ def test_pass_refused_counts_auth_errors(fake):
     assert r["errors"]["auth"] == 4
     assert r["sessions"]["ok"] == 0 and r["sessions"]["failed"] == 4
     assert r["commands"]["login"] == 0 and r["commands"]["retr"] == 0
+
+
+# --- TLS transports: STLS (RFC 2595) on the plain port, implicit TLS (RFC 8314) on the TLS port.
+
+@pytest.fixture
+def tls_host(filled, tmp_path):
+    from test_tls import TLSHost
+    return TLSHost(filled, tmp_path)
+
+
+def tls_port(t, transport):
+    return t.tls_port if transport == "tls" else t.server.port
+
+
+@pytest.mark.parametrize("transport", ["tls", "stls"])
+def test_connect_over_tls_against_pop3d(tls_host, transport):
+    rc, r = bench("connect", "--transport", transport, "--concurrency", "4", "--count", "12",
+                  port=tls_port(tls_host, transport))
+    assert (rc, r["errors"]["total"]) == (0, 0), r["first_error"]
+    assert r["sessions"] == {"started": 12, "ok": 12, "failed": 0}
+    assert r["commands"]["connect"] == 12 and r["commands"]["quit"] == 12
+    assert r["commands"]["tls"] == 12
+    assert r["latency_us"]["tls"]["count"] == 12
+    assert r["errors"]["tls"] == 0
+
+
+@pytest.mark.parametrize("transport,auth", [("tls", "user"), ("stls", "user"), ("stls", "apop")])
+def test_session_over_tls_against_pop3d(filled, tls_host, transport, auth):
+    """With STLS, APOP still answers the timestamp of the plaintext greeting."""
+    rc, r = bench("session", "--transport", transport, "--auth", auth, "--passwd-file", filled.passwd,
+                  "--concurrency", "3", "--count", "6", port=tls_port(tls_host, transport))
+    assert (rc, r["errors"]["total"]) == (0, 0), r["first_error"]
+    assert r["sessions"] == {"started": 6, "ok": 6, "failed": 0}
+    c = r["commands"]
+    assert (c["connect"], c["tls"], c["login"], c["stat"], c["quit"]) == (6, 6, 6, 6, 6)
+    assert c["retr"] == 18
+    assert r["latency_us"]["tls"]["count"] == 6
+
+
+def test_implicit_tls_against_plain_port_counts_tls_errors(mailhost):
+    server = mailhost.serve()
+    rc, r = bench("connect", "--transport", "tls", "--concurrency", "2", "--count", "4", port=server.port)
+    assert rc == 1
+    assert r["sessions"] == {"started": 4, "ok": 0, "failed": 4}
+    assert r["errors"]["tls"] + r["errors"]["greeting"] == 4 == r["errors"]["total"], r["errors"]
+    assert r["commands"]["tls"] == 0 and r["latency_us"]["tls"]["count"] == 0
+    assert r["commands"]["connect"] == 0
+
+
+def test_stls_refused_counts_tls_errors(mailhost):
+    server = mailhost.serve()  # no certificate: STLS answers -ERR
+    rc, r = bench("connect", "--transport", "stls", "--count", "3", port=server.port)
+    assert rc == 1
+    assert r["errors"]["tls"] == 3 == r["errors"]["total"], r["errors"]
+    assert r["sessions"]["ok"] == 0 and r["commands"]["tls"] == 0
