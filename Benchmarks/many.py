@@ -41,6 +41,8 @@ def main():
     a = ap.parse_args()
     if not 1 <= a.sessions <= 99_999:
         sys.exit("--sessions: 1 to 99,999 (user names i00000..i99999)")
+    if a.hold < a.noop_duration + 25:
+        sys.exit("--hold must leave time for the logins and the NOOP run: at least --noop-duration + 25 s")
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

@@ -72,21 +72,36 @@ struct TLSClientTransportTests {
         let client = try e.connection(fd: e.clientFD, transport: PlainTransport(), delegate: e.client)
         var serverTLS: TLSTransport?
         var clientTLS: TLSTransport?
+        // The delegate callbacks cannot throw: a failure to build a transport is kept and
+        // reported below, rather than surfacing only as a handshake that never completes.
+        var setupErrors: [String] = []
         e.server.onReadable = { c in
             guard serverTLS == nil, e.server.received == Array("STLS\r\n".utf8) else { return }
             c.write("+OK begin TLS\r\n")
-            serverTLS = try? TLSTransport(server: e.serverContext, fd: c.fd)
-            if let serverTLS { c.switchTransport(to: serverTLS) }
+            do {
+                let transport = try TLSTransport(server: e.serverContext, fd: c.fd)
+                serverTLS = transport
+                c.switchTransport(to: transport)
+            } catch {
+                setupErrors.append("\(error)")
+            }
         }
         e.client.onReadable = { c in
             guard clientTLS == nil, e.client.received == Array("+OK begin TLS\r\n".utf8) else { return }
-            clientTLS = try? TLSTransport(client: e.clientContext, fd: c.fd)
-            if let clientTLS { c.switchTransport(to: clientTLS) }
+            do {
+                let transport = try TLSTransport(client: e.clientContext, fd: c.fd)
+                clientTLS = transport
+                c.switchTransport(to: transport)
+            } catch {
+                setupErrors.append("\(error)")
+            }
         }
         client.write("STLS\r\n")
         #expect(try runLoop(e.loop, timeoutSeconds: 5) {
-            clientTLS?.isHandshakeComplete == true && serverTLS?.isHandshakeComplete == true
+            !setupErrors.isEmpty || (clientTLS?.isHandshakeComplete == true && serverTLS?.isHandshakeComplete == true)
         })
+        try #require(setupErrors.isEmpty, "building a TLS transport failed: \(setupErrors)")
+        #expect(clientTLS?.isHandshakeComplete == true && serverTLS?.isHandshakeComplete == true)
         client.write("NOOP\r\n")
         server.write("+OK\r\n")
         #expect(try runLoop(e.loop, timeoutSeconds: 5) {
