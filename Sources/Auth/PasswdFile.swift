@@ -181,3 +181,14 @@ extension PasswdFile {
         (entries[user] ?? dummyEntry).scheme.isCheap
     }
 }
+
+extension PasswdFile {
+    /// Users per password scheme, for the start-up and reload check of `auth_mechanisms`
+    /// (which mechanisms can work with which secrets). O(users) and read-only: call it
+    /// where the file is loaded (off the event loop for a reload), not per login.
+    public var usersByScheme: [PasswordScheme: Int] {
+        var counts: [PasswordScheme: Int] = [:]
+        for entry in entries.values { counts[entry.scheme, default: 0] += 1 }
+        return counts
+    }
+}

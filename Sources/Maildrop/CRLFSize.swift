@@ -1,38 +1,69 @@
 import Glibc
 
-/// Computes the size of a message as RETR sends it before dot-stuffing:
-/// every LF not preceded by CR becomes CRLF, and a last line without a line
-/// end is ended with CRLF (RFC 1939 §3: multi-line responses are CRLF lines).
-/// Resumable across chunks, so a message of any size is counted in bounded
-/// memory.
+/// Computes the size of a message as RETR sends it before dot-stuffing: its
+/// *wire size*, the number STAT and LIST announce (RFC 1939 §5: "exact size").
+///
+/// The rule (one rule for the whole server; `POP3.MessageEncoder` applies it
+/// to the octets it sends, and `Tests/StorageProtocolTests` checks on random
+/// input that the two agree octet for octet):
+///
+/// - a line ends at CRLF, at a bare LF, or at a bare CR (a CR not followed by
+///   LF: classic Mac files); every line end is sent as CRLF;
+/// - a last line without a line end is ended with CRLF; an empty file is empty.
+///
+/// So the wire size is `octets + bare CRs + bare LFs (+ 2 for an unterminated
+/// last line)`, or equivalently `octets + CRs + LFs - 2 * CRLF pairs (+ 2)`.
+///
+/// Why a bare CR ends a line instead of passing through as content (Dovecot's
+/// choice): RFC 5322 §2.3 allows CR and LF only together as CRLF, RFC 1939 §3
+/// frames every line with CRLF, and a client that splits lines at a bare CR
+/// would otherwise see lines the server never dot-stuffed (`\r.\r\n` would read
+/// as the end of the message). Sending only CRLF lines, each stuffed, means every
+/// client sees the same lines, and TOP counts them the same way.
+///
+/// This module may not import `POP3` (DESIGN.md module table), hence the mirror
+/// rather than a call; the counter works over a file on a worker thread, the
+/// encoder over the chunks it sends. Resumable across chunks, so a message of
+/// any size is counted in bounded memory.
 struct CRLFSizeCounter {
+    /// Version of the rule above, written into the size cache's header: a cache
+    /// computed under an older rule is ignored, never trusted.
+    static let ruleVersion = 2
+
+    /// Octets seen plus one per CR and per LF; CRLF pairs are taken off in `total`.
     private(set) var octets = 0
+    private var crlfPairs = 0
     private var last: UInt8 = UInt8(ascii: "\n")
     private var sawAny = false
 
     mutating func consume(_ chunk: UnsafeRawBufferPointer) {
         guard let base = chunk.baseAddress, chunk.count > 0 else { return }
-        octets += chunk.count
-        var previous = last
+        octets &+= chunk.count
+        // memchr finds the CRs and the LFs; everything between them costs nothing.
         var offset = 0
-        // memchr finds the LFs; everything between them costs nothing.
+        while offset < chunk.count {
+            guard let hit = memchr(base + offset, 0x0D, chunk.count - offset) else { break }
+            octets &+= 1
+            offset = base.distance(to: UnsafeRawPointer(hit)) + 1
+        }
+        offset = 0
         while offset < chunk.count {
             guard let hit = memchr(base + offset, 0x0A, chunk.count - offset) else { break }
             let at = base.distance(to: UnsafeRawPointer(hit))
-            let before = at == 0 ? previous : chunk[at - 1]
-            if before != 0x0D { octets += 1 }
+            let before = at == 0 ? last : chunk[at - 1]
+            if before == 0x0D { crlfPairs &+= 1 }
+            octets &+= 1
             offset = at + 1
         }
-        previous = chunk[chunk.count - 1]
-        last = previous
+        last = chunk[chunk.count - 1]
         sawAny = true
     }
 
-    /// The final size: adds the CRLF that ends an unterminated last line.
+    /// The wire size: adds the CRLF that ends an unterminated last line.
     var total: Int {
-        guard sawAny, last != 0x0A else { return octets }
-        // A trailing lone CR is sent as CR followed by the CRLF we add.
-        return octets + 2
+        let lines = octets &- 2 &* crlfPairs
+        guard sawAny, last != 0x0A, last != 0x0D else { return lines }
+        return lines &+ 2
     }
 
     /// Reads the file `name` in `dirfd` through `buffer` and returns its CRLF

@@ -4,7 +4,7 @@ import Glibc
 /// second login does not read every message again.
 ///
 /// Text, one entry per line: `<fileSize> <mtimeSec>.<mtimeNsec> <crlfSize> <uniqueName>\n`
-/// after the header line `pop3d-sizes 1`. An entry is used only when both the
+/// after the header line `pop3d-sizes <rule version>`. An entry is used only when both the
 /// file size and the mtime still match the file: the cache is never trusted
 /// over a changed file. A file that does not parse completely is ignored as a
 /// whole (a torn write after a crash, another program's garbage). The file is
@@ -13,7 +13,9 @@ import Glibc
 struct SizeCache {
     static let fileName = "pop3d.sizes"
     static let tempName = "pop3d.sizes.tmp"
-    static let header = "pop3d-sizes 1"
+    /// Carries the wire-size rule's version (`CRLFSizeCounter.ruleVersion`): sizes
+    /// counted under another rule are not what RETR now sends, so such a file is ignored.
+    static let header = "pop3d-sizes \(CRLFSizeCounter.ruleVersion)"
     /// A cache file larger than this is ignored rather than read: about
     /// 1,000,000 entries of typical length, far more than any sane Maildir.
     static let maxFileBytes = 64 << 20

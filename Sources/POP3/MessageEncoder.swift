@@ -1,9 +1,29 @@
 /// Streaming multi-line encoder for RETR and TOP (RFC 1939 §3, §7).
 ///
-/// Feed the message file's bytes in any chunking: bare LF becomes CRLF, a line
-/// starting with `.` is dot-stuffed, a last line without newline gets CRLF, and
-/// `finish` writes the `.` CRLF terminator. Lines are copied segment by segment
-/// between LFs found with a word-at-a-time scan, not byte by byte.
+/// Feed the message file's bytes in any chunking. The octets it sends are the
+/// server's one definition of a message on the wire (`wire size` below):
+///
+/// - a line ends at CRLF, at a bare LF, or at a bare CR (a CR not followed by LF,
+///   as in classic Mac files); every line end is sent as CRLF;
+/// - a last line without a line end is ended with CRLF; an empty file sends no line;
+/// - a line starting with `.` is dot-stuffed (RFC 1939 §3), and `finish` writes
+///   the `.` CRLF terminator.
+///
+/// The wire size (what STAT and LIST announce) is the octets sent minus the
+/// stuffing dots and the terminator: `octets + bare CRs + bare LFs`, plus 2 for
+/// an unterminated last line. `Maildrop`'s size counter (`CRLFSizeCounter`)
+/// computes the same number from the file; the two modules may not import each
+/// other (DESIGN.md), so `Tests/StorageProtocolTests` checks, on random messages
+/// and random chunkings, that the counter equals what this encoder sends.
+///
+/// Why a bare CR ends a line rather than passing through as content: RFC 5322
+/// §2.3 allows CR and LF only as a CRLF pair; a client that splits lines at a
+/// bare CR would see lines the server never dot-stuffed (`\r.\r\n` would read as
+/// the end of the message). Sending only stuffed CRLF lines gives every client
+/// the same lines, and TOP counts the lines the client sees.
+///
+/// Lines are copied segment by segment between line ends found with a
+/// word-at-a-time scan, not byte by byte; nothing is allocated.
 public struct MessageEncoder: Sendable {
     /// TOP's line count (nil = RETR: the whole message).
     public let bodyLines: Int?
@@ -14,8 +34,11 @@ public struct MessageEncoder: Sendable {
     public private(set) var contentOctets = 0
 
     private var atLineStart = true
-    private var lastWasCR = false
-    /// Bytes in the current line so far, for recognising the header/body blank line.
+    /// The previous chunk ended with a CR that ended a line: an LF starting the
+    /// next chunk is that CR's partner, not a line end of its own.
+    private var skipLF = false
+    /// Octets in the current line so far (without its line end), for
+    /// recognising the header/body blank line.
     private var lineLength = 0
     private var inBody = false
     private var bodyLinesSent = 0
@@ -29,41 +52,45 @@ public struct MessageEncoder: Sendable {
     public mutating func encode(_ chunk: UnsafeRawBufferPointer, out: inout some ReplySink) {
         var index = 0
         let count = chunk.count
+        if skipLF && count > 0 {
+            skipLF = false
+            if chunk[0] == 0x0A { index = 1 }
+        }
         while index < count && !isComplete {
             if atLineStart && chunk[index] == UInt8(ascii: ".") {
                 out.write(".")  // RFC 1939 §3 byte-stuffing
             }
             atLineStart = false
-            guard let lf = ByteScan.firstIndex(of: 0x0A, in: chunk, from: index) else {
+            guard let end = ByteScan.firstLineEnd(in: chunk, from: index) else {
                 out.write(UnsafeRawBufferPointer(rebasing: chunk[index..<count]))
-                contentOctets += count - index
-                lineLength += count - index
-                lastWasCR = chunk[count - 1] == 0x0D
+                contentOctets &+= count - index
+                lineLength &+= count - index
                 return
             }
-            if lf > index {
-                out.write(UnsafeRawBufferPointer(rebasing: chunk[index..<lf]))
-                contentOctets += lf - index
-                lineLength += lf - index
-                lastWasCR = chunk[lf - 1] == 0x0D
+            if end > index {
+                out.write(UnsafeRawBufferPointer(rebasing: chunk[index..<end]))
+                contentOctets &+= end - index
+                lineLength &+= end - index
             }
-            if lastWasCR {
-                out.write("\n")
-                contentOctets += 1
-            } else {
-                out.write("\r\n")
-                contentOctets += 2
-            }
+            out.write("\r\n")
+            contentOctets &+= 2
             endLine()
-            index = lf + 1
+            index = end + 1
+            if chunk[end] == 0x0D {
+                // CRLF is one line end; a CR at the chunk's end decides with the next chunk.
+                if index < count {
+                    if chunk[index] == 0x0A { index += 1 }
+                } else {
+                    skipLF = true
+                }
+            }
         }
     }
 
     /// Ends the line just written and counts it for TOP.
     private mutating func endLine() {
-        let blank = lineLength == 0 || (lineLength == 1 && lastWasCR)
+        let blank = lineLength == 0
         atLineStart = true
-        lastWasCR = false
         lineLength = 0
         guard let limit = bodyLines else { return }
         if inBody {
@@ -81,13 +108,8 @@ public struct MessageEncoder: Sendable {
         guard !finished else { return }
         finished = true
         if !atLineStart {
-            if lastWasCR {
-                out.write("\n")
-                contentOctets += 1
-            } else {
-                out.write("\r\n")
-                contentOctets += 2
-            }
+            out.write("\r\n")
+            contentOctets &+= 2
             atLineStart = true
         }
         isComplete = true

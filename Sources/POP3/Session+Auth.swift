@@ -29,6 +29,10 @@ extension Session {
     }
 
     mutating func apop(_ line: UnsafeRawBufferPointer, _ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {
+        // Not enabled: the greeting had no timestamp, so there is nothing to answer.
+        guard config.apopEnabled else {
+            return badCommand("-ERR APOP is not enabled on this server\r\n", out: &out)
+        }
         guard plaintextAllowed else { return refusePlaintext(out: &out) }
         guard arguments.count == 2,
             let name = String(validating: UnsafeRawBufferPointer(rebasing: line[arguments.first]), as: UTF8.self),

@@ -81,12 +81,20 @@ public struct Session: Sendable {
 
     // MARK: - Entry points
 
-    /// Writes the greeting (RFC 1939 §4) with the APOP timestamp (§7).
+    /// APOP can be used on this connection right now: enabled, and allowed like the
+    /// other password logins (refused with them while plaintext auth is refused).
+    var apopOffered: Bool { config.apopEnabled && plaintextAllowed }
+
+    /// Writes the greeting (RFC 1939 §4), with the APOP timestamp (§7) only when APOP
+    /// is offered: a timestamp in the greeting tells clients APOP will work, and clients
+    /// such as fdm and s-nail then use nothing else.
     public mutating func start(out: inout some ReplySink) {
         out.write("+OK ")
         out.write(string: config.banner)
-        out.write(" ")
-        out.write(string: config.apopTimestamp)
+        if apopOffered {
+            out.write(" ")
+            out.write(string: config.apopTimestamp)
+        }
         out.write("\r\n")
     }
 

@@ -21,7 +21,8 @@ public struct SessionConfig: Sendable {
     /// Text of the greeting after `+OK `; must not contain CR or LF.
     public var banner: String
     /// The APOP timestamp `<pid.counter.time@host>` (RFC 1939 §7), unique per
-    /// connection; it is also the base of the CRAM-MD5 challenge.
+    /// connection; it is also the base of the CRAM-MD5 challenge. The greeting
+    /// shows it only when `apopEnabled` (a timestamp there offers APOP, §7).
     public var apopTimestamp: String
     /// IMPLEMENTATION capability text (RFC 2449 §6.9); nil leaves it out.
     public var implementation: String?
@@ -36,8 +37,13 @@ public struct SessionConfig: Sendable {
     /// USER/PASS, APOP and plaintext SASL are allowed (TLS, loopback or trusted
     /// network); once STLS succeeds they are allowed whatever this says.
     public var plaintextAuthAllowed: Bool
-    /// Mechanisms offered, in CAPA order.
+    /// SASL mechanisms enabled (the server's `auth_mechanisms`), in CAPA order: CAPA's SASL
+    /// line and a bare AUTH list only these (RFC 2449 §6.3), AUTH refuses the others.
     public var saslMechanisms: [SASLMechanism]
+    /// APOP is enabled (`auth_mechanisms` has `apop`): the greeting carries the timestamp
+    /// and the APOP command is accepted. Otherwise neither (RFC 1939 §7: the timestamp is
+    /// the offer, so a server that cannot honour it must not show it).
+    public var apopEnabled: Bool
     /// Bad commands (unknown, wrong state, bad syntax, control bytes, too long)
     /// after which the session answers `-ERR` and closes.
     public var maxBadCommands: Int
@@ -59,7 +65,8 @@ public struct SessionConfig: Sendable {
         plaintextAuthAllowed: Bool = false,
         saslMechanisms: [SASLMechanism] = SASLMechanism.allCases,
         maxBadCommands: Int = SessionConfig.defaultMaxBadCommands,
-        maxAuthFailures: Int = SessionConfig.defaultMaxAuthFailures
+        maxAuthFailures: Int = SessionConfig.defaultMaxAuthFailures,
+        apopEnabled: Bool = true
     ) {
         self.banner = banner
         self.apopTimestamp = apopTimestamp
@@ -72,5 +79,6 @@ public struct SessionConfig: Sendable {
         self.saslMechanisms = saslMechanisms
         self.maxBadCommands = maxBadCommands
         self.maxAuthFailures = maxAuthFailures
+        self.apopEnabled = apopEnabled
     }
 }

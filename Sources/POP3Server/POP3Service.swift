@@ -81,6 +81,7 @@ public final class POP3Service {
             passwd = file
             for d in diagnostics { logger.warning("passwd-file: \(d)") }
             logger.info("passwd-file loaded", metadata: ["path": "\(passwdPath)", "users": "\(file.count)"])
+            Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
         } catch {
             throw ConfigError("passwd_file: \(error)")
         }
@@ -118,6 +119,7 @@ public final class POP3Service {
                 for d in diagnostics { logger.warning("passwd-file: \(d)") }
                 passwd = file
                 logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
+                Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
             } catch {
                 logger.error("passwd-file reload failed, keeping the old one: \(error)")
             }
@@ -190,9 +192,10 @@ public final class POP3Service {
         apopCounter &+= 1
         let timestamp = "<\(pid).\(apopCounter).\(time(nil))@\(hostname)>"
         let plaintext = !config.disablePlaintextAuth || tlsActive || isSecured(address, local: local)
-        // The session hides plaintext mechanisms itself while plaintext is refused, and shows
-        // them again after STLS: filtering here would lose them for good.
-        let mechanisms: [SASLMechanism] = [.plain, .login, .cramMD5, .scramSHA256]
+        // Only the enabled mechanisms (auth_mechanisms). The session hides plaintext ones itself
+        // while plaintext is refused, and shows them again after STLS: filtering those here
+        // would lose them for good.
+        let mechanisms = config.authMechanisms.compactMap(\.sasl)
         return SessionConfig(
             banner: "POP3 server ready",
             apopTimestamp: timestamp,
@@ -204,7 +207,8 @@ public final class POP3Service {
             plaintextAuthAllowed: plaintext,
             saslMechanisms: mechanisms,
             maxBadCommands: config.maxBadCommands,
-            maxAuthFailures: config.maxAuthFailures)
+            maxAuthFailures: config.maxAuthFailures,
+            apopEnabled: config.authMechanisms.contains(.apop))
     }
 
     /// Dovecot's rule for `disable_plaintext_auth`: a connection is secured when the client is

@@ -58,6 +58,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var tlsHandshakeTimeoutSeconds: Int = 30
     /// Host name in the greeting's APOP timestamp; defaults to gethostname().
     public var hostname: String? = nil
+    /// Dovecot's `auth_mechanisms`: what the greeting (APOP timestamp), CAPA SASL and AUTH
+    /// offer. The default offers only what works whatever the users' secret schemes are.
+    public var authMechanisms: [AuthMechanism] = AuthMechanism.defaults
 
     public init() {}
 }

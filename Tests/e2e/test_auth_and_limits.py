@@ -16,7 +16,7 @@ from rawpop import Raw
 
 def test_apop_login(mailhost):
     mailhost.deliver("alice", maildata.message(1))
-    server = mailhost.serve()
+    server = mailhost.serve(env={"POP3D_AUTH_MECHANISMS": "plain login apop"})
     r = Raw(server.host, server.port)
     greeting = r.line()
     timestamp = greeting[greeting.index(b"<"):greeting.index(b">") + 1]

@@ -14,6 +14,10 @@ import pytest
 import maildata
 from conftest import USERS
 
+# Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
+# exercise every mechanism, so they enable all of them.
+ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
+
 
 def fill(mailhost, user="alice", count=5):
     originals = []
@@ -37,7 +41,7 @@ def login(server, user="alice"):
 
 def test_poplib_list_uidl_retr_top(mailhost):
     originals = fill(mailhost)
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     p = login(server)
     count, total = p.stat()
     assert count == len(originals)
@@ -64,7 +68,7 @@ def test_poplib_list_uidl_retr_top(mailhost):
 def test_poplib_dele_quit_removes_exactly_marked(mailhost):
     fill(mailhost, count=4)
     before = mailhost.files("alice")
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     p = login(server)
     _, uidls, _ = p.uidl()
     uid_of = {int(l.split()[0]): l.split()[1].decode() for l in uidls}
@@ -83,7 +87,7 @@ def test_poplib_dele_quit_removes_exactly_marked(mailhost):
 def test_poplib_dropped_connection_deletes_nothing(mailhost):
     fill(mailhost, count=3)
     before = mailhost.files("alice")
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     p = login(server)
     p.dele(1)
     p.dele(2)
@@ -116,7 +120,7 @@ def curl(*args):
 
 def test_curl_list_retr_uidl_dele(mailhost):
     originals = fill(mailhost, count=3)
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     url = f"pop3://{server.host}:{server.port}"
     auth = ["-u", f"alice:{USERS['alice']}"]
     listing = curl(*auth, url + "/")
@@ -135,7 +139,7 @@ def test_mpop_keep_mode_uses_uidl(mailhost, tmp_path):
     if not shutil.which("mpop"):
         pytest.fail("mpop is not installed (make test installs it)")
     originals = fill(mailhost, count=3)
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     mbox_path = tmp_path / "mpop.mbox"
     uidls = tmp_path / "mpop.uidls"
     rc = tmp_path / "mpoprc"
@@ -171,7 +175,7 @@ def test_fetchmail_keep_mda_to_file(mailhost, tmp_path):
     if not shutil.which("fetchmail"):
         pytest.fail("fetchmail is not installed (make test installs it)")
     originals = fill(mailhost, count=3)
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     out = tmp_path / "delivered"
     out.mkdir()
     home = tmp_path / "fmhome"
@@ -215,7 +219,7 @@ def test_getmail6_into_maildir(mailhost, tmp_path):
     if not shutil.which("getmail"):
         pytest.fail("getmail6 is not installed (make test installs it)")
     originals = fill(mailhost, count=3)
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     # getmail refuses to deliver as root; it switches to `user`, who needs a folder it can write.
     dest_root = tempfile.mkdtemp(prefix="pop3d-getmail-", dir="/tmp")
     os.chmod(dest_root, 0o777)

@@ -59,7 +59,7 @@ def test_session_against_pop3d(filled):
 @pytest.mark.parametrize("auth", ["apop", "plain"])
 def test_session_other_logins_against_pop3d(filled, auth):
     """APOP checks pop3bench's own MD5 against the server's; AUTH PLAIN its SASL framing."""
-    server = filled.serve()
+    server = filled.serve(env={"POP3D_AUTH_MECHANISMS": "plain login apop"})
     rc, r = bench("session", "--passwd-file", filled.passwd, "--auth", auth, "--concurrency", "3",
                   "--count", "6", port=server.port)
     assert (rc, r["errors"]["total"]) == (0, 0), r["first_error"]

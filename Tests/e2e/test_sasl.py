@@ -12,6 +12,10 @@ from conftest import USERS
 from pop3support import binary
 from rawpop import Raw
 
+# Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
+# exercise every mechanism, so they enable all of them.
+ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
+
 B64 = lambda b: base64.b64encode(b).decode()
 
 
@@ -51,7 +55,7 @@ def scram_login(raw, user, password):
 
 
 def test_bare_auth_lists_mechanisms(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert raw.cmd("AUTH").startswith(b"+OK")
     assert raw.multiline() == [b"PLAIN", b"LOGIN", b"CRAM-MD5", b"SCRAM-SHA-256"]
     assert raw.cmd("CAPA").startswith(b"+OK")
@@ -60,7 +64,7 @@ def test_bare_auth_lists_mechanisms(mailhost):
 
 def test_plain_initial_response_and_continuation(mailhost):
     mailhost.deliver("alice", maildata.message(1))
-    server = mailhost.serve()
+    server = mailhost.serve(env=ALL_MECHANISMS)
     raw = connect(server)
     assert raw.cmd("AUTH PLAIN " + B64(b"\0alice\0" + USERS["alice"].encode())).startswith(b"+OK")
     assert raw.cmd("STAT").startswith(b"+OK 1 ")
@@ -76,7 +80,7 @@ def test_plain_initial_response_and_continuation(mailhost):
 
 
 def test_login_mechanism(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     r = raw.cmd("AUTH LOGIN")
     assert r.startswith(b"+ ") and base64.b64decode(r[2:]).lower().startswith(b"user")
     r = raw.cmd(B64(b"bob"))
@@ -85,7 +89,7 @@ def test_login_mechanism(mailhost):
 
 
 def test_cram_md5(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     r = raw.cmd("AUTH CRAM-MD5")
     assert r.startswith(b"+ ")
     challenge = base64.b64decode(r[2:])
@@ -95,13 +99,13 @@ def test_cram_md5(mailhost):
 
 
 def test_cram_md5_wrong_digest_gets_auth_error(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     r = raw.cmd("AUTH CRAM-MD5")
     assert raw.cmd(B64(b"carol " + b"0" * 32)).startswith(b"-ERR [AUTH]")
 
 
 def test_scram_sha_256_with_plain_secret(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert scram_login(raw, "alice", USERS["alice"]).startswith(b"+OK")
     assert raw.cmd("STAT").startswith(b"+OK")
 
@@ -113,7 +117,7 @@ def test_scram_sha_256_with_stored_scram_secret(mailhost):
     assert secret.startswith("{SCRAM-SHA-256}")
     with open(mailhost.passwd, "a") as f:
         f.write(f"dave:{secret}:1000:1000::::\n")
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert scram_login(raw, "dave", "stored-pw").startswith(b"+OK")
     raw.close()
     raw = connect(mailhost.servers[0])
@@ -122,7 +126,7 @@ def test_scram_sha_256_with_stored_scram_secret(mailhost):
 
 
 def test_cancel_with_star(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert raw.cmd("AUTH LOGIN").startswith(b"+ ")
     r = raw.cmd("*")
     assert r.startswith(b"-ERR"), r
@@ -132,7 +136,7 @@ def test_cancel_with_star(mailhost):
 
 
 def test_malformed_base64_is_an_error_not_a_close(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert raw.cmd("AUTH PLAIN") == b"+ "
     assert raw.cmd("!!!not base64!!!").startswith(b"-ERR")
     assert raw.cmd("AUTH PLAIN %%%%").startswith(b"-ERR")
@@ -142,13 +146,13 @@ def test_malformed_base64_is_an_error_not_a_close(mailhost):
 
 def test_cram_md5_initial_response_refused(mailhost):
     """RFC 5034 §4: a mechanism that starts with a server challenge takes no initial response."""
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     assert raw.cmd("AUTH CRAM-MD5 " + B64(b"carol 0123")).startswith(b"-ERR")
     assert raw.cmd("AUTH CRAM-MD5").startswith(b"+ ")
 
 
 def test_empty_initial_response_equals_sign(mailhost):
-    raw = connect(mailhost.serve())
+    raw = connect(mailhost.serve(env=ALL_MECHANISMS))
     # "=" is an empty initial response: PLAIN with nothing in it fails as bad credentials,
     # not as a syntax error that would leave the exchange hanging.
     r = raw.cmd("AUTH PLAIN =")

@@ -24,7 +24,7 @@ def session(server, user="alice"):
 
 
 def test_greeting_has_apop_timestamp_and_capa_before_and_after_login(mailhost):
-    server = mailhost.serve()
+    server = mailhost.serve(env={"POP3D_AUTH_MECHANISMS": "plain login apop"})
     r = Raw(server.host, server.port)
     greeting = r.line()
     assert re.match(rb"^\+OK .*<\d+\.\d+\.\d+@[^>]+>$", greeting), greeting
