@@ -76,7 +76,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"], swiftSettings: strict),
+        .testTarget(
+            name: "ReactorTests",
+            dependencies: ["Reactor", "CShim", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
