@@ -1,4 +1,5 @@
 import Auth
+import Dispatch
 import Glibc
 import Reactor
 import Testing
@@ -98,29 +99,34 @@ import Testing
         #expect(try late.line().hasPrefix("-ERR [SYS/TEMP]"))
     }
 
-    /// A client that resets its connection (RST) while its password is being hashed on the
-    /// worker pool ({BLF-CRYPT}, ~0.2 s): the session ends at once (a reset is reported even
-    /// while reading is paused), the verification result that comes back later is dropped, the
-    /// counts return to zero, and the next login of the same user works (no maildrop lock).
+    /// A client that resets its connection (RST) while its password waits for the worker
+    /// pool ({BLF-CRYPT}): the session ends at once (a reset is reported even while reading is
+    /// paused), the verification result that comes back later is dropped, the counts return
+    /// to zero, and the next login of the same user works (no maildrop lock left behind).
+    /// The pool has one thread, held by a gate job, so the hash is still out when the reset
+    /// is handled whatever the machine's load.
     @Test func clientResettingDuringAPooledLoginLeavesNothingBehind() throws {
         let secret = try hashPasswordLine("hunter2", scheme: "BLF-CRYPT")
         #expect(secret.hasPrefix("{BLF-CRYPT}$2y$"))
-        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)])
+        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)]) { config, _ in
+            config.authWorkers = 1
+        }
         try server.deliver("carol", Array("Subject: one\r\n\r\nbody\r\n".utf8))
+        let gate = try Self.holdThePool(server)
+        defer { gate.signal() }  // never leave the pool blocked (teardown joins its thread)
 
         let c = try server.client()
         #expect(try c.line().hasPrefix("+OK"))
         #expect(try c.command("USER carol").hasPrefix("+OK"))
         try c.send("PASS hunter2\r\n")
-        // The hash is out on the pool...
-        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 1 })
+        // The hash is queued on the pool behind the gate...
+        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
         c.reset()
         // ...and the reset ends the session before it comes back.
-        let ended = try waitFor { try server.counts() == .zero }
-        #expect(ended, "connection counts did not return to zero")
-        let stillHashing = try server.onLoop { $0.service.pool.outstanding }
-        #expect(stillHashing == 1, "the reset should be handled while the hash is still running")
-        // The verification finishes for a connection that is gone: nothing is opened.
+        #expect(try waitFor { try server.counts() == .zero }, "connection counts did not return to zero")
+        #expect(try server.onLoop { $0.service.pool.outstanding } == 2)
+        // The verification runs and finishes for a connection that is gone: nothing is opened.
+        gate.signal()
         #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 0 })
         #expect(try server.counts() == .zero)
         #expect(server.logs.contains("reason=connection reset"), "\(server.logs.all)")
@@ -136,20 +142,36 @@ import Testing
     /// is released.
     @Test func clientClosingDuringAPooledLoginLeavesNothingBehind() throws {
         let secret = try hashPasswordLine("hunter2", scheme: "BLF-CRYPT")
-        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)])
+        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)]) { config, _ in
+            config.authWorkers = 1
+        }
         try server.deliver("carol", Array("Subject: one\r\n\r\nbody\r\n".utf8))
+        let gate = try Self.holdThePool(server)
+        defer { gate.signal() }  // never leave the pool blocked (teardown joins its thread)
 
         let c = try server.client()
         #expect(try c.line().hasPrefix("+OK"))
         #expect(try c.command("USER carol").hasPrefix("+OK"))
         try c.send("PASS hunter2\r\n")
-        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 1 })
+        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
         c.close()
+        gate.signal()
         #expect(try waitFor { try server.counts() == .zero }, "connection counts did not return to zero")
         #expect(try server.onLoop { $0.service.pool.outstanding } == 0)
         #expect(server.logs.contains("session end"))
 
         try Self.expectLoginWorks(server, user: "carol", password: "hunter2", stat: "+OK 1 22")
+    }
+
+    /// Occupies the hashing pool's (single) thread until the returned semaphore is signalled.
+    static func holdThePool(_ server: ServerHarness) throws -> DispatchSemaphore {
+        let gate = DispatchSemaphore(value: 0)
+        let queued = try server.onLoop { side -> Bool in
+            if case .queued = side.service.pool.submit({ gate.wait(); return 0 }, completion: { _ in }) { return true }
+            return false
+        }
+        #expect(queued)
+        return gate
     }
 
     static func expectLoginWorks(_ server: ServerHarness, user: String, password: String, stat: String) throws {
