@@ -33,16 +33,18 @@ import Testing
             // A small high-water mark: the stream is mostly still on disk when the drain comes.
             config.maxOutputBytes = 64 * 1024
         }
-        // 32 MiB of numbered lines, some starting with a dot (stuffed on the wire): far more
-        // than the kernel's socket buffers (tcp_wmem + tcp_rmem, a few MiB), so the server is
-        // still streaming when the drain comes.
+        // Numbered lines, some starting with a dot (stuffed on the wire), at least twice what
+        // the kernel's socket buffers can hold (tcp_wmem's maximum, a few MiB, plus our small
+        // receive window), so the server is still streaming when the drain comes.
+        let sendBufferMax = try #require(Self.tcpWmemMax(), "cannot read /proc/sys/net/ipv4/tcp_wmem")
+        let size = max(16 << 20, 2 * (sendBufferMax + (2 << 20)))
         var block: [UInt8] = []
         for i in 0..<1024 {
             let line = (i % 7 == 0 ? "." : "") + "line \(i) of a block repeated to make a large message, padded........\r\n"
             block += Array(line.utf8)
         }
         var message = Array("Subject: big\r\n\r\n".utf8)
-        while message.count < 32 << 20 { message += block }
+        while message.count < size { message += block }
         try server.deliver("alice", message)
         var expectedWire: [UInt8] = []
         expectedWire.reserveCapacity(message.count + message.count / 50)
@@ -68,7 +70,6 @@ import Testing
         // The stream cannot be over yet: the server can have handed the kernel at most its
         // socket send buffer (tcp_wmem's maximum) plus our small receive window, and has at
         // most max_output_bytes queued besides.
-        let sendBufferMax = try #require(Self.tcpWmemMax(), "cannot read /proc/sys/net/ipv4/tcp_wmem")
         try #require(message.count > head.count + sendBufferMax + 4 * 16 * 1024 + 64 * 1024 + (1 << 20),
                      "message too small for this host's tcp_wmem (\(sendBufferMax))")
 
