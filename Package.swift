@@ -76,11 +76,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CShim"], swiftSettings: strict),
+        .testTarget(
+            name: "ReactorTests",
+            dependencies: ["Reactor", "CShim", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
-        .testTarget(name: "POP3ServerTests", dependencies: ["POP3Server"], swiftSettings: strict),
+        // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the
+        // service's pools (Auth).
+        .testTarget(
+            name: "POP3ServerTests",
+            dependencies: ["POP3Server", "Reactor", "Auth", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // Properties that span two modules which may not import each other: the size
         // Maildrop lists equals the octets POP3's encoder sends (issue 10, item 1).
         .testTarget(name: "StorageProtocolTests", dependencies: ["Maildrop", "POP3"], swiftSettings: strict),

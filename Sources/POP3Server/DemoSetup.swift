@@ -9,6 +9,28 @@ public enum DemoSetup {
         public let passwdFile: String
         public let mailTemplate: String
         public let maildir: String
+
+        /// The configuration `pop3d demo` serves this layout with: the defaults, except that
+        /// `max_connections` is sized to what the descriptor limit can carry
+        /// (`ServerRunner.connectionsFitting`), so a newcomer's first start prints no
+        /// RLIMIT_NOFILE warning about 50,000 connections a demo never needs. `hardLimit` is
+        /// RLIMIT_NOFILE's hard limit (the most the soft one can be raised to without root);
+        /// nil when unknown, then the defaults stay.
+        public func serverConfig(listen: String, hardLimit: rlim_t? = ServerRunner.descriptorLimits()?.hard) -> ServerConfig {
+            var config = ServerConfig()
+            config.listen = [listen]
+            config.passwdFile = passwdFile
+            config.mail = mailTemplate
+            if let hardLimit {
+                // At least one session: on a host whose limit cannot carry even that, the
+                // runner's warning is the truth and should show.
+                let fits = max(1, ServerRunner.connectionsFitting(descriptors: hardLimit))
+                config.maxConnections = min(config.maxConnections, fits)
+                config.maxUnauthenticated = min(config.maxUnauthenticated, config.maxConnections)
+                config.maxConnectionsPerIP = min(config.maxConnectionsPerIP, config.maxConnections)
+            }
+            return config
+        }
     }
 
     /// Creates the demo data under `root` (created if missing). Existing demo mail is kept, so

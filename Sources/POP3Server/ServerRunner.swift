@@ -103,13 +103,41 @@ public final class ServerRunner {
     /// Descriptors kept for listeners, the epoll/timer/signal/event fds, logs and message files.
     public static let descriptorReserve: rlim_t = 1024
 
+    /// Descriptors `maxConnections` sessions need: `descriptorsPerSession` each plus
+    /// `descriptorReserve`. Saturates instead of trapping for any input.
+    public static func descriptorsNeeded(maxConnections: Int) -> rlim_t {
+        let sessions = rlim_t(max(0, maxConnections))
+        let (perSessions, overflow) = sessions.multipliedReportingOverflow(by: rlim_t(descriptorsPerSession))
+        if overflow { return rlim_t.max }
+        let (total, overflow2) = perSessions.addingReportingOverflow(descriptorReserve)
+        return overflow2 ? rlim_t.max : total
+    }
+
+    /// The most sessions `descriptors` descriptors carry (the inverse of `descriptorsNeeded`):
+    /// 0 when the limit does not even cover the reserve.
+    public static func connectionsFitting(descriptors: rlim_t) -> Int {
+        guard descriptors > descriptorReserve else { return 0 }
+        let sessions = (descriptors - descriptorReserve) / rlim_t(descriptorsPerSession)
+        return sessions > rlim_t(Int.max) ? Int.max : Int(sessions)
+    }
+
+    /// RLIMIT_NOFILE now: (soft, hard), or nil when getrlimit fails.
+    public static func descriptorLimits() -> (soft: rlim_t, hard: rlim_t)? {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        return (limit.rlim_cur, limit.rlim_max)
+    }
+
     /// Raises RLIMIT_NOFILE to what `max_connections` needs: the soft limit up to the hard one,
     /// and as root the hard one too (up to fs.nr_open). systemd's LimitNOFILE= sets both; by
     /// hand the usual 1024 would refuse the 1,021st client with EMFILE.
     private func raiseDescriptorLimit() {
         var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        let wanted = rlim_t(config.maxConnections * Self.descriptorsPerSession) + Self.descriptorReserve
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+            logger.warning("getrlimit(RLIMIT_NOFILE) failed: \(errnoText()); keeping the descriptor limit as it is")
+            return
+        }
+        let wanted = Self.descriptorsNeeded(maxConnections: config.maxConnections)
         if limit.rlim_max < wanted && geteuid() == 0 {
             var raised = limit
             raised.rlim_max = wanted
@@ -118,10 +146,14 @@ public final class ServerRunner {
         }
         if limit.rlim_cur < min(wanted, limit.rlim_max) {
             limit.rlim_cur = min(wanted, limit.rlim_max)
-            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+                logger.warning("setrlimit(RLIMIT_NOFILE, \(limit.rlim_cur)) failed: \(errnoText())")
+                _ = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+            }
         }
         if limit.rlim_cur < wanted {
-            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur); max_connections \(config.maxConnections) needs \(wanted) (raise LimitNOFILE= or ulimit -n)")
+            let fits = Self.connectionsFitting(descriptors: limit.rlim_cur)
+            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur); max_connections \(config.maxConnections) needs \(wanted), this limit carries about \(fits) sessions (raise LimitNOFILE= or ulimit -n, or lower max_connections)")
         }
     }
 

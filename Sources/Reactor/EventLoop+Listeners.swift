@@ -12,6 +12,8 @@ final class ListenerHandler: Selectable {
     var resumeTimer: TimerID?
     /// Times the listener paused on EMFILE/ENFILE (tests, metrics).
     var pauseCount = 0
+    /// Consecutive failed attempts to put the listener back into epoll (0 when not failing).
+    var failedResumes = 0
 
     init(loop: EventLoop, listener: Listener, onAccept: @escaping (AcceptedSocket) -> Void) {
         self.loop = loop
@@ -45,16 +47,50 @@ final class ListenerHandler: Selectable {
 
     /// Takes the listener out of epoll for a while: level-triggered epoll would otherwise report
     /// the still-pending connection again at once and the loop would spin at 100% CPU.
-    private func pause(_ error: SyscallError) {
+    func pause(_ error: SyscallError) {
         paused = true
         pauseCount += 1
         loop.logger.warning("accept paused", metadata: ["listener": "\(listener.name ?? "-")", "error": "\(error)"])
-        try? loop.modify(fd: listener.fd, events: 0)
+        do {
+            try loop.modify(fd: listener.fd, events: 0)
+        } catch {
+            // Still registered for EPOLLIN: until the resume below, events for it are dropped
+            // by handleEvent (paused), at the cost of wake-ups; nothing is lost.
+            loop.logger.error("cannot take the listener out of epoll while paused", metadata: [
+                "listener": "\(listener.name ?? "-")", "error": "\(error)",
+            ])
+        }
+        scheduleResume()
+    }
+
+    /// Puts the listener back into epoll after the backoff. epoll_ctl can fail here (ENOMEM;
+    /// ENOENT if the descriptor left the epoll set): then the listener stays paused and the
+    /// attempt is repeated every backoff, logged once with its cause when the failures begin
+    /// and once when accepting resumes, so a listener never stays paused without a log line.
+    private func scheduleResume() {
         resumeTimer = loop.scheduleTimer(after: Listener.acceptBackoffNanoseconds) { [weak self] in
             guard let self, !self.removed else { return }
-            self.paused = false
             self.resumeTimer = nil
-            try? self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+            do {
+                try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+            } catch {
+                self.failedResumes += 1
+                if self.failedResumes == 1 {
+                    self.loop.logger.error("cannot resume accepting; retrying", metadata: [
+                        "listener": "\(self.listener.name ?? "-")", "error": "\(error)",
+                        "retry.ms": "\(Listener.acceptBackoffNanoseconds / 1_000_000)",
+                    ])
+                }
+                self.scheduleResume()
+                return
+            }
+            if self.failedResumes > 0 {
+                self.loop.logger.notice("accept resumed", metadata: [
+                    "listener": "\(self.listener.name ?? "-")", "failed.attempts": "\(self.failedResumes)",
+                ])
+                self.failedResumes = 0
+            }
+            self.paused = false
         }
     }
 }

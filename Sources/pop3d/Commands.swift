@@ -116,10 +116,7 @@ struct Demo: ParsableCommand {
           telnet 127.0.0.1 \(port)    (then: USER demo / PASS demo / LIST / RETR 1 / QUIT)
         """)
         fflush(nil)
-        var config = ServerConfig()
-        config.listen = [listen]
-        config.passwdFile = layout.passwdFile
-        config.mail = layout.mailTemplate
+        let config = layout.serverConfig(listen: listen)
         let logger = bootstrapLogging(level: "info")
         do {
             Glibc.exit(try ServerRunner(config: config, logger: logger).run())

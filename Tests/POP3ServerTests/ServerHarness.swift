@@ -1,0 +1,346 @@
+// DESIGN: the glue's in-process test harness.
+//
+// What it is for: `POP3Connection` and `POP3Service` (the glue between the reactor, the pure
+// `Session`, the Auth worker pools and the Maildrop) were reachable only through the pop3d
+// binary and pytest. `ServerHarness` starts the real thing inside the test process, the way
+// mini-redis's tests/server.rs does: a `POP3Service` on its own `EventLoop`, listening on
+// 127.0.0.1:0, with a temporary Maildir root and a passwd-file written by the test. Tests talk
+// to it through real sockets with `TestClient` (blocking, with deadlines; STLS included), so
+// what they see is what a client sees, and they can still look inside: `onLoop` runs a closure
+// on the loop thread (counts, `drain()`, timers) and `logs` holds every line the server logged.
+//
+// Threading: the loop, the listener and the service are created, used and destroyed on the
+// harness's own thread, which runs `loop.run()`. The test thread never touches them; it hands
+// closures to the loop through an eventfd `Waker` and a mutex-protected inbox and waits for the
+// answer with a deadline. `stop()` (also run by `deinit`) closes every session, stops the loop,
+// joins the thread and deletes the temporary folder; each test builds its own harness.
+import Dispatch
+import Glibc
+import Logging
+import Reactor
+import Synchronization
+@testable import POP3Server
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Everything that lives on the loop thread. Only that thread touches it.
+final class LoopSide {
+    let loop: EventLoop
+    let service: POP3Service
+    let listener: Listener
+    /// `service.onDrained` has fired.
+    var drained = false
+
+    init(loop: EventLoop, service: POP3Service, listener: Listener) {
+        self.loop = loop
+        self.service = service
+        self.listener = listener
+    }
+}
+
+typealias LoopJob = @Sendable (LoopSide) -> Void
+
+/// Closures waiting for the loop thread (filled by the test thread, emptied by the Waker's body).
+final class Inbox: Sendable {
+    let jobs = Mutex<[LoopJob]>([])
+
+    func post(_ job: @escaping LoopJob) { jobs.withLock { $0.append(job) } }
+
+    func takeAll() -> [LoopJob] {
+        jobs.withLock { jobs in
+            defer { jobs.removeAll() }
+            return jobs
+        }
+    }
+}
+
+/// One value handed from the loop thread to the test thread.
+final class Handoff<T: Sendable>: Sendable {
+    let value = Mutex<T?>(nil)
+    let ready = DispatchSemaphore(value: 0)
+
+    func put(_ v: T) {
+        value.withLock { $0 = v }
+        ready.signal()
+    }
+
+    func take(timeoutSeconds: Double, what: String) throws -> T {
+        guard ready.wait(timeout: .now() + timeoutSeconds) == .success,
+              let v = value.withLock({ $0 })
+        else { throw HarnessError("\(what): no answer from the loop thread within \(timeoutSeconds) s") }
+        return v
+    }
+}
+
+/// Log lines, kept for assertions (and echoed to stderr with POP3D_TEST_LOG=1).
+final class LogRecorder: Sendable {
+    let lines = Mutex<[String]>([])
+    let echo = getenv("POP3D_TEST_LOG") != nil
+
+    func append(_ line: String) {
+        lines.withLock { $0.append(line) }
+        if echo {
+            var bytes = Array((line + "\n").utf8)
+            bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+        }
+    }
+
+    var all: [String] { lines.withLock { $0 } }
+
+    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+}
+
+struct RecordingLogHandler: LogHandler {
+    var logLevel: Logger.Level = .debug
+    var metadata: Logger.Metadata = [:]
+    let recorder: LogRecorder
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var line = "\(event.level) \(event.message)"
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        for key in all.keys.sorted() {
+            if let value = all[key] { line += " \(key)=\(value)" }
+        }
+        recorder.append(line)
+    }
+}
+
+/// A temporary folder: passwd-file, Maildirs, certificates.
+struct TempRoot {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/pop3d-glue-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw HarnessError("mkdtemp: errno \(errno)")
+        }
+        path = String(cString: made)
+    }
+
+    func makeDirectory(_ relative: String) throws {
+        let full = path + "/" + relative
+        guard mkdir(full, 0o700) == 0 || errno == EEXIST else { throw HarnessError("mkdir \(full): errno \(errno)") }
+    }
+
+    func write(_ relative: String, _ bytes: [UInt8]) throws {
+        let full = path + "/" + relative
+        let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw HarnessError("open \(full): errno \(errno)") }
+        defer { close(fd) }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress.map { $0 + done }, $0.count - done) }
+            guard n > 0 else { throw HarnessError("write \(full): errno \(errno)") }
+            done += n
+        }
+    }
+
+    /// Deletes the folder and everything below it (no symlinks are followed).
+    func remove() { Self.removeTree(path) }
+
+    private static func removeTree(_ dir: String) {
+        if let d = opendir(dir) {
+            while let entry = readdir(d) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let full = dir + "/" + name
+                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(full) } else { unlink(full) }
+            }
+            closedir(d)
+        }
+        rmdir(dir)
+    }
+}
+
+/// A `POP3Service` on its own loop thread, listening on 127.0.0.1:<port>.
+final class ServerHarness {
+    /// Users written to the passwd-file: name and `{SCHEME}secret`.
+    struct User {
+        let name: String
+        let secret: String
+        static func plain(_ name: String, _ password: String) -> User { User(name: name, secret: "{PLAIN}\(password)") }
+    }
+
+    /// Longest a test waits for the loop thread to run a closure.
+    static let loopAnswerSeconds = 10.0
+
+    let root: TempRoot
+    let port: UInt16
+    let logs = LogRecorder()
+    private let inbox = Inbox()
+    private var waker: Waker?
+    private var thread: pthread_t?
+
+    /// Writes the passwd-file and an empty Maildir per user, lets `configure` adjust the
+    /// configuration (mail and passwd_file are set already), and starts the loop thread.
+    init(users: [User] = [.plain("alice", "secret"), .plain("bob", "secret")],
+         configure: (inout ServerConfig, TempRoot) throws -> Void = { _, _ in }) throws {
+        signal(SIGPIPE, SIG_IGN)  // as ServerRunner does: a write to a closed peer is EPIPE
+        root = try TempRoot()
+        do {
+            var passwd = ""
+            for user in users {
+                passwd += "\(user.name):\(user.secret):1000:1000::\(root.path)/\(user.name)::\n"
+                for dir in [user.name, "\(user.name)/Maildir", "\(user.name)/Maildir/new",
+                            "\(user.name)/Maildir/cur", "\(user.name)/Maildir/tmp"] {
+                    try root.makeDirectory(dir)
+                }
+            }
+            try root.write("passwd", Array(passwd.utf8))
+            var config = ServerConfig()
+            config.passwdFile = root.path + "/passwd"
+            config.mail = "maildir:\(root.path)/%u/Maildir"
+            config.idleTimeoutSeconds = 600
+            try configure(&config, root)
+
+            let started = Handoff<StartResult>()
+            let context = ThreadContext(config: config, logs: logs, inbox: inbox, started: started)
+            let box = Unmanaged.passRetained(context).toOpaque()
+            var tid = pthread_t()
+            guard pthread_create(&tid, nil, { raw in
+                guard let raw else { return nil }
+                Unmanaged<ThreadContext>.fromOpaque(raw).takeRetainedValue().run()
+                return nil
+            }, box) == 0 else {
+                Unmanaged<ThreadContext>.fromOpaque(box).release()
+                throw HarnessError("pthread_create failed")
+            }
+            thread = tid
+            switch try started.take(timeoutSeconds: Self.loopAnswerSeconds, what: "server start") {
+            case .running(let port, let waker):
+                self.port = port
+                self.waker = waker
+            case .failed(let why):
+                pthread_join(tid, nil)
+                thread = nil
+                throw HarnessError("server did not start: \(why)")
+            }
+        } catch {
+            root.remove()
+            throw error
+        }
+    }
+
+    deinit { stop() }
+
+    /// Runs `body` on the loop thread and returns its result; throws when the loop does not
+    /// answer within `loopAnswerSeconds` (a stalled or dead loop).
+    @discardableResult
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopSide) -> T) throws -> T {
+        guard let waker else { throw HarnessError("server stopped") }
+        let answer = Handoff<T>()
+        inbox.post { side in answer.put(body(side)) }
+        waker.wake()
+        return try answer.take(timeoutSeconds: Self.loopAnswerSeconds, what: "onLoop")
+    }
+
+    /// The service's live counts, read on the loop thread.
+    func counts() throws -> Counts {
+        try onLoop { side in
+            Counts(connections: side.service.connectionCount, unauthenticated: side.service.unauthenticatedCount,
+                   loggedIn: side.service.loggedInCount)
+        }
+    }
+
+    struct Counts: Sendable, Equatable, CustomStringConvertible {
+        let connections: Int
+        let unauthenticated: Int
+        let loggedIn: Int
+        static let zero = Counts(connections: 0, unauthenticated: 0, loggedIn: 0)
+        var description: String { "connections \(connections), unauthenticated \(unauthenticated), logged in \(loggedIn)" }
+    }
+
+    /// A client connected to this server (greeting not read yet).
+    func client(receiveBufferBytes: Int32? = nil) throws -> TestClient {
+        try TestClient(port: port, receiveBufferBytes: receiveBufferBytes)
+    }
+
+    /// Delivers `bytes` into `user`'s Maildir/new under a fresh unique name, as an MTA does
+    /// (tmp/ first, then rename).
+    func deliver(_ user: String, _ bytes: [UInt8]) throws {
+        deliveries += 1
+        let name = "\(1_700_000_000 + deliveries).M\(deliveries)P\(getpid()).harness"
+        try root.write("\(user)/Maildir/tmp/\(name)", bytes)
+        let from = "\(root.path)/\(user)/Maildir/tmp/\(name)"
+        let to = "\(root.path)/\(user)/Maildir/new/\(name)"
+        guard rename(from, to) == 0 else { throw HarnessError("rename into new/: errno \(errno)") }
+    }
+    private var deliveries = 0
+
+    /// Closes every session, stops the loop, joins its thread and deletes the folder.
+    func stop() {
+        guard let tid = thread, let waker else { return }
+        inbox.post { side in
+            side.service.closeAll()
+            side.loop.stop()
+        }
+        waker.wake()
+        pthread_join(tid, nil)
+        thread = nil
+        self.waker = nil
+        root.remove()
+    }
+}
+
+enum StartResult: Sendable {
+    case running(port: UInt16, waker: Waker)
+    case failed(String)
+}
+
+/// What the loop thread starts from; retained by the thread until it returns.
+private final class ThreadContext: Sendable {
+    let config: ServerConfig
+    let logs: LogRecorder
+    let inbox: Inbox
+    let started: Handoff<StartResult>
+
+    init(config: ServerConfig, logs: LogRecorder, inbox: Inbox, started: Handoff<StartResult>) {
+        self.config = config
+        self.logs = logs
+        self.inbox = inbox
+        self.started = started
+    }
+
+    func run() {
+        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
+        let side: LoopSide
+        do {
+            let loop = try EventLoop(logger: logger)
+            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
+            let listener = try Listener(bind: any)
+            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+            let service = try POP3Service(config: config, loop: loop, logger: logger)
+            side = LoopSide(loop: loop, service: service, listener: listener)
+            try loop.addListener(listener) { [unowned service] socket in
+                service.accept(socket, implicitTLS: false)
+            }
+            service.onDrained = { [unowned side] in side.drained = true }
+            let inbox = self.inbox
+            let waker = try loop.makeWaker { [unowned side] in
+                for job in inbox.takeAll() { job(side) }
+            }
+            started.put(.running(port: port, waker: waker))
+        } catch {
+            started.put(.failed("\(error)"))
+            return
+        }
+        do {
+            try side.loop.run()
+        } catch {
+            logs.append("error harness: loop.run threw \(error)")
+        }
+        side.loop.removeListener(side.listener)
+        side.listener.close()
+    }
+}
