@@ -58,6 +58,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var tlsHandshakeTimeoutSeconds: Int = 30
     /// Host name in the greeting's APOP timestamp; defaults to gethostname().
     public var hostname: String? = nil
+    /// Seconds a connection may stay in AUTHORIZATION (TLS handshake included) before it is
+    /// closed, whatever it sends: the idle timeout is reset by every command, this deadline
+    /// is not. Dovecot's `login_timeout` (180 s there too).
+    public var loginTimeoutSeconds: Int = 180
 
     public init() {}
 }
