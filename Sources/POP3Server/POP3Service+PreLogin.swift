@@ -46,6 +46,11 @@ extension POP3Service {
     /// reply is dropped after this long, instead of holding its descriptor for `idle_timeout`.
     static let preLoginCloseGraceNanoseconds: UInt64 = 5_000_000_000
 
+    /// Connections closed by `login_timeout` in one timer run; the rest wait for the next loop
+    /// turn, so that a burst of connections accepted in the same second (10,000 at most)
+    /// does not hold the loop while all of them are closed at once.
+    static let loginTimeoutClosesPerTurn = 512
+
     var loginTimeoutNanoseconds: UInt64 { UInt64(max(1, config.loginTimeoutSeconds)) * 1_000_000_000 }
 
     /// A new connection enters AUTHORIZATION: it must log in within `login_timeout`.
@@ -85,7 +90,9 @@ extension POP3Service {
         loginDeadlineTimer = nil
         let timeout = loginTimeoutNanoseconds
         let now = loop.now
-        while let oldest = preLogin.oldest, now &- oldest.startedAt >= timeout {
+        var closed = 0
+        while closed < Self.loginTimeoutClosesPerTurn, let oldest = preLogin.oldest, now &- oldest.startedAt >= timeout {
+            closed += 1
             preLogin.remove(oldest)
             logger.debug("login timeout", metadata: oldest.metadata)
             // Not a server condition, so no RFC 3206 code (Dovecot: "Disconnected for
