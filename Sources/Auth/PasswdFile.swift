@@ -17,14 +17,18 @@ public struct PasswdFile: Sendable {
     public static let maxFileSize = 64 << 20
 
     public let path: String
-    private var entries: [String: UserEntry]
+    /// Keyed by the name's octets: canonically equivalent names are different users.
+    private var entries: [UserName: UserEntry]
     /// Verified against when the user is unknown, so that an unknown user costs
     /// what the commonest scheme of this file costs (see `verifyOrDummy`).
     let dummyEntry: UserEntry
 
     public var count: Int { entries.count }
 
-    public func lookup(_ user: String) -> UserEntry? { entries[user] }
+    /// The entry whose name has exactly these octets (Dovecot compares user names as bytes).
+    public func lookup(_ user: String) -> UserEntry? { entries[UserName(user)] }
+
+    public func lookup(_ user: UserName) -> UserEntry? { entries[user] }
 
     /// Reads and parses the file. Throws only when the file cannot be read;
     /// bad lines become diagnostics.
@@ -35,7 +39,7 @@ public struct PasswdFile: Sendable {
 
     /// Parses file contents; `path` only names the file in diagnostics.
     public static func parse(_ bytes: [UInt8], path: String) -> (PasswdFile, [Diagnostic]) {
-        var entries: [String: UserEntry] = [:]
+        var entries: [UserName: UserEntry] = [:]
         var diagnostics: [Diagnostic] = []
         var lineNumber = 0
         for rawLine in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
@@ -46,11 +50,12 @@ public struct PasswdFile: Sendable {
             if firstNonBlank == nil || firstNonBlank == UInt8(ascii: "#") { continue }
             switch parseLine(line) {
             case .success(let entry):
-                if entries[entry.user] != nil {
+                let key = UserName(entry.user)
+                if entries[key] != nil {
                     diagnostics.append(Diagnostic(path: path, line: lineNumber,
                                                   message: "duplicate user \"\(entry.user)\": the first line wins"))
                 } else {
-                    entries[entry.user] = entry
+                    entries[key] = entry
                 }
             case .failure(let problem):
                 diagnostics.append(Diagnostic(path: path, line: lineNumber, message: problem.message))
@@ -108,11 +113,11 @@ public struct PasswdFile: Sendable {
     /// A representative entry to burn time against for unknown users: the
     /// first entry of the commonest scheme (same cost parameters as real
     /// users), or a SHA512-CRYPT setting when the file is empty.
-    static func chooseDummy(_ entries: [String: UserEntry]) -> UserEntry {
+    static func chooseDummy(_ entries: [UserName: UserEntry]) -> UserEntry {
         var counts: [PasswordScheme: Int] = [:]
         for e in entries.values { counts[e.scheme, default: 0] += 1 }
         if let common = counts.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue < $1.key.rawValue) })?.key,
-           let sample = entries.values.filter({ $0.scheme == common }).min(by: { $0.user < $1.user }) {
+           let sample = entries.values.filter({ $0.scheme == common }).min(by: { $0.user.utf8.lexicographicallyPrecedes($1.user.utf8) }) {
             return UserEntry(user: "", scheme: sample.scheme, encoding: sample.encoding, secret: sample.secret)
         }
         return UserEntry(user: "", scheme: .sha512Crypt, secret: Array(defaultDummyCrypt.utf8))
@@ -142,7 +147,7 @@ public struct PasswdFile: Sendable {
         return result
     }
 
-    private init(path: String, entries: [String: UserEntry], dummyEntry: UserEntry) {
+    private init(path: String, entries: [UserName: UserEntry], dummyEntry: UserEntry) {
         self.path = path
         self.entries = entries
         self.dummyEntry = dummyEntry
@@ -154,7 +159,7 @@ extension PasswdFile {
     /// verification against `dummyEntry`, so unknown user and wrong password
     /// take comparable time and give the same nil.
     public func verifyOrDummy(user: String, password: [UInt8]) -> UserEntry? {
-        guard let entry = entries[user] else {
+        guard let entry = entries[UserName(user)] else {
             _ = Auth.verify(password: password, entry: dummyEntry)
             return nil
         }
@@ -178,7 +183,7 @@ extension PasswdFile {
     /// is judged by the dummy entry `verifyOrDummy` would use, so the choice (and its timing)
     /// does not tell whether the user exists.
     public func verificationIsCheap(user: String) -> Bool {
-        (entries[user] ?? dummyEntry).scheme.isCheap
+        (entries[UserName(user)] ?? dummyEntry).scheme.isCheap
     }
 }
 

@@ -31,7 +31,8 @@ struct ClientFirst {
         if !authzid.isEmpty {
             // Acting for another identity is not offered; naming oneself is harmless.
             guard authzid.starts(with: "a=".utf8), let z = decodeSaslName(authzid.dropFirst(2)) else { return .failure(.malformed) }
-            guard z == user else { return .failure(.authzidNotAllowed) }
+            // Compared as octets: a canonically equivalent spelling is another identity.
+            guard z.utf8.elementsEqual(user.utf8) else { return .failure(.authzidNotAllowed) }
         }
         return .success(ClientFirst(gs2Header: Array(m[...c2]), bare: bare, username: user, clientNonce: nonce))
     }

@@ -66,19 +66,23 @@ public struct MailLocation: Sendable, Equatable {
     /// template needs a home directory and `home` is missing or not absolute.
     public func path(user: String, home: String?) throws(MaildropError) -> String {
         try MailLocation.validate(user: user)
-        let at = user.firstIndex(of: "@")
-        let local = at.map { String(user[..<$0]) } ?? user
-        let domain = at.map { String(user[user.index(after: $0)...]) } ?? ""
+        // Split at the first "@" octet, as Dovecot does: a `Character` search misses an "@"
+        // followed by a combining mark (one grapheme), and user names are bytes, not text.
+        let bytes = Array(user.utf8)
+        let at = bytes.firstIndex(of: UInt8(ascii: "@"))
+        let local = at.map { String(decoding: bytes[..<$0], as: UTF8.self) } ?? user
+        let domain = at.map { String(decoding: bytes[($0 + 1)...], as: UTF8.self) } ?? ""
+        let dot = ".".utf8
         var out = ""
         for piece in pieces {
             switch piece {
             case .literal(let s): out += s
             case .user: out += user
             case .localPart:
-                guard !local.isEmpty, local != "." else { throw .invalidUser }
+                guard !local.isEmpty, !local.utf8.elementsEqual(dot) else { throw .invalidUser }
                 out += local
             case .domain:
-                guard !domain.isEmpty, domain != "." else { throw .invalidUser }
+                guard !domain.isEmpty, !domain.utf8.elementsEqual(dot) else { throw .invalidUser }
                 out += domain
             case .home:
                 guard let home, home.hasPrefix("/"), !home.utf8.contains(0) else {
@@ -101,6 +105,6 @@ public struct MailLocation: Sendable, Equatable {
             if dot && previousDot { throw .invalidUser }
             previousDot = dot
         }
-        if user == "." { throw .invalidUser }
+        if bytes.elementsEqual(".".utf8) { throw .invalidUser }
     }
 }

@@ -92,7 +92,8 @@ public enum SASLPlain {
     /// RFC 4616 §2 lets the server refuse a different authorization identity;
     /// we have no proxy users, so only empty or equal to authcid is accepted.
     public static func userToLogIn(_ credentials: Credentials) -> String? {
-        if credentials.authzid.isEmpty || credentials.authzid == credentials.authcid {
+        // Compared as octets: a canonically equivalent spelling is another identity.
+        if credentials.authzid.isEmpty || credentials.authzid.utf8.elementsEqual(credentials.authcid.utf8) {
             return credentials.authcid
         }
         return nil

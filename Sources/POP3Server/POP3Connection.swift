@@ -105,6 +105,8 @@ final class POP3Connection: ConnectionDelegate {
     var pumping = false
     var endReason = "client quit"
     let startedAt: UInt64
+    /// Place in the service's pre-login queue (POP3Service+PreLogin.swift).
+    var preLoginLinks = PreLoginLinks()
 
     init(service: POP3Service, connection: Connection, address: IPAddress?, implicitTLS: Bool) {
         self.service = service
@@ -370,7 +372,7 @@ final class POP3Connection: ConnectionDelegate {
                 uids.append(m.uid)
             }
             loggedIn = true
-            service.sessionLoggedIn(user)
+            service.sessionLoggedIn(self, user: user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
         case .failure(.inUse):
@@ -522,7 +524,8 @@ final class POP3Connection: ConnectionDelegate {
         maildrop = nil
         switch reason {
         case .local: break
-        case .idleTimeout: endReason = "idle timeout"
+        // A connection already closing (a login deadline, an eviction, QUIT) keeps its reason.
+        case .idleTimeout: if endReason == "client quit" { endReason = "idle timeout" }
         case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
         case .reset: endReason = "connection reset"
         case .inputLimitExceeded: endReason = "input limit exceeded"

@@ -42,11 +42,17 @@ public final class POP3Service {
 
     // Live counts, for limits and systemd STATUS=.
     public private(set) var connectionCount = 0
-    public private(set) var unauthenticatedCount = 0
+    /// Connections not yet logged in (`max_unauthenticated` counts them).
+    public var unauthenticatedCount: Int { preLogin.count }
     public private(set) var loggedInCount = 0
     public private(set) var sessionsServed = 0
     private var perAddress: [IPAddress: Int] = [:]
-    private var lastLogin: [String: UInt64] = [:]
+    /// LOGIN-DELAY: keyed by the name's octets (canonically equivalent names are two users).
+    private var lastLogin: [UserName: UInt64] = [:]
+    /// Connections not yet logged in, oldest first (POP3Service+PreLogin.swift).
+    var preLogin = PreLoginQueue()
+    /// The one `login_timeout` timer, armed for the oldest pre-login connection.
+    var loginDeadlineTimer: TimerID?
     private var apopCounter: UInt64 = 0
     private let pid = getpid()
     private var sessions: [ObjectIdentifier: POP3Connection] = [:]
@@ -164,12 +170,15 @@ public final class POP3Service {
             connection.close(flushFirst: true)
             return
         }
+        // max_unauthenticated full: the oldest pre-login connection makes room (Dovecot's
+        // "Connection queue full"), so idle connections cannot keep real users out.
+        if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: socket.peer) }
         connectionCount += 1
-        unauthenticatedCount += 1
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
                                      implicitTLS: implicitTLS)
         sessions[ObjectIdentifier(session)] = session
+        preLoginStarted(session)
         if let tlsTransport { watchHandshake(tlsTransport, of: session) }
         session.start()
     }
@@ -177,10 +186,9 @@ public final class POP3Service {
     private func limitRefusal(_ address: IPAddress?) -> String? {
         if isDraining { return "shutting down" }
         if connectionCount >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
-        if unauthenticatedCount >= config.maxUnauthenticated {
-            return "max_unauthenticated (\(config.maxUnauthenticated)) reached"
-        }
-        if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP {
+        // max_unauthenticated evicts instead of refusing (accept). trusted_networks are exempt
+        // from the per-address cap: a webmail host or a proxy speaks for many users.
+        if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP, !trusted.contains(address) {
             return "max_connections_per_ip (\(config.maxConnectionsPerIP)) reached"
         }
         return nil
@@ -222,12 +230,12 @@ public final class POP3Service {
 
     /// RFC 2449 LOGIN-DELAY: true when the user logged in less than the delay ago.
     func loginTooSoon(_ user: String) -> Bool {
-        guard config.loginDelaySeconds > 0, let last = lastLogin[user] else { return false }
+        guard config.loginDelaySeconds > 0, let last = lastLogin[UserName(user)] else { return false }
         return loop.now &- last < UInt64(config.loginDelaySeconds) * 1_000_000_000
     }
 
-    func sessionLoggedIn(_ user: String) {
-        unauthenticatedCount -= 1
+    func sessionLoggedIn(_ session: POP3Connection, user: String) {
+        preLogin.remove(session)
         loggedInCount += 1
         guard config.loginDelaySeconds > 0 else { return }
         if lastLogin.count >= Self.maxLoginDelayRecords {
@@ -235,14 +243,15 @@ public final class POP3Service {
             lastLogin = lastLogin.filter { $0.value > horizon }
             if lastLogin.count >= Self.maxLoginDelayRecords { lastLogin.removeAll() }
         }
-        lastLogin[user] = loop.now
+        lastLogin[UserName(user)] = loop.now
     }
 
     func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
         sessions.removeValue(forKey: ObjectIdentifier(session))
         connectionCount -= 1
         sessionsServed += 1
-        if wasLoggedIn { loggedInCount -= 1 } else { unauthenticatedCount -= 1 }
+        if wasLoggedIn { loggedInCount -= 1 }
+        preLogin.remove(session)
         if let address = session.address {
             let left = perAddress[address, default: 1] - 1
             if left <= 0 { perAddress.removeValue(forKey: address) } else { perAddress[address] = left }

@@ -11,7 +11,7 @@ extension ServerConfig {
         "max_unauthenticated", "max_output_bytes", "max_bad_commands", "max_auth_failures",
         "login_delay", "expire", "implementation", "reuse_port", "auth_workers",
         "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
-        "tls_handshake_timeout", "hostname", "auth_mechanisms",
+        "tls_handshake_timeout", "hostname", "auth_mechanisms", "login_timeout",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -74,6 +74,7 @@ extension ServerConfig {
         tlsHandshakeTimeoutSeconds = try v.int("tls_handshake_timeout", min: 1, max: 600) ?? tlsHandshakeTimeoutSeconds
         hostname = v.string("hostname") ?? hostname
         authMechanisms = try v.list("auth_mechanisms").map(AuthMechanism.parse) ?? authMechanisms
+        loginTimeoutSeconds = try v.int("login_timeout", min: 1, max: 86_400) ?? loginTimeoutSeconds
         try validate()
     }
 

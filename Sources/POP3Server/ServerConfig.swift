@@ -61,6 +61,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// Dovecot's `auth_mechanisms`: what the greeting (APOP timestamp), CAPA SASL and AUTH
     /// offer. The default offers only what works whatever the users' secret schemes are.
     public var authMechanisms: [AuthMechanism] = AuthMechanism.defaults
+    /// Seconds a connection may stay in AUTHORIZATION (TLS handshake included) before it is
+    /// closed, whatever it sends: the idle timeout is reset by every command, this deadline
+    /// is not. Dovecot's `login_timeout` (180 s there too).
+    public var loginTimeoutSeconds: Int = 180
 
     public init() {}
 }

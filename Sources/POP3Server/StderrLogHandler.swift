@@ -22,22 +22,30 @@ public struct StderrLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = ""
-        if journal {
-            line += "<\(Self.priority(event.level))>"
-        } else {
-            line += Self.timestamp() + " "
-        }
-        line += "\(event.level) \(event.message)"
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { $1 } }
-        for key in all.keys.sorted() {
-            line += " \(key)=\(Self.quoted("\(all[key]!)"))"
-        }
+        var line = render(level: event.level, message: event.message.description, metadata: event.metadata)
         line += "\n"
         // One write(2) per line: lines from several processes on one journal stream never interleave.
         var bytes = Array(line.utf8)
         bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// One log line without its newline: prefix, level, escaped message, sorted metadata.
+    func render(level: Logger.Level, message: String, metadata extra: Logger.Metadata?) -> String {
+        var line = ""
+        if journal {
+            line += "<\(Self.priority(level))>"
+        } else {
+            line += Self.timestamp() + " "
+        }
+        // The message text carries file names and error descriptions (`"maildrop: \(error)"`):
+        // it is escaped too, so nothing in it can start a line of its own.
+        line += "\(level) " + LogEscaping.text(message)
+        var all = metadata
+        if let extra { all.merge(extra) { $1 } }
+        for (key, value) in all.sorted(by: { $0.key < $1.key }) {
+            line += " " + LogEscaping.text(key) + "=" + LogEscaping.value("\(value)")
+        }
+        return line
     }
 
     static func priority(_ level: Logger.Level) -> Int {
@@ -49,23 +57,6 @@ public struct StderrLogHandler: LogHandler {
         case .error: return 3
         case .critical: return 2
         }
-    }
-
-    static func quoted(_ value: String) -> String {
-        if !value.isEmpty && !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
-            return value
-        }
-        var out = "\""
-        for ch in value {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            default: out.append(ch)
-            }
-        }
-        return out + "\""
     }
 
     static func timestamp() -> String {

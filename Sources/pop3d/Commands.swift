@@ -69,7 +69,8 @@ func printError(_ message: String) {
 }
 
 func fail(_ message: String) -> Never {
-    printError("pop3d: \(message)\n")
+    // Start-up errors quote file contents and paths: escaped like log lines (LogEscaping).
+    printError("pop3d: \(LogEscaping.text(message))\n")
     Glibc.exit(1)
 }
 

@@ -18,6 +18,7 @@ import Glibc
         #expect(c == ServerConfig())
         #expect(c.idleTimeoutSeconds == 600)
         #expect(c.expire == "NEVER")
+        #expect(c.loginTimeoutSeconds == 180)
     }
 
     @Test func flagsWinOverEnvironmentOverFile() async throws {
@@ -56,6 +57,7 @@ import Glibc
         ("POP3D_REUSE_PORT", "maybe", "reuse_port"),
         ("POP3D_EXPIRE", "soon", "expire"),
         ("POP3D_LOG_LEVEL", "loud", "log_level"),
+        ("POP3D_LOGIN_TIMEOUT", "0", "login_timeout"),
     ])
     func badValuesNameTheirKey(env: String, value: String, key: String) async throws {
         do {
@@ -63,6 +65,15 @@ import Glibc
             Issue.record("accepted \(env)=\(value)")
         } catch let e as ConfigError {
             #expect(e.description.hasPrefix(key))
+        }
+    }
+
+    @Test func loginTimeoutFromEnvironmentAndFile() async throws {
+        let c = try await ServerConfig.load(flags: [:], environment: ["POP3D_LOGIN_TIMEOUT": "5"], configFile: nil)
+        #expect(c.loginTimeoutSeconds == 5)
+        try await withFile("login_timeout: 30\n") { path in
+            let f = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
+            #expect(f.loginTimeoutSeconds == 30)
         }
     }
 

@@ -135,6 +135,8 @@ let saslExchanges: [Exchange] = [
         #expect(SASLPlain.parse(Array("\0u\0p".utf8)).flatMap(SASLPlain.userToLogIn) == "u")
         #expect(SASLPlain.parse(Array("u\0u\0p".utf8)).flatMap(SASLPlain.userToLogIn) == "u")
         #expect(SASLPlain.parse(Array("z\0u\0p".utf8)).flatMap(SASLPlain.userToLogIn) == nil)
+        // Compared as octets: KELVIN SIGN + "im" is not "Kim", though the Strings are equal.
+        #expect(SASLPlain.parse(Array("\u{212A}im\0Kim\0p".utf8)).flatMap(SASLPlain.userToLogIn) == nil)
         #expect(SASLPlain.parse(Array("\0\0p".utf8)) == nil)
         #expect(SASLPlain.parse(Array("\0u\0".utf8)) == nil)
         #expect(SASLPlain.parse(Array("\0u\0p\0q".utf8)) == nil)
