@@ -117,6 +117,9 @@ final class POP3Connection: ConnectionDelegate {
             stlsAvailable: !implicitTLS && service.tls != nil))
         connection.outputHighWater = service.config.maxOutputBytes
         connection.outputLowWater = max(4096, service.config.maxOutputBytes / 4)
+        // Before login a client that does not read its replies is closed at a small bound
+        // (Dovecot: 4 KiB); after login it is throttled at max_output_bytes (maildropOpened).
+        connection.maxBlockedOutputBytes = service.config.maxUnauthenticatedOutputBytes
         connection.idleTimeout = UInt64(service.config.idleTimeoutSeconds) * 1_000_000_000
         connection.delegate = self
     }
@@ -370,6 +373,7 @@ final class POP3Connection: ConnectionDelegate {
                 uids.append(m.uid)
             }
             loggedIn = true
+            connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
@@ -526,6 +530,7 @@ final class POP3Connection: ConnectionDelegate {
         case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
         case .reset: endReason = "connection reset"
         case .inputLimitExceeded: endReason = "input limit exceeded"
+        case .outputLimitExceeded: endReason = "output limit exceeded before login (client does not read)"
         case .error(let e):
             if let tls = connection.transport as? TLSTransport, let why = tls.failureReason {
                 endReason = "TLS \(why)"

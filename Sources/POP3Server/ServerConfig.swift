@@ -58,6 +58,16 @@ public struct ServerConfig: Sendable, Equatable {
     public var tlsHandshakeTimeoutSeconds: Int = 30
     /// Host name in the greeting's APOP timestamp; defaults to gethostname().
     public var hostname: String? = nil
+    /// Before login: pending output (bytes) the kernel may refuse before the connection is
+    /// closed, as Dovecot's login processes do at 4 KiB (a client sending commands and never
+    /// reading). After login the output is throttled at `maxOutputBytes` instead.
+    public var maxUnauthenticatedOutputBytes: Int = 4096
+    /// Server-side TLS handshake steps per turn of the event loop (each may sign with the
+    /// certificate's key); more wait for the next turn, so sessions are served in between.
+    public var tlsHandshakesPerTurn: Int = 8
+    /// A turn of the event loop longer than this many milliseconds logs a warning naming what
+    /// ran (rate-limited to one per 10 s); 0 = never.
+    public var loopLagWarningMilliseconds: Int = 50
 
     public init() {}
 }
