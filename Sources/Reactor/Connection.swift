@@ -415,13 +415,16 @@ public final class Connection: Selectable {
     }
 
     /// Closes now, or once queued output is written when flushFirst (reading stops at once).
+    /// A server-side handshake still running (`Transport.handshakeStepPending`) closes now even
+    /// with flushFirst: the client could read the reply only after the handshake, which is the
+    /// expensive part (a refusal at accept must stay cheap under a handshake flood).
     public func close(flushFirst: Bool) {
         close(reason: .local, flushFirst: flushFirst)
     }
 
     func close(reason: CloseReason, flushFirst: Bool) {
         guard case .open = state else { return }
-        if flushFirst && !output.isEmpty {
+        if flushFirst && !output.isEmpty && !transport.handshakeStepPending {
             state = .closing(reason)
             updateInterest()
             enqueueFlush()
