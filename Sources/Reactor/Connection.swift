@@ -214,6 +214,17 @@ public final class Connection: Selectable {
     }
 
     func handleEvent(_ events: UInt32) {
+        if isHandshakeDeferred {
+            // Only hang-ups are registered while a handshake waits for budget: a client that
+            // went away (or half-closed: it can no longer finish the handshake) is dropped
+            // before the expensive step instead of after it.
+            if events & CSHIM_EPOLLERR != 0 {
+                finalize(.reset)
+            } else if events & (CSHIM_EPOLLHUP | CSHIM_EPOLLRDHUP) != 0 {
+                finalize(.peerClosed)
+            }
+            return
+        }
         if events & CSHIM_EPOLLOUT != 0 {
             flush()
         }
@@ -400,8 +411,11 @@ public final class Connection: Selectable {
             events |= CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
         }
         // A deferred handshake waits for its turn in the loop's queue, not for epoll: level-
-        // triggered readiness would report it again at every epoll_wait.
-        if !isHandshakeDeferred {
+        // triggered readiness would report it again at every epoll_wait. Only a hang-up is
+        // watched meanwhile.
+        if isHandshakeDeferred {
+            events = CSHIM_EPOLLRDHUP
+        } else {
             if outputBlocked || transportNeeds.contains(.writable) { events |= CSHIM_EPOLLOUT }
             if transportNeeds.contains(.readable) { events |= CSHIM_EPOLLIN }
         }
