@@ -64,7 +64,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var maxUnauthenticatedOutputBytes: Int = 4096
     /// Server-side TLS handshake steps per turn of the event loop (each may sign with the
     /// certificate's key); more wait for the next turn, so sessions are served in between.
-    public var tlsHandshakesPerTurn: Int = 8
+    public var tlsHandshakesPerTurn: Int = 4
     /// A turn of the event loop longer than this many milliseconds logs a warning naming what
     /// ran (rate-limited to one per 10 s); 0 = never.
     public var loopLagWarningMilliseconds: Int = 50

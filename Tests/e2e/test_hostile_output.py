@@ -329,7 +329,9 @@ def test_loop_lag_is_measured_and_warned(mailhost):
 def _cli():
     import argparse
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["capa-flood", "handshake-flood"])
+    parser.add_argument("what", choices=["capa-flood", "handshake-flood", "stalled-handshakes"])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--hello", action="store_true", help="stalled after sending a ClientHello")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--max-open", type=int, default=400)
@@ -358,6 +360,35 @@ def _cli():
                       f"closed={closed}, RSS {base / 1024:.1f} -> {during / 1024:.1f} MiB "
                       f"(2 s after the client left: {after / 1024:.1f} MiB), probe NOOP "
                       f"p50 {percentile(lat, 50) * 1000:.2f} ms p99 {percentile(lat, 99) * 1000:.2f} ms")
+            elif args.what == "stalled-handshakes":
+                server, tls_port = serve_tls(host, tmp, ecdsa=args.ecdsa,
+                                             env={"POP3D_MAX_CONNECTIONS_PER_IP": "50000"})
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.count + 1024), hard))
+                hello = client_hello()
+                # Warm up: a few connections so one-time allocations are not counted.
+                warm = [socket.create_connection(("127.0.0.1", tls_port)) for _ in range(50)]
+                for s in warm:
+                    if args.hello:
+                        s.send(hello)
+                time.sleep(1)
+                for s in warm:
+                    s.close()
+                time.sleep(1)
+                base = rss_kib(server.pid)
+                socks = []
+                for _ in range(args.count):
+                    s = socket.create_connection(("127.0.0.1", tls_port))
+                    if args.hello:
+                        s.send(hello)
+                    socks.append(s)
+                time.sleep(2)  # the server accepts and answers; nothing to wait for but time
+                grown = rss_kib(server.pid) - base
+                print(f"{args.count} stalled implicit-TLS handshakes ({'after a ClientHello' if args.hello else 'silent'}, "
+                      f"{'ECDSA' if args.ecdsa else 'RSA-2048'}): RSS +{grown / 1024:.1f} MiB, "
+                      f"{grown * 1024 / args.count / 1000:.1f} KB each")
+                for s in socks:
+                    s.close()
             else:
                 server, tls_port = serve_tls(host, tmp, ecdsa=args.ecdsa,
                                              env={"POP3D_MAX_CONNECTIONS_PER_IP": "5000"})
