@@ -283,16 +283,20 @@ def test_handshake_flood_does_not_starve_a_logged_in_session(mailhost, tmp_path)
     server a signature. With at most `tls_handshakes_per_turn` handshake steps per turn of the
     loop, a logged-in session's NOOP is answered between them instead of after a batch of up
     to 256 handshakes. Bounds are generous (debug build, shared machine); the flood is bounded
-    in time and in open connections."""
+    in time (8 s), rate (1,500 connections/s, above what the old loop could answer) and open
+    connections. Measured on a loaded 2-core machine: the old release build answered with a
+    median of 94-142 ms (p99 154-281 ms), this one's debug build with 6-10 ms (p99 44-64 ms):
+    the median bound is what tells them apart; the p99 bound only says no NOOP starved."""
     server, tls_port = serve_tls(mailhost, tmp_path, env={"POP3D_MAX_CONNECTIONS_PER_IP": "5000"})
-    latencies, opened = measure_noop_under_flood(server, tls_port, seconds=8, max_open=1500)
+    latencies, opened = measure_noop_under_flood(server, tls_port, seconds=8, rate=1500, max_open=1500)
     p50 = percentile(latencies, 50)
     p99 = percentile(latencies, 99)
     print(f"handshake flood: {opened} connections, {len(latencies)} NOOPs, "
           f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
-    assert opened > 1000, "the flood did not get going"
-    assert len(latencies) >= 50
-    assert p99 < 0.1, f"NOOP p99 {p99 * 1000:.1f} ms under a handshake flood"
+    assert opened > 5000, "the flood did not get going"
+    assert len(latencies) >= 20
+    assert p50 < 0.075, f"NOOP median {p50 * 1000:.1f} ms under a handshake flood"
+    assert p99 < 0.5, f"NOOP p99 {p99 * 1000:.1f} ms under a handshake flood"
     # Handshakes still complete under the budget: a real client gets in.
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
