@@ -66,7 +66,7 @@ public struct ServerConfig: Sendable, Equatable {
     /// certificate's key); more wait for the next turn, so sessions are served in between.
     public var tlsHandshakesPerTurn: Int = 4
     /// A turn of the event loop longer than this many milliseconds logs a warning naming what
-    /// ran (rate-limited to one per 10 s); 0 = never.
+    /// ran (rate-limited to one per 10 s); 0 = never. `EventLoop.recommendedLoopLagWarning`.
     public var loopLagWarningMilliseconds: Int = 50
 
     public init() {}

@@ -39,9 +39,9 @@ struct TurnProbe {
 }
 
 extension EventLoop {
-    /// Default of `loopLagWarningNanoseconds` (config `loop_lag_warning`): 50 ms, a delay a
-    /// person notices and ten times a busy but healthy turn.
-    public static let defaultLoopLagWarning: UInt64 = 50_000_000
+    /// The value pop3d gives `loopLagWarningNanoseconds` by default (config `loop_lag_warning`):
+    /// 50 ms, a delay a person notices and ten times a busy but healthy turn.
+    public static let recommendedLoopLagWarning: UInt64 = 50_000_000
     /// At most one lag warning per interval (10 s); the next one counts those not logged, so a
     /// slow machine does not flood the log.
     public static let loopLagWarningInterval: UInt64 = 10_000_000_000
