@@ -147,6 +147,9 @@ final class POP3Connection: ConnectionDelegate {
                 connection.redeliverBufferedInput()
                 return
             }
+            // Output at the high-water mark: the connection shows no more input until it drains
+            // (the reactor's output throttle); stop here rather than ask.
+            if connection.isOutputThrottled { return }
             parser.maxLineLength = session.maxLineLength
             var action: SessionAction? = nil
             connection.withInput { bytes in
