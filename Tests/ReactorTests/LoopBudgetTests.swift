@@ -156,3 +156,53 @@ extension ReactorSuite {
         plain.close(flushFirst: false)
     }
 }
+
+extension ReactorSuite {
+    /// A handshake waiting for budget whose client hangs up is closed without its step: the
+    /// flood's "connect, send a ClientHello, close" costs no signature for connections still in
+    /// the queue.
+    @Test func deferredHandshakeOfAClientThatLeftCostsNoStep() throws {
+        let certs = try TLSFixture.certificates()
+        defer { certs.remove() }
+        let context = try TLSServerContext(certificates: [(certPath: certs.cert("mail"), keyPath: certs.key("mail"))])
+        let loop = try EventLoop()
+        loop.handshakeStepsPerTurn = 1
+        var conns: [Connection] = []
+        var fds: [Int32] = []
+        var transports: [TLSTransport] = []
+        let recorders = [Recorder(), Recorder()]
+        for i in 0..<2 {
+            let (s, c) = try TLSFixture.socketPair()
+            let transport = try TLSTransport(server: context, fd: s)
+            let conn = try Connection(fd: s, peer: try loopback(9), loop: loop, transport: transport)
+            conn.delegate = recorders[i]
+            let client = try TLSStream(client: try TLSClientContext(), fd: c)
+            #expect(client.handshake() == .wantRead)
+            conns.append(conn)
+            fds.append(c)
+            transports.append(transport)
+        }
+        // Turn 1: one step runs, the other connection is deferred.
+        var deferredSeen = false
+        loop.addBeforeWaitHook { if loop.deferredHandshakeCount == 1 { deferredSeen = true } }
+        // The deferred one's client leaves before its turn comes: close it from the hook of
+        // the very turn it was deferred in.
+        var closedClient = false
+        loop.addBeforeWaitHook {
+            guard deferredSeen, !closedClient else { return }
+            closedClient = true
+            let waiting = conns.firstIndex { $0.isHandshakeDeferred } ?? 0
+            close(fds[waiting])
+            fds[waiting] = -1
+        }
+        let ended = try runLoop(loop) { recorders.contains { $0.closedReason != nil } }
+        #expect(ended)
+        #expect(deferredSeen)
+        let gone = recorders.firstIndex { $0.closedReason != nil } ?? 0
+        #expect(recorders[gone].closedReason == .peerClosed)
+        #expect(transports[gone].failureReason == nil)  // no handshake step ran for it
+        #expect(loop.deferredHandshakeCount == 0)
+        for fd in fds where fd >= 0 { close(fd) }
+        for conn in conns { conn.close(flushFirst: false) }
+    }
+}
