@@ -91,6 +91,8 @@ public final class Connection: Selectable {
     public internal(set) var isOutputThrottled = false
     /// Waiting in the loop's queue for a turn with handshake budget left (EventLoop+Handshakes).
     var isHandshakeDeferred = false
+    /// A handshake step already ran for this connection (its next ones are served first).
+    var handshakeStarted = false
     var peerEOF = false
 
     var output = OutputQueue()

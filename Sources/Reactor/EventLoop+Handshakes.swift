@@ -7,9 +7,12 @@
 /// ~140 ms during which no logged-in session is served (measured: 1,015 handshakes/s pushed
 /// every session's NOOP to 77 ms median). Bounded, a turn holds at most a few milliseconds
 /// of handshake work and every other ready connection is served in the same turn; the
-/// handshakes left over wait in a FIFO queue, off epoll (their interest is removed, so
-/// level-triggered readiness does not report them again at every wait), and are served
-/// first at the next turns. The throughput of handshakes is unchanged when nothing else is
+/// handshakes left over wait off epoll (their interest is removed, so level-triggered
+/// readiness does not report them again at every wait) and are served first at the next
+/// turns, in arrival order, those that already ran a step ahead of those waiting for their
+/// first: a flood of ClientHellos queues a real client once (for its ClientHello), not again
+/// for its Finished. Every step counts against the budget: in TLS 1.2 with RSA key exchange
+/// the second step (decrypting the client's key) is the expensive one. The throughput of handshakes is unchanged when nothing else is
 /// ready: the loop then simply runs short turns back to back. A handshake that waits too
 /// long still ends at the owner's handshake timeout (pop3d: `tls_handshake_timeout`).
 extension EventLoop {
@@ -20,10 +23,10 @@ extension EventLoop {
     /// of the tail is accepting and closing the flood's connections.
     public static let defaultHandshakeStepsPerTurn = 4
 
-    var hasDeferredHandshakes: Bool { deferredHandshakesHead < deferredHandshakes.count }
+    var hasDeferredHandshakes: Bool { !laterSteps.isEmpty || !firstSteps.isEmpty }
 
     /// Handshake steps waiting for a turn (for tests and metrics).
-    public var deferredHandshakeCount: Int { deferredHandshakes.count - deferredHandshakesHead }
+    public var deferredHandshakeCount: Int { laterSteps.count + firstSteps.count }
 
     /// Called at the start of every turn.
     func refillHandshakeBudget() {
@@ -31,36 +34,63 @@ extension EventLoop {
     }
 
     /// True when `connection` may run a handshake step now (one step of this turn's budget is
-    /// taken); otherwise it is queued, behind the ones queued earlier, and false is returned.
+    /// taken); otherwise it is queued behind the ones of its kind queued earlier (a later step
+    /// ahead of every first step), and false is returned.
     func admitHandshakeStep(_ connection: Connection) -> Bool {
         if connection.isHandshakeDeferred { return false }
-        if !hasDeferredHandshakes && handshakeStepsLeft > 0 {
+        let queuedAhead = connection.handshakeStarted ? !laterSteps.isEmpty : hasDeferredHandshakes
+        if !queuedAhead && handshakeStepsLeft > 0 {
             handshakeStepsLeft -= 1
+            connection.handshakeStarted = true
             return true
         }
         connection.isHandshakeDeferred = true
-        deferredHandshakes.append(connection)
+        if connection.handshakeStarted {
+            laterSteps.push(connection)
+        } else {
+            firstSteps.push(connection)
+        }
         connection.updateInterest()
         return false
     }
 
-    /// From `runBeforeWait`: the oldest deferred handshakes get the budget left in this turn.
+    /// From `runBeforeWait`: the oldest deferred handshakes get the budget left in this turn,
+    /// later steps first.
     func serveDeferredHandshakes() {
-        while hasDeferredHandshakes && handshakeStepsLeft > 0 {
-            let connection = deferredHandshakes[deferredHandshakesHead]
-            deferredHandshakesHead += 1
+        while handshakeStepsLeft > 0, let connection = laterSteps.pop() ?? firstSteps.pop() {
             connection.isHandshakeDeferred = false
             guard !connection.isClosed else { continue }  // closed while waiting: no step
             handshakeStepsLeft -= 1
+            connection.handshakeStarted = true
             connection.runDeferredHandshakeStep()
         }
-        if !hasDeferredHandshakes {
-            deferredHandshakes.removeAll(keepingCapacity: deferredHandshakes.count <= 1024)
-            deferredHandshakesHead = 0
-        } else if deferredHandshakesHead >= 1024 && deferredHandshakesHead * 2 >= deferredHandshakes.count {
-            deferredHandshakes.removeFirst(deferredHandshakesHead)
-            deferredHandshakesHead = 0
+    }
+}
+
+/// A queue of connections (array with a moving head, compacted as it drains).
+struct ConnectionFIFO {
+    private var items: [Connection] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var count: Int { items.count - head }
+
+    mutating func push(_ connection: Connection) {
+        items.append(connection)
+    }
+
+    mutating func pop() -> Connection? {
+        guard head < items.count else { return nil }
+        let connection = items[head]
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: items.count <= 1024)
+            head = 0
+        } else if head >= 1024 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
         }
+        return connection
     }
 }
 

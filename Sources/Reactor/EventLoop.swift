@@ -50,8 +50,11 @@ public final class EventLoop {
     /// ready sessions are served between them. Default `defaultHandshakeStepsPerTurn`.
     public var handshakeStepsPerTurn = EventLoop.defaultHandshakeStepsPerTurn
     var handshakeStepsLeft = EventLoop.defaultHandshakeStepsPerTurn
-    var deferredHandshakes: [Connection] = []
-    var deferredHandshakesHead = 0
+    /// Handshakes that already ran a step (the client answered the server's flight): served
+    /// before `firstSteps`, so a real client is not queued twice behind a flood of ClientHellos.
+    var laterSteps = ConnectionFIFO()
+    /// Handshakes waiting for their first step (answering the ClientHello).
+    var firstSteps = ConnectionFIFO()
 
     // Loop lag (EventLoop+Lag.swift).
     /// A turn (epoll_wait return to the next epoll_wait) longer than this logs a warning

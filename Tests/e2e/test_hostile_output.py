@@ -179,9 +179,23 @@ def serve_tls(mailhost, tmp, ecdsa=False, env=None):
     return server, tls_port
 
 
-def measure_noop_under_flood(server, tls_port, seconds, rate=None, max_open=400):
+def tls_greeting_seconds(port):
+    """A real client: connect, TLS handshake, greeting; the seconds it took."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            assert t.makefile("rb").readline().startswith(b"+OK")
+    return time.monotonic() - start
+
+
+def measure_noop_under_flood(server, tls_port, seconds, rate=None, max_open=400, real_clients=None):
     """A logged-in plain session sends a NOOP every 5 ms (from its own thread) while the flood
-    runs; returns (NOOP latencies in seconds, connections opened)."""
+    runs; returns (NOOP latencies in seconds, connections opened). With `real_clients` (a
+    list), a third thread makes real TLS connections one after the other and appends the
+    seconds each took to reach the greeting."""
     probe = Raw(server.host, server.port)
     assert probe.login("alice", USERS["alice"]).startswith(b"+OK")
     noop_latencies(probe, 5)
@@ -194,14 +208,28 @@ def measure_noop_under_flood(server, tls_port, seconds, rate=None, max_open=400)
             latencies.extend(noop_latencies(probe, 1))
             done.wait(0.005)
 
+    def real():
+        time.sleep(min(1.0, seconds / 4))
+        while not done.is_set():
+            try:
+                real_clients.append(tls_greeting_seconds(tls_port))
+            except OSError:
+                real_clients.append(float("inf"))
+
     thread = threading.Thread(target=probing, daemon=True)
     thread.start()
+    real_thread = None
+    if real_clients is not None:
+        real_thread = threading.Thread(target=real, daemon=True)
+        real_thread.start()
     flood = HandshakeFlood("127.0.0.1", tls_port, client_hello(), max_open=max_open, rate=rate)
     try:
         opened = flood.run(seconds)
     finally:
         done.set()
         thread.join(timeout=30)
+        if real_thread:
+            real_thread.join(timeout=60)
     probe.cmd("QUIT")
     probe.close()
     return latencies, opened
@@ -396,12 +424,16 @@ def _cli():
             else:
                 server, tls_port = serve_tls(host, tmp, ecdsa=args.ecdsa,
                                              env={"POP3D_MAX_CONNECTIONS_PER_IP": "5000"})
+                real = []
                 lat, opened = measure_noop_under_flood(server, tls_port, args.seconds,
-                                                       rate=args.rate, max_open=args.max_open)
+                                                       rate=args.rate, max_open=args.max_open,
+                                                       real_clients=real)
                 print(f"handshake flood {args.seconds:.0f}s ({'ECDSA' if args.ecdsa else 'RSA-2048'}, "
                       f"rate {args.rate or 'max'}): {opened} connections ({opened / args.seconds:.0f}/s), "
                       f"{len(lat)} NOOPs: p50 {percentile(lat, 50) * 1000:.1f} ms, "
-                      f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+                      f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms; "
+                      f"{len(real)} real TLS clients to greeting: p50 {percentile(real, 50) * 1000:.0f} ms, "
+                      f"max {max(real or [0]) * 1000:.0f} ms")
         finally:
             host.stop_all()
 
