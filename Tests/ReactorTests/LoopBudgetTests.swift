@@ -206,3 +206,59 @@ extension ReactorSuite {
         for conn in conns { conn.close(flushFirst: false) }
     }
 }
+
+extension ReactorSuite {
+    /// A client that answered the server's flight (its Finished) is served ahead of the
+    /// ClientHellos still waiting: a flood of ClientHellos queues a real client once, not twice.
+    @Test func laterHandshakeStepsAreServedBeforeWaitingClientHellos() throws {
+        let certs = try TLSFixture.certificates()
+        defer { certs.remove() }
+        let context = try TLSServerContext(certificates: [(certPath: certs.cert("mail"), keyPath: certs.key("mail"))])
+        let clientContext = try TLSClientContext()
+        let loop = try EventLoop()
+        loop.handshakeStepsPerTurn = 1
+        var conns: [Connection] = []
+        var clients: [TLSStream] = []
+        var fds: [Int32] = []
+        var transports: [TLSTransport] = []
+        let recorders = (0..<6).map { _ in Recorder() }
+        defer { for fd in fds { close(fd) } }
+        func add() throws {
+            let (s, c) = try TLSFixture.socketPair()
+            let transport = try TLSTransport(server: context, fd: s)
+            let conn = try Connection(fd: s, peer: try loopback(9), loop: loop, transport: transport)
+            conn.delegate = recorders[conns.count]
+            let client = try TLSStream(client: clientContext, fd: c)
+            #expect(client.handshake() == .wantRead)
+            conns.append(conn)
+            clients.append(client)
+            fds.append(c)
+            transports.append(transport)
+        }
+        // The real client first: its ClientHello gets the step of the first turn.
+        try add()
+        var turns = 0
+        loop.addBeforeWaitHook { turns += 1 }
+        try runLoop(loop) { turns >= 2 }
+        // Five flood ClientHellos arrive; the real client answers the server's flight.
+        for _ in 0..<5 { try add() }
+        var finished = false
+        let sent = try runLoop(loop) {
+            // Step the real client until its Finished is out (it then waits for nothing).
+            if !finished { finished = clients[0].handshake() == .done }
+            return finished
+        }
+        #expect(sent)
+        // How many ClientHellos had their first step when the real client's handshake ended.
+        var firstStepsRun = -1
+        transports[0].onHandshakeComplete = { _ in
+            firstStepsRun = (1..<conns.count).filter { conns[$0].handshakeStarted }.count
+        }
+        let done = try runLoop(loop) { transports[0].isHandshakeComplete }
+        #expect(done)
+        // One step per turn: at most the ClientHello that took the first turn's step went
+        // before it (FIFO order would have run all five first).
+        #expect(firstStepsRun >= 0 && firstStepsRun <= 1, "\(firstStepsRun) ClientHellos served first")
+        for conn in conns { conn.close(flushFirst: false) }
+    }
+}
