@@ -144,3 +144,6 @@ int cshim_errno(void) { return errno; }
 
 #include <malloc.h>
 uint64_t cshim_heap_bytes_in_use(void) { return (uint64_t)mallinfo2().uordblks; }
+
+/// malloc_trim(0): gives free heap pages back to the kernel (glibc keeps freed small blocks).
+int cshim_malloc_trim(void) { return malloc_trim(0); }

@@ -119,6 +119,9 @@ final class POP3Connection: ConnectionDelegate {
             stlsAvailable: !implicitTLS && service.tls != nil))
         connection.outputHighWater = service.config.maxOutputBytes
         connection.outputLowWater = max(4096, service.config.maxOutputBytes / 4)
+        // Before login a client that does not read its replies is closed at a small bound
+        // (Dovecot: 4 KiB); after login it is throttled at max_output_bytes (maildropOpened).
+        connection.maxBlockedOutputBytes = service.config.maxUnauthenticatedOutputBytes
         connection.idleTimeout = UInt64(service.config.idleTimeoutSeconds) * 1_000_000_000
         connection.delegate = self
     }
@@ -146,6 +149,9 @@ final class POP3Connection: ConnectionDelegate {
                 connection.redeliverBufferedInput()
                 return
             }
+            // Output at the high-water mark: the connection shows no more input until it drains
+            // (the reactor's output throttle); stop here rather than ask.
+            if connection.isOutputThrottled { return }
             parser.maxLineLength = session.maxLineLength
             var action: SessionAction? = nil
             connection.withInput { bytes in
@@ -372,6 +378,7 @@ final class POP3Connection: ConnectionDelegate {
                 uids.append(m.uid)
             }
             loggedIn = true
+            connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
@@ -529,6 +536,7 @@ final class POP3Connection: ConnectionDelegate {
         case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
         case .reset: endReason = "connection reset"
         case .inputLimitExceeded: endReason = "input limit exceeded"
+        case .outputLimitExceeded: endReason = "output limit exceeded before login (client does not read)"
         case .error(let e):
             if let tls = connection.transport as? TLSTransport, let why = tls.failureReason {
                 endReason = "TLS \(why)"

@@ -65,6 +65,8 @@ public final class POP3Service {
         self.config = config
         self.loop = loop
         self.logger = logger
+        loop.handshakeStepsPerTurn = config.tlsHandshakesPerTurn
+        loop.loopLagWarningNanoseconds = UInt64(config.loopLagWarningMilliseconds) * 1_000_000
         guard let passwdPath = config.passwdFile else {
             throw ConfigError("passwd_file: required (--passwd-file FILE)")
         }

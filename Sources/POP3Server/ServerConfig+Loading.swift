@@ -12,6 +12,7 @@ extension ServerConfig {
         "login_delay", "expire", "implementation", "reuse_port", "auth_workers",
         "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
         "tls_handshake_timeout", "hostname", "auth_mechanisms", "login_timeout",
+        "max_unauthenticated_output_bytes", "tls_handshakes_per_turn", "loop_lag_warning",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -75,6 +76,10 @@ extension ServerConfig {
         hostname = v.string("hostname") ?? hostname
         authMechanisms = try v.list("auth_mechanisms").map(AuthMechanism.parse) ?? authMechanisms
         loginTimeoutSeconds = try v.int("login_timeout", min: 1, max: 86_400) ?? loginTimeoutSeconds
+        maxUnauthenticatedOutputBytes = try v.int("max_unauthenticated_output_bytes", min: 1_024, max: 64 << 20)
+            ?? maxUnauthenticatedOutputBytes
+        tlsHandshakesPerTurn = try v.int("tls_handshakes_per_turn", min: 1, max: 1_024) ?? tlsHandshakesPerTurn
+        loopLagWarningMilliseconds = try v.int("loop_lag_warning", min: 0, max: 60_000) ?? loopLagWarningMilliseconds
         try validate()
     }
 

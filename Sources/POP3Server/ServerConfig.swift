@@ -65,6 +65,16 @@ public struct ServerConfig: Sendable, Equatable {
     /// closed, whatever it sends: the idle timeout is reset by every command, this deadline
     /// is not. Dovecot's `login_timeout` (180 s there too).
     public var loginTimeoutSeconds: Int = 180
+    /// Before login: pending output (bytes) the kernel may refuse before the connection is
+    /// closed, as Dovecot's login processes do at 4 KiB (a client sending commands and never
+    /// reading). After login the output is throttled at `maxOutputBytes` instead.
+    public var maxUnauthenticatedOutputBytes: Int = 4096
+    /// Server-side TLS handshake steps per turn of the event loop (each may sign with the
+    /// certificate's key); more wait for the next turn, so sessions are served in between.
+    public var tlsHandshakesPerTurn: Int = 4
+    /// A turn of the event loop longer than this many milliseconds logs a warning naming what
+    /// ran (rate-limited to one per 10 s); 0 = never. `EventLoop.recommendedLoopLagWarning`.
+    public var loopLagWarningMilliseconds: Int = 50
 
     public init() {}
 }

@@ -6,13 +6,16 @@ extension Connection {
     public var pendingOutputBytes: Int { output.count }
 
     /// True at or above the high-water mark: producers should stop until `connectionWritable`.
+    /// From then on the connection also reads no input (`isOutputThrottled`) until the output
+    /// drains below the low-water mark.
     public var isOutputFull: Bool { output.count >= outputHighWater }
 
     /// Queues bytes; they are written just before the next epoll_wait. Ignored once closing.
+    /// Reaching the high-water mark throttles input (see `isOutputThrottled`).
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard case .open = state, bytes.count > 0 else { return }
         output.append(bytes, pool: &loop.chunkPool)
-        if output.count >= outputHighWater { notifyWhenDrained = true }
+        if output.count >= outputHighWater { throttleOutput() }
         enqueueFlush()
     }
 
@@ -29,7 +32,7 @@ extension Connection {
     public func commitOutput(_ count: Int) {
         guard case .open = state, count > 0 else { return }
         output.commit(count)
-        if output.count >= outputHighWater { notifyWhenDrained = true }
+        if output.count >= outputHighWater { throttleOutput() }
         enqueueFlush()
     }
 
@@ -76,12 +79,20 @@ extension Connection {
                 // EPOLLOUT only when the kernel refused bytes: a TLS write waiting for the peer's
                 // handshake bytes (WANT_READ) would otherwise spin on an always-writable socket.
                 let blocked = needs.contains(.writable)
+                if blocked && output.count > maxBlockedOutputBytes {
+                    // The peer reads nothing and keeps sending: close rather than hold its replies.
+                    finalize(.outputLimitExceeded)
+                    return
+                }
                 if blocked != outputBlocked || needs.contains(.readable) != transportNeeds.contains(.readable) {
                     outputBlocked = blocked
                     if needs.contains(.readable) { transportNeeds.insert(.readable) } else { transportNeeds.remove(.readable) }
                     updateInterest()
                 }
-                if progressed { noteActivity() }
+                if progressed {
+                    noteActivity()
+                    outputDrained()
+                }
                 return
             case .endOfStream:
                 finalize(.peerClosed)
@@ -99,11 +110,19 @@ extension Connection {
             return
         }
         // A TLS write may have pulled a record into the library's buffer, invisible to epoll.
-        if transport.hasBufferedInput, !isReadingPaused, pendingTransport == nil { enqueueRead() }
+        if transport.hasBufferedInput, readingAllowed { enqueueRead() }
         if let next = pendingTransport {
             installTransport(next)
         }
-        if notifyWhenDrained, output.count < outputLowWater {
+        outputDrained()
+    }
+
+    /// Below the low-water mark after a flush made progress (whole or partial): input is read
+    /// again and a producer parked at the high-water mark refills.
+    private func outputDrained() {
+        guard output.count < outputLowWater, !isClosed else { return }
+        unthrottleOutput()
+        if notifyWhenDrained {
             notifyWhenDrained = false
             delegate?.connectionWritable(self)
         }
@@ -161,5 +180,5 @@ extension EventLoop {
         for connection in batch { connection.deliverQueued() }
     }
 
-    var hasQueuedWork: Bool { !readQueue.isEmpty || !flushQueue.isEmpty }
+    var hasQueuedWork: Bool { !readQueue.isEmpty || !flushQueue.isEmpty || hasDeferredHandshakes }
 }

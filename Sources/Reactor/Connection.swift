@@ -13,6 +13,10 @@ public enum CloseReason: Equatable, Sendable {
     case inputLimitExceeded
     /// `close(flushFirst:)` was called.
     case local
+    /// The kernel refused output while more than `maxBlockedOutputBytes` were pending: a peer
+    /// that sends commands and never reads their replies (Dovecot closes such a client before
+    /// login at 4 KiB of output).
+    case outputLimitExceeded
     /// Any other failing call.
     case error(SyscallError)
 }
@@ -40,9 +44,11 @@ public final class Connection: Selectable {
     public static let readChunkBytes = 16 * 1024
     /// Default bound on input the delegate may leave unconsumed (a partial line): 8 KiB.
     public static let defaultMaxInputBytes = 8 * 1024
-    /// Default output high-water mark: producers (RETR) stop at or above it.
+    /// Default output high-water mark: at or above it producers (RETR) stop and the connection
+    /// reads no input (output throttle, see `isOutputThrottled`).
     public static let defaultOutputHighWater = 256 * 1024
-    /// Default low-water mark: `connectionWritable` fires when pending output drops below it.
+    /// Default low-water mark: `connectionWritable` fires, and input is read again, when pending
+    /// output drops below it.
     public static let defaultOutputLowWater = 64 * 1024
 
     public let id: UInt64
@@ -56,6 +62,12 @@ public final class Connection: Selectable {
     public var maxInputBytes = Connection.defaultMaxInputBytes
     public var outputHighWater = Connection.defaultOutputHighWater
     public var outputLowWater = Connection.defaultOutputLowWater
+    /// Pending output (bytes) the kernel may refuse before the connection is closed with
+    /// `.outputLimitExceeded`; `Int.max` (the default) never closes. Checked only when a flush
+    /// stops because the kernel accepts no more, so replies pipelined within one turn to a
+    /// client that does read never count. pop3d sets a small value before login (Dovecot's
+    /// login processes disconnect at 4 KiB) and `Int.max` after it.
+    public var maxBlockedOutputBytes = Int.max
 
     unowned let loop: EventLoop
     public internal(set) var transport: Transport
@@ -73,6 +85,14 @@ public final class Connection: Selectable {
     var view: UnsafeRawBufferPointer?
     var viewConsumed = 0
     public private(set) var isReadingPaused = false
+    /// Pending output reached `outputHighWater`: no input is read from the kernel or shown to
+    /// the delegate until it drains below `outputLowWater`. Separate from `isReadingPaused`
+    /// (the delegate's own switch), so neither undoes the other.
+    public internal(set) var isOutputThrottled = false
+    /// Waiting in the loop's queue for a turn with handshake budget left (EventLoop+Handshakes).
+    var isHandshakeDeferred = false
+    /// A handshake step already ran for this connection (its next ones are served first).
+    var handshakeStarted = false
     var peerEOF = false
 
     var output = OutputQueue()
@@ -128,8 +148,14 @@ public final class Connection: Selectable {
     }
 
     /// Zero-copy access to the unconsumed input; body returns how many bytes it consumed.
+    ///
+    /// While output is throttled (`isOutputThrottled`) body sees no bytes: a delegate's parser
+    /// gets "need more" and stops, however many commands one read brought; the rest is shown
+    /// again once the output drains below `outputLowWater`. This is what carries TCP
+    /// backpressure to a client that sends commands and never reads the replies.
     @discardableResult
     public func withInput(_ body: (UnsafeRawBufferPointer) throws -> Int) rethrows -> Int {
+        if isOutputThrottled { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         if let view {
             let rest = UnsafeRawBufferPointer(rebasing: view[viewConsumed...])
             let used = max(0, min(try body(rest), rest.count))
@@ -159,7 +185,48 @@ public final class Connection: Selectable {
         if bufferedInputBytes > 0 || transport.hasBufferedInput || transportKickPending { enqueueRead() }
     }
 
+    /// Reading from the transport is allowed: neither the delegate nor the output throttle
+    /// paused it, no transport switch and no deferred handshake is pending.
+    var readingAllowed: Bool {
+        !isReadingPaused && !isOutputThrottled && pendingTransport == nil && !isHandshakeDeferred
+    }
+
+    /// Pending output reached the high-water mark: stop reading (see `isOutputThrottled`).
+    func throttleOutput() {
+        notifyWhenDrained = true
+        guard !isOutputThrottled else { return }
+        isOutputThrottled = true
+        updateInterest()
+    }
+
+    /// Output drained below the low-water mark: read again, and show input already buffered
+    /// (before the next epoll_wait: the peer may send nothing new).
+    func unthrottleOutput() {
+        guard isOutputThrottled else { return }
+        isOutputThrottled = false
+        updateInterest()
+        if case .open = state, readingAllowed,
+           bufferedInputBytes > 0 || transport.hasBufferedInput || transportKickPending {
+            enqueueRead()
+        }
+    }
+
+    var lagDescription: String {
+        "connection \(id) (\(peer)\(transport.handshakeStepPending ? ", TLS handshake" : ""))"
+    }
+
     func handleEvent(_ events: UInt32) {
+        if isHandshakeDeferred {
+            // Only hang-ups are registered while a handshake waits for budget: a client that
+            // went away (or half-closed: it can no longer finish the handshake) is dropped
+            // before the expensive step instead of after it.
+            if events & CSHIM_EPOLLERR != 0 {
+                finalize(.reset)
+            } else if events & (CSHIM_EPOLLHUP | CSHIM_EPOLLRDHUP) != 0 {
+                finalize(.peerClosed)
+            }
+            return
+        }
         if events & CSHIM_EPOLLOUT != 0 {
             flush()
         }
@@ -170,13 +237,13 @@ public final class Connection: Selectable {
         if events & readable != 0, transportNeeds.contains(.readable), !isClosed { enqueueFlush() }
         guard case .open = state else { return }
         if events & CSHIM_EPOLLOUT != 0, transportNeeds.contains(.writable), events & readable == 0,
-           !isReadingPaused, pendingTransport == nil {
-            readFromTransport()
+           readingAllowed {
+            if admitHandshakeStep() { readFromTransport() }
             return
         }
         if events & readable != 0 {
-            if !isReadingPaused && pendingTransport == nil {
-                readFromTransport()
+            if readingAllowed {
+                if admitHandshakeStep() { readFromTransport() }
             } else if events & CSHIM_EPOLLERR != 0 {
                 finalize(.reset)  // always reported, even without interest: would spin while paused
             } else if events & CSHIM_EPOLLHUP != 0 {
@@ -233,7 +300,7 @@ public final class Connection: Selectable {
             }
             switch result {
             case .bytes:
-                if case .open = state, !isReadingPaused, transport.hasBufferedInput { enqueueRead() }
+                if case .open = state, readingAllowed, transport.hasBufferedInput { enqueueRead() }
                 if transportNeeds.contains(.writable) { transportNeeds.remove(.writable); updateInterest() }
             case .wouldBlock(let needs):
                 if needs.contains(.writable) != transportNeeds.contains(.writable) {
@@ -328,8 +395,9 @@ public final class Connection: Selectable {
     /// From the loop before epoll_wait: stored bytes after resumeReading, or TLS-buffered plaintext.
     func deliverQueued() {
         inReadQueue = false
-        guard case .open = state, !isReadingPaused, pendingTransport == nil else { return }
+        guard case .open = state, readingAllowed else { return }
         if transportKickPending || transport.hasBufferedInput {
+            guard admitHandshakeStep() else { return }
             transportKickPending = false
             readFromTransport()
         } else if bufferedInputBytes > 0 {
@@ -341,11 +409,18 @@ public final class Connection: Selectable {
 
     func updateInterest() {
         var events: UInt32 = 0
-        if case .open = state, !isReadingPaused, !peerEOF, pendingTransport == nil {
+        if case .open = state, readingAllowed, !peerEOF {
             events |= CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
         }
-        if outputBlocked || transportNeeds.contains(.writable) { events |= CSHIM_EPOLLOUT }
-        if transportNeeds.contains(.readable) { events |= CSHIM_EPOLLIN }
+        // A deferred handshake waits for its turn in the loop's queue, not for epoll: level-
+        // triggered readiness would report it again at every epoll_wait. Only a hang-up is
+        // watched meanwhile.
+        if isHandshakeDeferred {
+            events = CSHIM_EPOLLRDHUP
+        } else {
+            if outputBlocked || transportNeeds.contains(.writable) { events |= CSHIM_EPOLLOUT }
+            if transportNeeds.contains(.readable) { events |= CSHIM_EPOLLIN }
+        }
         guard events != registeredEvents, !isClosed else { return }
         registeredEvents = events
         do {
@@ -356,13 +431,16 @@ public final class Connection: Selectable {
     }
 
     /// Closes now, or once queued output is written when flushFirst (reading stops at once).
+    /// A server-side handshake still running (`Transport.handshakeStepPending`) closes now even
+    /// with flushFirst: the client could read the reply only after the handshake, which is the
+    /// expensive part (a refusal at accept must stay cheap under a handshake flood).
     public func close(flushFirst: Bool) {
         close(reason: .local, flushFirst: flushFirst)
     }
 
     func close(reason: CloseReason, flushFirst: Bool) {
         guard case .open = state else { return }
-        if flushFirst && !output.isEmpty {
+        if flushFirst && !output.isEmpty && !transport.handshakeStepPending {
             state = .closing(reason)
             updateInterest()
             enqueueFlush()

@@ -21,6 +21,8 @@ final class ListenerHandler: Selectable {
         self.onAccept = onAccept
     }
 
+    var lagDescription: String { "listener \(listener.name ?? "-") (accepts)" }
+
     func handleEvent(_ events: UInt32) {
         for _ in 0..<Listener.maxAcceptsPerEvent {
             if removed || paused { return }

@@ -6,6 +6,8 @@ import Logging
 /// interests and this callback (redis ae_epoll.c style).
 protocol Selectable: AnyObject {
     func handleEvent(_ events: UInt32)
+    /// Names the handler in a loop-lag warning (EventLoop+Lag.swift); the type name by default.
+    var lagDescription: String { get }
 }
 
 /// The single-threaded epoll reactor. Not thread-safe: every method must be called on the
@@ -38,8 +40,31 @@ public final class EventLoop {
     /// Shared read buffer: connections read here first so idle ones hold no input storage.
     let scratch: UnsafeMutableRawBufferPointer
     /// Pool of output chunks shared by every connection (OutputQueue.swift).
-    var chunkPool: [UnsafeMutableRawBufferPointer] = []
+    var chunkPool = ChunkPool()
+    /// When the heap was last trimmed (EventLoop+Memory.swift).
+    var lastTrim: UInt64 = 0
     private var nextConnectionID: UInt64 = 1
+
+    // Handshake budget (EventLoop+Handshakes.swift).
+    /// Handshake steps run per turn of the loop; steps beyond it wait for a later turn, so
+    /// ready sessions are served between them. Default `defaultHandshakeStepsPerTurn`.
+    public var handshakeStepsPerTurn = EventLoop.defaultHandshakeStepsPerTurn
+    var handshakeStepsLeft = EventLoop.defaultHandshakeStepsPerTurn
+    /// Handshakes that already ran a step (the client answered the server's flight): served
+    /// before `firstSteps`, so a real client is not queued twice behind a flood of ClientHellos.
+    var laterSteps = ConnectionFIFO()
+    /// Handshakes waiting for their first step (answering the ClientHello).
+    var firstSteps = ConnectionFIFO()
+
+    // Loop lag (EventLoop+Lag.swift).
+    /// A turn (epoll_wait return to the next epoll_wait) longer than this logs a warning
+    /// naming what ran; 0 (the default) logs nothing: the program embedding the loop decides
+    /// (pop3d: `loop_lag_warning`, 50 ms; pop3bench, a load generator whose turns are long by
+    /// design and whose stdout may be JSON, keeps it off). Turns are measured either way.
+    public var loopLagWarningNanoseconds: UInt64 = 0
+    /// Turn durations, for metrics and the warning.
+    public internal(set) var turnStats = LoopTurnStats()
+    var turn = TurnProbe()
 
     struct Registration {
         var generation: UInt32
@@ -70,7 +95,7 @@ public final class EventLoop {
         closeDescriptor(epfd)
         events.deallocate()
         scratch.deallocate()
-        for chunk in chunkPool { chunk.deallocate() }
+        chunkPool.deallocateAll()
     }
 
     // MARK: selector
@@ -126,12 +151,17 @@ public final class EventLoop {
             if stopped { break }
             try armTimerFD()
             let timeout: Int32 = hasQueuedWork ? 0 : -1
+            endTurn()
             let count: Int32
             switch try syscall("epoll_wait", { cshim_epoll_wait(epfd, events.baseAddress, Int32(events.count), timeout) }) {
             case .processed(let n): count = n
             case .wouldBlock: count = 0
             }
             now = cshim_monotonic_ns()
+            beginTurn(events: Int(count))
+            // Each handler is timed (a vDSO clock read, ~20 ns) so that a long turn can name its
+            // slowest handler.
+            var handlerStart = now
             for i in 0..<Int(count) {
                 let event = events[i]
                 let fd = Int(UInt32(truncatingIfNeeded: event.data))
@@ -141,8 +171,15 @@ public final class EventLoop {
                       registration.generation == generation
                 else { continue }
                 registration.handler.handleEvent(event.events)
+                let handlerEnd = cshim_monotonic_ns()
+                if handlerEnd &- handlerStart > turn.slowestHandlerNanoseconds {
+                    turn.noteSlowest(registration.handler, nanoseconds: handlerEnd &- handlerStart)
+                }
+                handlerStart = handlerEnd
             }
+            turn.eventsNanoseconds = handlerStart &- now
             runExpiredTimers()
+            turn.timersNanoseconds = cshim_monotonic_ns() &- handlerStart
         }
     }
 
@@ -157,9 +194,13 @@ public final class EventLoop {
     }
 
     private func runBeforeWait() {
+        let start = cshim_monotonic_ns()
+        serveDeferredHandshakes()
         deliverQueuedReads()
         for hook in beforeWaitHooks { hook() }
         flushConnections()
+        trimFreedChunksIfDue()
+        turn.beforeWaitNanoseconds = cshim_monotonic_ns() &- start
     }
 }
 

@@ -1,12 +1,41 @@
 import Glibc
 
+/// The loop's free output chunks, shared by every connection. Chunks beyond `maxPooledChunks`
+/// go back to malloc, and are counted so the loop can hand the freed memory back to the
+/// kernel (`malloc_trim`, EventLoop+Memory.swift): glibc keeps freed 16 KiB blocks in its
+/// heap, so after a burst of output RSS would otherwise stay at the burst's peak.
+struct ChunkPool {
+    var free: [UnsafeMutableRawBufferPointer] = []
+    /// Chunks deallocated since the loop last trimmed the heap.
+    var freedSinceTrim = 0
+
+    mutating func take() -> UnsafeMutableRawBufferPointer {
+        free.popLast() ?? .allocate(byteCount: OutputQueue.chunkBytes, alignment: 16)
+    }
+
+    mutating func give(_ chunk: UnsafeMutableRawBufferPointer) {
+        if free.count < OutputQueue.maxPooledChunks {
+            free.append(chunk)
+        } else {
+            chunk.deallocate()
+            freedSinceTrim += 1
+        }
+    }
+
+    func deallocateAll() {
+        for chunk in free { chunk.deallocate() }
+    }
+}
+
 /// A connection's pending output: fixed-size chunks borrowed from the loop's pool, written with
 /// writev. An empty queue holds no chunk, so idle connections cost no output memory.
 struct OutputQueue {
     /// Size of one output chunk.
     static let chunkBytes = 16 * 1024
-    /// Chunks kept in the loop's free pool (beyond that they go back to malloc): 16 MiB.
-    static let maxPooledChunks = 1024
+    /// Chunks kept in the loop's free pool (beyond that they go back to malloc): 4 MiB. Enough
+    /// for the churn of many streaming sessions (each returns chunks as fast as it takes them);
+    /// a burst beyond it is returned to malloc rather than kept for the life of the process.
+    static let maxPooledChunks = 256
     /// iovecs per writev call (well under IOV_MAX = 1024).
     static let maxIOVecs = 64
 
@@ -17,11 +46,11 @@ struct OutputQueue {
 
     var isEmpty: Bool { count == 0 }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer, pool: inout [UnsafeMutableRawBufferPointer]) {
+    mutating func append(_ bytes: UnsafeRawBufferPointer, pool: inout ChunkPool) {
         var offset = 0
         while offset < bytes.count {
             if chunks.isEmpty || tail == Self.chunkBytes {
-                chunks.append(pool.popLast() ?? .allocate(byteCount: Self.chunkBytes, alignment: 16))
+                chunks.append(pool.take())
                 tail = 0
             }
             let n = min(bytes.count - offset, Self.chunkBytes - tail)
@@ -36,9 +65,9 @@ struct OutputQueue {
     }
 
     /// The free tail of the last chunk, taking a new chunk when it is full.
-    mutating func reserve(pool: inout [UnsafeMutableRawBufferPointer]) -> UnsafeMutableRawBufferPointer {
+    mutating func reserve(pool: inout ChunkPool) -> UnsafeMutableRawBufferPointer {
         if chunks.isEmpty || tail == Self.chunkBytes {
-            chunks.append(pool.popLast() ?? .allocate(byteCount: Self.chunkBytes, alignment: 16))
+            chunks.append(pool.take())
             tail = 0
         }
         let chunk = chunks[chunks.count - 1]
@@ -65,7 +94,7 @@ struct OutputQueue {
         }
     }
 
-    mutating func consume(_ n: Int, pool: inout [UnsafeMutableRawBufferPointer]) {
+    mutating func consume(_ n: Int, pool: inout ChunkPool) {
         var left = min(n, count)
         count -= left
         while left > 0, !chunks.isEmpty {
@@ -74,7 +103,7 @@ struct OutputQueue {
             head += step
             left -= step
             if head == end {
-                give(chunks.removeFirst(), to: &pool)
+                pool.give(chunks.removeFirst())
                 head = 0
                 if chunks.isEmpty { tail = 0 }
             }
@@ -82,15 +111,11 @@ struct OutputQueue {
         if count == 0 { release(to: &pool) }
     }
 
-    mutating func release(to pool: inout [UnsafeMutableRawBufferPointer]) {
-        for chunk in chunks { give(chunk, to: &pool) }
+    mutating func release(to pool: inout ChunkPool) {
+        for chunk in chunks { pool.give(chunk) }
         chunks.removeAll(keepingCapacity: true)
         head = 0
         tail = 0
         count = 0
-    }
-
-    private func give(_ chunk: UnsafeMutableRawBufferPointer, to pool: inout [UnsafeMutableRawBufferPointer]) {
-        if pool.count < Self.maxPooledChunks { pool.append(chunk) } else { chunk.deallocate() }
     }
 }

@@ -47,10 +47,15 @@ public protocol Transport: AnyObject {
     /// connection then calls `read` once as soon as the transport is installed, without waiting
     /// for epoll (which would wait forever, the server being silent until then).
     var speaksFirst: Bool { get }
+    /// The next `read` may run a handshake step whose public-key work the loop budgets per
+    /// turn (a server-side TLS handshake): the connection takes a step from
+    /// `EventLoop.handshakeStepsPerTurn` first, or waits for a later turn.
+    var handshakeStepPending: Bool { get }
 }
 
 extension Transport {
     public var speaksFirst: Bool { false }
+    public var handshakeStepPending: Bool { false }
 }
 
 /// read(2) and sendmsg(2) (a writev with MSG_NOSIGNAL) on the socket.

@@ -70,3 +70,6 @@ int cshim_errno(void);
 
 /// Heap bytes in use (mallinfo2().uordblks): <malloc.h> is not in Swift's Glibc module. For idle-memory measurements.
 uint64_t cshim_heap_bytes_in_use(void);
+/// malloc_trim(0) (<malloc.h>, not in Swift's Glibc module): returns free heap pages to the
+/// kernel after a burst of freed output chunks; 1 when memory was released.
+int cshim_malloc_trim(void);
