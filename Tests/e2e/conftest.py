@@ -9,6 +9,8 @@ import maildata  # noqa: E402
 from pop3support import Server  # noqa: E402
 
 USERS = {"alice": "secret-alice", "bob": "secret-bob", "carol": "secret-carol"}
+# Every mechanism pop3d can offer; the default `auth_mechanisms` is only `plain login`.
+ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
 
 
 class MailHost:

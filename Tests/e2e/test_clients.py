@@ -12,11 +12,10 @@ import tempfile
 import pytest
 
 import maildata
-from conftest import USERS
+from conftest import ALL_MECHANISMS, USERS
 
 # Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
 # exercise every mechanism, so they enable all of them.
-ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
 
 
 def fill(mailhost, user="alice", count=5):

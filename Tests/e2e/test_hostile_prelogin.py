@@ -15,7 +15,7 @@ import re
 import time
 
 import maildata
-from conftest import USERS
+from conftest import ALL_MECHANISMS, USERS
 from pop3support import wait_for
 from rawpop import Raw
 
@@ -75,7 +75,7 @@ def assert_no_forged_line(server, expect_in_log):
 
 def serve_without_penalties(mailhost):
     # Trusted: no failed-login delay (0, 2, 4, 8, 15 s...) between the attempts below.
-    return mailhost.serve("--trusted-network", "127.0.0.0/8")
+    return mailhost.serve("--trusted-network", "127.0.0.0/8", env=ALL_MECHANISMS)
 
 
 def hostile_name(kind):

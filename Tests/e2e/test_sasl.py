@@ -8,13 +8,12 @@ import os
 import subprocess
 
 import maildata
-from conftest import USERS
+from conftest import ALL_MECHANISMS, USERS
 from pop3support import binary
 from rawpop import Raw
 
 # Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
 # exercise every mechanism, so they enable all of them.
-ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
 
 B64 = lambda b: base64.b64encode(b).decode()
 

@@ -14,13 +14,12 @@ import time
 import pytest
 
 import maildata
-from conftest import USERS
+from conftest import ALL_MECHANISMS, USERS
 from pop3support import free_port, port_open, wait_for
 from rawpop import Raw
 
 # Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
 # exercise every mechanism, so they enable all of them.
-ALL_MECHANISMS = {"POP3D_AUTH_MECHANISMS": "plain login cram-md5 scram-sha-256 apop"}
 
 
 def make_cert(directory, cn, name=None):
