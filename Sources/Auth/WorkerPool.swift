@@ -78,6 +78,21 @@ public final class WorkerPool {
         return .queued(JobID(rawValue: id))
     }
 
+    /// Removes a job that no worker has started yet: it never runs and its completion never
+    /// runs; answers true. A job already running (or finished, its completion waiting for
+    /// `drainCompletions`) cannot be stopped: answers false, and its completion still runs,
+    /// so it must cope with a client that has gone. The glue calls this when a client closes
+    /// its connection, so abandoned logins stop costing hashes. O(1).
+    @discardableResult
+    public func cancel(_ job: JobID) -> Bool {
+        guard completions[job.rawValue] != nil, core.cancel(id: job.rawValue) else { return false }
+        completions.removeValue(forKey: job.rawValue)
+        return true
+    }
+
+    /// Jobs queued and not yet started by a worker (metrics, tests).
+    public var queuedJobs: Int { core.queuedCount }
+
     /// Runs the completions of every finished job, in finishing order; returns
     /// how many ran. Call it from the waker's callback on the loop thread.
     @discardableResult
@@ -110,12 +125,16 @@ final class WorkerPoolCore: Sendable {
     typealias Work = @Sendable () -> any Sendable
 
     struct State {
+        /// FIFO of submitted jobs; `head` is the next one to look at. A cancelled job stays
+        /// in it until a worker passes it by (cancelling is O(1), not a removal mid-array).
         var queue: [(id: UInt64, work: Work)] = []
         var head = 0
+        /// Ids in `queue` that are neither started nor cancelled.
+        var waiting: Set<UInt64> = []
         var completed: [(UInt64, any Sendable)] = []
         var stopping = false
 
-        var queuedCount: Int { queue.count - head }
+        var queuedCount: Int { waiting.count }
     }
 
     let state = Mutex(State())
@@ -132,6 +151,7 @@ final class WorkerPoolCore: Sendable {
         let ok = state.withLock { s in
             guard !s.stopping, s.queuedCount < maxQueued else { return false }
             s.queue.append((id, work))
+            s.waiting.insert(id)
             return true
         }
         if ok { available.post() }
@@ -146,6 +166,13 @@ final class WorkerPoolCore: Sendable {
         }
     }
 
+    /// True when `id` was waiting and is now cancelled (no worker will run it).
+    func cancel(id: UInt64) -> Bool {
+        state.withLock { $0.waiting.remove(id) != nil }
+    }
+
+    var queuedCount: Int { state.withLock { $0.queuedCount } }
+
     /// Completed results not yet taken by `drainCompletions` (for tests and metrics).
     var completedCount: Int { state.withLock { $0.completed.count } }
 
@@ -158,16 +185,25 @@ final class WorkerPoolCore: Sendable {
     func run() {
         while true {
             available.wait()
+            // A cancelled job's semaphore unit may wake a worker for a later job, whose own
+            // unit then finds the queue empty: a spurious wake-up, handled by `continue`.
             let next: (id: UInt64, work: Work)? = state.withLock { s in
-                guard !s.stopping, s.head < s.queue.count else { return nil }
-                let item = s.queue[s.head]
-                s.head += 1
+                guard !s.stopping else { return nil }
+                var found: (id: UInt64, work: Work)? = nil
+                while found == nil && s.head < s.queue.count {
+                    let item = s.queue[s.head]
+                    s.head += 1
+                    if s.waiting.remove(item.id) != nil { found = item }
+                }
                 // Compact lazily so the array does not grow with every job ever run.
-                if s.head > 64 && s.head * 2 > s.queue.count {
+                if s.head == s.queue.count {
+                    s.queue.removeAll(keepingCapacity: s.queue.count <= 1024)
+                    s.head = 0
+                } else if s.head > 64 && s.head * 2 > s.queue.count {
                     s.queue.removeFirst(s.head)
                     s.head = 0
                 }
-                return item
+                return found
             }
             guard let next else {
                 if state.withLock({ $0.stopping }) { return }

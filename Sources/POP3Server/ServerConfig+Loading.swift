@@ -11,7 +11,7 @@ extension ServerConfig {
         "max_unauthenticated", "max_output_bytes", "max_bad_commands", "max_auth_failures",
         "login_delay", "expire", "implementation", "reuse_port", "auth_workers",
         "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
-        "tls_handshake_timeout", "hostname",
+        "tls_handshake_timeout", "hostname", "auth_max_queued_per_ip",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -73,6 +73,7 @@ extension ServerConfig {
         tlsMinVersion = v.string("tls_min_version") ?? tlsMinVersion
         tlsHandshakeTimeoutSeconds = try v.int("tls_handshake_timeout", min: 1, max: 600) ?? tlsHandshakeTimeoutSeconds
         hostname = v.string("hostname") ?? hostname
+        authMaxQueuedPerIP = try v.int("auth_max_queued_per_ip", min: 1, max: 65_536) ?? authMaxQueuedPerIP
         try validate()
     }
 

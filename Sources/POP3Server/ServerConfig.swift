@@ -58,6 +58,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var tlsHandshakeTimeoutSeconds: Int = 30
     /// Host name in the greeting's APOP timestamp; defaults to gethostname().
     public var hostname: String? = nil
+    /// Password hashes one client address (IPv6: its /64) may have queued or running on the
+    /// `auth_workers` at once; beyond it a login gets `-ERR [SYS/TEMP]`. Trusted networks are
+    /// exempt. Keeps one address from filling the shared hashing queue.
+    public var authMaxQueuedPerIP: Int = 16
 
     public init() {}
 }
