@@ -1,4 +1,5 @@
 import Auth
+import Glibc
 import Reactor
 
 /// The hashing pool is shared by every client, so each login's use of it is bounded here
@@ -34,6 +35,10 @@ extension POP3Connection {
                                     then: @escaping (POP3Connection, R) -> Void) {
         let service = self.service
         let address = self.address
+        if clientHasClosed() {
+            // USER/PASS then close: nobody is left to answer, so no hash is spent on it.
+            return abort(reason: "client disconnected")
+        }
         if let address, !service.authQuota.acquire(address) {
             service.logger.notice("login refused: auth_max_queued_per_ip (\(service.authQuota.limit)) reached",
                                   metadata: metadata)
@@ -57,6 +62,17 @@ extension POP3Connection {
         }
     }
 
+    /// True when the client has closed its side and sent nothing more: a non-blocking
+    /// `MSG_PEEK` reads end-of-stream. While a login waits, the session does not read (so the
+    /// reactor reports no end-of-stream, only a reset); this one syscall per hash catches the
+    /// abandoning client whose FIN arrived with its PASS or during its penalty. Plain
+    /// connections only: a TLS transport may hold decrypted commands the socket no longer shows.
+    func clientHasClosed() -> Bool {
+        guard connection.bufferedInputBytes == 0, !(connection.transport is TLSTransport) else { return false }
+        var byte: UInt8 = 0
+        return recv(connection.fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 0
+    }
+
     /// The connection closed: a hash that has not started is dropped (and its unit of the
     /// address's quota given back); one already running finishes and its completion gives
     /// the unit back.
@@ -71,4 +87,14 @@ extension POP3Connection {
 struct ScramFirst: Sendable {
     var server: ScramServer
     var result: Result<[UInt8], ScramServer.Failure>
+}
+
+/// The result of SCRAM's final step (the proof check), computed on a worker.
+struct ScramFinal: Sendable {
+    var result: Result<ScramServer.Final, ScramServer.Failure>
+
+    var verified: Bool {
+        if case .success(let f) = result { return f.verified }
+        return false
+    }
 }

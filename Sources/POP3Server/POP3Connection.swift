@@ -440,13 +440,20 @@ final class POP3Connection: ConnectionDelegate {
                 }
             }
         case 1:
+            // The proof check derives keys with PBKDF2 for PLAIN-stored users and for unknown
+            // users (the decoy): thousands of HMACs, so it runs on the pool, under the same
+            // per-address quota and cancellation as any hash (issue 10).
             guard let server = scram else { return authFailed(user: "?") }
-            switch server.receiveClientFinal(step.message) {
-            case .success(let final) where final.verified:
-                scramEntry = final.entry
-                challenge(final.serverFinal)
-            case .success, .failure:
-                authFailed(user: server.username ?? "?")
+            let message = step.message
+            submitAuthJob({ ScramFinal(result: server.receiveClientFinal(message)) },
+                          isFailure: { !$0.verified }) { connection, final in
+                switch final.result {
+                case .success(let f) where f.verified:
+                    connection.scramEntry = f.entry
+                    connection.challenge(f.serverFinal)
+                case .success, .failure:
+                    connection.authFailed(user: server.username ?? "?")
+                }
             }
         default:
             let user = scram?.username ?? ""

@@ -257,3 +257,64 @@ def test_reload_of_a_million_line_passwd_file_does_not_freeze_the_loop(mailhost,
     assert "passwd-file reload already running" in server.output()
     assert logs_in(server, "user0999997", "pw999997")
     session.cmd("QUIT")
+
+
+def test_scram_proof_checks_run_off_the_loop(mailhost):
+    """SCRAM's final step derives keys with PBKDF2 (4,096 iterations) for unknown users (the
+    decoy) and PLAIN-stored ones; it ran on the loop, so 400 client-final messages arriving
+    together froze every session for about a second or two (issue 10). Now it runs on the
+    hashing pool; a logged-in session's NOOPs stay fast meanwhile."""
+    import base64
+    server = mailhost.serve("--trusted-network", "127.0.0.0/8")
+    mailhost.maildir("alice")
+    probe_session = Raw(server.host, server.port)
+    from conftest import USERS
+    assert probe_session.login("alice", USERS["alice"]).startswith(b"+OK")
+    finals = []
+    for i in range(400):
+        c = Raw(server.host, server.port, timeout=120)
+        assert c.line().startswith(b"+OK")
+        nonce = f"hostilenonce{i:04d}"
+        bare = f"n=nobody{i},r={nonce}"
+        r = c.cmd("AUTH SCRAM-SHA-256 " + base64.b64encode(("n,," + bare).encode()).decode())
+        assert r.startswith(b"+ "), r
+        fields = dict(f.split("=", 1) for f in base64.b64decode(r[2:]).decode().split(","))
+        final = f"c=biws,r={fields['r']},p={base64.b64encode(bytes(32)).decode()}"
+        finals.append((c, base64.b64encode(final.encode()) + b"\r\n"))
+    rtts, errors = [], []
+    stop = threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                reply = probe_session.cmd("NOOP")
+            except OSError as e:
+                errors.append(e)
+                return
+            if reply != b"+OK":
+                errors.append(reply)
+                return
+            rtts.append(time.monotonic() - t0)
+            time.sleep(0.005)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        wait_for(lambda: len(rtts) >= 5, timeout=30, what="probe running")
+        for c, data in finals:
+            c.send(data)
+        replies = [c.line() for c, _ in finals]
+        time.sleep(0.05)  # let the probe take one more sample after the last reply
+    finally:
+        stop.set()
+        prober.join(timeout=60)
+    assert not errors, errors
+    assert all(r.startswith(b"-ERR") for r in replies), set(replies)
+    assert any(r.startswith(b"-ERR [AUTH]") for r in replies), set(replies)
+    print(f"\nNOOPs during 400 SCRAM proof checks: {len(rtts)}, median {statistics.median(rtts) * 1000:.1f} ms,"
+          f" max {max(rtts) * 1000:.1f} ms")
+    # 400 PBKDF2 runs are 2-3 s of CPU here; on the loop one NOOP waited for most of them.
+    assert max(rtts) < 0.5, max(rtts)
+    for c, _ in finals:
+        c.close()
