@@ -19,6 +19,15 @@ public final class WorkerPool {
         public let rawValue: UInt64
     }
 
+    /// Which queue a job waits in. Workers take every `.first` job before any `.later` one:
+    /// the glue queues a client address's first outstanding hash as `.first` and any further
+    /// one as `.later`, so a real user's single login never waits behind the queue of an
+    /// address that floods (at most one of the flooder's jobs per worker runs ahead of it).
+    public enum Lane: Int, Sendable {
+        case first = 0
+        case later = 1
+    }
+
     public enum Submission: Equatable, Sendable {
         case queued(JobID)
         /// `maxQueuedJobs` jobs are already waiting.
@@ -65,11 +74,11 @@ public final class WorkerPool {
     /// Queues `job` for a worker; `completion` runs later on this thread inside
     /// `drainCompletions`. Never blocks.
     @discardableResult
-    public func submit<R: Sendable>(_ job: @escaping @Sendable () -> R,
+    public func submit<R: Sendable>(_ job: @escaping @Sendable () -> R, lane: Lane = .first,
                                     completion: @escaping (R) -> Void) -> Submission {
         guard !isShutDown, !threads.isEmpty else { return .shutDown }
         let id = nextID
-        guard core.enqueue(id: id, work: { job() }) else { return .overloaded }
+        guard core.enqueue(id: id, lane: lane, work: { job() }) else { return .overloaded }
         nextID += 1
         completions[id] = { result in
             // The job produced an R, so the cast always succeeds.
@@ -124,12 +133,36 @@ public final class WorkerPool {
 final class WorkerPoolCore: Sendable {
     typealias Work = @Sendable () -> any Sendable
 
-    struct State {
-        /// FIFO of submitted jobs; `head` is the next one to look at. A cancelled job stays
-        /// in it until a worker passes it by (cancelling is O(1), not a removal mid-array).
-        var queue: [(id: UInt64, work: Work)] = []
+    /// A FIFO of submitted jobs; `head` is the next one to look at. A cancelled job stays in
+    /// it until a worker passes it by (cancelling is O(1), not a removal mid-array).
+    struct Queue {
+        var items: [(id: UInt64, work: Work)] = []
         var head = 0
-        /// Ids in `queue` that are neither started nor cancelled.
+
+        /// The oldest job still in `waiting` (which it leaves), skipping cancelled ones.
+        mutating func pop(waiting: inout Set<UInt64>) -> (id: UInt64, work: Work)? {
+            var found: (id: UInt64, work: Work)? = nil
+            while found == nil && head < items.count {
+                let item = items[head]
+                head += 1
+                if waiting.remove(item.id) != nil { found = item }
+            }
+            // Compact lazily so the array does not grow with every job ever run.
+            if head == items.count {
+                items.removeAll(keepingCapacity: items.count <= 1024)
+                head = 0
+            } else if head > 64 && head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return found
+        }
+    }
+
+    struct State {
+        /// One queue per `WorkerPool.Lane`, taken in lane order.
+        var lanes = [Queue(), Queue()]
+        /// Ids in the lanes that are neither started nor cancelled.
         var waiting: Set<UInt64> = []
         var completed: [(UInt64, any Sendable)] = []
         var stopping = false
@@ -147,10 +180,10 @@ final class WorkerPoolCore: Sendable {
         self.notify = notify
     }
 
-    func enqueue(id: UInt64, work: @escaping Work) -> Bool {
+    func enqueue(id: UInt64, lane: WorkerPool.Lane, work: @escaping Work) -> Bool {
         let ok = state.withLock { s in
             guard !s.stopping, s.queuedCount < maxQueued else { return false }
-            s.queue.append((id, work))
+            s.lanes[lane.rawValue].items.append((id, work))
             s.waiting.insert(id)
             return true
         }
@@ -189,21 +222,10 @@ final class WorkerPoolCore: Sendable {
             // unit then finds the queue empty: a spurious wake-up, handled by `continue`.
             let next: (id: UInt64, work: Work)? = state.withLock { s in
                 guard !s.stopping else { return nil }
-                var found: (id: UInt64, work: Work)? = nil
-                while found == nil && s.head < s.queue.count {
-                    let item = s.queue[s.head]
-                    s.head += 1
-                    if s.waiting.remove(item.id) != nil { found = item }
+                for i in s.lanes.indices {
+                    if let found = s.lanes[i].pop(waiting: &s.waiting) { return found }
                 }
-                // Compact lazily so the array does not grow with every job ever run.
-                if s.head == s.queue.count {
-                    s.queue.removeAll(keepingCapacity: s.queue.count <= 1024)
-                    s.head = 0
-                } else if s.head > 64 && s.head * 2 > s.queue.count {
-                    s.queue.removeFirst(s.head)
-                    s.head = 0
-                }
-                return found
+                return nil
             }
             guard let next else {
                 if state.withLock({ $0.stopping }) { return }

@@ -39,12 +39,17 @@ extension POP3Connection {
             // USER/PASS then close: nobody is left to answer, so no hash is spent on it.
             return abort(reason: "client disconnected")
         }
+        // An address's first outstanding hash goes ahead of any address's second one (trusted
+        // networks, a proxy for many users, always go first).
+        let lane: WorkerPool.Lane = address.map {
+            service.authQuota.outstanding($0) == 0 || service.authQuota.trusted.contains($0) ? .first : .later
+        } ?? .first
         if let address, !service.authQuota.acquire(address) {
             service.logger.notice("login refused: auth_max_queued_per_ip (\(service.authQuota.limit)) reached",
                                   metadata: metadata)
             return loginFinished(.temporaryFailure("too many logins in progress from your address"))
         }
-        let submitted = service.pool.submit(job) { [weak self] result in
+        let submitted = service.pool.submit(job, lane: lane) { [weak self] result in
             if let address { service.authQuota.release(address) }
             guard let self, self.phase == .waiting, !self.connection.isClosed else {
                 if let address, isFailure?(result) == true { _ = service.penalties.recordFailure(from: address) }

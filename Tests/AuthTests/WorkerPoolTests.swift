@@ -90,6 +90,30 @@ func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         #expect(pool.outstanding == 0 && pool.queuedJobs == 0)
     }
 
+    /// A flooding address's extra jobs wait in the `.later` lane: a job in the `.first` lane,
+    /// submitted after them, runs before them.
+    @Test func firstLaneJobsRunBeforeLaterOnes() {
+        let gate = Atomic<Bool>(false)
+        let started = Atomic<Bool>(false)
+        let order = Mutex<[Int]>([])
+        let pool = WorkerPool(threads: 1, notify: {})
+        defer { pool.shutdown() }
+        var done = 0
+        pool.submit({ () -> Int in
+            started.store(true, ordering: .releasing)
+            while !gate.load(ordering: .acquiring) { sched_yield() }
+            return 0
+        }, completion: { _ in done += 1 })
+        #expect(waitUntil { started.load(ordering: .acquiring) })
+        for i in 1...3 {
+            pool.submit({ order.withLock { $0.append(i) }; return i }, lane: .later, completion: { _ in done += 1 })
+        }
+        pool.submit({ order.withLock { $0.append(9) }; return 9 }, lane: .first, completion: { _ in done += 1 })
+        gate.store(true, ordering: .releasing)
+        #expect(waitUntil { pool.drainCompletions(); return done == 5 })
+        #expect(order.withLock { $0 } == [9, 1, 2, 3])
+    }
+
     @Test func shutdownJoinsAndRefusesNewWork() {
         let pool = WorkerPool(threads: 2, notify: {})
         pool.shutdown()
