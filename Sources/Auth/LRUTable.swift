@@ -64,7 +64,7 @@ public struct LRUTable<Key: Hashable, Value> {
         var evicted: (key: Key, value: Value)? = nil
         if index.count >= capacity, let dropped = removeLeastRecent() {
             evicted = dropped
-            evictions += 1
+            evictions &+= 1
         }
         let node = Node(key: key, value: value, newer: -1, older: -1)
         let i: Int
@@ -135,7 +135,7 @@ public struct LRUTable<Key: Hashable, Value> {
         if older >= 0 { nodes[older].newer = newer } else { oldest = newer }
         nodes[i].newer = -1
         nodes[i].older = -1
-        linkSteps += 1
+        linkSteps &+= 1
     }
 
     private mutating func linkAsNewest(_ i: Int) {
@@ -144,6 +144,6 @@ public struct LRUTable<Key: Hashable, Value> {
         if newest >= 0 { nodes[newest].newer = i }
         newest = i
         if oldest < 0 { oldest = i }
-        linkSteps += 1
+        linkSteps &+= 1
     }
 }
