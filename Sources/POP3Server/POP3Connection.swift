@@ -329,7 +329,8 @@ final class POP3Connection: ConnectionDelegate {
         }
     }
 
-    /// The verification result is in: open the maildrop, or fail after the penalty delay.
+    /// The verification result is in: open the maildrop, or fail (the failure delays the
+    /// address's next attempt, `afterPenalty`).
     func credentialsChecked(user: String, entry: UserEntry?) {
         guard phase == .waiting, !connection.isClosed else { return }
         guard let entry else {
