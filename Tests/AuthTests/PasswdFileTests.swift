@@ -80,23 +80,6 @@ import Glibc
         #expect(throws: PasswdFileError.self) { try PasswdFile.load(path: "/nonexistent/passwd") }
     }
 
-    /// A FIFO at the passwd-file's path used to block the open (and the loop with it); a
-    /// directory or a device is no passwd-file either. Each is refused at once.
-    @Test func nonRegularFilesAreRefusedWithoutBlocking() throws {
-        let fifo = "/tmp/authtest-fifo-\(getpid())"
-        unlink(fifo)
-        #expect(mkfifo(fifo, 0o600) == 0)
-        defer { unlink(fifo) }
-        for path in [fifo, "/tmp", "/dev/zero"] {
-            do {
-                _ = try PasswdFile.load(path: path)
-                Issue.record("\(path) was accepted")
-            } catch let error as PasswdFileError {
-                #expect(error.reason == "not a regular file", "\(path): \(error)")
-            }
-        }
-    }
-
     @Test func verifyOrDummyTreatsUnknownUserLikeWrongPassword() {
         let (file, _) = parsed()
         #expect(file.verifyOrDummy(user: "alice", password: Array("wonderland".utf8))?.user == "alice")
