@@ -1,7 +1,13 @@
 import Glibc
 
-/// Delays before `-ERR [AUTH]` that grow with consecutive failed logins from
-/// one client address: 0 s for the first, then 2, 4, 8, capped at 15 s.
+/// Delays that grow with consecutive failed logins from one client address: 0 s after the
+/// first, then 2, 4, 8, capped at 15 s.
+///
+/// The delay is served BEFORE the next attempt is verified (`delayBeforeAttempt`), as
+/// Dovecot's auth penalty does, not after the hash: an address that keeps failing waits
+/// without holding a hashing worker, so it cannot starve the pool for everyone else. The
+/// time already passed since the last failure counts towards the wait, so a person who
+/// retypes a password a few seconds later waits nothing.
 /// Pure bookkeeping with an injected clock: the glue schedules a reactor timer
 /// for the returned delay, nothing here sleeps. Loop-thread only.
 ///
@@ -16,8 +22,8 @@ public final class FailurePenalty {
     public static let maxDelay: Duration = .seconds(15)
     /// A record with no failure for this long is forgotten (a fresh start).
     public static let forgetAfter: Duration = .seconds(15 * 60)
-    /// Addresses tracked at most; the least recently failed one is evicted, so
-    /// an attacker spraying addresses cannot grow memory.
+    /// Addresses tracked at most; the least recently failed one is evicted (O(1), `LRUTable`),
+    /// so an attacker spraying addresses cannot grow memory.
     public static let defaultCapacity = 65_536
 
     struct Record {
@@ -28,7 +34,8 @@ public final class FailurePenalty {
     public let trusted: CIDRTable
     public let capacity: Int
     private let clock: () -> Duration
-    private var records: [IPAddress: Record] = [:]
+    /// Least recently failed first: expired records are always at that end.
+    private var records: LRUTable<IPAddress, Record>
 
     /// `clock` returns monotonic time since any fixed origin (tests pass a fake).
     public init(trusted: CIDRTable = CIDRTable([]), capacity: Int = FailurePenalty.defaultCapacity,
@@ -36,6 +43,7 @@ public final class FailurePenalty {
         self.trusted = trusted
         self.capacity = max(1, capacity)
         self.clock = clock
+        self.records = LRUTable(capacity: self.capacity)
     }
 
     public func isTrusted(_ address: IPAddress) -> Bool { trusted.contains(address) }
@@ -46,13 +54,27 @@ public final class FailurePenalty {
         guard !isTrusted(address) else { return .zero }
         let key = Self.key(address)
         let now = clock()
-        var record = records[key] ?? Record(failures: 0, lastFailure: now)
+        var record = records.peek(key) ?? Record(failures: 0, lastFailure: now)
         if now - record.lastFailure > Self.forgetAfter { record.failures = 0 }
-        record.failures += 1
+        record.failures = record.failures < Int.max ? record.failures + 1 : record.failures
         record.lastFailure = now
-        if records[key] == nil && records.count >= capacity { evict(now: now) }
-        records[key] = record
+        dropExpired(now: now)
+        // A full table forgets its least recently failed address (O(1)).
+        records.updateValue(record, forKey: key)
         return Self.delay(afterFailures: record.failures)
+    }
+
+    /// How long the next login attempt from `address` waits before its credentials are
+    /// verified (before a hash is queued): the delay the next failure would earn, less the
+    /// time since the last failure. Zero for an address with no recent failure, for one
+    /// failure only (a typo), and for trusted networks.
+    public func delayBeforeAttempt(from address: IPAddress) -> Duration {
+        guard !isTrusted(address), let r = records.peek(Self.key(address)) else { return .zero }
+        let now = clock()
+        let since = now - r.lastFailure
+        guard since <= Self.forgetAfter, r.failures >= 1 else { return .zero }
+        let wait = Self.delay(afterFailures: r.failures < Int.max ? r.failures + 1 : r.failures) - since
+        return wait > .zero ? wait : .zero
     }
 
     /// A successful login clears the address's record.
@@ -62,7 +84,7 @@ public final class FailurePenalty {
 
     /// Consecutive failures currently counted for `address`.
     public func failures(for address: IPAddress) -> Int {
-        guard let r = records[Self.key(address)], clock() - r.lastFailure <= Self.forgetAfter else { return 0 }
+        guard let r = records.peek(Self.key(address)), clock() - r.lastFailure <= Self.forgetAfter else { return 0 }
         return r.failures
     }
 
@@ -75,14 +97,12 @@ public final class FailurePenalty {
         return min(baseDelay * (1 << doublings), maxDelay)
     }
 
-    /// Drops expired records; if none expired, the least recently failed one.
-    /// O(n), but only when the table is full.
-    private func evict(now: Duration) {
-        let before = records.count
-        records = records.filter { now - $0.value.lastFailure <= Self.forgetAfter }
-        if records.count < before { return }
-        if let oldest = records.min(by: { $0.value.lastFailure < $1.value.lastFailure })?.key {
-            records.removeValue(forKey: oldest)
+    /// Drops expired records from the least recently failed end. Each record is dropped at
+    /// most once, so this is O(1) amortised per failure; the check stops at the first record
+    /// still alive.
+    private func dropExpired(now: Duration) {
+        while let (_, oldest) = records.leastRecent, now - oldest.lastFailure > Self.forgetAfter {
+            records.removeLeastRecent()
         }
     }
 

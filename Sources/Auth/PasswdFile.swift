@@ -126,11 +126,23 @@ public struct PasswdFile: Sendable {
     /// crypt_r hashes from the setting part only, so any hash text after it works.
     static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
 
+    /// Reads the whole file. Opened with `O_NONBLOCK` and checked with `fstat` before any
+    /// read: a FIFO (or a device) at the path would otherwise block the open or the read
+    /// forever, or feed endless bytes; anything that is not a regular file is refused.
     static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else { throw PasswdFileError(path: path, errno: errno, reason: "cannot open") }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw PasswdFileError(path: path, errno: errno, reason: "cannot stat") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw PasswdFileError(path: path, errno: EINVAL, reason: "not a regular file")
+        }
+        guard st.st_size <= maxFileSize else {
+            throw PasswdFileError(path: path, errno: EFBIG, reason: "larger than \(maxFileSize) bytes")
+        }
         var result: [UInt8] = []
+        result.reserveCapacity(Int(st.st_size))
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

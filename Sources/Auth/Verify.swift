@@ -2,6 +2,9 @@
 /// constant-time; a secret that cannot be used (bad SCRAM text, crypt failure)
 /// is a plain `false`.
 public func verify(password: [UInt8], entry: UserEntry) -> Bool {
+    // The glue refuses longer passwords before queuing a hash; this keeps every other caller
+    // (and any path that forgets) from paying for one.
+    guard password.count <= CostLimits.maxPasswordLength else { return false }
     let scheme = entry.scheme
     switch scheme {
     case .plain:
@@ -37,15 +40,16 @@ enum SecretCheck {
         case .plain:
             return nil
         case .crypt:
-            return secret.isEmpty ? "empty CRYPT hash" : nil
+            return secret.isEmpty ? "empty CRYPT hash" : CostLimits.cryptProblem(secret)
         case .md5Crypt:
             return prefixed("$1$") ? nil : "MD5-CRYPT hash does not start with $1$"
         case .sha256Crypt:
-            return prefixed("$5$") ? nil : "SHA256-CRYPT hash does not start with $5$"
+            return prefixed("$5$") ? CostLimits.cryptProblem(secret) : "SHA256-CRYPT hash does not start with $5$"
         case .sha512Crypt:
-            return prefixed("$6$") ? nil : "SHA512-CRYPT hash does not start with $6$"
+            return prefixed("$6$") ? CostLimits.cryptProblem(secret) : "SHA512-CRYPT hash does not start with $6$"
         case .blfCrypt:
-            return prefixed("$2a$", "$2b$", "$2y$", "$2x$") ? nil : "BLF-CRYPT hash does not start with $2a$, $2b$ or $2y$"
+            return prefixed("$2a$", "$2b$", "$2y$", "$2x$")
+                ? CostLimits.cryptProblem(secret) : "BLF-CRYPT hash does not start with $2a$, $2b$ or $2y$"
         case .sha1, .sha256, .sha512, .plainMD5, .ldapMD5:
             guard let md = scheme.digest else { return "internal: no digest" }
             return secret.count == md.size ? nil : "\(scheme.rawValue) digest has \(secret.count) bytes, expected \(md.size)"
@@ -53,6 +57,12 @@ enum SecretCheck {
             guard let md = scheme.digest else { return "internal: no digest" }
             return secret.count > md.size ? nil : "\(scheme.rawValue) secret too short to hold a salt"
         case .scramSHA256:
+            // The iteration count is checked on its own so that the warning says why.
+            let first = secret.prefix { $0 != UInt8(ascii: ",") }
+            if first.count <= 19, first.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+               let n = Int(String(decoding: first, as: UTF8.self)), n > CostLimits.maxPBKDF2Iterations {
+                return "SCRAM-SHA-256 iteration count \(n) above the limit \(CostLimits.maxPBKDF2Iterations)"
+            }
             return ScramSecret(secret) == nil ? "SCRAM-SHA-256 secret is not iter,salt,storedkey,serverkey" : nil
         }
     }
@@ -61,8 +71,8 @@ enum SecretCheck {
 /// Dovecot's stored SCRAM-SHA-256 secret: `iter,salt_b64,storedkey_b64,serverkey_b64`.
 struct ScramSecret: Sendable, Equatable {
     /// Highest iteration count accepted from a file: a typo must not turn one
-    /// login into minutes of CPU.
-    static let maxIterations = 10_000_000
+    /// login into minutes of CPU (`CostLimits.maxPBKDF2Iterations`).
+    static let maxIterations = CostLimits.maxPBKDF2Iterations
 
     var iterations: Int
     var salt: [UInt8]

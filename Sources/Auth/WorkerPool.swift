@@ -19,6 +19,15 @@ public final class WorkerPool {
         public let rawValue: UInt64
     }
 
+    /// Which queue a job waits in. Workers take every `.first` job before any `.later` one:
+    /// the glue queues a client address's first outstanding hash as `.first` and any further
+    /// one as `.later`, so a real user's single login never waits behind the queue of an
+    /// address that floods (at most one of the flooder's jobs per worker runs ahead of it).
+    public enum Lane: Int, Sendable {
+        case first = 0
+        case later = 1
+    }
+
     public enum Submission: Equatable, Sendable {
         case queued(JobID)
         /// `maxQueuedJobs` jobs are already waiting.
@@ -65,11 +74,11 @@ public final class WorkerPool {
     /// Queues `job` for a worker; `completion` runs later on this thread inside
     /// `drainCompletions`. Never blocks.
     @discardableResult
-    public func submit<R: Sendable>(_ job: @escaping @Sendable () -> R,
+    public func submit<R: Sendable>(_ job: @escaping @Sendable () -> R, lane: Lane = .first,
                                     completion: @escaping (R) -> Void) -> Submission {
         guard !isShutDown, !threads.isEmpty else { return .shutDown }
         let id = nextID
-        guard core.enqueue(id: id, work: { job() }) else { return .overloaded }
+        guard core.enqueue(id: id, lane: lane, work: { job() }) else { return .overloaded }
         nextID += 1
         completions[id] = { result in
             // The job produced an R, so the cast always succeeds.
@@ -77,6 +86,21 @@ public final class WorkerPool {
         }
         return .queued(JobID(rawValue: id))
     }
+
+    /// Removes a job that no worker has started yet: it never runs and its completion never
+    /// runs; answers true. A job already running (or finished, its completion waiting for
+    /// `drainCompletions`) cannot be stopped: answers false, and its completion still runs,
+    /// so it must cope with a client that has gone. The glue calls this when a client closes
+    /// its connection, so abandoned logins stop costing hashes. O(1).
+    @discardableResult
+    public func cancel(_ job: JobID) -> Bool {
+        guard completions[job.rawValue] != nil, core.cancel(id: job.rawValue) else { return false }
+        completions.removeValue(forKey: job.rawValue)
+        return true
+    }
+
+    /// Jobs queued and not yet started by a worker (metrics, tests).
+    public var queuedJobs: Int { core.queuedCount }
 
     /// Runs the completions of every finished job, in finishing order; returns
     /// how many ran. Call it from the waker's callback on the loop thread.
@@ -109,13 +133,41 @@ public final class WorkerPool {
 final class WorkerPoolCore: Sendable {
     typealias Work = @Sendable () -> any Sendable
 
-    struct State {
-        var queue: [(id: UInt64, work: Work)] = []
+    /// A FIFO of submitted jobs; `head` is the next one to look at. A cancelled job stays in
+    /// it until a worker passes it by (cancelling is O(1), not a removal mid-array).
+    struct Queue {
+        var items: [(id: UInt64, work: Work)] = []
         var head = 0
+
+        /// The oldest job still in `waiting` (which it leaves), skipping cancelled ones.
+        mutating func pop(waiting: inout Set<UInt64>) -> (id: UInt64, work: Work)? {
+            var found: (id: UInt64, work: Work)? = nil
+            while found == nil && head < items.count {
+                let item = items[head]
+                head += 1
+                if waiting.remove(item.id) != nil { found = item }
+            }
+            // Compact lazily so the array does not grow with every job ever run.
+            if head == items.count {
+                items.removeAll(keepingCapacity: items.count <= 1024)
+                head = 0
+            } else if head > 64 && head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return found
+        }
+    }
+
+    struct State {
+        /// One queue per `WorkerPool.Lane`, taken in lane order.
+        var lanes = [Queue(), Queue()]
+        /// Ids in the lanes that are neither started nor cancelled.
+        var waiting: Set<UInt64> = []
         var completed: [(UInt64, any Sendable)] = []
         var stopping = false
 
-        var queuedCount: Int { queue.count - head }
+        var queuedCount: Int { waiting.count }
     }
 
     let state = Mutex(State())
@@ -128,10 +180,11 @@ final class WorkerPoolCore: Sendable {
         self.notify = notify
     }
 
-    func enqueue(id: UInt64, work: @escaping Work) -> Bool {
+    func enqueue(id: UInt64, lane: WorkerPool.Lane, work: @escaping Work) -> Bool {
         let ok = state.withLock { s in
             guard !s.stopping, s.queuedCount < maxQueued else { return false }
-            s.queue.append((id, work))
+            s.lanes[lane.rawValue].items.append((id, work))
+            s.waiting.insert(id)
             return true
         }
         if ok { available.post() }
@@ -146,6 +199,13 @@ final class WorkerPoolCore: Sendable {
         }
     }
 
+    /// True when `id` was waiting and is now cancelled (no worker will run it).
+    func cancel(id: UInt64) -> Bool {
+        state.withLock { $0.waiting.remove(id) != nil }
+    }
+
+    var queuedCount: Int { state.withLock { $0.queuedCount } }
+
     /// Completed results not yet taken by `drainCompletions` (for tests and metrics).
     var completedCount: Int { state.withLock { $0.completed.count } }
 
@@ -158,16 +218,14 @@ final class WorkerPoolCore: Sendable {
     func run() {
         while true {
             available.wait()
+            // A cancelled job's semaphore unit may wake a worker for a later job, whose own
+            // unit then finds the queue empty: a spurious wake-up, handled by `continue`.
             let next: (id: UInt64, work: Work)? = state.withLock { s in
-                guard !s.stopping, s.head < s.queue.count else { return nil }
-                let item = s.queue[s.head]
-                s.head += 1
-                // Compact lazily so the array does not grow with every job ever run.
-                if s.head > 64 && s.head * 2 > s.queue.count {
-                    s.queue.removeFirst(s.head)
-                    s.head = 0
+                guard !s.stopping else { return nil }
+                for i in s.lanes.indices {
+                    if let found = s.lanes[i].pop(waiting: &s.waiting) { return found }
                 }
-                return item
+                return nil
             }
             guard let next else {
                 if state.withLock({ $0.stopping }) { return }

@@ -98,6 +98,8 @@ final class POP3Connection: ConnectionDelegate {
     var scram: ScramServer?
     var scramEntry: UserEntry?
     var penaltyTimer: TimerID?
+    /// The hash queued or running for this session's login (POP3Connection+AuthQueue.swift).
+    var authJob: WorkerPool.JobID?
     /// `tls_handshake_timeout` for this session's handshake (POP3Service+TLS.swift).
     var handshakeTimer: TimerID?
     var loggedIn = false
@@ -294,22 +296,32 @@ final class POP3Connection: ConnectionDelegate {
 
     // MARK: authentication
 
+    /// An address with recent failures first waits out its penalty (Dovecot's auth penalty:
+    /// before the verification, so waiting attackers hold no hashing worker); then the
+    /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
     private func authenticate(_ request: AuthRequest) {
         phase = .waiting
+        afterPenalty { $0.verify(request) }
+    }
+
+    private func verify(_ request: AuthRequest) {
         let passwd = service.passwd
         switch request {
         case .password(let user, let password):
+            guard password.count <= CostLimits.maxPasswordLength else {
+                // Refused without hashing: SHA-crypt's cost grows with the length.
+                service.logger.notice("password longer than \(CostLimits.maxPasswordLength) octets refused",
+                                      metadata: metadata)
+                return authFailed(user: user)
+            }
             if passwd.verificationIsCheap(user: user) {
                 // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
                 // thread wake-ups, an eventfd round trip) would cost more than the work.
                 return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password))
             }
-            let submitted = service.pool.submit({ passwd.verifyOrDummy(user: user, password: password) }) {
-                [weak self] entry in
-                self?.credentialsChecked(user: user, entry: entry)
-            }
-            if case .queued = submitted {} else {
-                loginFinished(.temporaryFailure("authentication service overloaded"))
+            submitAuthJob({ passwd.verifyOrDummy(user: user, password: password) },
+                          isFailure: { $0 == nil }) { connection, entry in
+                connection.credentialsChecked(user: user, entry: entry)
             }
         case .apop(let user, let digest, let timestamp):
             // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
@@ -325,8 +337,9 @@ final class POP3Connection: ConnectionDelegate {
         }
     }
 
-    /// The verification result is in: open the maildrop, or fail after the penalty delay.
-    private func credentialsChecked(user: String, entry: UserEntry?) {
+    /// The verification result is in: open the maildrop, or fail (the failure delays the
+    /// address's next attempt, `afterPenalty`).
+    func credentialsChecked(user: String, entry: UserEntry?) {
         guard phase == .waiting, !connection.isClosed else { return }
         guard let entry else {
             return authFailed(user: user)
@@ -393,21 +406,17 @@ final class POP3Connection: ConnectionDelegate {
         }
     }
 
-    private func authFailed(user: String) {
+    /// Records the failure (the address's next attempt waits its penalty, see `afterPenalty`)
+    /// and answers at once: the wait comes before the next hash, not after this one.
+    func authFailed(user: String) {
         service.logger.notice("login failed", metadata: [
             "connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(user)",
         ])
-        let delay = address.map { service.penalties.recordFailure(from: $0) } ?? .zero
-        let ns = UInt64(delay.components.seconds) * 1_000_000_000
-            + UInt64(delay.components.attoseconds / 1_000_000_000)
-        if ns == 0 { return loginFinished(.authFailed) }
-        penaltyTimer = service.loop.scheduleTimer(after: ns) { [weak self] in
-            self?.penaltyTimer = nil
-            self?.loginFinished(.authFailed)
-        }
+        if let address { _ = service.penalties.recordFailure(from: address) }
+        loginFinished(.authFailed)
     }
 
-    private func loginFinished(_ outcome: LoginOutcome) {
+    func loginFinished(_ outcome: LoginOutcome) {
         guard !connection.isClosed else { return }
         var sink = ConnectionSink(connection: connection)
         let action = session.loginFinished(outcome, out: &sink)
@@ -420,35 +429,41 @@ final class POP3Connection: ConnectionDelegate {
 
     private func saslStep(_ step: SASLStep) {
         phase = .waiting
-        let passwd = service.passwd
         switch step.index {
         case 0:
+            // The start of a SCRAM exchange is the start of an attempt: the penalty comes first.
             let message = step.message
-            let submitted = service.pool.submit({ () -> (ScramServer, Result<[UInt8], ScramServer.Failure>) in
-                var server = ScramServer()
-                let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
-                return (server, r)
-            }) { [weak self] (server, result) in
-                guard let self, self.phase == .waiting, !self.connection.isClosed else { return }
-                switch result {
-                case .success(let serverFirst):
-                    self.scram = server
-                    self.challenge(serverFirst)
-                case .failure:
-                    self.authFailed(user: server.username ?? "?")
+            afterPenalty { connection in
+                let passwd = connection.service.passwd
+                connection.submitAuthJob({ () -> ScramFirst in
+                    var server = ScramServer()
+                    let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
+                    return ScramFirst(server: server, result: r)
+                }) { connection, first in
+                    switch first.result {
+                    case .success(let serverFirst):
+                        connection.scram = first.server
+                        connection.challenge(serverFirst)
+                    case .failure:
+                        connection.authFailed(user: first.server.username ?? "?")
+                    }
                 }
             }
-            if case .queued = submitted {} else {
-                loginFinished(.temporaryFailure("authentication service overloaded"))
-            }
         case 1:
+            // The proof check derives keys with PBKDF2 for PLAIN-stored users and for unknown
+            // users (the decoy): thousands of HMACs, so it runs on the pool, under the same
+            // per-address quota and cancellation as any hash (issue 10).
             guard let server = scram else { return authFailed(user: "?") }
-            switch server.receiveClientFinal(step.message) {
-            case .success(let final) where final.verified:
-                scramEntry = final.entry
-                challenge(final.serverFinal)
-            case .success, .failure:
-                authFailed(user: server.username ?? "?")
+            let message = step.message
+            submitAuthJob({ ScramFinal(result: server.receiveClientFinal(message)) },
+                          isFailure: { !$0.verified }) { connection, final in
+                switch final.result {
+                case .success(let f) where f.verified:
+                    connection.scramEntry = f.entry
+                    connection.challenge(f.serverFinal)
+                case .success, .failure:
+                    connection.authFailed(user: server.username ?? "?")
+                }
             }
         default:
             let user = scram?.username ?? ""
@@ -523,6 +538,7 @@ final class POP3Connection: ConnectionDelegate {
         phase = .closed
         if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
         penaltyTimer = nil
+        cancelAuthJob()
         if let handshakeTimer { service.loop.cancelTimer(handshakeTimer) }
         handshakeTimer = nil
         finishStream()

@@ -18,8 +18,12 @@ public final class POP3Service {
     public static let storageWorkers = 2
     /// Maildrop opens waiting for a storage thread; beyond it a login gets `-ERR [SYS/TEMP]`.
     public static let maxQueuedStorageJobs = 65_536
-    /// LOGIN-DELAY records kept at most; older ones are dropped first.
+    /// LOGIN-DELAY records kept at most; the least recently logged-in user is dropped first
+    /// (O(1), `LRUTable`), and records older than the delay are dropped as logins come.
     public static let maxLoginDelayRecords = 100_000
+    /// passwd-file problems logged one by one at start and on reload; the rest are counted in
+    /// one line, so a broken million-line file cannot flood the log (or the loop).
+    public static let maxPasswdWarningsLogged = 100
 
     let loop: EventLoop
     public private(set) var config: ServerConfig
@@ -47,8 +51,16 @@ public final class POP3Service {
     public private(set) var loggedInCount = 0
     public private(set) var sessionsServed = 0
     private var perAddress: [IPAddress: Int] = [:]
-    /// LOGIN-DELAY: keyed by the name's octets (canonically equivalent names are two users).
-    private var lastLogin: [UserName: UInt64] = [:]
+    /// LOGIN-DELAY: the user name's octets (canonically equivalent names are two users) → loop time of the last login.
+    private var lastLogin = LRUTable<UserName, UInt64>(capacity: POP3Service.maxLoginDelayRecords)
+    /// Hashes queued or running per client address (`auth_max_queued_per_ip`).
+    let authQuota: AddressQuota
+    /// One thread that parses the passwd-file on SIGHUP, so the loop never does.
+    private var reloadPool: WorkerPool!
+    /// A passwd-file parse is running on `reloadPool`.
+    private var passwdReloadRunning = false
+    /// A SIGHUP came while one ran: parse again when it ends (any number coalesce into one).
+    private var passwdReloadAgain = false
     /// Connections not yet logged in, oldest first (POP3Service+PreLogin.swift).
     var preLogin = PreLoginQueue()
     /// The one `login_timeout` timer, armed for the oldest pre-login connection.
@@ -84,12 +96,15 @@ public final class POP3Service {
         }
         trusted = table
         penalties = FailurePenalty(trusted: table)
+        authQuota = AddressQuota(limit: config.authMaxQueuedPerIP, trusted: table)
         do {
+            // At start the loop is not serving anyone yet: parsing here delays only the start.
             let (file, diagnostics) = try PasswdFile.load(path: passwdPath)
             passwd = file
-            for d in diagnostics { logger.warning("passwd-file: \(d)") }
+            Self.logPasswdDiagnostics(diagnostics, logger: logger)
             logger.info("passwd-file loaded", metadata: ["path": "\(passwdPath)", "users": "\(file.count)"])
             Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
+            if file.count == 0 { logger.warning("passwd-file \(passwdPath) has no valid user: nobody can log in") }
         } catch {
             throw ConfigError("passwd_file: \(error)")
         }
@@ -102,12 +117,14 @@ public final class POP3Service {
         let waker = try loop.makeWaker { [weak self] in
             self?.pool.drainCompletions()
             self?.storagePool.drainCompletions()
+            self?.reloadPool.drainCompletions()
         }
         self.waker = waker
         pool = WorkerPool(threads: config.authWorkers, notify: { waker.wake() })
         // Separate from the hashing pool, so a burst of bcrypt logins never delays the
         // listing of an already authenticated user.
         storagePool = WorkerPool(threads: Self.storageWorkers, maxQueuedJobs: Self.maxQueuedStorageJobs, notify: { waker.wake() })
+        reloadPool = WorkerPool(threads: 1, maxQueuedJobs: 1, notify: { waker.wake() })
         if config.idleTimeoutSeconds < 600 {
             logger.warning("idle_timeout \(config.idleTimeoutSeconds) s is below RFC 1939's minimum of 10 minutes")
         }
@@ -116,22 +133,13 @@ public final class POP3Service {
     deinit {
         pool?.shutdown()
         storagePool?.shutdown()
+        reloadPool?.shutdown()
         streamBuffer.deallocate()
     }
 
     /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.
     public func reload() {
-        if let path = config.passwdFile {
-            do {
-                let (file, diagnostics) = try PasswdFile.load(path: path)
-                for d in diagnostics { logger.warning("passwd-file: \(d)") }
-                passwd = file
-                logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
-                Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
-            } catch {
-                logger.error("passwd-file reload failed, keeping the old one: \(error)")
-            }
-        }
+        reloadPasswdFile()
         if !config.tlsCert.isEmpty {
             do {
                 tls = try TLSState(config)
@@ -139,6 +147,57 @@ public final class POP3Service {
             } catch {
                 logger.error("TLS certificate reload failed, keeping the old ones: \(error)")
             }
+        }
+    }
+
+    /// Parses the passwd-file on `reloadPool` (a million lines take seconds: never on the
+    /// loop); the loop swaps the new table in when it is done. A file that cannot be read, is
+    /// not a regular file (a FIFO would block) or has no valid user keeps the old table, and
+    /// the log says why. A SIGHUP during a parse is coalesced into one more parse after it.
+    private func reloadPasswdFile() {
+        guard let path = config.passwdFile else { return }
+        if passwdReloadRunning {
+            passwdReloadAgain = true
+            logger.info("passwd-file reload already running: another follows it", metadata: ["path": "\(path)"])
+            return
+        }
+        passwdReloadRunning = true
+        let mechanisms = config.authMechanisms
+        let submitted = reloadPool.submit({ PasswdLoad(path: path, mechanisms: mechanisms) }) { [weak self] loaded in
+            self?.passwdLoaded(loaded, path: path)
+        }
+        if case .queued = submitted {} else {
+            passwdReloadRunning = false
+            logger.error("passwd-file reload could not start (\(submitted)), keeping the old one")
+        }
+    }
+
+    private func passwdLoaded(_ loaded: PasswdLoad, path: String) {
+        passwdReloadRunning = false
+        switch loaded.result {
+        case .success(let (file, diagnostics)):
+            Self.logPasswdDiagnostics(diagnostics, logger: logger)
+            if file.count == 0 {
+                logger.error("passwd-file reload: no valid user in the new file, keeping the old one",
+                             metadata: ["path": "\(path)", "users": "\(passwd.count)"])
+            } else {
+                passwd = file
+                logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
+                for line in loaded.mechanismWarnings { logger.warning("\(line)") }
+            }
+        case .failure(let error):
+            logger.error("passwd-file reload failed, keeping the old one: \(error)")
+        }
+        if passwdReloadAgain {
+            passwdReloadAgain = false
+            reloadPasswdFile()
+        }
+    }
+
+    static func logPasswdDiagnostics(_ diagnostics: [Diagnostic], logger: Logger) {
+        for d in diagnostics.prefix(maxPasswdWarningsLogged) { logger.warning("passwd-file: \(d)") }
+        if diagnostics.count > maxPasswdWarningsLogged {
+            logger.warning("passwd-file: \(diagnostics.count - maxPasswdWarningsLogged) more problem line(s) not shown")
         }
     }
 
@@ -232,7 +291,7 @@ public final class POP3Service {
 
     /// RFC 2449 LOGIN-DELAY: true when the user logged in less than the delay ago.
     func loginTooSoon(_ user: String) -> Bool {
-        guard config.loginDelaySeconds > 0, let last = lastLogin[UserName(user)] else { return false }
+        guard config.loginDelaySeconds > 0, let last = lastLogin.peek(UserName(user)) else { return false }
         return loop.now &- last < UInt64(config.loginDelaySeconds) * 1_000_000_000
     }
 
@@ -240,12 +299,12 @@ public final class POP3Service {
         preLogin.remove(session)
         loggedInCount += 1
         guard config.loginDelaySeconds > 0 else { return }
-        if lastLogin.count >= Self.maxLoginDelayRecords {
-            let horizon = loop.now &- UInt64(config.loginDelaySeconds) * 1_000_000_000
-            lastLogin = lastLogin.filter { $0.value > horizon }
-            if lastLogin.count >= Self.maxLoginDelayRecords { lastLogin.removeAll() }
-        }
-        lastLogin[UserName(user)] = loop.now
+        let now = loop.now
+        let delay = UInt64(config.loginDelaySeconds) * 1_000_000_000
+        // Records past the delay enforce nothing: drop them from the oldest end (each once,
+        // so O(1) amortised). A full table then forgets its least recent login (O(1)).
+        while let (_, last) = lastLogin.leastRecent, now &- last >= delay { lastLogin.removeLeastRecent() }
+        lastLogin.updateValue(now, forKey: UserName(user))
     }
 
     func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
@@ -289,3 +348,20 @@ public final class POP3Service {
 
 /// The version announced in CAPA IMPLEMENTATION and `pop3d --version`.
 public let pop3dVersion = "0.1.0"
+
+/// A passwd-file read and parsed on `reloadPool`, handed to the loop.
+struct PasswdLoad: Sendable {
+    let result: Result<(PasswdFile, [Diagnostic]), any Error>
+    /// `auth_mechanisms` warnings for the new file: counting users by scheme is O(users), so
+    /// it is done here on the worker too, not on the loop.
+    let mechanismWarnings: [String]
+
+    init(path: String, mechanisms: [AuthMechanism]) {
+        result = Result { try PasswdFile.load(path: path) }
+        if case .success(let (file, _)) = result {
+            mechanismWarnings = AuthMechanism.warnings(enabled: mechanisms, usersByScheme: file.usersByScheme)
+        } else {
+            mechanismWarnings = []
+        }
+    }
+}

@@ -13,6 +13,7 @@ extension ServerConfig {
         "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
         "tls_handshake_timeout", "hostname", "auth_mechanisms", "login_timeout",
         "max_unauthenticated_output_bytes", "tls_handshakes_per_turn", "loop_lag_warning",
+        "auth_max_queued_per_ip",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -80,6 +81,7 @@ extension ServerConfig {
             ?? maxUnauthenticatedOutputBytes
         tlsHandshakesPerTurn = try v.int("tls_handshakes_per_turn", min: 1, max: 1_024) ?? tlsHandshakesPerTurn
         loopLagWarningMilliseconds = try v.int("loop_lag_warning", min: 0, max: 60_000) ?? loopLagWarningMilliseconds
+        authMaxQueuedPerIP = try v.int("auth_max_queued_per_ip", min: 1, max: 65_536) ?? authMaxQueuedPerIP
         try validate()
     }
 

@@ -75,6 +75,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// A turn of the event loop longer than this many milliseconds logs a warning naming what
     /// ran (rate-limited to one per 10 s); 0 = never. `EventLoop.recommendedLoopLagWarning`.
     public var loopLagWarningMilliseconds: Int = 50
+    /// Password hashes one client address (IPv6: its /64) may have queued or running on the
+    /// `auth_workers` at once; beyond it a login gets `-ERR [SYS/TEMP]`. Trusted networks are
+    /// exempt. Keeps one address from filling the shared hashing queue.
+    public var authMaxQueuedPerIP: Int = 16
 
     public init() {}
 }

@@ -66,6 +66,30 @@ final class FakeClock {
         #expect(p.recordFailure(from: a) == .zero)
     }
 
+    /// The penalty is served before the next attempt is verified (issue 9, finding 6): no wait
+    /// after zero or one failure; after n >= 2 the delay the next failure would earn, less the
+    /// time already passed since the last failure.
+    @Test func delayBeforeAttemptIsServedFirstAndShrinksWithTime() throws {
+        let clock = FakeClock()
+        let p = FailurePenalty(clock: { clock.now })
+        let a = try #require(IPAddress("198.51.100.7"))
+        #expect(p.delayBeforeAttempt(from: a) == .zero)
+        _ = p.recordFailure(from: a)
+        #expect(p.delayBeforeAttempt(from: a) == .seconds(2))
+        clock.now += .milliseconds(500)
+        #expect(p.delayBeforeAttempt(from: a) == .milliseconds(1500))
+        clock.now += .seconds(5)  // a person retyping after a while waits nothing
+        #expect(p.delayBeforeAttempt(from: a) == .zero)
+        for _ in 0..<9 { _ = p.recordFailure(from: a) }
+        #expect(p.delayBeforeAttempt(from: a) == FailurePenalty.maxDelay)
+        let (trusted, _) = CIDRTable.parse(["198.51.100.0/24"])
+        let exempt = FailurePenalty(trusted: trusted, clock: { clock.now })
+        for _ in 0..<5 { _ = exempt.recordFailure(from: a) }
+        #expect(exempt.delayBeforeAttempt(from: a) == .zero)
+        p.recordSuccess(from: a)
+        #expect(p.delayBeforeAttempt(from: a) == .zero)
+    }
+
     @Test func trustedNetworksAreExemptAndIPv6CountsPerSlash64() throws {
         let (trusted, _) = CIDRTable.parse(["127.0.0.0/8", "::1/128"])
         let p = FailurePenalty(trusted: trusted, clock: { .zero })
@@ -93,5 +117,14 @@ final class FakeClock {
         #expect(p.failures(for: addrs[0]) == 0)  // the oldest went
         #expect(p.failures(for: addrs[1]) == 2)
         #expect(p.failures(for: addrs[3]) == 1)
+        // A new failure makes an address the most recent: the next one out is addrs[2].
+        _ = p.recordFailure(from: addrs[1])
+        _ = p.recordFailure(from: try #require(IPAddress("203.0.113.99")))
+        #expect(p.failures(for: addrs[2]) == 0)
+        #expect(p.failures(for: addrs[1]) == 3)
+        // Expired records leave first, without any scan of the table.
+        clock.now += FailurePenalty.forgetAfter + .seconds(1)
+        _ = p.recordFailure(from: addrs[0])
+        #expect(p.trackedAddresses == 1)
     }
 }

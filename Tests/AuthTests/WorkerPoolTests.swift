@@ -56,6 +56,64 @@ func waitUntil(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         #expect(pool.submit({ 4 }, completion: { _ in done += 1 }) != .overloaded)
     }
 
+    /// A client that closes its connection takes its queued hash with it: the job never runs,
+    /// its completion never runs, and its queue slot is free again at once.
+    @Test func cancelRemovesAQueuedJobButNotARunningOne() {
+        let gate = Atomic<Bool>(false)
+        let started = Atomic<Bool>(false)
+        let ran = Atomic<Int>(0)
+        let pool = WorkerPool(threads: 1, maxQueuedJobs: 2, notify: {})
+        defer { pool.shutdown() }
+        var done: [Int] = []
+        guard case .queued(let running) = pool.submit({ () -> Int in
+            started.store(true, ordering: .releasing)
+            while !gate.load(ordering: .acquiring) { sched_yield() }
+            return 0
+        }, completion: { done.append($0) }) else { Issue.record("not queued"); return }
+        #expect(waitUntil { started.load(ordering: .acquiring) })
+        guard case .queued(let first) = pool.submit({ ran.add(1, ordering: .relaxed); return 1 }, completion: { done.append($0) }),
+              case .queued = pool.submit({ ran.add(10, ordering: .relaxed); return 2 }, completion: { done.append($0) })
+        else { Issue.record("not queued"); return }
+        #expect(pool.queuedJobs == 2)
+        #expect(pool.submit({ 3 }, completion: { done.append($0) }) == .overloaded)
+        // Cancelling a queued job frees its slot at once.
+        #expect(pool.cancel(first))
+        #expect(!pool.cancel(first))  // only once
+        #expect(pool.queuedJobs == 1)
+        #expect(pool.submit({ 4 }, completion: { done.append($0) }) != .overloaded)
+        // The running job cannot be stopped: cancel says so and its completion still runs.
+        #expect(!pool.cancel(running))
+        gate.store(true, ordering: .releasing)
+        #expect(waitUntil { pool.drainCompletions(); return done.count == 3 })
+        #expect(done.sorted() == [0, 2, 4])
+        #expect(ran.load(ordering: .relaxed) == 10)  // the cancelled job never ran
+        #expect(pool.outstanding == 0 && pool.queuedJobs == 0)
+    }
+
+    /// A flooding address's extra jobs wait in the `.later` lane: a job in the `.first` lane,
+    /// submitted after them, runs before them.
+    @Test func firstLaneJobsRunBeforeLaterOnes() {
+        let gate = Atomic<Bool>(false)
+        let started = Atomic<Bool>(false)
+        let order = Mutex<[Int]>([])
+        let pool = WorkerPool(threads: 1, notify: {})
+        defer { pool.shutdown() }
+        var done = 0
+        pool.submit({ () -> Int in
+            started.store(true, ordering: .releasing)
+            while !gate.load(ordering: .acquiring) { sched_yield() }
+            return 0
+        }, completion: { _ in done += 1 })
+        #expect(waitUntil { started.load(ordering: .acquiring) })
+        for i in 1...3 {
+            pool.submit({ order.withLock { $0.append(i) }; return i }, lane: .later, completion: { _ in done += 1 })
+        }
+        pool.submit({ order.withLock { $0.append(9) }; return 9 }, lane: .first, completion: { _ in done += 1 })
+        gate.store(true, ordering: .releasing)
+        #expect(waitUntil { pool.drainCompletions(); return done == 5 })
+        #expect(order.withLock { $0 } == [9, 1, 2, 3])
+    }
+
     @Test func shutdownJoinsAndRefusesNewWork() {
         let pool = WorkerPool(threads: 2, notify: {})
         pool.shutdown()
