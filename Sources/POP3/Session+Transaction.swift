@@ -141,7 +141,7 @@ extension Session {
         case .failure(let box): return box.action
         case .success(let index):
             counters.messagesRetrieved += 1
-            counters.octetsRetrieved += sizes[index]
+            counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
             out.write("+OK ")
             out.write(decimal: sizes[index])
             out.write(" octets\r\n")
@@ -174,7 +174,7 @@ extension Session {
         case .success(let index):
             deleted[index] = true
             deletedCount += 1
-            deletedOctets += sizes[index]
+            deletedOctets = Self.saturatingAdd(deletedOctets, sizes[index])
             out.write("+OK message ")
             out.write(decimal: index + 1)
             out.write(" deleted\r\n")

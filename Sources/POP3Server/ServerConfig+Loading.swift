@@ -12,6 +12,7 @@ extension ServerConfig {
         "login_delay", "expire", "implementation", "reuse_port", "auth_workers",
         "disable_plaintext_auth", "tls_cert", "tls_key", "tls_min_version",
         "tls_handshake_timeout", "hostname",
+        "maildir_allow_root_symlink",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -73,6 +74,7 @@ extension ServerConfig {
         tlsMinVersion = v.string("tls_min_version") ?? tlsMinVersion
         tlsHandshakeTimeoutSeconds = try v.int("tls_handshake_timeout", min: 1, max: 600) ?? tlsHandshakeTimeoutSeconds
         hostname = v.string("hostname") ?? hostname
+        maildirAllowRootSymlink = try v.bool("maildir_allow_root_symlink") ?? maildirAllowRootSymlink
         try validate()
     }
 

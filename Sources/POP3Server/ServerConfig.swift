@@ -58,6 +58,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var tlsHandshakeTimeoutSeconds: Int = 30
     /// Host name in the greeting's APOP timestamp; defaults to gethostname().
     public var hostname: String? = nil
+    /// Follow the Maildir root (the last component of `mail`) when it is a symbolic link, for
+    /// sites that symlink whole Maildirs. new/, cur/, tmp/ and files inside are never followed.
+    public var maildirAllowRootSymlink: Bool = false
 
     public init() {}
 }
