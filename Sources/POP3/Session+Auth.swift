@@ -80,7 +80,7 @@ extension Session {
             out.write("+OK maildrop has ")
             out.write(decimal: count)
             out.write(" messages (")
-            out.write(decimal: totalOctets)
+            out.write(decimal: maildropOctets)
             out.write(" octets)\r\n")
             return .none
         case .authFailed:
