@@ -17,6 +17,7 @@ extension Maildrop {
             stats.cacheDiscarded = why
             cacheDirty = true
         }
+        if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
         var used = Set<String>()
         var seen = Set<String>()
         var listed: [(info: MessageInfo, key: MaildirName, mtime: Int)] = []

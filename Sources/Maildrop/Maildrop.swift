@@ -128,6 +128,8 @@ public final class Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
         }
+        // A job that waited in the queue while its client left does not even start.
+        if let cancellation, cancellation.isCancelled { throw .cancelled }
         let rootfd: Int32
         switch try Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path) {
         case .ok(let fd): rootfd = fd

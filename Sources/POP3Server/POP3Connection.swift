@@ -112,9 +112,8 @@ final class POP3Connection: ConnectionDelegate {
     var encoder = MessageEncoder(bodyLines: nil)
     var scram: ScramServer?
     var scramEntry: UserEntry?
-    /// Raised when the connection closes, so a maildrop open running on a storage worker for
-    /// this session stops between files instead of outliving its client.
-    var storageCancellation: CancellationFlag?
+    /// A maildrop open running on a storage worker for this session (POP3Connection+StorageJob).
+    var storageJob: StorageJob?
     var penaltyTimer: TimerID?
     /// `tls_handshake_timeout` for this session's handshake (POP3Service+TLS.swift).
     var handshakeTimer: TimerID?
@@ -365,8 +364,8 @@ final class POP3Connection: ConnectionDelegate {
         } catch {
             return maildropOpened(.failure(error), user: user)
         }
-        let cancellation = CancellationFlag()
-        storageCancellation = cancellation
+        let job = StorageJob()
+        let cancellation = job.cancellation
         let submitted = service.storagePool.submit({
             OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation)
         }) { [weak self] opened in
@@ -374,10 +373,12 @@ final class POP3Connection: ConnectionDelegate {
                 if case .success(let drop) = opened.result { drop.close() }  // client gone: release the lock
                 return
             }
-            self.storageCancellation = nil
+            self.endStorageJob(cancel: false)
             self.maildropOpened(opened.result, user: user)
         }
-        if case .queued = submitted {} else {
+        if case .queued = submitted {
+            watchStorageJob(job)
+        } else {
             loginFinished(.temporaryFailure("storage service overloaded"))
         }
     }
@@ -573,8 +574,7 @@ final class POP3Connection: ConnectionDelegate {
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
         phase = .closed
-        storageCancellation?.cancel()
-        storageCancellation = nil
+        endStorageJob(cancel: true)
         if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
         penaltyTimer = nil
         if let handshakeTimer { service.loop.cancelTimer(handshakeTimer) }

@@ -317,3 +317,26 @@ def try_login(server, user):
         return r
     r.close()
     return None
+
+
+def test_listing_of_a_huge_sparse_file_stops_when_its_client_leaves(mailhost):
+    """Finding 9: a message whose size must be counted by reading it (no W= field, no cache)
+    and that reads as terabytes of zeros holds a storage worker and the maildrop lock; once
+    its client has gone the job stops, so the lock is free again within seconds."""
+    mailhost.deliver("alice", maildata.message(1))
+    huge = os.path.join(mailhost.maildir("alice"), "new", "1700000000.M1P1.sparse")
+    with open(huge, "wb") as f:
+        f.truncate(4 << 40)  # 4 TiB of holes: many minutes to read
+    server = mailhost.serve()
+    r = Raw(server.host, server.port, timeout=30)
+    assert r.line().startswith(b"+OK")
+    assert r.cmd("USER alice").startswith(b"+OK")
+    r.send(f"PASS {USERS['alice']}\r\n".encode())
+    time.sleep(0.5)  # let the storage worker start on the file (not a wait for a condition:
+    # the test passes as well if the client leaves before the job started)
+    r.close()
+    os.unlink(huge)  # the running job keeps its descriptor; a new open lists 1 message
+    second = wait_for(lambda: try_login(server, "alice"), timeout=30,
+                      what="the maildrop lock to be released by the cancelled listing")
+    assert second.cmd("STAT").startswith(b"+OK 1 ")
+    assert second.cmd("QUIT").startswith(b"+OK")
