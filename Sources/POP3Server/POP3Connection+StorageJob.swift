@@ -23,6 +23,20 @@ final class StorageJob {
     var timer: TimerID?
 }
 
+/// A maildrop handed to a storage worker for the UPDATE state. Unchecked Sendable: from the
+/// submission on, only the job touches it (the connection has let go of it); the job commits
+/// the deletions, then releases the lock, so no other session can open the maildrop half
+/// updated.
+struct UpdatingMaildrop: @unchecked Sendable {
+    let maildrop: Maildrop
+
+    func commitAndClose(_ indices: [Int]) -> CommitResult {
+        let result = maildrop.commit(deleting: indices)
+        maildrop.close()
+        return result
+    }
+}
+
 extension POP3Connection {
     /// Starts watching the client of the storage job just submitted.
     func watchStorageJob(_ job: StorageJob) {

@@ -71,20 +71,6 @@ struct OpenedMaildrop: @unchecked Sendable {
     }
 }
 
-/// A maildrop handed to a storage worker for the UPDATE state. Unchecked Sendable: from the
-/// submission on, only the job touches it (the connection has let go of it); the job commits
-/// the deletions, then releases the lock, so no other session can open the maildrop half
-/// updated.
-struct UpdatingMaildrop: @unchecked Sendable {
-    let maildrop: Maildrop
-
-    func commitAndClose(_ indices: [Int]) -> CommitResult {
-        let result = maildrop.commit(deleting: indices)
-        maildrop.close()
-        return result
-    }
-}
-
 /// One client: runs the pure `Session` against the connection, the Auth worker pool and the
 /// Maildrop, and performs the session's actions (DESIGN "How a byte travels").
 final class POP3Connection: ConnectionDelegate {
