@@ -38,12 +38,15 @@ struct CRLFSizeCounter {
 
     mutating func consume(_ chunk: UnsafeRawBufferPointer) {
         guard let base = chunk.baseAddress, chunk.count > 0 else { return }
-        octets &+= chunk.count
+        // Counted per chunk first (at most 3 x the chunk: cannot overflow), then added with
+        // saturation: a sparse file of more than 4 EiB would double past Int.max.
+        var added = chunk.count
+        var pairs = 0
         // memchr finds the CRs and the LFs; everything between them costs nothing.
         var offset = 0
         while offset < chunk.count {
             guard let hit = memchr(base + offset, 0x0D, chunk.count - offset) else { break }
-            octets &+= 1
+            added += 1
             offset = base.distance(to: UnsafeRawPointer(hit)) + 1
         }
         offset = 0
@@ -51,34 +54,48 @@ struct CRLFSizeCounter {
             guard let hit = memchr(base + offset, 0x0A, chunk.count - offset) else { break }
             let at = base.distance(to: UnsafeRawPointer(hit))
             let before = at == 0 ? last : chunk[at - 1]
-            if before == 0x0D { crlfPairs &+= 1 }
-            octets &+= 1
+            if before == 0x0D { pairs += 1 }
+            added += 1
             offset = at + 1
         }
+        octets = Self.saturatingAdd(octets, added)
+        crlfPairs = Self.saturatingAdd(crlfPairs, pairs)
         last = chunk[chunk.count - 1]
         sawAny = true
     }
 
-    /// The wire size: adds the CRLF that ends an unterminated last line.
+    static func saturatingAdd(_ a: Int, _ b: Int) -> Int {
+        let (r, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : r
+    }
+
+    /// The wire size: adds the CRLF that ends an unterminated last line. `Int.max` once the
+    /// count saturated (each CRLF pair added 4 to `octets`, so the subtraction cannot go
+    /// below zero while it is exact).
     var total: Int {
-        let lines = octets &- 2 &* crlfPairs
+        guard octets < Int.max else { return Int.max }
+        let lines = octets - 2 * crlfPairs
         guard sawAny, last != 0x0A, last != 0x0D else { return lines }
-        return lines &+ 2
+        return Self.saturatingAdd(lines, 2)
     }
 
     /// Reads the file `name` in `dirfd` through `buffer` and returns its CRLF
-    /// size; `nil` when the file vanished (renamed or deleted meanwhile).
+    /// size; `nil` when the file vanished (renamed or deleted meanwhile) or is no longer a
+    /// regular file (a FIFO put in its place is never opened for a blocking read).
+    /// `cancellation` is checked before every chunk: `.cancelled` when raised.
     static func measure(
-        dirfd: Int32, name: String, path: @autoclosure () -> String, buffer: UnsafeMutableRawBufferPointer
+        dirfd: Int32, name: String, path: @autoclosure () -> String, buffer: UnsafeMutableRawBufferPointer,
+        cancellation: CancellationFlag? = nil
     ) throws(MaildropError) -> Int? {
         let fd: Int32
-        switch try Sys.callOrMissing("openat", path(), { openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }) {
+        switch try Sys.openRegularFile(dirfd, name, path: path()) {
         case .ok(let f): fd = f
-        case .missing: return nil
+        case .missing, .wrongKind: return nil
         }
         defer { Sys.close(fd) }
         var counter = CRLFSizeCounter()
         while true {
+            if let cancellation, cancellation.isCancelled { throw .cancelled }
             let n = try Sys.read(fd, buffer, path: path())
             if n == 0 { break }
             counter.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))

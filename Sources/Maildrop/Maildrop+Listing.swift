@@ -3,10 +3,21 @@ import Glibc
 extension Maildrop {
     /// Lists new/ and cur/, sizes every message (W= field, cache, or a read)
     /// and numbers them in delivery order.
-    func list(rootfd: Int32, quick: Bool = false) throws(MaildropError) {
+    func list(rootfd: Int32, quick: Bool = false, cancellation: CancellationFlag? = nil) throws(MaildropError) {
         var stats = OpenStatistics()
-        var cache = SizeCache.load(rootfd: rootfd)
+        var cache = SizeCache()
         var cacheDirty = false
+        switch try SizeCache.load(
+            rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick) {
+        case .absent: break
+        case .valid(let loaded): cache = loaded
+        case .unusable(let why):
+            // Rewritten below (with the entries this listing can vouch for), so a broken
+            // cache costs one worker read, not one at every login.
+            stats.cacheDiscarded = why
+            cacheDirty = true
+        }
+        if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
         var used = Set<String>()
         var seen = Set<String>()
         var listed: [(info: MessageInfo, key: MaildirName, mtime: Int)] = []
@@ -17,10 +28,13 @@ extension Maildrop {
         for folder in [MessageInfo.Folder.new, .cur] {
             let dirfd = try directoryFD(folder)
             let dirPath = path + "/" + folder.directoryName
-            // The descriptors were opened by `open` just before: already at the start.
-            let entries = try Sys.listDirectory(dirfd, path: dirPath, rewind: false)
-            if quick && listed.count + entries.count > Maildrop.quickEntryLimit { throw .wouldBlock }
+            // The descriptors were opened by `open` just before: already at the start. A quick
+            // open stops reading the directory as soon as it is too large for the loop.
+            let limit = quick ? Maildrop.quickEntryLimit - listed.count : Int.max
+            let entries = try Sys.listDirectory(dirfd, path: dirPath, rewind: false, limit: limit)
+            if quick && entries.count > limit { throw .wouldBlock }
             for entry in entries {
+                if let cancellation, cancellation.isCancelled { throw .cancelled }
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
                 // stat below decides.
                 if entry.type != UInt8(DT_REG) && entry.type != UInt8(DT_UNKNOWN) {
@@ -53,14 +67,20 @@ extension Maildrop {
                     stats.sizesFromName += 1
                 } else if let e = cache.entries[name.uniqueName], e.fileSize == fileSize,
                           e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
+                    // `parse` checked the size against this file size, which is the file's.
                     size = e.crlfSize
                     stats.sizesFromCache += 1
                     used.insert(name.uniqueName)
                 } else {
                     if quick { throw .wouldBlock }
                     size = try CRLFSizeCounter.measure(
-                        dirfd: dirfd, name: entry.name, path: dirPath + "/" + entry.name, buffer: buffer)
-                    guard size != nil else { continue }  // vanished meanwhile
+                        dirfd: dirfd, name: entry.name, path: dirPath + "/" + entry.name, buffer: buffer,
+                        cancellation: cancellation)
+                    guard size != nil else {
+                        // Vanished, or replaced by something that is not a regular file.
+                        stats.entriesSkipped += 1
+                        continue
+                    }
                     stats.messagesRead += 1
                     if SizeCache.storable(name.uniqueName) {
                         cache.entries[name.uniqueName] = SizeCache.Entry(
@@ -101,24 +121,54 @@ extension Maildrop {
         statistics = stats
     }
 
+    /// The largest CRLF size a file of `fileSize` octets can have: every octet an LF that
+    /// gains a CR, plus the CRLF ending an unterminated last line (2 × size + 2), saturating
+    /// at `Int.max` so that a huge (sparse) file cannot make the bound itself trap.
+    static func maxCRLFSize(fileSize: Int) -> Int {
+        guard fileSize >= 0 else { return 0 }
+        let (doubled, o1) = fileSize.multipliedReportingOverflow(by: 2)
+        if o1 { return Int.max }
+        let (bound, o2) = doubled.addingReportingOverflow(2)
+        return o2 ? Int.max : bound
+    }
+
     /// Whether a `W=` field can be the CRLF size of a file of `fileSize`
     /// octets: never smaller than the file, at most one CR per octet plus the
     /// final CRLF, and `S=` (when present) must still match the file.
     static func consistent(w: Int, s: Int?, fileSize: Int) -> Bool {
         if let s, s != fileSize { return false }
-        return w >= fileSize && w <= 2 * fileSize + 2
+        return w >= fileSize && w <= maxCRLFSize(fileSize: fileSize)
     }
 
-    /// Finds where the message with `uniqueName` lives now: another agent may
-    /// have changed its flags (new `:2,` suffix) or moved it new/ → cur/.
-    func locate(uniqueName: String) throws(MaildropError) -> (folder: MessageInfo.Folder, fileName: String)? {
+    /// Where each of `uniqueNames` lives now: another agent may have changed its flags (new
+    /// `:2,` suffix) or moved it new/ → cur/. One listing of cur/ and new/ for all of them
+    /// (cur/ first: a message seen in both during a move is where it went). A name not in
+    /// the result is gone.
+    func locate(uniqueNames: Set<String>) throws(MaildropError) -> [String: (folder: MessageInfo.Folder, fileName: String)] {
+        directoryScans += 1
+        var found: [String: (folder: MessageInfo.Folder, fileName: String)] = [:]
         for folder in [MessageInfo.Folder.cur, .new] {
             let dirPath = path + "/" + folder.directoryName
-            for entry in try Sys.listDirectory(try directoryFD(folder), path: dirPath)
-            where MaildirName(entry.name).uniqueName == uniqueName {
-                return (folder, entry.name)
+            for entry in try Sys.listDirectory(try directoryFD(folder), path: dirPath) {
+                let unique = MaildirName(entry.name).uniqueName
+                if uniqueNames.contains(unique) && found[unique] == nil {
+                    found[unique] = (folder, entry.name)
+                }
             }
         }
-        return nil
+        return found
+    }
+
+    /// After a message was not found under its listed name: one listing updates the place of
+    /// every listed message another program renamed, so that a client fetching all of a
+    /// renamed maildrop costs one listing, not one per message.
+    func relocateAll() throws(MaildropError) {
+        let now = try locate(uniqueNames: Set(messages.map(\.uniqueName)))
+        for i in messages.indices {
+            if let place = now[messages[i].uniqueName] {
+                messages[i].folder = place.folder
+                messages[i].fileName = place.fileName
+            }
+        }
     }
 }

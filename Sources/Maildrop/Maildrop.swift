@@ -14,6 +14,16 @@ public final class Maildrop {
     public static let lockFileName = "pop3d.lock"
     /// Entries a `quick` open lists at most (about a millisecond of stat calls).
     public static let quickEntryLimit = 256
+    /// Largest size cache a `quick` open reads (on the event loop): 64 KiB hold the entries
+    /// of `quickEntryLimit` messages with long host names several times over, and parse in
+    /// well under a millisecond. A larger cache belongs to a maildrop too large for the loop
+    /// anyway, or is garbage: either way the storage workers read it (and rewrite a bad one).
+    public static let quickCacheBytes = 64 * 1024
+    /// Directory listings UPDATE makes at most to find messages renamed by another program
+    /// since login: one for all of them, and one more only for those renamed again between
+    /// that listing and their unlink. A message still moving after that is left in place and
+    /// counted as not removed (`-ERR [SYS/TEMP]`), never unlinked under a guessed name.
+    public static let commitListingRounds = 2
     /// Read buffer used to compute sizes at login (one per open maildrop).
     public static let measureChunkBytes = 64 * 1024
     /// Mode of directories created on first login (Dovecot uses 0700 too).
@@ -28,12 +38,23 @@ public final class Maildrop {
     /// session holds just its socket and the lock, so 50,000 sessions fit the fd budget.
     private var newfd: Int32
     private var curfd: Int32
+    /// Whether the Maildir root (the last component of `path`) may be a symbolic link.
+    let allowRootSymlink: Bool
+    /// Device and inode of the root at login: new/ and cur/ are opened again later through
+    /// the path, and a root replaced meanwhile must not be mistaken for this maildrop.
+    private let rootIdentity: (dev: UInt, ino: UInt)
+    /// Directory listings made after login (locating renamed messages), for tests: UPDATE
+    /// makes one, not one per message.
+    var directoryScans = 0
 
-    private init(path: String, lockfd: Int32, newfd: Int32, curfd: Int32) {
+    private init(path: String, lockfd: Int32, newfd: Int32, curfd: Int32,
+                 allowRootSymlink: Bool, rootIdentity: (dev: UInt, ino: UInt)) {
         self.path = path
         self.lockfd = lockfd
         self.newfd = newfd
         self.curfd = curfd
+        self.allowRootSymlink = allowRootSymlink
+        self.rootIdentity = rootIdentity
         self.messages = []
         self.statistics = OpenStatistics()
     }
@@ -58,8 +79,14 @@ public final class Maildrop {
     /// RFC 1939 unique-id of message `i` (0-based).
     public func uid(_ i: Int) -> String { messages[i].uid }
 
-    /// Sum of all sizes (for STAT).
-    public var totalSize: Int { messages.reduce(0) { $0 + $1.size } }
+    /// Sum of all sizes (for STAT), saturating at `Int.max`: sizes come from disk, and no
+    /// sum of them may trap.
+    public var totalSize: Int {
+        messages.reduce(0) { sum, m in
+            let (r, overflow) = sum.addingReportingOverflow(max(0, m.size))
+            return overflow ? Int.max : r
+        }
+    }
 
     /// Whether the lock is still held.
     public var isOpen: Bool { lockfd >= 0 }
@@ -80,27 +107,54 @@ public final class Maildrop {
     /// Maildir is `.permanent`. A lock held by any other open (this process or
     /// another) gives `.inUse` without waiting.
     /// With `quick`, the open is meant for an event loop: it throws `.wouldBlock` (holding
-    /// nothing) instead of listing more than `quickEntryLimit` entries or reading a message
-    /// whose size is neither in its name nor in the size cache.
-    public static func open(path: String, createIfMissing: Bool = true, quick: Bool = false) throws(MaildropError) -> Maildrop {
+    /// nothing) instead of listing more than `quickEntryLimit` entries, reading a size cache
+    /// larger than `quickCacheBytes`, or reading a message whose size is neither in its name
+    /// nor in the size cache.
+    ///
+    /// Symbolic links: new/, cur/, tmp/, the lock file, the size cache and the messages are
+    /// never followed (a link there is `.permanent`, or a skipped message); the root itself
+    /// (the last component of `path`) only when `allowRootSymlink` (`maildir_allow_root_symlink`).
+    /// Directories above the root are the site's and are followed. Every open inside the
+    /// Maildir is relative to its directory descriptor with `O_NONBLOCK|O_NOFOLLOW`, and what
+    /// is not a regular file (or a directory where one belongs) is refused, so a FIFO can
+    /// never make an open wait.
+    ///
+    /// `cancellation`, checked between files and between read chunks, makes a long open on a
+    /// worker stop with `.cancelled` once its client has gone.
+    public static func open(
+        path: String, createIfMissing: Bool = true, quick: Bool = false,
+        allowRootSymlink: Bool = false, cancellation: CancellationFlag? = nil
+    ) throws(MaildropError) -> Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
         }
+        // A job that waited in the queue while its client left does not even start.
+        if let cancellation, cancellation.isCancelled { throw .cancelled }
         let rootfd: Int32
-        switch try Sys.callOrMissing("open", path, { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) {
+        switch try Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path) {
         case .ok(let fd): rootfd = fd
+        case .wrongKind(let mode): throw refused(path, mode, root: true)
         case .missing:
             // First login (as Dovecot does): create it. Only then, so that a normal login
             // costs no failed mkdir calls.
             guard createIfMissing else { throw .permanent("open(\(path)): no such Maildir") }
             try makeDirectories(path)
-            rootfd = try Sys.call("open", path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            switch try Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path) {
+            case .ok(let fd): rootfd = fd
+            case .wrongKind(let mode): throw refused(path, mode, root: true)
+            case .missing: throw .permanent("open(\(path)): no such Maildir")
+            }
         }
         defer { Sys.close(rootfd) }
+        var rootStat = Glibc.stat()
+        guard fstat(rootfd, &rootStat) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
 
         let lockPath = path + "/" + lockFileName
-        let lockfd = try Sys.call("openat", lockPath) {
-            openat(rootfd, lockFileName, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let lockfd: Int32
+        switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR | O_CREAT, mode: 0o600, path: lockPath) {
+        case .ok(let fd): lockfd = fd
+        case .wrongKind(let mode): throw refused(lockPath, mode, root: false)
+        case .missing: throw .temporary("openat(\(lockPath)): removed while being created")
         }
         var locked = false
         defer { if !locked { Sys.close(lockfd) } }
@@ -111,7 +165,7 @@ public final class Maildrop {
             throw MaildropError.fromErrno(err, call: "fcntl(F_OFD_SETLK)", path: lockPath)
         }
 
-        var newfd = try openSubdirectoryIfPresent(rootfd, path, "new")
+        var newfd = try openFolderIfPresent(rootfd, path, "new")
         if newfd < 0 && createIfMissing {
             for sub in ["new", "cur", "tmp"] {
                 let r = mkdirat(rootfd, sub, directoryMode)
@@ -119,26 +173,50 @@ public final class Maildrop {
                     throw MaildropError.fromErrno(errno, call: "mkdirat", path: path + "/" + sub)
                 }
             }
-            newfd = try openSubdirectoryIfPresent(rootfd, path, "new")
+            newfd = try openFolderIfPresent(rootfd, path, "new")
         }
         guard newfd >= 0 else { throw .permanent("openat(\(path)/new): no such directory") }
         let curfd: Int32
-        do {
-            curfd = try openSubdirectory(rootfd, path, "cur")
+        do throws(MaildropError) {
+            curfd = try openFolder(rootfd, path, "cur")
+            // tmp/ is not read by POP3, but a Maildir whose tmp/ leads elsewhere is not one
+            // this server vouches for either (deliveries through it land outside).
+            var st = Glibc.stat()
+            if fstatat(rootfd, "tmp", &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) != S_IFDIR {
+                Sys.close(curfd)
+                throw refused(path + "/tmp", st.st_mode, root: false)
+            }
         } catch {
             Sys.close(newfd)
             throw error
         }
         locked = true
-        let maildrop = Maildrop(path: path, lockfd: lockfd, newfd: newfd, curfd: curfd)
-        try maildrop.list(rootfd: rootfd, quick: quick)
+        let maildrop = Maildrop(
+            path: path, lockfd: lockfd, newfd: newfd, curfd: curfd, allowRootSymlink: allowRootSymlink,
+            rootIdentity: (UInt(rootStat.st_dev), UInt(rootStat.st_ino)))
+        try maildrop.list(rootfd: rootfd, quick: quick, cancellation: cancellation)
         maildrop.closeDirectories()
         return maildrop
     }
 
-    private static func openSubdirectory(_ rootfd: Int32, _ root: String, _ name: String) throws(MaildropError) -> Int32 {
-        try Sys.call("openat", root + "/" + name) {
-            openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    /// The error for a Maildir entry of the wrong kind: a symbolic link (followed nowhere but
+    /// at the root, and there only when allowed), a FIFO, a file where a folder belongs.
+    static func refused(_ path: String, _ mode: mode_t, root: Bool) -> MaildropError {
+        let kind = Sys.kindName(mode)
+        if (mode & S_IFMT) == S_IFLNK {
+            let why = root
+                ? "the Maildir itself may be a link only with maildir_allow_root_symlink"
+                : "links inside a Maildir are never followed"
+            return .permanent("\(path) is \(kind): refused (\(why))")
+        }
+        return .permanent("\(path) is \(kind): refused")
+    }
+
+    private static func openFolder(_ rootfd: Int32, _ root: String, _ name: String) throws(MaildropError) -> Int32 {
+        switch try Sys.openDirectory(rootfd, name, path: root + "/" + name) {
+        case .ok(let fd): return fd
+        case .missing: throw .permanent("openat(\(root)/\(name)): no such directory")
+        case .wrongKind(let mode): throw refused(root + "/" + name, mode, root: false)
         }
     }
 
@@ -155,21 +233,34 @@ public final class Maildrop {
         }
     }
 
-    private static func openSubdirectoryIfPresent(_ rootfd: Int32, _ root: String, _ name: String) throws(MaildropError) -> Int32 {
-        switch try Sys.callOrMissing("openat", root + "/" + name, { openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) {
+    private static func openFolderIfPresent(_ rootfd: Int32, _ root: String, _ name: String) throws(MaildropError) -> Int32 {
+        switch try Sys.openDirectory(rootfd, name, path: root + "/" + name) {
         case .ok(let fd): return fd
         case .missing: return -1
+        case .wrongKind(let mode): throw refused(root + "/" + name, mode, root: false)
         }
     }
 
-    /// The descriptor of new/ or cur/, opened again after login when needed.
+    /// The descriptor of new/ or cur/, opened again after login when needed: through the root
+    /// (itself checked to be the directory locked at login), never through a symbolic link.
     func directoryFD(_ folder: MessageInfo.Folder) throws(MaildropError) -> Int32 {
-        if folder == .new {
-            if newfd < 0 { newfd = try Sys.call("open", path + "/new") { Glibc.open(path + "/new", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
-            return newfd
+        if folder == .new && newfd >= 0 { return newfd }
+        if folder == .cur && curfd >= 0 { return curfd }
+        let rootfd: Int32
+        switch try Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path) {
+        case .ok(let fd): rootfd = fd
+        case .missing: throw .temporary("open(\(path)): the Maildir was removed since login")
+        case .wrongKind(let mode): throw Maildrop.refused(path, mode, root: true)
         }
-        if curfd < 0 { curfd = try Sys.call("open", path + "/cur") { Glibc.open(path + "/cur", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
-        return curfd
+        defer { Sys.close(rootfd) }
+        var st = Glibc.stat()
+        guard fstat(rootfd, &st) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
+        guard UInt(st.st_dev) == rootIdentity.dev && UInt(st.st_ino) == rootIdentity.ino else {
+            throw .temporary("\(path) is no longer the directory locked at login")
+        }
+        let fd = try Maildrop.openFolder(rootfd, path, folder.directoryName)
+        if folder == .new { newfd = fd } else { curfd = fd }
+        return fd
     }
 
     func filePath(_ folder: MessageInfo.Folder, _ name: String) -> String {

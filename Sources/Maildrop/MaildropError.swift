@@ -19,6 +19,9 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// or has to read messages to count their sizes. Nothing is held; open it again without
     /// `quick` off the event loop.
     case wouldBlock
+    /// The caller's `CancellationFlag` was raised (its client left) while the maildrop was
+    /// being opened on a worker; nothing is held.
+    case cancelled
 
     public var description: String {
         switch self {
@@ -27,6 +30,7 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
         case .permanent(let m): return "permanent: \(m)"
         case .invalidUser: return "invalid user name"
         case .wouldBlock: return "listing needs a worker"
+        case .cancelled: return "open cancelled: the client left"
         }
     }
 

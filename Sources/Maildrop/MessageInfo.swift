@@ -35,6 +35,9 @@ public struct OpenStatistics: Sendable, Equatable {
     public var cacheWritten = false
     /// Why writing `pop3d.sizes` failed, if it did (the login still works).
     public var cacheError: MaildropError? = nil
+    /// Why an existing `pop3d.sizes` was not used (torn, garbage, absurd sizes, too large,
+    /// not a regular file); it is rewritten by the same open.
+    public var cacheDiscarded: String? = nil
     /// Directory entries skipped: not regular files, non-UTF-8 names, or
     /// duplicates seen in both new/ and cur/ during a concurrent move.
     public var entriesSkipped = 0

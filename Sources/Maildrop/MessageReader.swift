@@ -50,18 +50,22 @@ public final class MessageReader {
 extension Maildrop {
     /// Opens message `i` (0-based) for streaming. When the file was renamed
     /// since login (flags changed, moved new/ → cur/) it is found again by its
-    /// unique name; a message that is gone for good is `.temporary` (another
-    /// agent expunged it; RFC 3206 §4 leaves the retry to the client).
+    /// unique name, with one listing that relocates every renamed message; a message that
+    /// is gone for good is `.temporary` (another agent expunged it; RFC 3206 §4 leaves the
+    /// retry to the client). A message file that is no longer a regular file (a FIFO, a
+    /// symbolic link put in its place) is `.permanent` and is never opened for a read that
+    /// could block.
     public func openMessage(_ i: Int) throws(MaildropError) -> MessageReader {
         guard messages.indices.contains(i) else {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
         }
         let info = messages[i]
         if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize) { return reader }
-        if let now = try locate(uniqueName: info.uniqueName) {
-            messages[i].folder = now.folder
-            messages[i].fileName = now.fileName
-            if let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) { return reader }
+        try relocateAll()
+        let now = messages[i]
+        if now.folder != info.folder || now.fileName != info.fileName,
+           let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) {
+            return reader
         }
         throw .temporary("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
     }
@@ -69,9 +73,10 @@ extension Maildrop {
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
         let p = filePath(folder, name)
         let dirfd = try directoryFD(folder)
-        switch try Sys.callOrMissing("openat", p, { openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }) {
+        switch try Sys.openRegularFile(dirfd, name, path: p) {
         case .ok(let fd): return MessageReader(fd: fd, path: p, expectedBytes: expectedBytes)
         case .missing: return nil
+        case .wrongKind(let mode): throw Maildrop.refused(p, mode, root: false)
         }
     }
 }

@@ -29,18 +29,42 @@ struct SizeCache {
 
     var entries: [String: Entry] = [:]
 
-    /// Loads the cache in `rootfd`; a missing, oversized or corrupt file gives
-    /// an empty cache. I/O errors also give an empty cache: sizes can always
-    /// be recomputed, so a broken cache must never fail a login.
-    static func load(rootfd: Int32) -> SizeCache {
-        let fd = openat(rootfd, fileName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return SizeCache() }
+    /// What `load` found.
+    enum Loaded {
+        /// No cache file: nothing to rewrite unless sizes were measured.
+        case absent
+        case valid(SizeCache)
+        /// A file is there but cannot be used (torn, garbage, absurd sizes, oversized, not a
+        /// regular file, unreadable): the listing rewrites it, so the cost of looking at it
+        /// is paid once, not at every login.
+        case unusable(String)
+    }
+
+    /// Loads the cache in `rootfd`, opened `O_NONBLOCK|O_NOFOLLOW` (a FIFO or a symbolic
+    /// link named `pop3d.sizes` is never waited on nor followed). A cache larger than
+    /// `maxBytes` is not read: with `quick` that is `.wouldBlock` (the storage workers will
+    /// read it), otherwise it is `.unusable`. I/O errors give `.unusable` too: sizes can
+    /// always be recomputed, so a broken cache must never fail a login.
+    static func load(rootfd: Int32, maxBytes: Int, quick: Bool) throws(MaildropError) -> Loaded {
+        let fd: Int32
+        do throws(MaildropError) {
+            switch try Sys.openRegularFile(rootfd, fileName, path: fileName) {
+            case .ok(let f): fd = f
+            case .missing: return .absent
+            case .wrongKind(let mode): return .unusable("it is \(Sys.kindName(mode))")
+            }
+        } catch {
+            return .unusable("\(error)")
+        }
         defer { Sys.close(fd) }
         var st = Glibc.stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= maxFileBytes else {
-            return SizeCache()
+        guard fstat(fd, &st) == 0 else { return .unusable("fstat failed (errno \(errno))") }
+        let size = Int(st.st_size)
+        guard size <= maxBytes else {
+            if quick { throw .wouldBlock }
+            return .unusable("\(size) octets, above the \(maxBytes) read at most")
         }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var bytes = [UInt8](repeating: 0, count: size)
         var filled = 0
         while filled < bytes.count {
             let n = bytes.withUnsafeMutableBytes { raw -> Int in
@@ -48,10 +72,12 @@ struct SizeCache {
                 return Glibc.read(fd, base + filled, raw.count - filled)
             }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return SizeCache() }
+            if n < 0 { return .unusable("read failed (errno \(errno))") }
+            if n == 0 { return .unusable("shorter than its size") }
             filled += n
         }
-        return parse(bytes) ?? SizeCache()
+        guard let cache = parse(bytes) else { return .unusable("it does not parse") }
+        return .valid(cache)
     }
 
     /// Parses the whole file or nothing.
@@ -72,7 +98,9 @@ struct SizeCache {
                   let sec = MaildirName.parseDecimal(mtime[0]),
                   let nsec = MaildirName.parseDecimal(mtime[1]),
                   let crlf = MaildirName.parseDecimal(fields[2]),
-                  crlf >= fileSize
+                  // Checked as a W= field is: a cached size no CRLF conversion of a file of
+                  // this size can give is garbage (and would reach STAT's sums).
+                  crlf >= fileSize, crlf <= Maildrop.maxCRLFSize(fileSize: fileSize)
             else { return nil }
             let name = String(decoding: fields[3], as: UTF8.self)
             cache.entries[name] = Entry(fileSize: fileSize, mtimeSec: sec, mtimeNsec: nsec, crlfSize: crlf)
@@ -92,14 +120,25 @@ struct SizeCache {
     }
 
     /// Replaces the cache file atomically. Errors are returned for the
-    /// statistics only: a cache that cannot be written costs time, not mail.
+    /// statistics and the log: a cache that cannot be written costs time, not mail.
+    /// The temporary file is removed first and created with `O_EXCL|O_NOFOLLOW|O_NONBLOCK`:
+    /// whatever another program left under its name (a FIFO would block a plain open for
+    /// writing, a link would lead the write elsewhere) is never opened.
     func save(rootfd: Int32, rootPath: String) -> MaildropError? {
-        do {
-            let fd = try Sys.call("openat", rootPath + "/" + SizeCache.tempName) {
-                openat(rootfd, SizeCache.tempName, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let tempPath = rootPath + "/" + SizeCache.tempName
+        do throws(MaildropError) {
+            if unlinkat(rootfd, SizeCache.tempName, 0) != 0 && errno != ENOENT {
+                throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
+            }
+            let fd: Int32
+            switch try Sys.openRegularFile(
+                rootfd, SizeCache.tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, path: tempPath) {
+            case .ok(let f): fd = f
+            case .missing: throw MaildropError.temporary("openat(\(tempPath)): vanished while being created")
+            case .wrongKind(let mode): throw Maildrop.refused(tempPath, mode, root: false)
             }
             do {
-                try Sys.writeAll(fd, serialize(), path: rootPath + "/" + SizeCache.tempName)
+                try Sys.writeAll(fd, serialize(), path: tempPath)
             } catch {
                 Sys.close(fd)
                 _ = unlinkat(rootfd, SizeCache.tempName, 0)

@@ -85,6 +85,94 @@ enum Sys {
         }
     }
 
+    /// Result of opening something inside a Maildir that must be of one kind.
+    enum Opened {
+        case ok(Int32)
+        case missing
+        /// There is an entry, but not of the kind asked for (a FIFO, a device, a socket, a
+        /// directory where a file belongs, or a symbolic link: nothing is opened through it).
+        case wrongKind(mode_t)
+    }
+
+    /// Flags of every open inside a Maildir. `O_NONBLOCK`: opening a FIFO for reading would
+    /// otherwise wait for a writer, freezing the event loop (and the whole server) for as long
+    /// as a user's file likes; on a regular file or a directory it changes nothing.
+    /// `O_NOFOLLOW`: a symbolic link placed in a Maildir must not lead out of it.
+    static let safeOpenFlags = O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW
+
+    /// Opens `name` in `dirfd` for reading (or with `flags`) only if it is a regular file:
+    /// the check is an `fstat` of the descriptor opened, so nothing can swap the entry between
+    /// check and use. A FIFO, device, socket, directory or symbolic link is `.wrongKind`
+    /// (nothing stays open); a vanished entry is `.missing`.
+    static func openRegularFile(
+        _ dirfd: Int32, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
+        path: @autoclosure () -> String
+    ) throws(MaildropError) -> Opened {
+        while true {
+            let fd = openat(dirfd, name, flags | safeOpenFlags, mode)
+            if fd >= 0 {
+                var st = Glibc.stat()
+                guard fstat(fd, &st) == 0 else {
+                    let err = errno
+                    close(fd)
+                    throw MaildropError.fromErrno(err, call: "fstat", path: path())
+                }
+                guard (st.st_mode & S_IFMT) == S_IFREG else {
+                    close(fd)
+                    return .wrongKind(st.st_mode & S_IFMT)
+                }
+                return .ok(fd)
+            }
+            let err = errno
+            if err == EINTR { continue }
+            if err == ENOENT { return .missing }
+            // O_NOFOLLOW on a symbolic link: ELOOP. An open for writing of a FIFO without a
+            // reader with O_NONBLOCK: ENXIO. A directory opened for writing: EISDIR.
+            if err == ELOOP || err == ENXIO || err == EISDIR {
+                var st = Glibc.stat()
+                if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return .wrongKind(st.st_mode & S_IFMT) }
+            }
+            throw MaildropError.fromErrno(err, call: "openat", path: path())
+        }
+    }
+
+    /// Opens the directory `name` in `dirfd` (`AT_FDCWD` with an absolute name for the root)
+    /// without following a symbolic link unless `followSymlink`. A symbolic link, or anything
+    /// else that is not a directory, is `.wrongKind` (Linux answers `O_DIRECTORY|O_NOFOLLOW`
+    /// on a link with ENOTDIR, so the entry is looked at again to tell which).
+    static func openDirectory(
+        _ dirfd: Int32, _ name: String, followSymlink: Bool = false, path: @autoclosure () -> String
+    ) throws(MaildropError) -> Opened {
+        let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK | (followSymlink ? 0 : O_NOFOLLOW)
+        while true {
+            let fd = openat(dirfd, name, flags)
+            if fd >= 0 { return .ok(fd) }
+            let err = errno
+            if err == EINTR { continue }
+            if err == ENOENT { return .missing }
+            if err == ENOTDIR || err == ELOOP {
+                var st = Glibc.stat()
+                if fstatat(dirfd, name, &st, followSymlink ? 0 : AT_SYMLINK_NOFOLLOW) == 0 {
+                    return .wrongKind(st.st_mode & S_IFMT)
+                }
+            }
+            throw MaildropError.fromErrno(err, call: "openat", path: path())
+        }
+    }
+
+    /// A word for a file type, for error messages.
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFLNK: return "a symbolic link"
+        case S_IFIFO: return "a FIFO"
+        case S_IFDIR: return "a directory"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        case S_IFREG: return "a regular file"
+        default: return "not a regular file"
+        }
+    }
+
     /// Closes `fd`, ignoring errors: on Linux the descriptor is gone even when
     /// close reports EINTR or EIO, so retrying could close someone else's fd.
     @inline(__always)
@@ -98,14 +186,19 @@ enum Sys {
     /// Entries of the directory open at `dirfd`, with their `d_type`, without dot-files.
     /// getdents64 straight on the descriptor (rewound first unless it was just opened, so it
     /// can be listed again): no DIR*, so no dup/fstat/fcntl per listing.
-    static func listDirectory(_ dirfd: Int32, path: String, rewind: Bool = true) throws(MaildropError) -> [(name: String, type: UInt8)] {
+    /// With `limit`, reading stops as soon as more than `limit` entries are collected (the
+    /// caller sees `count > limit` and gives up), so a huge directory costs one buffer, not a
+    /// full scan.
+    static func listDirectory(
+        _ dirfd: Int32, path: String, rewind: Bool = true, limit: Int = Int.max
+    ) throws(MaildropError) -> [(name: String, type: UInt8)] {
         if rewind && lseek(dirfd, 0, SEEK_SET) < 0 {
             throw MaildropError.fromErrno(errno, call: "lseek", path: path)
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
         defer { buffer.deallocate() }
         var out: [(name: String, type: UInt8)] = []
-        while true {
+        while out.count <= limit {
             let n = cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count))
             if n < 0 {
                 if errno == EINTR { continue }

@@ -76,16 +76,15 @@ extension Session {
         case .success(let listing):
             // A listing whose arrays disagree is the glue's bug; never trap on it.
             let count = min(listing.sizes.count, listing.uids.count)
-            sizes = Array(listing.sizes[..<count])
+            (sizes, totalOctets) = Self.octets(of: Array(listing.sizes[..<count]))
             uids = Array(listing.uids[..<count])
             deleted = Array(repeating: false, count: count)
-            totalOctets = sizes.reduce(0) { $0 &+ max(0, $1) }
             phase = .transaction
             isAuthenticated = true
             out.write("+OK maildrop has ")
             out.write(decimal: count)
             out.write(" messages (")
-            out.write(decimal: totalOctets)
+            out.write(decimal: maildropOctets)
             out.write(" octets)\r\n")
             return .none
         case .authFailed:

@@ -33,7 +33,7 @@ extension Session {
     func writeDropSize(out: inout some ReplySink) {
         out.write(decimal: sizes.count - deletedCount)
         out.write(" ")
-        out.write(decimal: totalOctets - deletedOctets)
+        out.write(decimal: remainingOctets)
     }
 
     mutating func list(_ line: UnsafeRawBufferPointer, _ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {
@@ -42,7 +42,7 @@ extension Session {
             out.write("+OK ")
             out.write(decimal: sizes.count - deletedCount)
             out.write(" messages (")
-            out.write(decimal: totalOctets - deletedOctets)
+            out.write(decimal: remainingOctets)
             out.write(" octets)\r\n")
             producer = .list(next: 0)
             return .produce
@@ -141,7 +141,7 @@ extension Session {
         case .failure(let box): return box.action
         case .success(let index):
             counters.messagesRetrieved += 1
-            counters.octetsRetrieved += sizes[index]
+            counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
             out.write("+OK ")
             out.write(decimal: sizes[index])
             out.write(" octets\r\n")
@@ -174,7 +174,7 @@ extension Session {
         case .success(let index):
             deleted[index] = true
             deletedCount += 1
-            deletedOctets += sizes[index]
+            deletedOctets += Int128(sizes[index])
             out.write("+OK message ")
             out.write(decimal: index + 1)
             out.write(" deleted\r\n")
@@ -196,7 +196,7 @@ extension Session {
         out.write("+OK maildrop has ")
         out.write(decimal: sizes.count)
         out.write(" messages (")
-        out.write(decimal: totalOctets)
+        out.write(decimal: maildropOctets)
         out.write(" octets)\r\n")
         return .none
     }

@@ -47,8 +47,9 @@ public struct Session: Sendable {
     var uids: [String] = []
     var deleted: [Bool] = []
     var deletedCount = 0
-    var deletedOctets = 0
-    var totalOctets = 0
+    /// Exact sums (see Session+Octets.swift): `Int128` cannot overflow on any listing.
+    var deletedOctets: Int128 = 0
+    var totalOctets: Int128 = 0
     var cramAttempts = 0
     /// A relayed SASL exchange waiting for the glue: mechanism and index of the
     /// client message handed out last.

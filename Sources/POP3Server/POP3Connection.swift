@@ -61,9 +61,10 @@ struct OutputSink: ReplySink {
 struct OpenedMaildrop: @unchecked Sendable {
     let result: Result<Maildrop, MaildropError>
 
-    init(path: String) {
+    init(path: String, allowRootSymlink: Bool, cancellation: CancellationFlag) {
         do {
-            result = .success(try Maildrop.open(path: path))
+            result = .success(try Maildrop.open(
+                path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation))
         } catch {
             result = .failure(error)
         }
@@ -97,6 +98,8 @@ final class POP3Connection: ConnectionDelegate {
     var encoder = MessageEncoder(bodyLines: nil)
     var scram: ScramServer?
     var scramEntry: UserEntry?
+    /// A maildrop open running on a storage worker for this session (POP3Connection+StorageJob).
+    var storageJob: StorageJob?
     var penaltyTimer: TimerID?
     /// The hash queued or running for this session's login (POP3Connection+AuthQueue.swift).
     var authJob: WorkerPool.JobID?
@@ -359,21 +362,30 @@ final class POP3Connection: ConnectionDelegate {
         // directory read and a stat per message. A large one, or one whose messages must be
         // read to count CRLF octets (a first login; seconds for a big Maildir on a cold disk),
         // is opened on the storage workers, so the loop never waits for it.
+        let allowRootSymlink = service.config.maildirAllowRootSymlink
         do {
-            return maildropOpened(.success(try Maildrop.open(path: path, quick: true)), user: user)
+            return maildropOpened(
+                .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink)), user: user)
         } catch .wouldBlock {
             // fall through to the workers
         } catch {
             return maildropOpened(.failure(error), user: user)
         }
-        let submitted = service.storagePool.submit({ OpenedMaildrop(path: path) }) { [weak self] opened in
+        let job = StorageJob()
+        let cancellation = job.cancellation
+        let submitted = service.storagePool.submit({
+            OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation)
+        }) { [weak self] opened in
             guard let self, self.phase == .waiting, !self.connection.isClosed else {
                 if case .success(let drop) = opened.result { drop.close() }  // client gone: release the lock
                 return
             }
+            self.endStorageJob(cancel: false)
             self.maildropOpened(opened.result, user: user)
         }
-        if case .queued = submitted {} else {
+        if case .queued = submitted {
+            watchStorageJob(job)
+        } else {
             loginFinished(.temporaryFailure("storage service overloaded"))
         }
     }
@@ -382,6 +394,14 @@ final class POP3Connection: ConnectionDelegate {
         switch result {
         case .success(let drop):
             maildrop = drop
+            if let why = drop.statistics.cacheDiscarded {
+                service.logger.notice("size cache \(drop.path)/pop3d.sizes discarded and rewritten: \(why)", metadata: metadata)
+            }
+            if let error = drop.statistics.cacheError {
+                // Logged once per failed write: the login works, but every login will read
+                // the messages again until the cause is fixed.
+                service.logger.warning("size cache not written: \(error)", metadata: metadata)
+            }
             var sizes: [Int] = []
             var uids: [String] = []
             sizes.reserveCapacity(drop.count)
@@ -491,17 +511,45 @@ final class POP3Connection: ConnectionDelegate {
 
     // MARK: UPDATE
 
+    /// The UPDATE state (RFC 1939 §6) runs on a storage worker: thousands of unlinks (and a
+    /// listing when messages were renamed by another program) never run on the loop. The
+    /// connection reads nothing meanwhile; the reply to QUIT comes when the job is done, and
+    /// the maildrop lock is held until then. A client that leaves meanwhile loses nothing:
+    /// the job finishes its deletions (QUIT was given), releases the lock, and the result is
+    /// logged.
     private func commit(_ indices: [Int]) {
-        var failed = 0
-        if let maildrop {
-            let result = maildrop.commit(deleting: indices)
-            failed = result.failed
-            if let error = result.firstError {
-                service.logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: metadata)
-            }
-            maildrop.close()
-            self.maildrop = nil
+        guard let maildrop else {
+            var sink = ConnectionSink(connection: connection)
+            return perform(session.updateFinished(failed: 0, out: &sink))
         }
+        // From here the job owns the maildrop: `connectionClosed` must not release its lock
+        // while the deletions run.
+        self.maildrop = nil
+        phase = .waiting
+        let job = UpdatingMaildrop(maildrop: maildrop)
+        let logger = service.logger
+        let logMetadata = metadata
+        let submitted = service.storagePool.submit({ job.commitAndClose(indices) }) { [weak self] result in
+            if let error = result.firstError {
+                logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: logMetadata)
+            }
+            guard let self, !self.connection.isClosed else {
+                logger.info("UPDATE finished after the client left: \(result.deleted) deleted, \(result.failed) not removed",
+                            metadata: logMetadata)
+                return
+            }
+            self.updateFinished(failed: result.failed)
+        }
+        if case .queued = submitted { return }
+        // No worker will take it (queue full, shutting down): nothing is removed, and the
+        // client is told so (RFC 1939 §6 -ERR); the next session can try again.
+        maildrop.close()
+        logger.error("UPDATE: storage workers unavailable, \(indices.count) message(s) not removed", metadata: logMetadata)
+        updateFinished(failed: indices.count)
+    }
+
+    private func updateFinished(failed: Int) {
+        phase = .reading
         var sink = ConnectionSink(connection: connection)
         let action = session.updateFinished(failed: failed, out: &sink)
         perform(action)
@@ -536,6 +584,7 @@ final class POP3Connection: ConnectionDelegate {
 
     func connectionClosed(_ connection: Connection, reason: CloseReason) {
         phase = .closed
+        endStorageJob(cancel: true)
         if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
         penaltyTimer = nil
         cancelAuthJob()

@@ -14,6 +14,7 @@ extension ServerConfig {
         "tls_handshake_timeout", "hostname", "auth_mechanisms", "login_timeout",
         "max_unauthenticated_output_bytes", "tls_handshakes_per_turn", "loop_lag_warning",
         "auth_max_queued_per_ip",
+        "maildir_allow_root_symlink",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -82,6 +83,7 @@ extension ServerConfig {
         tlsHandshakesPerTurn = try v.int("tls_handshakes_per_turn", min: 1, max: 1_024) ?? tlsHandshakesPerTurn
         loopLagWarningMilliseconds = try v.int("loop_lag_warning", min: 0, max: 60_000) ?? loopLagWarningMilliseconds
         authMaxQueuedPerIP = try v.int("auth_max_queued_per_ip", min: 1, max: 65_536) ?? authMaxQueuedPerIP
+        maildirAllowRootSymlink = try v.bool("maildir_allow_root_symlink") ?? maildirAllowRootSymlink
         try validate()
     }
 

@@ -79,6 +79,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// `auth_workers` at once; beyond it a login gets `-ERR [SYS/TEMP]`. Trusted networks are
     /// exempt. Keeps one address from filling the shared hashing queue.
     public var authMaxQueuedPerIP: Int = 16
+    /// Follow the Maildir root (the last component of `mail`) when it is a symbolic link, for
+    /// sites that symlink whole Maildirs. new/, cur/, tmp/ and files inside are never followed.
+    public var maildirAllowRootSymlink: Bool = false
 
     public init() {}
 }
