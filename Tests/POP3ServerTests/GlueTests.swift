@@ -102,7 +102,7 @@ import Testing
 
     /// A client that resets its connection (RST) while its password waits for the worker
     /// pool ({BLF-CRYPT}): the session ends at once (a reset is reported even while reading is
-    /// paused), the verification result that comes back later is dropped, the counts return
+    /// paused), its queued verification is cancelled, the counts return
     /// to zero, and the next login of the same user works (no maildrop lock left behind).
     /// The pool has one thread, held by a gate job, so the hash is still out when the reset
     /// is handled whatever the machine's load.
@@ -123,10 +123,11 @@ import Testing
         // The hash is queued on the pool behind the gate...
         #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
         c.reset()
-        // ...and the reset ends the session before it comes back.
+        // ...and the reset ends the session before it comes back, taking its queued hash with
+        // it (issue 9 finding 6: a gone client's queued job is cancelled, only the gate is left).
         #expect(try waitFor { try server.counts() == .zero }, "connection counts did not return to zero")
-        #expect(try server.onLoop { $0.service.pool.outstanding } == 2)
-        // The verification runs and finishes for a connection that is gone: nothing is opened.
+        #expect(try server.onLoop { $0.service.pool.outstanding } == 1)
+        // Nothing runs or is opened for the connection that is gone.
         gate.signal()
         #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 0 })
         #expect(try server.counts() == .zero)
@@ -220,6 +221,7 @@ import Testing
         #expect(secondDelay >= .seconds(1))
         let loopback = try #require(IPAddress("127.0.0.1"))
         #expect(try waitFor { try server.onLoop { $0.service.penalties.failures(for: loopback) } == 2 })
+        let secondFailureAt = TestClient.monotonicNanoseconds()
         c.close()
         #expect(try waitFor { try server.counts() == .zero })
 
@@ -235,7 +237,9 @@ import Testing
         #expect(try server.counts() == .zero)
         #expect(!server.logs.contains("error"), "\(server.logs.all.filter { $0.hasPrefix("error") })")
 
-        // The failures still count for the address: the third waits delay(afterFailures: 3).
+        // The failures still count for the address: the third attempt first waits what is left
+        // of delay(afterFailures: 3) since the second failure (the penalty is served before the
+        // attempt, as Dovecot does; the time since the last failure counts).
         let third = FailurePenalty.delay(afterFailures: 3)
         let next = try server.client()
         next.timeoutSeconds = 60
@@ -244,8 +248,10 @@ import Testing
         let start = TestClient.monotonicNanoseconds()
         #expect(try next.command("PASS wrong").hasPrefix("-ERR [AUTH]"))
         let waited = Double(TestClient.monotonicNanoseconds() - start) / 1e9
-        let expected = Double(third.components.seconds)
-        #expect(waited >= expected - 0.5, "third failure answered after \(waited) s, penalty is \(expected) s")
+        let sinceSecond = Double(start - secondFailureAt) / 1e9
+        let expected = Double(third.components.seconds) - sinceSecond
+        #expect(expected >= 1, "the harness took \(sinceSecond) s: too long for the check to mean anything")
+        #expect(waited >= expected - 0.5, "third failure answered after \(waited) s, \(expected) s of penalty were left")
         #expect(try next.command("QUIT").hasPrefix("+OK"))
         #expect(try waitFor { try server.counts() == .zero })
     }
