@@ -52,20 +52,19 @@ enum V1 {
         guard isIPv6 || name.elementsEqual(tcp4) else { throw .invalid(.v1BadProtocol) }
         guard try c.next(tooLong: .v1TooLong) == space else { throw .invalid(.v1BadSyntax) }
 
-        let sourceText = try field(&c, terminator: space, maxLength: isIPv6 ? maxIPv6TextLength : maxIPv4TextLength,
-                                   allowed: isIPv6 ? isIPv6Character : isIPv4Character, error: .v1BadAddress)
-        let destinationText = try field(&c, terminator: space, maxLength: isIPv6 ? maxIPv6TextLength : maxIPv4TextLength,
-                                        allowed: isIPv6 ? isIPv6Character : isIPv4Character, error: .v1BadAddress)
+        // Each field is checked as soon as its terminator arrives (an early "no"); the header
+        // is accepted only at the CRLF (§2.1: decode only a complete line).
+        let addressLength = isIPv6 ? maxIPv6TextLength : maxIPv4TextLength
+        let addressCharacter = isIPv6 ? isIPv6Character : isIPv4Character
+        let sourceText = try field(&c, terminator: space, maxLength: addressLength, allowed: addressCharacter, error: .v1BadAddress)
+        guard let source = address(c.input, sourceText, isIPv6: isIPv6) else { throw .invalid(.v1BadAddress) }
+        let destinationText = try field(&c, terminator: space, maxLength: addressLength, allowed: addressCharacter, error: .v1BadAddress)
+        guard let destination = address(c.input, destinationText, isIPv6: isIPv6) else { throw .invalid(.v1BadAddress) }
         let sourcePortText = try field(&c, terminator: space, maxLength: 5, allowed: isDigit, error: .v1BadPort)
+        guard let sourcePort = ProxyText.parsePort(slice(c.input, sourcePortText)) else { throw .invalid(.v1BadPort) }
         let destinationPortText = try field(&c, terminator: cr, maxLength: 5, allowed: isDigit, error: .v1BadPort)
+        guard let destinationPort = ProxyText.parsePort(slice(c.input, destinationPortText)) else { throw .invalid(.v1BadPort) }
         try expectLF(&c)
-
-        guard let source = address(c.input, sourceText, isIPv6: isIPv6),
-              let destination = address(c.input, destinationText, isIPv6: isIPv6)
-        else { throw .invalid(.v1BadAddress) }
-        guard let sourcePort = ProxyText.parsePort(slice(c.input, sourcePortText)),
-              let destinationPort = ProxyText.parsePort(slice(c.input, destinationPortText))
-        else { throw .invalid(.v1BadPort) }
         let header = ProxyHeader(
             version: .v1, command: .proxy, family: isIPv6 ? .inet6 : .inet, transportProtocol: .stream,
             source: ProxyEndpoint(address: source, port: sourcePort),

@@ -16,6 +16,8 @@
 enum V2 {
     static func parse(_ c: inout Cursor, maxLength: Int) throws(Stop) -> (ProxyHeader, Int) {
         // Signature, octet by octet: the first mismatch is a verdict without waiting for 16.
+        // (The cursor's limit is `maxLength`, at least 232, so the "too long" error given to
+        // these first 14 reads can never be raised.)
         for expected in ProxyHeaderParser.v2Signature {
             guard try c.next(tooLong: .v2TooLong(0)) == expected else { throw .invalid(.notProxyProtocol) }
         }

@@ -157,6 +157,11 @@ import Testing
         #expect(parser.parse(b("PROXY TCP4 1.2.3.x")) == .invalid(.v1BadAddress))
         #expect(parser.parse(b("PROXY TCP4 1.2.3.4 5.6.7.8 99")) == .needMore)
         #expect(parser.parse(b("PROXY TCP4 1.2.3.4 5.6.7.8 9q")) == .invalid(.v1BadPort))
+        // A complete field out of range is refused at its terminator, before the CRLF.
+        #expect(parser.parse(b("PROXY TCP4 1.2.3.256 ")) == .invalid(.v1BadAddress))
+        #expect(parser.parse(b("PROXY TCP6 1::2::3 ")) == .invalid(.v1BadAddress))
+        #expect(parser.parse(b("PROXY TCP4 1.2.3.4 5.6.7.8 65536 ")) == .invalid(.v1BadPort))
+        #expect(parser.parse(b("PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r")) == .invalid(.v1BadPort))
         // Fields are complete only at their terminator, and nothing is accepted before the CRLF.
         #expect(parser.parse(b("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r")) == .needMore)
         #expect(parser.parse([]) == .needMore)
