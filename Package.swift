@@ -48,6 +48,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "POP3", swiftSettings: strict),
+        // PROXY protocol v1/v2 header parser and encoder (HAProxy's doc/proxy-protocol.txt):
+        // pure like POP3, Swift stdlib only.
+        .target(name: "ProxyProtocol", swiftSettings: strict),
         .target(name: "Maildrop", dependencies: ["CShim"], swiftSettings: strict),
         .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
         .target(
@@ -70,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "pop3bench",
             dependencies: [
-                "Reactor", "POP3",
+                "Reactor", "POP3", "ProxyProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -82,6 +85,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
+        .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
         // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the

@@ -60,4 +60,6 @@ struct BenchConfig {
     /// Hard end of the run in ns after start, whatever the server does.
     var hardDeadlineNanoseconds: UInt64
     var progress: Bool
+    /// A PROXY protocol header sent first on every connection (nil: none).
+    var proxy: ProxySending?
 }

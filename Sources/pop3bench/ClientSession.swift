@@ -78,6 +78,10 @@ final class ClientSession: ConnectionDelegate {
             stats.connectionsOpen += 1
             step = .greeting
             parser.expect(multiLine: false)
+            // The PROXY header goes first: queued before any command and before the TLS transport
+            // is installed (which waits for the queue to drain), so it leaves as plaintext and
+            // the ClientHello follows it.
+            if let proxy = config.proxy { c.write(proxy.header(sessionNumber: sessionNumber, target: config.target)) }
             if config.transport == .tls {
                 tlsStart = sessionStart
                 if !startTLS(on: c) { c.close(flushFirst: false) }

@@ -27,6 +27,12 @@ struct Pop3Bench: ParsableCommand {
             connect = TCP connect + greeting (tls: + handshake); tls = TLS setup, from the TCP connect \
             (tls) or the STLS command (stls) to the end of the handshake; tls errors = STLS refused, \
             handshake failed, or the connection lost during it (tls: a refused connect too).
+            --proxy-v1/--proxy-v2 send a PROXY protocol header (HAProxy's send-proxy/send-proxy-v2) \
+            as the first bytes of every connection, before TLS with --transport tls, claiming the \
+            --proxy-source addresses in turn as the client (ADDR, ADDR:PORT, [V6]:PORT, or an IPv4 \
+            range A-B[:PORT]; default 127.0.0.1, or ::1 for an IPv6 target; without a port each \
+            connection claims another one from 1024 up). The header's destination is --host:--port. \
+            The server must be configured to expect the header (pop3d: proxy_networks).
             """)
 
     /// Above this many connections one source address runs short of ephemeral ports towards one
@@ -61,6 +67,12 @@ struct Pop3Bench: ParsableCommand {
     @Option(help: "Seconds a server may stay silent before a timeout error.") var timeout: Double = 30
     @Option(help: "Hard limit in seconds on the whole run (default: duration + timeout + 10, or 600).")
     var maxTime: Double?
+    @Flag(help: "Send a PROXY protocol v1 (text) header first on every connection.") var proxyV1 = false
+    @Flag(help: "Send a PROXY protocol v2 (binary) header first on every connection.") var proxyV2 = false
+    @Option(help: "Client address the PROXY header claims: ADDR[:PORT], [V6][:PORT] or IPv4 range A-B[:PORT]; repeatable, taken in turn.")
+    var proxySource: [String] = []
+    @Flag(help: "--proxy-v2: add PP2_TYPE_SSL saying the client used TLS (like send-proxy-v2-ssl).") var proxySsl = false
+    @Flag(help: "--proxy-v2: add a CRC32C TLV.") var proxyCrc = false
     @Flag(help: "Print one JSON object instead of the text summary.") var json = false
     @Flag(help: "No progress line.") var quiet = false
     @Flag(help: "Exit 0 even when errors were counted.") var allowErrors = false
@@ -108,6 +120,7 @@ struct Pop3Bench: ParsableCommand {
             }
         }
         let sources = try makeSources(target: target)
+        let proxy = try makeProxy(target: target)
         let limit = maxTime ?? (duration.map { $0 + timeout + 10 } ?? 600)
         return BenchConfig(
             scenario: scenario, target: target, sources: sources, concurrency: concurrency,
@@ -115,7 +128,29 @@ struct Pop3Bench: ParsableCommand {
             auth: auth, transport: transport, credentials: credentials, sample: sample, dele: dele,
             hold: hold, depth: depth, commandsPerSession: commands, message: message,
             replyTimeoutNanoseconds: UInt64(timeout * 1e9), hardDeadlineNanoseconds: UInt64(limit * 1e9),
-            progress: !quiet)
+            progress: !quiet, proxy: proxy)
+    }
+
+    /// The PROXY header settings, or nil without --proxy-v1/--proxy-v2.
+    func makeProxy(target: SocketAddress) throws -> ProxySending? {
+        guard !(proxyV1 && proxyV2) else { throw ValidationError("--proxy-v1 and --proxy-v2 exclude each other") }
+        guard proxyV1 || proxyV2 else {
+            if !proxySource.isEmpty || proxySsl || proxyCrc {
+                throw ValidationError("--proxy-source, --proxy-ssl and --proxy-crc need --proxy-v1 or --proxy-v2")
+            }
+            return nil
+        }
+        if proxyV1 && (proxySsl || proxyCrc) { throw ValidationError("--proxy-ssl and --proxy-crc are v2 TLVs: use --proxy-v2") }
+        var sources: [ProxySource]
+        do {
+            sources = try ProxySending.parseSources(proxySource)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if sources.isEmpty {
+            sources = [ProxySource(address: target.family == .ipv4 ? .v4(0x7F00_0001) : .v6(high: 0, low: 1), port: nil)]
+        }
+        return ProxySending(version: proxyV1 ? .v1 : .v2, sources: sources, ssl: proxySsl, crc: proxyCrc)
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {
