@@ -266,10 +266,10 @@ def test_scram_proof_checks_run_off_the_loop(mailhost):
     together froze every session for a second or more (issue 10). Now it runs on the
     hashing pool; a logged-in session's NOOPs stay fast meanwhile."""
     import base64
-    server = mailhost.serve("--trusted-network", "127.0.0.0/8")
+    from conftest import ALL_MECHANISMS, USERS
+    server = mailhost.serve("--trusted-network", "127.0.0.0/8", env=ALL_MECHANISMS)
     mailhost.maildir("alice")
     probe_session = Raw(server.host, server.port)
-    from conftest import USERS
     assert probe_session.login("alice", USERS["alice"]).startswith(b"+OK")
     finals = []
     for i in range(800):
