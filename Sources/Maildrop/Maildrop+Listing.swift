@@ -168,6 +168,10 @@ extension Maildrop {
             if let place = now[messages[i].uniqueName] {
                 messages[i].folder = place.folder
                 messages[i].fileName = place.fileName
+            } else {
+                // Not in new/ nor cur/: removed by another program. One listing tells for
+                // every message, so later RETRs of removed ones cost no listing at all.
+                removedSinceLogin.insert(i)
             }
         }
     }

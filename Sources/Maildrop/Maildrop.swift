@@ -32,6 +32,10 @@ public final class Maildrop {
     public let path: String
     public internal(set) var messages: [MessageInfo]
     public internal(set) var statistics: OpenStatistics
+    /// Messages (0-based) a relocation listing did not find: another program removed them.
+    /// Remembered so that asking for one again answers at once instead of listing the whole
+    /// maildrop again on every RETR (`openMessage`).
+    var removedSinceLogin = Set<Int>()
 
     private var lockfd: Int32
     /// new/ and cur/, open only while needed (listing, a RETR, UPDATE): an idle logged-in

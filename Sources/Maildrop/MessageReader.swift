@@ -50,9 +50,11 @@ public final class MessageReader {
 extension Maildrop {
     /// Opens message `i` (0-based) for streaming. When the file was renamed
     /// since login (flags changed, moved new/ → cur/) it is found again by its
-    /// unique name, with one listing that relocates every renamed message; a message that
-    /// is gone for good is `.temporary` (another agent expunged it; RFC 3206 §4 leaves the
-    /// retry to the client). A message file that is no longer a regular file (a FIFO, a
+    /// unique name, with one listing that relocates every renamed message and notes every
+    /// removed one; a message that is gone for good is `.temporary` (another agent expunged
+    /// it; RFC 3206 §4 leaves the retry to the client), at once and without a listing when an
+    /// earlier listing already found it gone. The listing runs where the caller runs: O(messages
+    /// in the Maildir), once per burst of renames by other programs. A message file that is no longer a regular file (a FIFO, a
     /// symbolic link put in its place) is `.permanent` and is never opened for a read that
     /// could block.
     public func openMessage(_ i: Int) throws(MaildropError) -> MessageReader {
@@ -60,6 +62,9 @@ extension Maildrop {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
         }
         let info = messages[i]
+        let removed = MaildropError.temporary(
+            "open(\(filePath(info.folder, info.fileName))): message was removed by another program")
+        if removedSinceLogin.contains(i) { throw removed }
         if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize) { return reader }
         try relocateAll()
         let now = messages[i]
@@ -67,7 +72,8 @@ extension Maildrop {
            let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) {
             return reader
         }
-        throw .temporary("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
+        removedSinceLogin.insert(i)
+        throw removed
     }
 
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
