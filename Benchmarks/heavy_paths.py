@@ -68,6 +68,7 @@ SCRAM_WINDOW = 128
 PROBE_GAP = 0.001
 # Upper bounds for every wait: a frozen server fails the run instead of hanging it.
 PATH_TIMEOUT = 600.0
+LOGIN_TIMEOUT = 60.0
 PROBE_MAX_SECONDS = 1800.0
 # The reactor's warning for a turn over loop_lag_warning (Sources/Reactor/EventLoop+Lag.swift).
 LAG_WARNING = "over loop_lag_warning"
@@ -85,11 +86,12 @@ def probe_child(host, port, user, password, gap, max_seconds):
     with the parent) and `end`. A failed NOOP is printed as `error ...`."""
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    r = Raw(host, int(port), timeout=max_seconds)
+    r = Raw(host, int(port), timeout=LOGIN_TIMEOUT)
     reply = r.login(user, password)
     if not reply.startswith(b"+OK"):
         print(f"error login {reply!r}", flush=True)
         return 1
+    r.sock.settimeout(max_seconds)
     print("ready", flush=True)
     samples, error = [], None
     deadline = time.monotonic() + max_seconds
@@ -138,7 +140,12 @@ class Probe:
         """Stops the probe; returns [(start, rtt)] in seconds."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=120)
+        try:
+            out, _ = self.proc.communicate(timeout=PATH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            raise
         for line in out.splitlines():
             if line.startswith("error"):
                 self.errors.append(line)
