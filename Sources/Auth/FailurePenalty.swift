@@ -66,8 +66,9 @@ public final class FailurePenalty {
 
     /// How long the next login attempt from `address` waits before its credentials are
     /// verified (before a hash is queued): the delay the next failure would earn, less the
-    /// time since the last failure. Zero for an address with no recent failure, for one
-    /// failure only (a typo), and for trusted networks.
+    /// time since the last failure. Zero for an address with no recent failure and for
+    /// trusted networks; after one failure (a typo) the next attempt waits what is left of
+    /// `delay(afterFailures: 2)`, which a person retyping a password has usually used up.
     public func delayBeforeAttempt(from address: IPAddress) -> Duration {
         guard !isTrusted(address), let r = records.peek(Self.key(address)) else { return .zero }
         let now = clock()

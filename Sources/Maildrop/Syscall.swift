@@ -98,7 +98,9 @@ enum Sys {
     /// otherwise wait for a writer, freezing the event loop (and the whole server) for as long
     /// as a user's file likes; on a regular file or a directory it changes nothing.
     /// `O_NOFOLLOW`: a symbolic link placed in a Maildir must not lead out of it.
-    static let safeOpenFlags = O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW
+    /// O_NOCTTY: a terminal device planted in a Maildir must never become the daemon's
+    /// controlling terminal (a hangup on it would be a SIGHUP, a reload).
+    static let safeOpenFlags = O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY
 
     /// Opens `name` in `dirfd` for reading (or with `flags`) only if it is a regular file:
     /// the check is an `fstat` of the descriptor opened, so nothing can swap the entry between

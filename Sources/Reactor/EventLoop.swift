@@ -43,6 +43,8 @@ public final class EventLoop {
     var chunkPool = ChunkPool()
     /// When the heap was last trimmed (EventLoop+Memory.swift).
     var lastTrim: UInt64 = 0
+    /// How long the last `malloc_trim` took, ns (EventLoop+Memory.swift).
+    var lastTrimDuration: UInt64 = 0
     private var nextConnectionID: UInt64 = 1
 
     // Handshake budget (EventLoop+Handshakes.swift).
