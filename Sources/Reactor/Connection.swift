@@ -462,5 +462,11 @@ public final class Connection: Selectable {
         let delegate = self.delegate
         self.delegate = nil
         delegate?.connectionClosed(self, reason: reason)
+        if isHandshakeDeferred {
+            // Still in the loop's handshake queue until its turn comes: keep only this object
+            // there, not the TLS session (about 49 KB after a ClientHello), so connections
+            // that send a ClientHello and reset under a flood cost next to nothing meanwhile.
+            transport = PlainTransport()
+        }
     }
 }

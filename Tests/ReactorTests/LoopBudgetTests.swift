@@ -201,6 +201,8 @@ extension ReactorSuite {
         let gone = recorders.firstIndex { $0.closedReason != nil } ?? 0
         #expect(recorders[gone].closedReason == .peerClosed)
         #expect(transports[gone].failureReason == nil)  // no handshake step ran for it
+        // Closed while queued: the connection let go of its TLS session at once.
+        #expect(!(conns[gone].transport is TLSTransport))
         #expect(loop.deferredHandshakeCount == 0)
         for fd in fds where fd >= 0 { close(fd) }
         for conn in conns { conn.close(flushFirst: false) }
