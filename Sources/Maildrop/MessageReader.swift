@@ -17,6 +17,10 @@ public final class MessageReader {
     private var remaining: Int
     /// Path the file was opened under, for error messages.
     public let path: String
+    /// True once `read` met the end of the file before the size listed at login: another
+    /// program truncated or replaced the file. The caller that announced the listed size
+    /// cannot deliver it (POP3Connection+Messages drops the connection).
+    public private(set) var endedShort = false
 
     init(fd: Int32, path: String, expectedBytes: Int) {
         self.fd = fd
@@ -34,6 +38,7 @@ public final class MessageReader {
         guard fd >= 0, remaining > 0 else { return 0 }
         let want = min(buffer.count, remaining)
         let n = try Sys.read(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), path: path)
+        if n == 0 { endedShort = true }
         remaining = n == 0 ? 0 : remaining - n
         return n
     }
@@ -51,7 +56,7 @@ extension Maildrop {
     /// Opens message `i` (0-based) for streaming. When the file was renamed
     /// since login (flags changed, moved new/ → cur/) it is found again by its
     /// unique name, with one listing that relocates every renamed message; a message that
-    /// is gone for good is `.temporary` (another agent expunged it; RFC 3206 §4 leaves the
+    /// is gone for good is `.gone` (another agent expunged it; RFC 3206 §4 leaves the
     /// retry to the client). A message file that is no longer a regular file (a FIFO, a
     /// symbolic link put in its place) is `.permanent` and is never opened for a read that
     /// could block.
@@ -67,7 +72,7 @@ extension Maildrop {
            let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) {
             return reader
         }
-        throw .temporary("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
+        throw .gone("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
     }
 
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {

@@ -240,7 +240,7 @@ public final class POP3Service {
                                      implicitTLS: implicitTLS)
         sessions[ObjectIdentifier(session)] = session
         preLoginStarted(session)
-        if let tlsTransport { watchHandshake(tlsTransport, of: session) }
+        if let tlsTransport { session.watchHandshake(tlsTransport) }
         session.start()
     }
 
@@ -332,7 +332,7 @@ public final class POP3Service {
 
     /// Shutdown timeout passed: close whatever is left, without UPDATE.
     public func closeAll() {
-        for session in Array(sessions.values) { session.abort(reason: "shutdown timeout") }
+        for session in Array(sessions.values) { session.abort(.shutdownTimeout) }
     }
 
     static func systemHostname() -> String {
