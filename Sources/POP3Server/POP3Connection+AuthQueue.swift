@@ -20,7 +20,7 @@ extension POP3Connection {
             // Leaving `.authenticating` cancels this timer (`releasePhaseResources`); a
             // connection gone meanwhile is nil here.
             guard let self, case .authenticating(.some, let job) = self.phase, !self.connection.isClosed else { return }
-            self.enter(.authenticating(penalty: nil, job: job))
+            self.settle(.authenticating(penalty: nil, job: job))
             next(self)
         }
         enter(.authenticating(penalty: timer, job: nil))
@@ -58,7 +58,7 @@ extension POP3Connection {
                 return
             }
             // The job is done: nothing left to cancel.
-            self.enter(.authenticating(penalty: nil, job: nil))
+            self.settle(.authenticating(penalty: nil, job: nil))
             then(self, result)
         }
         switch submitted {

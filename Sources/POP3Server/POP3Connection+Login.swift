@@ -107,6 +107,7 @@ extension POP3Connection {
                 return
             }
             self.endStorageJob(job, cancel: false)
+            self.settle(.authenticating(penalty: nil, job: nil))
             self.maildropOpened(opened.result, user: user)
         }
         if case .queued = submitted {

@@ -76,7 +76,8 @@ final class POP3Connection: ConnectionDelegate {
     let address: IPAddress?
     var session: Session
     var parser = LineParser()
-    /// Written only through `enter(_:)`, which releases what the phase left held.
+    /// Written only through `enter(_:)`, which releases what the phase left held, and
+    /// `settle(_:)`, for a resource that completed by itself.
     private(set) var phase: Phase = .reading
     /// Open from login to the end of TRANSACTION; handed to the UPDATE job at QUIT.
     var maildrop: Maildrop?
@@ -122,6 +123,12 @@ final class POP3Connection: ConnectionDelegate {
     /// job, an open message file). The only writer of `phase`.
     func enter(_ next: Phase) {
         releasePhaseResources()
+        phase = next
+    }
+
+    /// Moves to `next` after the phase's resource completed by itself (a timer that fired, a
+    /// job whose completion runs): there is nothing left to cancel.
+    func settle(_ next: Phase) {
         phase = next
     }
 
