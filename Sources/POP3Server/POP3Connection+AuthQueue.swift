@@ -73,10 +73,10 @@ extension POP3Connection {
     /// True when the client has closed its side and sent nothing more: a non-blocking
     /// `MSG_PEEK` reads end-of-stream. While a login waits, the session does not read (so the
     /// reactor reports no end-of-stream, only a reset); this one syscall per hash catches the
-    /// abandoning client whose FIN arrived with its PASS or during its penalty. Plain
-    /// connections only: a TLS transport may hold decrypted commands the socket no longer shows.
+    /// abandoning client whose FIN arrived with its PASS or during its penalty. Not while the
+    /// transport holds input the socket no longer shows (TLS: decrypted commands).
     func clientHasClosed() -> Bool {
-        guard connection.bufferedInputBytes == 0, !(connection.transport is TLSTransport) else { return false }
+        guard connection.bufferedInputBytes == 0, !connection.transport.hasBufferedInput else { return false }
         var byte: UInt8 = 0
         return recv(connection.fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 0
     }

@@ -87,3 +87,38 @@ import Testing
         #expect(server.logs.contains("ended before its listed size"))
     }
 }
+
+/// The session summary line's `reason=` for each way a session ends that a client can
+/// cause (EndReason in POP3Connection+Closing.swift; operators and e2e tests grep these).
+@Suite(.serialized) struct EndReasonTests {
+    @Test func summaryLineNamesWhySessionsEnded() throws {
+        let server = try ServerHarness { config, _ in
+            config.maxBadCommands = 3
+            config.idleTimeoutSeconds = 1
+        }
+        let quitter = try server.client()
+        #expect(try quitter.line().hasPrefix("+OK"))
+        #expect(try quitter.command("QUIT").hasPrefix("+OK"))
+        #expect(try quitter.waitForClose())
+        #expect(waitFor { server.logs.contains("reason=client quit") }, "\(server.logs.all)")
+
+        let bad = try server.client()
+        #expect(try bad.line().hasPrefix("+OK"))
+        for _ in 0..<2 { #expect(try bad.command("XYZZY").hasPrefix("-ERR")) }
+        #expect(try bad.command("XYZZY") == "-ERR too many bad commands, closing connection")
+        #expect(try bad.waitForClose())
+        #expect(waitFor { server.logs.contains("reason=too many bad commands") }, "\(server.logs.all)")
+
+        let leaver = try server.client()
+        #expect(try leaver.line().hasPrefix("+OK"))
+        leaver.close()
+        #expect(waitFor { server.logs.contains("reason=client disconnected") }, "\(server.logs.all)")
+
+        let idle = try server.client()
+        #expect(try idle.line().hasPrefix("+OK"))
+        #expect(try idle.line() == "-ERR autologout: idle timeout")
+        #expect(try idle.waitForClose())
+        #expect(waitFor { server.logs.contains("reason=idle timeout") }, "\(server.logs.all)")
+        #expect(try waitFor { try server.counts() == .zero })
+    }
+}
