@@ -65,6 +65,21 @@ import Testing
         #expect(waitFor { server.logs.contains("reason=client quit") }, "\(server.logs.all)")
     }
 
+    /// A message found gone at RETR can still be DELE'd: UPDATE counts a file that is already
+    /// gone as deleted, so QUIT's reply is `+OK` and the other DELEs are committed.
+    @Test func goneMessageCanBeDeletedAndQuitStillSaysOk() throws {
+        let server = try ServerHarness()
+        let first = try server.deliver("alice", Self.message(1))
+        let second = try server.deliver("alice", Self.message(2))
+        let c = try Self.login(server)
+        Damage.unlinked.apply(second)
+        #expect(try c.command("RETR 2") == Damage.unlinked.reply)
+        #expect(try c.command("DELE 2") == "+OK message 2 deleted")
+        #expect(try c.command("DELE 1") == "+OK message 1 deleted")
+        #expect(try c.command("QUIT") == "+OK POP3 server signing off (0 messages left)")
+        #expect(!Self.exists(first))
+    }
+
     /// After `+OK n octets` the file is cut short by another program: fewer octets than
     /// announced can be read. The connection is dropped without a terminator (the client
     /// sees an incomplete reply, not a different message), and no UPDATE happens.
