@@ -19,6 +19,10 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// or has to read messages to count their sizes. Nothing is held; open it again without
     /// `quick` off the event loop.
     case wouldBlock
+    /// The message file is gone: another program expunged it since the listing, and no
+    /// rename (new/ → cur/, flags) found it again (`openMessage`). The glue answers
+    /// `-ERR [SYS/TEMP]` and the session goes on (issue 10 item 2).
+    case gone(String)
     /// The caller's `CancellationFlag` was raised (its client left) while the maildrop was
     /// being opened on a worker; nothing is held.
     case cancelled
@@ -31,6 +35,7 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidUser: return "invalid user name"
         case .wouldBlock: return "listing needs a worker"
         case .cancelled: return "open cancelled: the client left"
+        case .gone(let m): return "gone: \(m)"
         }
     }
 

@@ -17,6 +17,10 @@ public final class MessageReader {
     private var remaining: Int
     /// Path the file was opened under, for error messages.
     public let path: String
+    /// True once `read` met the end of the file before the size listed at login: another
+    /// program truncated or replaced the file. The caller that announced the listed size
+    /// cannot deliver it (POP3Connection+Messages drops the connection).
+    public private(set) var endedShort = false
 
     init(fd: Int32, path: String, expectedBytes: Int) {
         self.fd = fd
@@ -34,6 +38,7 @@ public final class MessageReader {
         guard fd >= 0, remaining > 0 else { return 0 }
         let want = min(buffer.count, remaining)
         let n = try Sys.read(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), path: path)
+        if n == 0 { endedShort = true }
         remaining = n == 0 ? 0 : remaining - n
         return n
     }
@@ -51,20 +56,22 @@ extension Maildrop {
     /// Opens message `i` (0-based) for streaming. When the file was renamed
     /// since login (flags changed, moved new/ → cur/) it is found again by its
     /// unique name, with one listing that relocates every renamed message and notes every
-    /// removed one; a message that is gone for good is `.temporary` (another agent expunged
+    /// removed one; a message that is gone for good is `.gone` (another agent expunged
     /// it; RFC 3206 §4 leaves the retry to the client), at once and without a listing when an
     /// earlier listing already found it gone. The listing runs where the caller runs: O(messages
-    /// in the Maildir), once per burst of renames by other programs. A message file that is no longer a regular file (a FIFO, a
-    /// symbolic link put in its place) is `.permanent` and is never opened for a read that
+    /// in the Maildir), once per burst of renames by other programs. A message file that is no
+    /// longer a regular file (a FIFO, a symbolic link put in its place) is `.permanent` and is never opened for a read that
     /// could block.
     public func openMessage(_ i: Int) throws(MaildropError) -> MessageReader {
         guard messages.indices.contains(i) else {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
         }
         let info = messages[i]
-        let removed = MaildropError.temporary(
-            "open(\(filePath(info.folder, info.fileName))): message was removed by another program")
-        if removedSinceLogin.contains(i) { throw removed }
+        // Built only when thrown: the text is an allocation the RETR path need not pay.
+        func removed() -> MaildropError {
+            .gone("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
+        }
+        if removedSinceLogin.contains(i) { throw removed() }
         if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize) { return reader }
         try relocateAll()
         let now = messages[i]
@@ -73,7 +80,7 @@ extension Maildrop {
             return reader
         }
         removedSinceLogin.insert(i)
-        throw removed
+        throw removed()
     }
 
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {

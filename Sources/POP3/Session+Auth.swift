@@ -49,10 +49,21 @@ extension Session {
         guard stlsOffered else {
             return badCommand("-ERR STLS not available\r\n", out: &out)
         }
+        // No reply yet: the glue creates the TLS session first (`stlsReady`).
+        return .startTLS
+    }
+
+    /// The glue's answer to `.startTLS`: `ready` is true when a TLS session was created for
+    /// the connection. Writes `+OK` (the glue then switches to TLS) or `-ERR [SYS/TEMP]`
+    /// (RFC 3206 §4), and the session goes on in plaintext, STLS still offered.
+    public mutating func stlsReady(_ ready: Bool, out: inout some ReplySink) {
+        guard ready else {
+            out.write("-ERR [SYS/TEMP] TLS not available right now\r\n")
+            return
+        }
         // RFC 2595 §4 / RFC 5034 §4: forget what the client said before TLS.
         pendingUser = nil
         out.write("+OK begin TLS negotiation\r\n")
-        return .startTLS
     }
 
     /// Hands credentials to the glue and stops reading until `loginFinished`.

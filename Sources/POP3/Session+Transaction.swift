@@ -140,12 +140,9 @@ extension Session {
         switch message(line, arguments.first, out: &out) {
         case .failure(let box): return box.action
         case .success(let index):
-            counters.messagesRetrieved += 1
-            counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
-            out.write("+OK ")
-            out.write(decimal: sizes[index])
-            out.write(" octets\r\n")
-            return .streamMessage(index: index, bodyLines: nil)
+            // No reply yet: the glue opens the file first (`messageOpened`).
+            pendingMessage = PendingMessage(index: index, bodyLines: nil)
+            return .openMessage(index: index, bodyLines: nil)
         }
     }
 
@@ -160,8 +157,44 @@ extension Session {
         switch message(line, arguments.first, out: &out) {
         case .failure(let box): return box.action
         case .success(let index):
-            out.write("+OK top of message follows\r\n")
-            return .streamMessage(index: index, bodyLines: lines)
+            pendingMessage = PendingMessage(index: index, bodyLines: lines)
+            return .openMessage(index: index, bodyLines: lines)
+        }
+    }
+
+    /// The glue's answer to `.openMessage`: writes the reply RETR/TOP owe. `.opened` writes
+    /// `+OK` and returns `.streamMessage`; a message that is gone or unreadable gets an
+    /// `-ERR [SYS/TEMP]` (RFC 3206 §4: the condition is the server's, a later try may work)
+    /// and the session stays in TRANSACTION, so its DELEs still reach UPDATE at QUIT.
+    public mutating func messageOpened(_ outcome: MessageOpenOutcome, out: inout some ReplySink) -> SessionAction {
+        guard let pending = pendingMessage, phase == .transaction else {
+            out.write("-ERR no message requested\r\n")
+            return .none
+        }
+        pendingMessage = nil
+        let index = pending.index
+        switch outcome {
+        case .opened:
+            if let lines = pending.bodyLines {
+                out.write("+OK top of message follows\r\n")
+                return .streamMessage(index: index, bodyLines: lines)
+            }
+            counters.messagesRetrieved += 1
+            counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
+            out.write("+OK ")
+            out.write(decimal: sizes[index])
+            out.write(" octets\r\n")
+            return .streamMessage(index: index, bodyLines: nil)
+        case .gone:
+            out.write("-ERR [SYS/TEMP] message ")
+            out.write(decimal: index + 1)
+            out.write(" was removed by another program\r\n")
+            return .none
+        case .unreadable:
+            out.write("-ERR [SYS/TEMP] message ")
+            out.write(decimal: index + 1)
+            out.write(" cannot be read\r\n")
+            return .none
         }
     }
 

@@ -30,6 +30,11 @@ public struct Session: Sendable {
         var index: Int
     }
 
+    struct PendingMessage: Equatable, Sendable {
+        var index: Int
+        var bodyLines: Int?
+    }
+
     enum Producer: Equatable, Sendable {
         case list(next: Int)
         case uidl(next: Int)
@@ -43,6 +48,8 @@ public struct Session: Sendable {
     /// User of the last credentials handed to the glue (for the log line).
     public internal(set) var user: String?
     var producer: Producer?
+    /// RETR/TOP handed to the glue as `.openMessage`, waiting for `messageOpened`.
+    var pendingMessage: PendingMessage?
     var sizes: [Int] = []
     var uids: [String] = []
     var deleted: [Bool] = []
@@ -113,7 +120,7 @@ public struct Session: Sendable {
         case .authorization, .transaction:
             break
         }
-        if producer != nil {
+        if producer != nil || pendingMessage != nil {
             out.write("-ERR busy\r\n")
             return .none
         }

@@ -30,18 +30,27 @@ public struct SASLStep: Equatable, Sendable {
     }
 }
 
-/// What the glue must do after a session call. Replies are already written.
+/// What the glue must do after a session call. Replies are already written, except for
+/// `.openMessage` and `.startTLS`, whose reply waits until the glue has secured the resource
+/// (issue 10 item 2: never `+OK` before what it promises can no longer fail).
 public enum SessionAction: Equatable, Sendable {
     case none
     /// Verify credentials, stop reading input, then call `loginFinished`.
     case authenticate(AuthRequest)
     /// Call `produceMore` while the output queue is below its low-water mark.
     case produce
-    /// The `+OK` line is written: stream message `index` (0-based) through a
-    /// `MessageEncoder(bodyLines:)` (nil = RETR, n = TOP), then its terminator.
+    /// RETR/TOP of message `index` (0-based): NOTHING is written yet. Open (or locate after
+    /// a rename) the message file, then call `messageOpened`, which answers `+OK` and returns
+    /// `.streamMessage`, or answers `-ERR` and lets the session go on. No input is read
+    /// in between.
+    case openMessage(index: Int, bodyLines: Int?)
+    /// The `+OK` line is written (by `messageOpened(.opened)`): stream message `index`
+    /// (0-based) through a `MessageEncoder(bodyLines:)` (nil = RETR, n = TOP), then its
+    /// terminator.
     case streamMessage(index: Int, bodyLines: Int?)
-    /// `+OK` written: discard input buffered after the STLS line, handshake,
-    /// then call `tlsStarted()` (RFC 2595 §4; CVE-2011-0411 class).
+    /// STLS accepted: NOTHING is written yet. Create the TLS session, then call
+    /// `stlsReady(_:out:)`; after its `+OK`, discard input buffered after the STLS line,
+    /// handshake, then call `tlsStarted()` (RFC 2595 §4; CVE-2011-0411 class).
     case startTLS
     /// QUIT in TRANSACTION: delete these 0-based indices (maybe none), release
     /// the maildrop, then call `updateFinished`.
@@ -61,6 +70,18 @@ public enum LoginOutcome: Equatable, Sendable {
     case loginDelay
     case temporaryFailure(String)
     case permanentFailure(String)
+}
+
+/// The glue's answer to `.openMessage`: what opening the message file gave.
+public enum MessageOpenOutcome: Equatable, Sendable {
+    /// The file is open: `+OK`, then the stream.
+    case opened
+    /// The file is gone (another program expunged it since login; no rename found it again):
+    /// `-ERR [SYS/TEMP] message N was removed by another program`.
+    case gone
+    /// The file is there but cannot be read (EACCES, EIO, no longer a regular file):
+    /// `-ERR [SYS/TEMP] message N cannot be read`.
+    case unreadable
 }
 
 /// The maildrop as the session sees it at login.

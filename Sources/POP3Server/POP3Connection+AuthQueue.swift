@@ -9,19 +9,21 @@ import Reactor
 extension POP3Connection {
     /// Runs `next` once the client address's failure penalty has passed (at once when there
     /// is none). The session is `.waiting` meanwhile and reads nothing; a close cancels the
-    /// timer (`connectionClosed`), so a waiting attacker costs a timer, not a worker.
+    /// timer (`releasePhaseResources`), so a waiting attacker costs a timer, not a worker.
     func afterPenalty(_ next: @escaping (POP3Connection) -> Void) {
         let delay = address.map { service.penalties.delayBeforeAttempt(from: $0) } ?? .zero
         let (seconds, attoseconds) = delay.components
         let ns = seconds <= 0 && attoseconds <= 0
             ? 0 : UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
         if ns == 0 { return next(self) }
-        penaltyTimer = service.loop.scheduleTimer(after: ns) { [weak self] in
-            guard let self else { return }
-            self.penaltyTimer = nil
-            guard self.phase == .waiting, !self.connection.isClosed else { return }
+        let timer = service.loop.scheduleTimer(after: ns) { [weak self] in
+            // Leaving `.authenticating` cancels this timer (`releasePhaseResources`); a
+            // connection gone meanwhile is nil here.
+            guard let self, case .authenticating(.some, let job) = self.phase, !self.connection.isClosed else { return }
+            self.settle(.authenticating(penalty: nil, job: job))
             next(self)
         }
+        enter(.authenticating(penalty: timer, job: nil))
     }
 
     /// Queues `job` on the hashing pool for this session's login and runs `then` with its
@@ -37,7 +39,7 @@ extension POP3Connection {
         let address = self.address
         if clientHasClosed() {
             // USER/PASS then close: nobody is left to answer, so no hash is spent on it.
-            return abort(reason: "client disconnected")
+            return abort(.clientDisconnected)
         }
         // An address's first outstanding hash goes ahead of any address's second one (trusted
         // networks, a proxy for many users, always go first).
@@ -51,16 +53,17 @@ extension POP3Connection {
         }
         let submitted = service.pool.submit(job, lane: lane) { [weak self] result in
             if let address { service.authQuota.release(address) }
-            guard let self, self.phase == .waiting, !self.connection.isClosed else {
+            guard let self, case .authenticating(_, .some) = self.phase, !self.connection.isClosed else {
                 if let address, isFailure?(result) == true { _ = service.penalties.recordFailure(from: address) }
                 return
             }
-            self.authJob = nil
+            // The job is done: nothing left to cancel.
+            self.settle(.authenticating(penalty: nil, job: nil))
             then(self, result)
         }
         switch submitted {
         case .queued(let id):
-            authJob = id
+            enter(.authenticating(penalty: nil, job: id))
         case .overloaded, .shutDown:
             if let address { service.authQuota.release(address) }
             loginFinished(.temporaryFailure("authentication service overloaded"))
@@ -70,20 +73,18 @@ extension POP3Connection {
     /// True when the client has closed its side and sent nothing more: a non-blocking
     /// `MSG_PEEK` reads end-of-stream. While a login waits, the session does not read (so the
     /// reactor reports no end-of-stream, only a reset); this one syscall per hash catches the
-    /// abandoning client whose FIN arrived with its PASS or during its penalty. Plain
-    /// connections only: a TLS transport may hold decrypted commands the socket no longer shows.
+    /// abandoning client whose FIN arrived with its PASS or during its penalty. Not while the
+    /// transport holds input the socket no longer shows (TLS: decrypted commands).
     func clientHasClosed() -> Bool {
-        guard connection.bufferedInputBytes == 0, !(connection.transport is TLSTransport) else { return false }
+        guard connection.bufferedInputBytes == 0, !connection.transport.hasBufferedInput else { return false }
         var byte: UInt8 = 0
         return recv(connection.fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 0
     }
 
-    /// The connection closed: a hash that has not started is dropped (and its unit of the
-    /// address's quota given back); one already running finishes and its completion gives
-    /// the unit back.
-    func cancelAuthJob() {
-        guard let id = authJob else { return }
-        authJob = nil
+    /// Leaving `.authenticating` (a close, an eviction): a hash that has not started is
+    /// dropped (and its unit of the address's quota given back); one already running
+    /// finishes and its completion gives the unit back.
+    func cancelAuthJob(_ id: WorkerPool.JobID) {
         if service.pool.cancel(id), let address { service.authQuota.release(address) }
     }
 }

@@ -38,29 +38,24 @@ struct UpdatingMaildrop: @unchecked Sendable {
 }
 
 extension POP3Connection {
-    /// Starts watching the client of the storage job just submitted.
+    /// Starts watching the client of the storage job just submitted (the phase is
+    /// `.openingMaildrop(job)`).
     func watchStorageJob(_ job: StorageJob) {
-        storageJob = job
-        scheduleStorageCheck(job)
-    }
-
-    private func scheduleStorageCheck(_ job: StorageJob) {
         job.timer = service.loop.scheduleTimer(after: StorageJob.clientCheckNanoseconds) { [weak self, weak job] in
-            guard let self, let job, self.storageJob === job, !self.connection.isClosed else { return }
+            guard let self, let job, case .openingMaildrop(let current) = self.phase, current === job,
+                  !self.connection.isClosed else { return }
             job.timer = nil
             if self.clientHasLeft() {
-                // Closing raises the job's cancellation flag (`endStorageJob`).
-                return self.abort(reason: "client disconnected")
+                // Closing raises the job's cancellation flag (`releasePhaseResources`).
+                return self.abort(.clientDisconnected)
             }
-            self.scheduleStorageCheck(job)
+            self.watchStorageJob(job)
         }
     }
 
-    /// The storage job is done (or the connection closed): stop watching, and tell a job
-    /// still running that nobody waits for it. Idempotent.
-    func endStorageJob(cancel: Bool) {
-        guard let job = storageJob else { return }
-        storageJob = nil
+    /// The storage job is done (or its phase is left): stop watching, and tell a job still
+    /// running that nobody waits for it. Idempotent.
+    func endStorageJob(_ job: StorageJob, cancel: Bool) {
         if let timer = job.timer { service.loop.cancelTimer(timer) }
         job.timer = nil
         if cancel { job.cancellation.cancel() }

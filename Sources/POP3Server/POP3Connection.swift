@@ -1,90 +1,74 @@
 import Auth
-import Glibc
 import Logging
 import Maildrop
 import POP3
 import Reactor
 
-/// Writes session replies straight into the connection's output queue.
-///
-/// `unowned(unsafe)`: a sink lives only on the stack of a method of the POP3Connection that
-/// holds the connection strongly; a checked `unowned` costs a refcount round trip per write,
-/// which showed as ~10% of CPU in the session benchmark.
-struct ConnectionSink: ReplySink {
-    unowned(unsafe) let connection: Connection
-    @inline(__always)
-    mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
-}
-
-/// Encodes straight into the connection's output queue: the encoder's many small writes (a
-/// line, then CRLF, per line) become copies into the queue's free chunk space, with no staging
-/// buffer and no per-write call into the connection. `finish()` must run before anything else
-/// is written to the connection.
-struct OutputSink: ReplySink {
-    unowned(unsafe) let connection: Connection
-    var space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    var used = 0
-
-    init(connection: Connection) {
-        self.connection = connection
-    }
-
-    @inline(__always)
-    mutating func write(_ bytes: UnsafeRawBufferPointer) {
-        guard var src = bytes.baseAddress else { return }
-        var left = bytes.count
-        while left > 0 {
-            if used == space.count {
-                finish()
-                space = connection.reserveOutput()
-                if space.count == 0 { return }  // closing: output is dropped anyway
-            }
-            guard let dst = space.baseAddress else { return }
-            let n = min(left, space.count - used)
-            (dst + used).copyMemory(from: src, byteCount: n)
-            used += n
-            src += n
-            left -= n
-        }
-    }
-
-    /// Queues what was written so far.
-    mutating func finish() {
-        if used > 0 { connection.commitOutput(used) }
-        used = 0
-        space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    }
-}
-
-/// A maildrop opened on a storage worker and handed to the loop. Unchecked Sendable: the worker
-/// creates it and never touches it again; from then on only the loop thread uses it.
-struct OpenedMaildrop: @unchecked Sendable {
-    let result: Result<Maildrop, MaildropError>
-
-    init(path: String, allowRootSymlink: Bool, cancellation: CancellationFlag) {
-        do {
-            result = .success(try Maildrop.open(
-                path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation))
-        } catch {
-            result = .failure(error)
-        }
-    }
-}
+// Where each concern of a client connection lives (the split of Dovecot's pop3-client.c
+// from pop3-commands.c). Each file owns the state it writes.
+//
+//   POP3Connection.swift            the class, its stored state, the phase state machine,
+//                                   init/start, the input pump, action dispatch, resume
+//   POP3Connection+Login.swift      credentials checked, maildrop opened, login outcome,
+//                                   the SASL (SCRAM-SHA-256) relay
+//   POP3Connection+AuthQueue.swift  the failure penalty and the hashing pool's per-address
+//                                   quota and cancellation
+//   POP3Connection+StorageJob.swift a maildrop open on the storage workers, watched
+//   POP3Connection+Messages.swift   LIST/UIDL listings and RETR/TOP streaming (open before +OK)
+//   POP3Connection+Update.swift     the UPDATE state on a storage worker
+//   POP3Connection+TLS.swift        STLS and the handshake deadline
+//   POP3Connection+Closing.swift    EndReason, idle timeout, drain, abort/close, the release of
+//                                   what the phase holds, the session summary line
+//   ConnectionSinks.swift           the ReplySinks writing into the output queue
+//   POP3Service+PreLogin.swift      login_timeout and max_unauthenticated eviction
+//
+// `Session` (POP3 module) is the authority on the protocol state (AUTHORIZATION,
+// TRANSACTION, UPDATE); `Phase` says only what the glue is waiting for, and carries the
+// resources that exist only while it waits, so none can outlive its phase.
 
 /// One client: runs the pure `Session` against the connection, the Auth worker pool and the
 /// Maildrop, and performs the session's actions (DESIGN "How a byte travels").
 final class POP3Connection: ConnectionDelegate {
+    /// What the glue is waiting for. A case's payload is what exists only in that phase;
+    /// `enter(_:)` releases it when the phase is left (POP3Connection+Closing.swift).
     enum Phase {
         /// Between commands: input is parsed.
         case reading
-        /// Credentials are being verified, a failure penalty runs, or a SASL step is out.
-        case waiting
+        /// A login is being checked: the address's failure penalty runs (`penalty`), a hash
+        /// or SASL step is queued or running on the hashing pool (`job`), or neither (a check
+        /// done on the loop).
+        case authenticating(penalty: TimerID?, job: WorkerPool.JobID?)
+        /// The maildrop is being listed on a storage worker (POP3Connection+StorageJob.swift).
+        case openingMaildrop(StorageJob)
         /// A LIST/UIDL listing is being produced under backpressure.
         case producing
         /// A RETR/TOP is being streamed under backpressure.
-        case streaming
-        case closing
+        case streaming(MessageStream)
+        /// QUIT: the deletions run on a storage worker, which owns the maildrop meanwhile.
+        case updating
+        /// Closing for `EndReason`: output is flushed (or dropped), nothing more is read.
+        case closing(EndReason)
         case closed
+
+        /// Input waits in the kernel while the glue is busy with a command.
+        var pausesInput: Bool {
+            switch self {
+            case .reading, .closing, .closed: return false
+            default: return true
+            }
+        }
+
+        var isReading: Bool {
+            if case .reading = self { return true }
+            return false
+        }
+
+        var isClosingOrClosed: Bool {
+            switch self {
+            case .closing, .closed: return true
+            default: return false
+            }
+        }
     }
 
     unowned let service: POP3Service
@@ -92,23 +76,21 @@ final class POP3Connection: ConnectionDelegate {
     let address: IPAddress?
     var session: Session
     var parser = LineParser()
-    var phase: Phase = .reading
+    /// Written only through `enter(_:)`, which releases what the phase left held, and
+    /// `settle(_:)`, for a resource that completed by itself.
+    private(set) var phase: Phase = .reading
+    /// Open from login to the end of TRANSACTION; handed to the UPDATE job at QUIT.
     var maildrop: Maildrop?
-    var reader: MessageReader?
-    var encoder = MessageEncoder(bodyLines: nil)
+    /// A SCRAM exchange in progress (POP3Connection+Login.swift): it spans several client
+    /// lines, read in `.reading`, so it is not a phase resource; cleared at login and close.
     var scram: ScramServer?
     var scramEntry: UserEntry?
-    /// A maildrop open running on a storage worker for this session (POP3Connection+StorageJob).
-    var storageJob: StorageJob?
-    var penaltyTimer: TimerID?
-    /// The hash queued or running for this session's login (POP3Connection+AuthQueue.swift).
-    var authJob: WorkerPool.JobID?
-    /// `tls_handshake_timeout` for this session's handshake (POP3Service+TLS.swift).
+    /// `tls_handshake_timeout` for this session's handshake (POP3Connection+TLS.swift). The
+    /// handshake runs inside the transport's reads, whatever the phase.
     var handshakeTimer: TimerID?
     var loggedIn = false
     /// pump() is on the stack.
     var pumping = false
-    var endReason = "client quit"
     let startedAt: UInt64
     /// Place in the service's pre-login queue (POP3Service+PreLogin.swift).
     var preLoginLinks = PreLoginLinks()
@@ -137,6 +119,19 @@ final class POP3Connection: ConnectionDelegate {
         service.logger.debug("connected", metadata: ["connection.id": "\(connection.id)", "client": "\(connection.peer)"])
     }
 
+    /// Moves to `next`, releasing what the phase being left still holds (a timer, a queued
+    /// job, an open message file). The only writer of `phase`.
+    func enter(_ next: Phase) {
+        releasePhaseResources()
+        phase = next
+    }
+
+    /// Moves to `next` after the phase's resource completed by itself (a timer that fired, a
+    /// job whose completion runs): there is nothing left to cancel.
+    func settle(_ next: Phase) {
+        phase = next
+    }
+
     // MARK: input
 
     func connectionReadable(_ connection: Connection) {
@@ -149,7 +144,7 @@ final class POP3Connection: ConnectionDelegate {
         pumping = true
         defer { pumping = false }
         var handled = 0
-        while phase == .reading && !connection.isClosed {
+        while phase.isReading && !connection.isClosed {
             if handled == POP3Service.maxCommandsPerTurn {
                 connection.redeliverBufferedInput()
                 return
@@ -175,7 +170,7 @@ final class POP3Connection: ConnectionDelegate {
             guard let action else { return }
             handled += 1
             perform(action)
-            if phase != .reading && phase != .closing && phase != .closed {
+            if phase.pausesInput {
                 // Mid-command (a stream, a listing, a login): further commands wait in the
                 // kernel, not in our bounded input buffer (DESIGN: a producer stops the reading
                 // of commands); `resume()` reads again.
@@ -193,10 +188,13 @@ final class POP3Connection: ConnectionDelegate {
         case .saslStep(let step):
             saslStep(step)
         case .produce:
-            phase = .producing
+            enter(.producing)
             produce()
-        case .streamMessage(let index, let bodyLines):
-            startStream(index: index, bodyLines: bodyLines)
+        case .openMessage(let index, let bodyLines):
+            openMessage(index: index, bodyLines: bodyLines)
+        case .streamMessage:
+            // Only `messageOpened` returns it, and `openMessage` handles that reply itself.
+            close(.error("stream without an open message"))
         case .startTLS:
             startTLS()
         case .commitDeletions(let indices):
@@ -204,18 +202,19 @@ final class POP3Connection: ConnectionDelegate {
         case .close:
             let c = session.counters
             if c.badCommands >= service.config.maxBadCommands {
-                endReason = "too many bad commands"
+                close(.tooManyBadCommands)
             } else if c.authFailures >= service.config.maxAuthFailures {
-                endReason = "too many failed logins"
+                close(.tooManyFailedLogins)
+            } else {
+                close(.clientQuit)
             }
-            close(reason: endReason)
         }
     }
 
     /// Back to reading commands after an action completed.
     func resume() {
-        guard phase != .closing && phase != .closed else { return }
-        phase = .reading
+        guard !phase.isClosingOrClosed else { return }
+        enter(.reading)
         if service.isDraining { closeIfIdle(); return }
         connection.resumeReading()
         // Called from inside pump() when an action completed at once (a cheap login, a short
@@ -228,401 +227,9 @@ final class POP3Connection: ConnectionDelegate {
     func connectionWritable(_ connection: Connection) {
         switch phase {
         case .producing: produce()
-        case .streaming: stream()
+        case .streaming(let stream): self.stream(stream)
         default: break
         }
-    }
-
-    private func produce() {
-        var sink = OutputSink(connection: connection)
-        while !connection.isClosed && !connection.isOutputFull {
-            let done = session.produceMore(out: &sink, maxBytes: POP3Service.listingChunkBytes)
-            sink.finish()
-            if done {
-                resume()
-                return
-            }
-        }
-    }
-
-    private func startStream(index: Int, bodyLines: Int?) {
-        guard let maildrop else { return close(reason: "no maildrop for RETR") }
-        do {
-            reader = try maildrop.openMessage(index)
-        } catch {
-            // The +OK line is already queued: the only honest way out is to drop the
-            // connection (no UPDATE happens, nothing is lost).
-            service.logger.error("cannot open message: \(error)", metadata: metadata)
-            return close(reason: "message unreadable: \(error)")
-        }
-        encoder = MessageEncoder(bodyLines: bodyLines)
-        phase = .streaming
-        stream()
-    }
-
-    /// Reads the message in bounded chunks until the output queue reaches its high-water mark,
-    /// then waits for `connectionWritable` (below the low-water mark): a slow reader costs a
-    /// few chunks of memory whatever the message size.
-    private func stream() {
-        guard let reader else { return }
-        // Flushed after every chunk: the high-water check below must see the bytes, and the
-        // next command's reply must not overtake the end of the message.
-        var sink = OutputSink(connection: connection)
-        let buffer = service.streamBuffer
-        while !connection.isClosed && !connection.isOutputFull {
-            let n: Int
-            do {
-                n = try reader.read(into: buffer)
-            } catch {
-                service.logger.error("message read failed mid-stream: \(error)", metadata: metadata)
-                finishStream()
-                return close(reason: "message read failed: \(error)")
-            }
-            if n > 0 {
-                encoder.encode(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), out: &sink)
-            }
-            if n == 0 || encoder.isComplete {
-                encoder.finish(out: &sink)
-                sink.finish()
-                finishStream()
-                resume()
-                return
-            }
-            sink.finish()
-        }
-    }
-
-    private func finishStream() {
-        reader?.close()
-        reader = nil
-    }
-
-    // MARK: authentication
-
-    /// An address with recent failures first waits out its penalty (Dovecot's auth penalty:
-    /// before the verification, so waiting attackers hold no hashing worker); then the
-    /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
-    private func authenticate(_ request: AuthRequest) {
-        phase = .waiting
-        afterPenalty { $0.verify(request) }
-    }
-
-    private func verify(_ request: AuthRequest) {
-        let passwd = service.passwd
-        switch request {
-        case .password(let user, let password):
-            guard password.count <= CostLimits.maxPasswordLength else {
-                // Refused without hashing: SHA-crypt's cost grows with the length.
-                service.logger.notice("password longer than \(CostLimits.maxPasswordLength) octets refused",
-                                      metadata: metadata)
-                return authFailed(user: user)
-            }
-            if passwd.verificationIsCheap(user: user) {
-                // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
-                // thread wake-ups, an eventfd round trip) would cost more than the work.
-                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password))
-            }
-            submitAuthJob({ passwd.verifyOrDummy(user: user, password: password) },
-                          isFailure: { $0 == nil }) { connection, entry in
-                connection.credentialsChecked(user: user, entry: entry)
-            }
-        case .apop(let user, let digest, let timestamp):
-            // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
-            let entry = passwd.lookup(user).flatMap {
-                apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest) ? $0 : nil
-            }
-            credentialsChecked(user: user, entry: entry)
-        case .cramMD5(let user, let digest, let challenge):
-            let entry = passwd.lookup(user).flatMap {
-                CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8)) ? $0 : nil
-            }
-            credentialsChecked(user: user, entry: entry)
-        }
-    }
-
-    /// The verification result is in: open the maildrop, or fail (the failure delays the
-    /// address's next attempt, `afterPenalty`).
-    func credentialsChecked(user: String, entry: UserEntry?) {
-        guard phase == .waiting, !connection.isClosed else { return }
-        guard let entry else {
-            return authFailed(user: user)
-        }
-        if let address { service.penalties.recordSuccess(from: address) }
-        if service.loginTooSoon(user) {
-            return loginFinished(.loginDelay)
-        }
-        let path: String
-        do {
-            path = try service.location.path(user: user, home: entry.home)
-        } catch {
-            service.logger.warning("mail location refused: \(error)", metadata: metadata)
-            return loginFinished(.permanentFailure("invalid mailbox name"))
-        }
-        // A small maildrop whose sizes are known (names, size cache) is listed right here: a
-        // directory read and a stat per message. A large one, or one whose messages must be
-        // read to count CRLF octets (a first login; seconds for a big Maildir on a cold disk),
-        // is opened on the storage workers, so the loop never waits for it.
-        let allowRootSymlink = service.config.maildirAllowRootSymlink
-        do {
-            return maildropOpened(
-                .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink)), user: user)
-        } catch .wouldBlock {
-            // fall through to the workers
-        } catch {
-            return maildropOpened(.failure(error), user: user)
-        }
-        let job = StorageJob()
-        let cancellation = job.cancellation
-        let submitted = service.storagePool.submit({
-            OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation)
-        }) { [weak self] opened in
-            guard let self, self.phase == .waiting, !self.connection.isClosed else {
-                if case .success(let drop) = opened.result { drop.close() }  // client gone: release the lock
-                return
-            }
-            self.endStorageJob(cancel: false)
-            self.maildropOpened(opened.result, user: user)
-        }
-        if case .queued = submitted {
-            watchStorageJob(job)
-        } else {
-            loginFinished(.temporaryFailure("storage service overloaded"))
-        }
-    }
-
-    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String) {
-        switch result {
-        case .success(let drop):
-            maildrop = drop
-            if let why = drop.statistics.cacheDiscarded {
-                service.logger.notice("size cache \(drop.path)/pop3d.sizes discarded and rewritten: \(why)", metadata: metadata)
-            }
-            if let error = drop.statistics.cacheError {
-                // Logged once per failed write: the login works, but every login will read
-                // the messages again until the cause is fixed.
-                service.logger.warning("size cache not written: \(error)", metadata: metadata)
-            }
-            var sizes: [Int] = []
-            var uids: [String] = []
-            sizes.reserveCapacity(drop.count)
-            uids.reserveCapacity(drop.count)
-            for m in drop.messages {
-                sizes.append(m.size)
-                uids.append(m.uid)
-            }
-            loggedIn = true
-            connection.maxBlockedOutputBytes = .max
-            service.sessionLoggedIn(self, user: user)
-            service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
-            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
-        case .failure(.inUse):
-            loginFinished(.inUse)
-        case .failure(.temporary(let why)):
-            service.logger.error("maildrop: \(why)", metadata: metadata)
-            loginFinished(.temporaryFailure("mailbox temporarily unavailable"))
-        case .failure(let error):
-            service.logger.error("maildrop: \(error)", metadata: metadata)
-            loginFinished(.permanentFailure("mailbox unavailable"))
-        }
-    }
-
-    /// Records the failure (the address's next attempt waits its penalty, see `afterPenalty`)
-    /// and answers at once: the wait comes before the next hash, not after this one.
-    func authFailed(user: String) {
-        service.logger.notice("login failed", metadata: [
-            "connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(user)",
-        ])
-        if let address { _ = service.penalties.recordFailure(from: address) }
-        loginFinished(.authFailed)
-    }
-
-    func loginFinished(_ outcome: LoginOutcome) {
-        guard !connection.isClosed else { return }
-        var sink = ConnectionSink(connection: connection)
-        let action = session.loginFinished(outcome, out: &sink)
-        phase = .reading
-        perform(action)
-        if phase == .reading { resume() }
-    }
-
-    // MARK: SASL relay (SCRAM-SHA-256)
-
-    private func saslStep(_ step: SASLStep) {
-        phase = .waiting
-        switch step.index {
-        case 0:
-            // The start of a SCRAM exchange is the start of an attempt: the penalty comes first.
-            let message = step.message
-            afterPenalty { connection in
-                let passwd = connection.service.passwd
-                connection.submitAuthJob({ () -> ScramFirst in
-                    var server = ScramServer()
-                    let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
-                    return ScramFirst(server: server, result: r)
-                }) { connection, first in
-                    switch first.result {
-                    case .success(let serverFirst):
-                        connection.scram = first.server
-                        connection.challenge(serverFirst)
-                    case .failure:
-                        connection.authFailed(user: first.server.username ?? "?")
-                    }
-                }
-            }
-        case 1:
-            // The proof check derives keys with PBKDF2 for PLAIN-stored users and for unknown
-            // users (the decoy): thousands of HMACs, so it runs on the pool, under the same
-            // per-address quota and cancellation as any hash (issue 10).
-            guard let server = scram else { return authFailed(user: "?") }
-            let message = step.message
-            submitAuthJob({ ScramFinal(result: server.receiveClientFinal(message)) },
-                          isFailure: { !$0.verified }) { connection, final in
-                switch final.result {
-                case .success(let f) where f.verified:
-                    connection.scramEntry = f.entry
-                    connection.challenge(f.serverFinal)
-                case .success, .failure:
-                    connection.authFailed(user: server.username ?? "?")
-                }
-            }
-        default:
-            let user = scram?.username ?? ""
-            scram = nil
-            credentialsChecked(user: user, entry: scramEntry)
-        }
-    }
-
-    private func challenge(_ bytes: [UInt8]) {
-        var sink = ConnectionSink(connection: connection)
-        session.saslChallenge(bytes, out: &sink)
-        resume()
-    }
-
-    // MARK: STLS
-
-    private func startTLS() {
-        // RFC 2595 §4 / CVE-2011-0411: anything pipelined after STLS was sent in plaintext
-        // and must not be read as if it came through TLS.
-        connection.withInput { $0.count }
-        guard let transport = service.startTLS(on: connection) else { return close(reason: "STLS without TLS") }
-        service.watchHandshake(transport, of: self)
-        session.tlsStarted()
-    }
-
-    // MARK: UPDATE
-
-    /// The UPDATE state (RFC 1939 §6) runs on a storage worker: thousands of unlinks (and a
-    /// listing when messages were renamed by another program) never run on the loop. The
-    /// connection reads nothing meanwhile; the reply to QUIT comes when the job is done, and
-    /// the maildrop lock is held until then. A client that leaves meanwhile loses nothing:
-    /// the job finishes its deletions (QUIT was given), releases the lock, and the result is
-    /// logged.
-    private func commit(_ indices: [Int]) {
-        guard let maildrop else {
-            var sink = ConnectionSink(connection: connection)
-            return perform(session.updateFinished(failed: 0, out: &sink))
-        }
-        // From here the job owns the maildrop: `connectionClosed` must not release its lock
-        // while the deletions run.
-        self.maildrop = nil
-        phase = .waiting
-        let job = UpdatingMaildrop(maildrop: maildrop)
-        let logger = service.logger
-        let logMetadata = metadata
-        let submitted = service.storagePool.submit({ job.commitAndClose(indices) }) { [weak self] result in
-            if let error = result.firstError {
-                logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: logMetadata)
-            }
-            guard let self, !self.connection.isClosed else {
-                logger.info("UPDATE finished after the client left: \(result.deleted) deleted, \(result.failed) not removed",
-                            metadata: logMetadata)
-                return
-            }
-            self.updateFinished(failed: result.failed)
-        }
-        if case .queued = submitted { return }
-        // No worker will take it (queue full, shutting down): nothing is removed, and the
-        // client is told so (RFC 1939 §6 -ERR); the next session can try again.
-        maildrop.close()
-        logger.error("UPDATE: storage workers unavailable, \(indices.count) message(s) not removed", metadata: logMetadata)
-        updateFinished(failed: indices.count)
-    }
-
-    private func updateFinished(failed: Int) {
-        phase = .reading
-        var sink = ConnectionSink(connection: connection)
-        let action = session.updateFinished(failed: failed, out: &sink)
-        perform(action)
-    }
-
-    // MARK: closing
-
-    func connectionWillTimeOut(_ connection: Connection) {
-        var sink = ConnectionSink(connection: connection)
-        session.idleTimedOut(out: &sink)
-        endReason = "idle timeout"
-    }
-
-    /// Drain: a session between commands is told and closed; busy ones come back here
-    /// when their command is done.
-    func closeIfIdle() {
-        guard phase == .reading, !connection.isClosed else { return }
-        connection.write("-ERR [SYS/TEMP] Server shutting down\r\n")
-        close(reason: "server shutdown")
-    }
-
-    func abort(reason: String) {
-        endReason = reason
-        connection.close(flushFirst: false)
-    }
-
-    private func close(reason: String) {
-        endReason = reason
-        phase = .closing
-        connection.close(flushFirst: true)
-    }
-
-    func connectionClosed(_ connection: Connection, reason: CloseReason) {
-        phase = .closed
-        endStorageJob(cancel: true)
-        if let penaltyTimer { service.loop.cancelTimer(penaltyTimer) }
-        penaltyTimer = nil
-        cancelAuthJob()
-        if let handshakeTimer { service.loop.cancelTimer(handshakeTimer) }
-        handshakeTimer = nil
-        finishStream()
-        // A session that ends any other way than QUIT deletes nothing (RFC 1939 §6).
-        maildrop?.close()
-        maildrop = nil
-        switch reason {
-        case .local: break
-        // A connection already closing (a login deadline, an eviction, QUIT) keeps its reason.
-        case .idleTimeout: if endReason == "client quit" { endReason = "idle timeout" }
-        case .peerClosed: if endReason == "client quit" && !session.isClosed { endReason = "client disconnected" }
-        case .reset: endReason = "connection reset"
-        case .inputLimitExceeded: endReason = "input limit exceeded"
-        case .outputLimitExceeded: endReason = "output limit exceeded before login (client does not read)"
-        case .error(let e):
-            if let tls = connection.transport as? TLSTransport, let why = tls.failureReason {
-                endReason = "TLS \(why)"
-            } else {
-                endReason = "error: \(e)"
-            }
-        }
-        let c = session.counters
-        let seconds = Double(service.loop.now &- startedAt) / 1e9
-        service.logger.info("session end", metadata: [
-            "connection.id": "\(connection.id)",
-            "user": "\(session.user ?? "-")",
-            "client": "\(connection.peer)",
-            "commands": "\(c.commands)",
-            "retrieved": "\(c.messagesRetrieved)",
-            "bytes": "\(c.octetsRetrieved)",
-            "deleted": "\(c.messagesDeleted)",
-            "duration": "\(Int(seconds * 1000))ms",
-            "reason": "\(endReason)",
-        ])
-        service.sessionEnded(self, wasLoggedIn: loggedIn)
     }
 
     var metadata: Logger.Metadata {

@@ -71,7 +71,7 @@ extension POP3Service {
         ])
         // RFC 3206 §4 [SYS/TEMP]: a server resource is short and a later try can work.
         oldest.closeBeforeLogin("-ERR [SYS/TEMP] connection queue full, try again later\r\n",
-                                reason: "evicted: max_unauthenticated reached")
+                                reason: .evicted)
     }
 
     /// Arms the one deadline timer for the oldest pre-login connection, unless it is armed.
@@ -97,7 +97,7 @@ extension POP3Service {
             logger.debug("login timeout", metadata: oldest.metadata)
             // Not a server condition, so no RFC 3206 code (Dovecot: "Disconnected for
             // inactivity."); the idle timeout's reply has none either.
-            oldest.closeBeforeLogin("-ERR login timeout, closing connection\r\n", reason: "login timeout")
+            oldest.closeBeforeLogin("-ERR login timeout, closing connection\r\n", reason: .loginTimeout)
         }
         armLoginDeadline()
     }
@@ -106,10 +106,9 @@ extension POP3Service {
 extension POP3Connection {
     /// Tells the client why and closes. The reply is flushed first, but a client that does
     /// not read it is dropped after `preLoginCloseGraceNanoseconds`.
-    func closeBeforeLogin(_ reply: StaticString, reason: String) {
-        guard !connection.isClosed, phase != .closing, phase != .closed, !loggedIn else { return }
-        endReason = reason
-        phase = .closing
+    func closeBeforeLogin(_ reply: StaticString, reason: EndReason) {
+        guard !connection.isClosed, !phase.isClosingOrClosed, !loggedIn else { return }
+        enter(.closing(reason))
         connection.write(reply)
         connection.close(flushFirst: true)
         if !connection.isClosed { connection.idleTimeout = POP3Service.preLoginCloseGraceNanoseconds }

@@ -34,43 +34,16 @@ extension POP3Service {
         return try TLSTransport(server: tls.context, fd: fd)
     }
 
-    /// Switches the connection to TLS after the STLS "+OK" (RFC 2595 §4); false when TLS is
-    /// not configured or a session cannot be created.
-    func startTLS(on connection: Connection) -> TLSTransport? {
+    /// A TLS session for STLS on `fd` (RFC 2595 §4), created before the `+OK`; nil (logged
+    /// with its cause) when one cannot be created. The connection installs it itself
+    /// (POP3Connection+TLS.swift).
+    func makeSTLSTransport(fd: Int32, metadata: Logger.Metadata) -> TLSTransport? {
         guard let tls else { return nil }
         do {
-            let transport = try TLSTransport(server: tls.context, fd: connection.fd)
-            connection.switchTransport(to: transport)
-            return transport
+            return try TLSTransport(server: tls.context, fd: fd)
         } catch {
-            logger.warning("STLS: cannot create a TLS session: \(error)")
+            logger.warning("STLS: cannot create a TLS session: \(error)", metadata: metadata)
             return nil
-        }
-    }
-
-    /// Closes `session` if its handshake is not done within `tls_handshake_timeout`, and logs
-    /// what the handshake negotiated when it completes.
-    func watchHandshake(_ transport: TLSTransport, of session: POP3Connection) {
-        guard let tls else { return }
-        let timer = loop.scheduleTimer(after: tls.handshakeTimeoutNanoseconds) {
-            [weak session, weak transport] in
-            guard let session, let transport, !transport.isHandshakeComplete else { return }
-            session.handshakeTimer = nil
-            session.abort(reason: "TLS handshake timeout")
-        }
-        session.handshakeTimer = timer
-        let logger = self.logger
-        let loop = self.loop
-        transport.onHandshakeComplete = { [weak session] stream in
-            guard let session else { return }
-            if let timer = session.handshakeTimer { loop.cancelTimer(timer) }
-            session.handshakeTimer = nil
-            logger.debug("TLS handshake done", metadata: session.metadata.merging([
-                "tls.version": "\(stream.protocolVersion)",
-                "tls.cipher": "\(stream.cipher ?? "-")",
-                "tls.sni": "\(stream.serverName ?? "-")",
-                "tls.alpn": "\(stream.negotiatedALPN ?? "-")",
-            ]) { $1 })
         }
     }
 }

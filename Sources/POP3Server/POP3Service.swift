@@ -28,7 +28,8 @@ public final class POP3Service {
     let loop: EventLoop
     public private(set) var config: ServerConfig
     var logger: Logger
-    private(set) var passwd: PasswdFile
+    /// Replaced whole by a reload (POP3Service+Reload.swift).
+    var passwd: PasswdFile
     let location: MailLocation
     let trusted: CIDRTable
     let penalties: FailurePenalty
@@ -56,11 +57,11 @@ public final class POP3Service {
     /// Hashes queued or running per client address (`auth_max_queued_per_ip`).
     let authQuota: AddressQuota
     /// One thread that parses the passwd-file on SIGHUP, so the loop never does.
-    private var reloadPool: WorkerPool!
+    var reloadPool: WorkerPool!
     /// A passwd-file parse is running on `reloadPool`.
-    private var passwdReloadRunning = false
+    var passwdReloadRunning = false
     /// A SIGHUP came while one ran: parse again when it ends (any number coalesce into one).
-    private var passwdReloadAgain = false
+    var passwdReloadAgain = false
     /// Connections not yet logged in, oldest first (POP3Service+PreLogin.swift).
     var preLogin = PreLoginQueue()
     /// The one `login_timeout` timer, armed for the oldest pre-login connection.
@@ -137,70 +138,6 @@ public final class POP3Service {
         streamBuffer.deallocate()
     }
 
-    /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.
-    public func reload() {
-        reloadPasswdFile()
-        if !config.tlsCert.isEmpty {
-            do {
-                tls = try TLSState(config)
-                logger.info("TLS certificates reloaded")
-            } catch {
-                logger.error("TLS certificate reload failed, keeping the old ones: \(error)")
-            }
-        }
-    }
-
-    /// Parses the passwd-file on `reloadPool` (a million lines take seconds: never on the
-    /// loop); the loop swaps the new table in when it is done. A file that cannot be read, is
-    /// not a regular file (a FIFO would block) or has no valid user keeps the old table, and
-    /// the log says why. A SIGHUP during a parse is coalesced into one more parse after it.
-    private func reloadPasswdFile() {
-        guard let path = config.passwdFile else { return }
-        if passwdReloadRunning {
-            passwdReloadAgain = true
-            logger.info("passwd-file reload already running: another follows it", metadata: ["path": "\(path)"])
-            return
-        }
-        passwdReloadRunning = true
-        let mechanisms = config.authMechanisms
-        let submitted = reloadPool.submit({ PasswdLoad(path: path, mechanisms: mechanisms) }) { [weak self] loaded in
-            self?.passwdLoaded(loaded, path: path)
-        }
-        if case .queued = submitted {} else {
-            passwdReloadRunning = false
-            logger.error("passwd-file reload could not start (\(submitted)), keeping the old one")
-        }
-    }
-
-    private func passwdLoaded(_ loaded: PasswdLoad, path: String) {
-        passwdReloadRunning = false
-        switch loaded.result {
-        case .success(let (file, diagnostics)):
-            Self.logPasswdDiagnostics(diagnostics, logger: logger)
-            if file.count == 0 {
-                logger.error("passwd-file reload: no valid user in the new file, keeping the old one",
-                             metadata: ["path": "\(path)", "users": "\(passwd.count)"])
-            } else {
-                passwd = file
-                logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
-                for line in loaded.mechanismWarnings { logger.warning("\(line)") }
-            }
-        case .failure(let error):
-            logger.error("passwd-file reload failed, keeping the old one: \(error)")
-        }
-        if passwdReloadAgain {
-            passwdReloadAgain = false
-            reloadPasswdFile()
-        }
-    }
-
-    static func logPasswdDiagnostics(_ diagnostics: [Diagnostic], logger: Logger) {
-        for d in diagnostics.prefix(maxPasswdWarningsLogged) { logger.warning("passwd-file: \(d)") }
-        if diagnostics.count > maxPasswdWarningsLogged {
-            logger.warning("passwd-file: \(diagnostics.count - maxPasswdWarningsLogged) more problem line(s) not shown")
-        }
-    }
-
     // MARK: accepting
 
     /// A new client socket from a listener: limits first, then a session.
@@ -240,7 +177,7 @@ public final class POP3Service {
                                      implicitTLS: implicitTLS)
         sessions[ObjectIdentifier(session)] = session
         preLoginStarted(session)
-        if let tlsTransport { watchHandshake(tlsTransport, of: session) }
+        if let tlsTransport { session.watchHandshake(tlsTransport) }
         session.start()
     }
 
@@ -332,7 +269,7 @@ public final class POP3Service {
 
     /// Shutdown timeout passed: close whatever is left, without UPDATE.
     public func closeAll() {
-        for session in Array(sessions.values) { session.abort(reason: "shutdown timeout") }
+        for session in Array(sessions.values) { session.abort(.shutdownTimeout) }
     }
 
     static func systemHostname() -> String {
@@ -348,20 +285,3 @@ public final class POP3Service {
 
 /// The version announced in CAPA IMPLEMENTATION and `pop3d --version`.
 public let pop3dVersion = "0.1.0"
-
-/// A passwd-file read and parsed on `reloadPool`, handed to the loop.
-struct PasswdLoad: Sendable {
-    let result: Result<(PasswdFile, [Diagnostic]), any Error>
-    /// `auth_mechanisms` warnings for the new file: counting users by scheme is O(users), so
-    /// it is done here on the worker too, not on the loop.
-    let mechanismWarnings: [String]
-
-    init(path: String, mechanisms: [AuthMechanism]) {
-        result = Result { try PasswdFile.load(path: path) }
-        if case .success(let (file, _)) = result {
-            mechanismWarnings = AuthMechanism.warnings(enabled: mechanisms, usersByScheme: file.usersByScheme)
-        } else {
-            mechanismWarnings = []
-        }
-    }
-}

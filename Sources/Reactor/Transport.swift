@@ -51,11 +51,16 @@ public protocol Transport: AnyObject {
     /// turn (a server-side TLS handshake): the connection takes a step from
     /// `EventLoop.handshakeStepsPerTurn` first, or waits for a later turn.
     var handshakeStepPending: Bool { get }
+    /// Why the transport failed, for its owner's log line, when a connection closed with
+    /// `.error` (whose `SyscallError` carries only an errno): a TLS transport gives OpenSSL's
+    /// reason. Nil when the transport has nothing to add (plain sockets).
+    var failureReason: String? { get }
 }
 
 extension Transport {
     public var speaksFirst: Bool { false }
     public var handshakeStepPending: Bool { false }
+    public var failureReason: String? { nil }
 }
 
 /// read(2) and sendmsg(2) (a writev with MSG_NOSIGNAL) on the socket.

@@ -268,13 +268,16 @@ final class ServerHarness {
 
     /// Delivers `bytes` into `user`'s Maildir/new under a fresh unique name, as an MTA does
     /// (tmp/ first, then rename).
-    func deliver(_ user: String, _ bytes: [UInt8]) throws {
+    /// Delivers a message into `user`'s new/ and returns the file's path.
+    @discardableResult
+    func deliver(_ user: String, _ bytes: [UInt8]) throws -> String {
         deliveries += 1
         let name = "\(1_700_000_000 + deliveries).M\(deliveries)P\(getpid()).harness"
         try root.write("\(user)/Maildir/tmp/\(name)", bytes)
         let from = "\(root.path)/\(user)/Maildir/tmp/\(name)"
         let to = "\(root.path)/\(user)/Maildir/new/\(name)"
         guard rename(from, to) == 0 else { throw HarnessError("rename into new/: errno \(errno)") }
+        return to
     }
     private var deliveries = 0
 

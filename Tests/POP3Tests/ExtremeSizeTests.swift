@@ -39,11 +39,12 @@ import Testing
         }
 
         /// Sends one command line and performs what the glue would (listing production,
-        /// UPDATE); returns the action.
+        /// message open, UPDATE); returns the action (after an open: `messageOpened`'s).
         @discardableResult
         mutating func send(_ line: String) -> SessionAction {
             let bytes = Array(line.utf8)
-            let action = bytes.withUnsafeBytes { session.handleLine($0, out: &out) }
+            var action = bytes.withUnsafeBytes { session.handleLine($0, out: &out) }
+            if case .openMessage = action { action = session.messageOpened(.opened, out: &out) }
             switch action {
             case .produce:
                 while !session.produceMore(out: &out, maxBytes: 64) {}

@@ -20,6 +20,10 @@ struct Harness {
     var closed = false
     var deletions: [[Int]] = []
     var produceChunk = 8
+    /// What the fake maildrop answers to `.openMessage`.
+    var openOutcome = MessageOpenOutcome.opened
+    /// Whether a TLS session can be created for STLS.
+    var tlsAvailable = true
 
     init(config: SessionConfig = Harness.config()) {
         session = Session(config: config)
@@ -107,6 +111,8 @@ struct Harness {
             }
         case .produce:
             while !session.produceMore(out: &out, maxBytes: produceChunk) {}
+        case .openMessage:
+            perform(session.messageOpened(openOutcome, out: &out))
         case .streamMessage(let index, let bodyLines):
             var encoder = MessageEncoder(bodyLines: bodyLines)
             let message = Self.messages[index]
@@ -118,6 +124,8 @@ struct Harness {
             }
             encoder.finish(out: &out)
         case .startTLS:
+            session.stlsReady(tlsAvailable, out: &out)
+            guard tlsAvailable else { return }
             // RFC 2595 §4: plaintext buffered after STLS is thrown away.
             buffer.removeAll()
             parser.reset()

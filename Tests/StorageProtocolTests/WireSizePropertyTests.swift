@@ -87,7 +87,8 @@ import Testing
             _ = command("LIST \(number)", session: &session, out: &out)
             let listed = text(out.bytes)
             out.bytes.removeAll()
-            let action = command("RETR \(number)", session: &session, out: &out)
+            var action = command("RETR \(number)", session: &session, out: &out)
+            if case .openMessage = action { action = session.messageOpened(.opened, out: &out) }
             let announced = text(out.bytes)
             out.bytes.removeAll()
             guard action == .streamMessage(index: index, bodyLines: nil) else {

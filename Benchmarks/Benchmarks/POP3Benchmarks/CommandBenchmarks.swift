@@ -75,7 +75,9 @@ func runPipelined(_ benchmark: Benchmark, listing: MaildropListing, input: [UInt
             switch event {
             case .line(let range):
                 lines += 1
-                let action = session.handleLine(UnsafeRawBufferPointer(rebasing: window[range]), out: &sink)
+                var action = session.handleLine(UnsafeRawBufferPointer(rebasing: window[range]), out: &sink)
+                // RETR/TOP: the glue opens the file, then the session writes its status line.
+                if case .openMessage = action { action = session.messageOpened(.opened, out: &sink) }
                 if case .produce = action {
                     while !session.produceMore(out: &sink, maxBytes: 16 * 1024) {}
                 }

@@ -51,7 +51,9 @@ struct SessionScript: Sendable {
         guard case .produce = send(uidl, &session, &out) else { return false }
         while !session.produceMore(out: &out, maxBytes: 16 * 1024) {}
         for line in retr {
-            guard case .streamMessage(_, nil) = send(line, &session, &out) else { return false }
+            guard case .openMessage(_, nil) = send(line, &session, &out),
+                case .streamMessage(_, nil) = session.messageOpened(.opened, out: &out)
+            else { return false }
             var encoder = MessageEncoder(bodyLines: nil)
             message.withUnsafeBytes { encoder.encode($0, out: &out) }
             encoder.finish(out: &out)

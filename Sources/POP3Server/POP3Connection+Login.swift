@@ -1,0 +1,232 @@
+import Auth
+import Maildrop
+import POP3
+import Reactor
+
+/// A maildrop opened on a storage worker and handed to the loop. Unchecked Sendable: the worker
+/// creates it and never touches it again; from then on only the loop thread uses it.
+struct OpenedMaildrop: @unchecked Sendable {
+    let result: Result<Maildrop, MaildropError>
+
+    init(path: String, allowRootSymlink: Bool, cancellation: CancellationFlag) {
+        do {
+            result = .success(try Maildrop.open(
+                path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation))
+        } catch {
+            result = .failure(error)
+        }
+    }
+}
+
+/// Login: credentials checked (on the loop or the hashing pool, after the failure penalty:
+/// POP3Connection+AuthQueue.swift), the maildrop opened (on the loop when quick, else on the
+/// storage workers: POP3Connection+StorageJob.swift), the outcome handed to the session, and
+/// the SASL relay for SCRAM-SHA-256. The `+OK` of a login is written by the session only in
+/// `loginFinished(.success)`, after the maildrop is open and locked.
+extension POP3Connection {
+    /// An address with recent failures first waits out its penalty (Dovecot's auth penalty:
+    /// before the verification, so waiting attackers hold no hashing worker); then the
+    /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
+    func authenticate(_ request: AuthRequest) {
+        enter(.authenticating(penalty: nil, job: nil))
+        afterPenalty { $0.verify(request) }
+    }
+
+    private func verify(_ request: AuthRequest) {
+        let passwd = service.passwd
+        switch request {
+        case .password(let user, let password):
+            guard password.count <= CostLimits.maxPasswordLength else {
+                // Refused without hashing: SHA-crypt's cost grows with the length.
+                service.logger.notice("password longer than \(CostLimits.maxPasswordLength) octets refused",
+                                      metadata: metadata)
+                return authFailed(user: user)
+            }
+            if passwd.verificationIsCheap(user: user) {
+                // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
+                // thread wake-ups, an eventfd round trip) would cost more than the work.
+                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password))
+            }
+            submitAuthJob({ passwd.verifyOrDummy(user: user, password: password) },
+                          isFailure: { $0 == nil }) { connection, entry in
+                connection.credentialsChecked(user: user, entry: entry)
+            }
+        case .apop(let user, let digest, let timestamp):
+            // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
+            let entry = passwd.lookup(user).flatMap {
+                apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest) ? $0 : nil
+            }
+            credentialsChecked(user: user, entry: entry)
+        case .cramMD5(let user, let digest, let challenge):
+            let entry = passwd.lookup(user).flatMap {
+                CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8)) ? $0 : nil
+            }
+            credentialsChecked(user: user, entry: entry)
+        }
+    }
+
+    /// The verification result is in: open the maildrop, or fail (the failure delays the
+    /// address's next attempt, `afterPenalty`).
+    func credentialsChecked(user: String, entry: UserEntry?) {
+        guard case .authenticating = phase, !connection.isClosed else { return }
+        guard let entry else {
+            return authFailed(user: user)
+        }
+        if let address { service.penalties.recordSuccess(from: address) }
+        if service.loginTooSoon(user) {
+            return loginFinished(.loginDelay)
+        }
+        let path: String
+        do {
+            path = try service.location.path(user: user, home: entry.home)
+        } catch {
+            service.logger.warning("mail location refused: \(error)", metadata: metadata)
+            return loginFinished(.permanentFailure("invalid mailbox name"))
+        }
+        // A small maildrop whose sizes are known (names, size cache) is listed right here: a
+        // directory read and a stat per message. A large one, or one whose messages must be
+        // read to count CRLF octets (a first login; seconds for a big Maildir on a cold disk),
+        // is opened on the storage workers, so the loop never waits for it.
+        let allowRootSymlink = service.config.maildirAllowRootSymlink
+        do {
+            return maildropOpened(
+                .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink)), user: user)
+        } catch .wouldBlock {
+            // fall through to the workers
+        } catch {
+            return maildropOpened(.failure(error), user: user)
+        }
+        let job = StorageJob()
+        let cancellation = job.cancellation
+        let submitted = service.storagePool.submit({
+            OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation)
+        }) { [weak self, weak job] opened in
+            guard let self, let job, case .openingMaildrop(let current) = self.phase, current === job,
+                  !self.connection.isClosed else {
+                if case .success(let drop) = opened.result { drop.close() }  // client gone: release the lock
+                return
+            }
+            self.endStorageJob(job, cancel: false)
+            self.settle(.authenticating(penalty: nil, job: nil))
+            self.maildropOpened(opened.result, user: user)
+        }
+        if case .queued = submitted {
+            enter(.openingMaildrop(job))
+            watchStorageJob(job)
+        } else {
+            loginFinished(.temporaryFailure("storage service overloaded"))
+        }
+    }
+
+    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String) {
+        switch result {
+        case .success(let drop):
+            maildrop = drop
+            if let why = drop.statistics.cacheDiscarded {
+                service.logger.notice("size cache \(drop.path)/pop3d.sizes discarded and rewritten: \(why)", metadata: metadata)
+            }
+            if let error = drop.statistics.cacheError {
+                // Logged once per failed write: the login works, but every login will read
+                // the messages again until the cause is fixed.
+                service.logger.warning("size cache not written: \(error)", metadata: metadata)
+            }
+            var sizes: [Int] = []
+            var uids: [String] = []
+            sizes.reserveCapacity(drop.count)
+            uids.reserveCapacity(drop.count)
+            for m in drop.messages {
+                sizes.append(m.size)
+                uids.append(m.uid)
+            }
+            loggedIn = true
+            connection.maxBlockedOutputBytes = .max
+            service.sessionLoggedIn(self, user: user)
+            service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
+            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
+        case .failure(.inUse):
+            loginFinished(.inUse)
+        case .failure(.temporary(let why)):
+            service.logger.error("maildrop: \(why)", metadata: metadata)
+            loginFinished(.temporaryFailure("mailbox temporarily unavailable"))
+        case .failure(let error):
+            service.logger.error("maildrop: \(error)", metadata: metadata)
+            loginFinished(.permanentFailure("mailbox unavailable"))
+        }
+    }
+
+    /// Records the failure (the address's next attempt waits its penalty, see `afterPenalty`)
+    /// and answers at once: the wait comes before the next hash, not after this one.
+    func authFailed(user: String) {
+        service.logger.notice("login failed", metadata: [
+            "connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(user)",
+        ])
+        if let address { _ = service.penalties.recordFailure(from: address) }
+        loginFinished(.authFailed)
+    }
+
+    func loginFinished(_ outcome: LoginOutcome) {
+        guard !connection.isClosed, !phase.isClosingOrClosed else { return }
+        scram = nil
+        scramEntry = nil
+        var sink = ConnectionSink(connection: connection)
+        let action = session.loginFinished(outcome, out: &sink)
+        enter(.reading)
+        perform(action)
+        if phase.isReading { resume() }
+    }
+
+    // MARK: SASL relay (SCRAM-SHA-256)
+
+    func saslStep(_ step: SASLStep) {
+        enter(.authenticating(penalty: nil, job: nil))
+        switch step.index {
+        case 0:
+            // The start of a SCRAM exchange is the start of an attempt: the penalty comes first.
+            let message = step.message
+            afterPenalty { connection in
+                let passwd = connection.service.passwd
+                connection.submitAuthJob({ () -> ScramFirst in
+                    var server = ScramServer()
+                    let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
+                    return ScramFirst(server: server, result: r)
+                }) { connection, first in
+                    switch first.result {
+                    case .success(let serverFirst):
+                        connection.scram = first.server
+                        connection.challenge(serverFirst)
+                    case .failure:
+                        connection.authFailed(user: first.server.username ?? "?")
+                    }
+                }
+            }
+        case 1:
+            // The proof check derives keys with PBKDF2 for PLAIN-stored users and for unknown
+            // users (the decoy): thousands of HMACs, so it runs on the pool, under the same
+            // per-address quota and cancellation as any hash (issue 10).
+            guard let server = scram else { return authFailed(user: "?") }
+            let message = step.message
+            submitAuthJob({ ScramFinal(result: server.receiveClientFinal(message)) },
+                          isFailure: { !$0.verified }) { connection, final in
+                switch final.result {
+                case .success(let f) where f.verified:
+                    connection.scramEntry = f.entry
+                    connection.challenge(f.serverFinal)
+                case .success, .failure:
+                    connection.authFailed(user: server.username ?? "?")
+                }
+            }
+        default:
+            let user = scram?.username ?? ""
+            let entry = scramEntry
+            scram = nil
+            scramEntry = nil
+            credentialsChecked(user: user, entry: entry)
+        }
+    }
+
+    private func challenge(_ bytes: [UInt8]) {
+        var sink = ConnectionSink(connection: connection)
+        session.saslChallenge(bytes, out: &sink)
+        resume()
+    }
+}

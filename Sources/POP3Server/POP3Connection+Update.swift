@@ -1,0 +1,50 @@
+import Maildrop
+import POP3
+import Reactor
+
+/// The UPDATE state (RFC 1939 §6). QUIT's reply is written by the session in
+/// `updateFinished`, after the deletions are done: `+OK` only when every message is gone.
+extension POP3Connection {
+    /// Runs on a storage worker: thousands of unlinks (and a listing when messages were
+    /// renamed by another program) never run on the loop. The connection reads nothing
+    /// meanwhile; the reply to QUIT comes when the job is done, and the maildrop lock is held
+    /// until then. A client that leaves meanwhile loses nothing: the job finishes its
+    /// deletions (QUIT was given), releases the lock, and the result is logged.
+    func commit(_ indices: [Int]) {
+        guard let maildrop else {
+            var sink = ConnectionSink(connection: connection)
+            return perform(session.updateFinished(failed: 0, out: &sink))
+        }
+        // From here the job owns the maildrop: closing must not release its lock while the
+        // deletions run.
+        self.maildrop = nil
+        enter(.updating)
+        let job = UpdatingMaildrop(maildrop: maildrop)
+        let logger = service.logger
+        let logMetadata = metadata
+        let submitted = service.storagePool.submit({ job.commitAndClose(indices) }) { [weak self] result in
+            if let error = result.firstError {
+                logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: logMetadata)
+            }
+            guard let self, case .updating = self.phase, !self.connection.isClosed else {
+                logger.info("UPDATE finished after the client left: \(result.deleted) deleted, \(result.failed) not removed",
+                            metadata: logMetadata)
+                return
+            }
+            self.updateFinished(failed: result.failed)
+        }
+        if case .queued = submitted { return }
+        // No worker will take it (queue full, shutting down): nothing is removed, and the
+        // client is told so (RFC 1939 §6 -ERR); the next session can try again.
+        maildrop.close()
+        logger.error("UPDATE: storage workers unavailable, \(indices.count) message(s) not removed", metadata: logMetadata)
+        updateFinished(failed: indices.count)
+    }
+
+    private func updateFinished(failed: Int) {
+        enter(.reading)
+        var sink = ConnectionSink(connection: connection)
+        let action = session.updateFinished(failed: failed, out: &sink)
+        perform(action)
+    }
+}
