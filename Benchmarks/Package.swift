@@ -1,5 +1,5 @@
 // swift-tools-version: 6.2
-// Micro-benchmarks for the POP3 module (DESIGN convention 10: measure in release,
+// Micro-benchmarks for the POP3 module (ARCHITECTURE.md convention 10: measure in release,
 // track allocations per command as well as time). A package of its own, depending
 // on the main one by path, so the server carries no benchmark dependencies.
 //

@@ -21,7 +21,7 @@ import Glibc
 /// as the end of the message). Sending only CRLF lines, each stuffed, means every
 /// client sees the same lines, and TOP counts them the same way.
 ///
-/// This module may not import `POP3` (DESIGN.md module table), hence the mirror
+/// This module may not import `POP3` (ARCHITECTURE.md module table), hence the mirror
 /// rather than a call; the counter works over a file on a worker thread, the
 /// encoder over the chunks it sends. Resumable across chunks, so a message of
 /// any size is counted in bounded memory.

@@ -3,7 +3,7 @@ import Glibc
 
 /// The one place where Maildrop calls into the kernel: EINTR is retried here
 /// and only here; a failure becomes a `MaildropError` carrying the call's name
-/// and the path (DESIGN.md convention 1). `ENOENT` is common enough in a
+/// and the path (ARCHITECTURE.md convention 1). `ENOENT` is common enough in a
 /// Maildir (files renamed by other agents) that callers ask for it as a value.
 enum Sys {
     /// Result of a call that may legitimately find nothing.

@@ -1,6 +1,6 @@
 /// Byte search helpers shared by the parsers and the encoder.
 ///
-/// `memchr` lives in Glibc, which this module must not import (DESIGN.md module
+/// `memchr` lives in Glibc, which this module must not import (ARCHITECTURE.md module
 /// table), so the search is done eight bytes at a time with the classic
 /// "has zero byte" bit trick over unaligned 64-bit loads.
 enum ByteScan {

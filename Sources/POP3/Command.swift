@@ -43,7 +43,7 @@ public enum CommandKeyword: UInt8, Sendable, CaseIterable {
         return packed
     }
 
-    /// The commands valid in each phase: the dispatch table of DESIGN convention 5.
+    /// The commands valid in each phase: the dispatch table of ARCHITECTURE.md convention 5.
     /// A keyword outside its phase's table gets `-ERR` and counts as a bad command.
     static let authorizationTable: Set<CommandKeyword> = [.user, .pass, .apop, .quit, .capa, .stls, .auth]
     static let transactionTable: Set<CommandKeyword> = [

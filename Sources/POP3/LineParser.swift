@@ -9,7 +9,7 @@ public enum LineEvent: Equatable, Sendable {
 }
 
 /// Splits the connection's input into lines: pure, resumable and bounded
-/// (DESIGN convention 4).
+/// (ARCHITECTURE.md convention 4).
 ///
 /// The glue passes its buffered, not yet consumed input each time and drops
 /// `consumed` bytes from the front afterwards. Lines end in CRLF; a bare LF is

@@ -13,7 +13,7 @@
 /// stuffing dots and the terminator: `octets + bare CRs + bare LFs`, plus 2 for
 /// an unterminated last line. `Maildrop`'s size counter (`CRLFSizeCounter`)
 /// computes the same number from the file; the two modules may not import each
-/// other (DESIGN.md), so `Tests/StorageProtocolTests` checks, on random messages
+/// other (ARCHITECTURE.md), so `Tests/StorageProtocolTests` checks, on random messages
 /// and random chunkings, that the counter equals what this encoder sends.
 ///
 /// Why a bare CR ends a line rather than passing through as content: RFC 5322

@@ -1,6 +1,6 @@
 /// Octet and counter arithmetic of the session. Sizes come from disk (a size cache, a name's
 /// `W=` field, a sparse file of many TiB) and counts from the client (280,000 pipelined
-/// `RETR`s), so no sum of them may trap (DESIGN "Rules every change keeps").
+/// `RETR`s), so no sum of them may trap (ARCHITECTURE.md "Rules every change keeps").
 ///
 /// The maildrop's total and the deleted octets are kept in `Int128`: wide enough by
 /// construction (fewer than 2^63 messages of fewer than 2^63 octets each sum below 2^126),

@@ -3,7 +3,7 @@
 /// Pure: no I/O. The glue feeds it complete lines (see `LineParser`) and events
 /// (login finished, TLS started, update finished), it writes replies into a
 /// caller-provided `ReplySink` and returns a `SessionAction` telling the glue
-/// what to do next. Protocol errors are replies, never traps (DESIGN convention 6).
+/// what to do next. Protocol errors are replies, never traps (ARCHITECTURE.md convention 6).
 public struct Session: Sendable {
     enum Phase: Equatable, Sendable {
         case authorization

@@ -27,7 +27,7 @@ import Reactor
 // resources that exist only while it waits, so none can outlive its phase.
 
 /// One client: runs the pure `Session` against the connection, the Auth worker pool and the
-/// Maildrop, and performs the session's actions (DESIGN "How a byte travels").
+/// Maildrop, and performs the session's actions (ARCHITECTURE.md "How a byte travels").
 final class POP3Connection: ConnectionDelegate {
     /// What the glue is waiting for. A case's payload is what exists only in that phase;
     /// `enter(_:)` releases it when the phase is left (POP3Connection+Closing.swift).
@@ -172,7 +172,7 @@ final class POP3Connection: ConnectionDelegate {
             perform(action)
             if phase.pausesInput {
                 // Mid-command (a stream, a listing, a login): further commands wait in the
-                // kernel, not in our bounded input buffer (DESIGN: a producer stops the reading
+                // kernel, not in our bounded input buffer (ARCHITECTURE.md: a producer stops the reading
                 // of commands); `resume()` reads again.
                 connection.pauseReading()
             }

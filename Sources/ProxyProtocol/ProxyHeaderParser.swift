@@ -1,5 +1,5 @@
 /// Reads the PROXY protocol header at the start of a connection (HAProxy's
-/// doc/proxy-protocol.txt, v1 §2.1 and v2 §2.2): pure, resumable and bounded (DESIGN
+/// doc/proxy-protocol.txt, v1 §2.1 and v2 §2.2): pure, resumable and bounded (ARCHITECTURE.md
 /// convention 4).
 ///
 /// The caller passes all the octets received so far that it has not consumed and gets

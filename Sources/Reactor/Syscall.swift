@@ -1,7 +1,7 @@
 import CShim
 import Glibc
 
-/// A failed system call: the errno value and the call's name (convention 1 of DESIGN.md).
+/// A failed system call: the errno value and the call's name (convention 1 of ARCHITECTURE.md).
 public struct SyscallError: Error, Equatable, CustomStringConvertible, Sendable {
     public let errno: Int32
     public let call: String
