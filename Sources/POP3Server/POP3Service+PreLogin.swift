@@ -66,7 +66,7 @@ extension POP3Service {
         guard let oldest = preLogin.oldest else { return }
         preLogin.remove(oldest)
         logger.notice("pre-login connection evicted: max_unauthenticated (\(config.maxUnauthenticated)) reached", metadata: [
-            "connection.id": "\(oldest.connection.id)", "client": "\(oldest.connection.peer)",
+            "connection.id": "\(oldest.connection.id)", "client": "\(oldest.clientName)",
             "age": "\((loop.now &- oldest.startedAt) / 1_000_000)ms", "new.client": "\(newPeer)",
         ])
         // RFC 3206 §4 [SYS/TEMP]: a server resource is short and a later try can work.
