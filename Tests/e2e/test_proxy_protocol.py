@@ -132,7 +132,8 @@ def test_first_command_in_the_same_segment_as_the_header(mailhost):
 def test_garbage_instead_of_a_header_closes_with_nothing_sent(mailhost):
     server = serve(mailhost)
     for garbage in (b"USER alice\r\n", b"PROXY TCP4 300.0.0.1 1.2.3.4 1 2\r\n",
-                    b"PROXY TCP4 " + b"1" * 120, V2_SIGNATURE + bytes([0x21, 0x11, 0xff, 0xff])):
+                    b"PROXY TCP4 " + b"1" * 120, V2_SIGNATURE + bytes([0x21, 0x11, 0xff, 0xff]),
+                    v2("192.0.2.1", tlvs=tlv(0x03, b"\0\0\0\0"))):  # a CRC32C that does not match
         raw = Raw("127.0.0.1", server.port)
         raw.send(garbage)
         assert raw.closed(timeout=20)
@@ -140,7 +141,8 @@ def test_garbage_instead_of_a_header_closes_with_nothing_sent(mailhost):
         raw.close()
     # (The start-up check that the port is open connects and closes without a header: one
     # more "closed by the peer" line, not counted here.)
-    wait_for(lambda: len(refusals(server)) == 4, what=f"four refusals\n{server.output()}")
+    wait_for(lambda: len(refusals(server)) == 5, what=f"five refusals\n{server.output()}")
+    assert "v2 CRC32C mismatch" in server.output()
     assert "session end" not in server.output()
 
 
@@ -269,3 +271,26 @@ def test_v2_local_health_check_is_greeted_and_not_a_client_session(mailhost):
     assert session_ends(server) == [], server.output()
     line = [l for l in server.output().splitlines() if "health check end" in l][0]
     assert re.search(r"client=127\.0\.0\.1:\d+", line), line
+
+
+def test_pop3bench_sessions_through_proxy_headers(mailhost):
+    from test_pop3bench import bench
+    for user in USERS:
+        mailhost.deliver(user, maildata.message(1, body_size=2000))
+    # Default settings (plaintext refused for remote clients): the SSL TLV makes them secured.
+    server = mailhost.serve("--proxy-network", BALANCER)
+    for version in ("--proxy-v1", "--proxy-v2"):
+        # v2 also with a CRC32C TLV, which pop3d checks.
+        extra = ("--proxy-ssl", "--proxy-crc") if version == "--proxy-v2" else ()
+        rc, r = bench("session", "--passwd-file", mailhost.passwd, "--concurrency", "3", "--count", "6",
+                      version, *extra, "--proxy-source", "192.0.2.100-192.0.2.102", port=server.port)
+        if version == "--proxy-v1":
+            # v1 carries no TLS information: a remote client's plaintext login is refused.
+            assert r["sessions"]["ok"] == 0, r
+            continue
+        assert r["errors"]["total"] == 0, r["first_error"]
+        assert rc == 0 and r["sessions"]["ok"] == 6, r
+    wait_for(lambda: sum("proxy.ssl=" in l for l in session_ends(server)) == 6,
+             what=f"six proxied session ends\n{server.output()}")
+    clients = {m for l in session_ends(server) for m in re.findall(r"client=(192\.0\.2\.10[0-2])", l)}
+    assert clients == {"192.0.2.100", "192.0.2.101", "192.0.2.102"}, server.output()
