@@ -183,9 +183,10 @@ public final class POP3Service {
     /// The limits, then the session, for `address` (the PROXY header's client when `proxy`).
     func startSession(_ connection: Connection, address: IPAddress?, implicitTLS: Bool,
                       tlsTransport: TLSTransport?, proxy: ProxiedClient?) {
-        let clientName = proxy?.clientName ?? "\(connection.peer)"
+        // Formatted only for a log line: no string per accepted connection.
+        func clientName() -> String { proxy?.clientName ?? "\(connection.peer)" }
         if let refusal = limitRefusal(address) {
-            var metadata: Logger.Metadata = ["client": "\(clientName)"]
+            var metadata: Logger.Metadata = ["client": "\(clientName())"]
             if proxy != nil { metadata["proxy"] = "\(connection.peer)" }
             logger.notice("connection refused: \(refusal)", metadata: metadata)
             connection.write("-ERR [SYS/TEMP] Too many connections, try again later\r\n")
@@ -194,7 +195,7 @@ public final class POP3Service {
         }
         // max_unauthenticated full: the oldest pre-login connection makes room (Dovecot's
         // "Connection queue full"), so idle connections cannot keep real users out.
-        if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: connection.peer) }
+        if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
