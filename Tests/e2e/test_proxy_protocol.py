@@ -209,7 +209,7 @@ def test_penalties_apply_per_real_address(mailhost):
     assert attacker.line().startswith(b"-ERR")
     attacker_elapsed = time.monotonic() - start
     assert attacker_elapsed >= 1.5, attacker_elapsed
-    assert good_elapsed < 1.0, good_elapsed
+    assert good_elapsed < 1.4, good_elapsed  # well under the 2 s penalty; generous for a loaded machine
 
 
 def test_per_address_cap_applies_to_the_header_address(mailhost):
