@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "POP3Server",
             dependencies: [
-                "CShim", "Reactor", "POP3", "Maildrop", "Auth",
+                "CShim", "Reactor", "POP3", "Maildrop", "Auth", "ProxyProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],

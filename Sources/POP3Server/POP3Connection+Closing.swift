@@ -1,3 +1,4 @@
+import Logging
 import Reactor
 
 /// Why a session ended: the `reason` of the session summary line. Every way a connection
@@ -135,17 +136,24 @@ extension POP3Connection {
         }
         let c = session.counters
         let seconds = Double(service.loop.now &- startedAt) / 1e9
-        service.logger.info("session end", metadata: [
+        var summary: Logger.Metadata = [
             "connection.id": "\(connection.id)",
             "user": "\(session.user ?? "-")",
-            "client": "\(connection.peer)",
+            "client": "\(clientName)",
             "commands": "\(c.commands)",
             "retrieved": "\(c.messagesRetrieved)",
             "bytes": "\(c.octetsRetrieved)",
             "deleted": "\(c.messagesDeleted)",
             "duration": "\(Int(seconds * 1000))ms",
             "reason": "\(ended)",
-        ])
+        ]
+        if let proxy { summary.merge(proxy.summaryMetadata) { $1 } }
+        if proxy?.isHealthCheck == true {
+            // v2 LOCAL: the balancer's health check, not a client session.
+            service.logger.debug("health check end", metadata: summary)
+        } else {
+            service.logger.info("session end", metadata: summary)
+        }
         service.sessionEnded(self, wasLoggedIn: loggedIn)
     }
 }

@@ -157,9 +157,9 @@ extension POP3Connection {
     /// Records the failure (the address's next attempt waits its penalty, see `afterPenalty`)
     /// and answers at once: the wait comes before the next hash, not after this one.
     func authFailed(user: String) {
-        service.logger.notice("login failed", metadata: [
-            "connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(user)",
-        ])
+        service.logger.notice("login failed", metadata: clientMetadata([
+            "connection.id": "\(connection.id)", "user": "\(user)",
+        ]))
         if let address { _ = service.penalties.recordFailure(from: address) }
         loginFinished(.authFailed)
     }

@@ -74,6 +74,9 @@ final class POP3Connection: ConnectionDelegate {
     unowned let service: POP3Service
     let connection: Connection
     let address: IPAddress?
+    /// What the PROXY header said, for a connection from `proxy_networks`
+    /// (POP3Service+Proxy.swift); nil otherwise.
+    let proxy: ProxiedClient?
     var session: Session
     var parser = LineParser()
     /// Written only through `enter(_:)`, which releases what the phase left held, and
@@ -95,15 +98,21 @@ final class POP3Connection: ConnectionDelegate {
     /// Place in the service's pre-login queue (POP3Service+PreLogin.swift).
     var preLoginLinks = PreLoginLinks()
 
-    init(service: POP3Service, connection: Connection, address: IPAddress?, implicitTLS: Bool) {
+    init(service: POP3Service, connection: Connection, address: IPAddress?, implicitTLS: Bool,
+         proxy: ProxiedClient? = nil) {
         self.service = service
         self.connection = connection
         self.address = address
+        self.proxy = proxy
         self.startedAt = service.loop.now
-        let local = SocketAddress.local(of: connection.fd).flatMap { IPAddress(bytes: $0.addressBytes) }
+        // Behind a balancer the "client == server" rule uses the header's two addresses, and
+        // TLS between the client and the balancer (PP2_TYPE_SSL) counts as TLS.
+        let local = proxy != nil ? proxy?.serverAddress
+            : SocketAddress.local(of: connection.fd).flatMap { IPAddress(bytes: $0.addressBytes) }
+        let clientTLS = proxy?.clientUsedTLS ?? false
         session = Session(config: service.makeSessionConfig(
-            address: address, local: local, tlsActive: implicitTLS,
-            stlsAvailable: !implicitTLS && service.tls != nil))
+            address: address, local: local, tlsActive: implicitTLS || clientTLS,
+            stlsAvailable: !implicitTLS && !clientTLS && service.tls != nil))
         connection.outputHighWater = service.config.maxOutputBytes
         connection.outputLowWater = max(4096, service.config.maxOutputBytes / 4)
         // Before login a client that does not read its replies is closed at a small bound
@@ -116,7 +125,7 @@ final class POP3Connection: ConnectionDelegate {
     func start() {
         var sink = ConnectionSink(connection: connection)
         session.start(out: &sink)
-        service.logger.debug("connected", metadata: ["connection.id": "\(connection.id)", "client": "\(connection.peer)"])
+        service.logger.debug("connected", metadata: clientMetadata(["connection.id": "\(connection.id)"]))
     }
 
     /// Moves to `next`, releasing what the phase being left still holds (a timer, a queued
@@ -233,6 +242,18 @@ final class POP3Connection: ConnectionDelegate {
     }
 
     var metadata: Logger.Metadata {
-        ["connection.id": "\(connection.id)", "client": "\(connection.peer)", "user": "\(session.user ?? "-")"]
+        clientMetadata(["connection.id": "\(connection.id)", "user": "\(session.user ?? "-")"])
+    }
+
+    /// The client as log lines name it: the PROXY header's source when there was one (the
+    /// balancer's address when it gave none), else the socket's peer.
+    var clientName: String { proxy?.clientName ?? "\(connection.peer)" }
+
+    /// `metadata` plus "client" and, behind a balancer, "proxy" (the balancer's address).
+    func clientMetadata(_ metadata: Logger.Metadata) -> Logger.Metadata {
+        var metadata = metadata
+        metadata["client"] = "\(clientName)"
+        if let proxy { metadata["proxy"] = "\(proxy.balancer)" }
+        return metadata
     }
 }

@@ -62,12 +62,12 @@ extension POP3Service {
     /// `max_unauthenticated` is full: closes the oldest pre-login connection, whatever it is
     /// doing (idle, mid-SASL, or waiting for a hash on the worker pool, whose result is then
     /// dropped), so that the new connection gets its slot.
-    func evictOldestPreLogin(for newPeer: SocketAddress) {
+    func evictOldestPreLogin(for newClient: String) {
         guard let oldest = preLogin.oldest else { return }
         preLogin.remove(oldest)
         logger.notice("pre-login connection evicted: max_unauthenticated (\(config.maxUnauthenticated)) reached", metadata: [
-            "connection.id": "\(oldest.connection.id)", "client": "\(oldest.connection.peer)",
-            "age": "\((loop.now &- oldest.startedAt) / 1_000_000)ms", "new.client": "\(newPeer)",
+            "connection.id": "\(oldest.connection.id)", "client": "\(oldest.clientName)",
+            "age": "\((loop.now &- oldest.startedAt) / 1_000_000)ms", "new.client": "\(newClient)",
         ])
         // RFC 3206 §4 [SYS/TEMP]: a server resource is short and a later try can work.
         oldest.closeBeforeLogin("-ERR [SYS/TEMP] connection queue full, try again later\r\n",

@@ -33,6 +33,10 @@ public final class POP3Service {
     let location: MailLocation
     let trusted: CIDRTable
     let penalties: FailurePenalty
+    /// `proxy_networks`: peers whose connections start with a PROXY header.
+    let proxyNetworks: CIDRTable
+    /// Connections from `proxy_networks` whose header has not arrived yet (POP3Service+Proxy.swift).
+    var pendingProxyHeaders: [ObjectIdentifier: ProxyHeaderWait] = [:]
     private(set) var pool: WorkerPool!
     /// Threads that open and list maildrops (directory scans, first-login size counting).
     private(set) var storagePool: WorkerPool!
@@ -96,6 +100,11 @@ public final class POP3Service {
             throw ConfigError("trusted_networks: '\(bad)' is not an address or CIDR")
         }
         trusted = table
+        let (proxies, invalidProxies) = CIDRTable.parse(config.proxyNetworks)
+        if let bad = invalidProxies.first {
+            throw ConfigError("proxy_networks: '\(bad)' is not an address or CIDR")
+        }
+        proxyNetworks = proxies
         penalties = FailurePenalty(trusted: table)
         authQuota = AddressQuota(limit: config.authMaxQueuedPerIP, trusted: table)
         do {
@@ -140,9 +149,15 @@ public final class POP3Service {
 
     // MARK: accepting
 
-    /// A new client socket from a listener: limits first, then a session.
+    /// A new client socket from a listener: limits first, then a session. A socket from
+    /// `proxy_networks` first reads its PROXY header (POP3Service+Proxy.swift), and the limits
+    /// apply to the address the header gives.
     public func accept(_ socket: AcceptedSocket, implicitTLS: Bool) {
         let address = IPAddress(bytes: socket.peer.addressBytes)
+        if let address, !proxyNetworks.networks.isEmpty, proxyNetworks.contains(address) {
+            acceptFromBalancer(socket, implicitTLS: implicitTLS)
+            return
+        }
         var tlsTransport: TLSTransport? = nil
         if implicitTLS {
             do {
@@ -162,19 +177,29 @@ public final class POP3Service {
             logger.warning("cannot set up connection: \(error)")
             return
         }
+        startSession(connection, address: address, implicitTLS: implicitTLS, tlsTransport: tlsTransport, proxy: nil)
+    }
+
+    /// The limits, then the session, for `address` (the PROXY header's client when `proxy`).
+    func startSession(_ connection: Connection, address: IPAddress?, implicitTLS: Bool,
+                      tlsTransport: TLSTransport?, proxy: ProxiedClient?) {
+        // Formatted only for a log line: no string per accepted connection.
+        func clientName() -> String { proxy?.clientName ?? "\(connection.peer)" }
         if let refusal = limitRefusal(address) {
-            logger.notice("connection refused: \(refusal)", metadata: ["client": "\(socket.peer)"])
+            var metadata: Logger.Metadata = ["client": "\(clientName())"]
+            if proxy != nil { metadata["proxy"] = "\(connection.peer)" }
+            logger.notice("connection refused: \(refusal)", metadata: metadata)
             connection.write("-ERR [SYS/TEMP] Too many connections, try again later\r\n")
             connection.close(flushFirst: true)
             return
         }
         // max_unauthenticated full: the oldest pre-login connection makes room (Dovecot's
         // "Connection queue full"), so idle connections cannot keep real users out.
-        if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: socket.peer) }
+        if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
-                                     implicitTLS: implicitTLS)
+                                     implicitTLS: implicitTLS, proxy: proxy)
         sessions[ObjectIdentifier(session)] = session
         preLoginStarted(session)
         if let tlsTransport { session.watchHandshake(tlsTransport) }
@@ -185,8 +210,10 @@ public final class POP3Service {
         if isDraining { return "shutting down" }
         if connectionCount >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
         // max_unauthenticated evicts instead of refusing (accept). trusted_networks are exempt
-        // from the per-address cap: a webmail host or a proxy speaks for many users.
-        if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP, !trusted.contains(address) {
+        // from the per-address cap: a webmail host or a proxy speaks for many users; so are the
+        // load balancers of proxy_networks (a connection whose header named no client).
+        if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP, !trusted.contains(address),
+           !proxyNetworks.contains(address) {
             return "max_connections_per_ip (\(config.maxConnectionsPerIP)) reached"
         }
         return nil
@@ -263,12 +290,14 @@ public final class POP3Service {
     /// ones as soon as their command is done. `onDrained` fires when none is left.
     public func drain() {
         isDraining = true
+        closePendingProxyHeaders()
         for session in Array(sessions.values) { session.closeIfIdle() }
         if connectionCount == 0 { onDrained?() }
     }
 
     /// Shutdown timeout passed: close whatever is left, without UPDATE.
     public func closeAll() {
+        closePendingProxyHeaders()
         for session in Array(sessions.values) { session.abort(.shutdownTimeout) }
     }
 

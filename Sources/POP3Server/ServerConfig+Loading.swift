@@ -15,6 +15,7 @@ extension ServerConfig {
         "max_unauthenticated_output_bytes", "tls_handshakes_per_turn", "loop_lag_warning",
         "auth_max_queued_per_ip",
         "maildir_allow_root_symlink",
+        "proxy_networks", "proxy_header_timeout",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -84,6 +85,8 @@ extension ServerConfig {
         loopLagWarningMilliseconds = try v.int("loop_lag_warning", min: 0, max: 60_000) ?? loopLagWarningMilliseconds
         authMaxQueuedPerIP = try v.int("auth_max_queued_per_ip", min: 1, max: 65_536) ?? authMaxQueuedPerIP
         maildirAllowRootSymlink = try v.bool("maildir_allow_root_symlink") ?? maildirAllowRootSymlink
+        proxyNetworks = v.list("proxy_networks") ?? proxyNetworks
+        proxyHeaderTimeoutSeconds = try v.int("proxy_header_timeout", min: 1, max: 600) ?? proxyHeaderTimeoutSeconds
         try validate()
     }
 

@@ -82,6 +82,14 @@ public struct ServerConfig: Sendable, Equatable {
     /// Follow the Maildir root (the last component of `mail`) when it is a symbolic link, for
     /// sites that symlink whole Maildirs. new/, cur/, tmp/ and files inside are never followed.
     public var maildirAllowRootSymlink: Bool = false
+    /// Load balancers (CIDRs) whose connections must start with a PROXY protocol header (v1
+    /// or v2, HAProxy's proxy-protocol.txt): the address in it is then the client's for
+    /// every rule and log line. Connections from elsewhere are never parsed for one. Dovecot's
+    /// `haproxy_trusted_networks`.
+    public var proxyNetworks: [String] = []
+    /// Seconds a connection from `proxyNetworks` may take to send its whole PROXY header
+    /// before it is closed (nothing is sent to it meanwhile). Dovecot's `haproxy_timeout`.
+    public var proxyHeaderTimeoutSeconds: Int = 5
 
     public init() {}
 }

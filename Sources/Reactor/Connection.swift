@@ -31,11 +31,14 @@ public protocol ConnectionDelegate: AnyObject {
     func connectionWillTimeOut(_ connection: Connection)
     /// Last callback; the descriptor is already closed.
     func connectionClosed(_ connection: Connection, reason: CloseReason)
+    /// The preamble (`Connection.expectPreamble`) is complete; the transport reads next.
+    func connectionPreambleEnded(_ connection: Connection)
 }
 
 extension ConnectionDelegate {
     public func connectionWritable(_ connection: Connection) {}
     public func connectionWillTimeOut(_ connection: Connection) {}
+    public func connectionPreambleEnded(_ connection: Connection) {}
 }
 
 /// One nonblocking stream socket on the loop: bounded input, watermarked output queue, idle timeout.
@@ -94,6 +97,9 @@ public final class Connection: Selectable {
     /// A handshake step already ran for this connection (its next ones are served first).
     var handshakeStarted = false
     var peerEOF = false
+    /// A preamble is awaited before the transport reads (Connection+Preamble.swift); nil for
+    /// every connection without one.
+    var preamble: PreambleState?
 
     var output = OutputQueue()
     var notifyWhenDrained = false
@@ -225,6 +231,10 @@ public final class Connection: Selectable {
             } else if events & (CSHIM_EPOLLHUP | CSHIM_EPOLLRDHUP) != 0 {
                 finalize(.peerClosed)
             }
+            return
+        }
+        if preamble != nil {
+            handlePreambleEvent(events)
             return
         }
         if events & CSHIM_EPOLLOUT != 0 {
@@ -459,6 +469,7 @@ public final class Connection: Selectable {
         idleTimer = nil
         output.release(to: &loop.chunkPool)
         releaseStorage()
+        preamble = nil  // its closure may hold the owner
         let delegate = self.delegate
         self.delegate = nil
         delegate?.connectionClosed(self, reason: reason)

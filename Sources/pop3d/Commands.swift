@@ -22,6 +22,8 @@ struct ServeOptions: ParsableArguments {
     var mail: String?
     @Option(name: .customLong("trusted-network"), help: "CIDR exempt from login penalties (repeatable).")
     var trustedNetworks: [String] = []
+    @Option(name: .customLong("proxy-network"), help: "CIDR of a load balancer that sends a PROXY protocol header (repeatable).")
+    var proxyNetworks: [String] = []
     @Option(name: .customLong("config"), help: "YAML configuration file.")
     var config: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
@@ -39,7 +41,7 @@ struct ServeOptions: ParsableArguments {
     var flags: [String: [String]] {
         var f: [String: [String]] = [
             "listen": listen, "listen_tls": listenTLS, "trusted_networks": trustedNetworks,
-            "tls_cert": tlsCert, "tls_key": tlsKey,
+            "tls_cert": tlsCert, "tls_key": tlsKey, "proxy_networks": proxyNetworks,
         ]
         if let passwdFile { f["passwd_file"] = [passwdFile] }
         if let mail { f["mail"] = [mail] }
