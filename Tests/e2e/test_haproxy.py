@@ -147,23 +147,43 @@ backend pop3_only_{name}
 """
 
 
+# Scenario 3's worst case: a pop3d on the balancer's own host, reached over loopback (client
+# address = server address: "secured" if the PROXY header were ignored). Its health check stays
+# DOWN in the other tests, where that pop3d is not running.
+PORT_LOCAL, LOCAL_POP3D_PORT = 1103, 1110
+LOCAL_HOST = f"""
+frontend pop3_local
+    bind {LB_FRONT}:{PORT_LOCAL}
+    default_backend pop3_local
+
+backend pop3_local
+    option tcp-check
+    tcp-check expect string +OK
+    tcp-check send QUIT\\r\\n
+    tcp-check expect string +OK
+    default-server inter 1s fall 2 rise 1 check-send-proxy
+    server local 127.0.0.1:{LOCAL_POP3D_PORT} send-proxy-v2 check
+"""
+
+
 class Backend:
     """pop3d in one host namespace, started through `ip netns exec` (which execs: the PID we
     hold is pop3d's own)."""
 
-    def __init__(self, ns, addr, lb_addr, mail, tmp, env):
+    def __init__(self, ns, addr, lb_addr, mail, tmp, env, port=PORT):
         self.ns, self.addr = ns, addr
-        self.log_path = os.path.join(tmp, f"pop3d-{ns}.log")
+        listens = [f"{addr}:{port}"] + ([f"127.0.0.1:{port}"] if addr != "127.0.0.1" else [])
+        self.log_path = os.path.join(tmp, f"pop3d-{ns}-{port}.log")
         self.log = open(self.log_path, "wb")
         full_env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_FDS")}
         full_env.update(env)
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, binary(), "serve",
-             "--listen", f"{addr}:{PORT}", "--listen", f"127.0.0.1:{PORT}",
-             "--passwd-file", mail.passwd, "--mail", f"maildir:{mail.mail_root}/%u/Maildir",
+            ["ip", "netns", "exec", ns, binary(), "serve"]
+            + [arg for listen in listens for arg in ("--listen", listen)]
+            + ["--passwd-file", mail.passwd, "--mail", f"maildir:{mail.mail_root}/%u/Maildir",
              "--proxy-network", f"{lb_addr}/32"],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env)
-        wait_for(lambda: self.proc.poll() is not None or self.output().count("info listening") >= 2,
+        wait_for(lambda: self.proc.poll() is not None or self.output().count("info listening") >= len(listens),
                  timeout=30, what=f"pop3d in {ns} to listen")
         assert self.proc.poll() is None, f"pop3d in {ns} exited:\n{self.output()}"
 
@@ -191,7 +211,7 @@ class HAProxy:
         cfg = cfg.replace("global\n", f"global\n    stats socket {self.sock} mode 600 level admin\n", 1)
         cfg = cfg.replace(f"    bind {LB_FRONT}:{PORT}\n",
                           f"    bind {LB_FRONT}:{PORT}\n    bind 127.0.0.1:{PORT}\n", 1)
-        cfg += pinned("a", HOST_A) + pinned("b", HOST_B)
+        cfg += pinned("a", HOST_A) + pinned("b", HOST_B) + LOCAL_HOST
         with open(self.cfg, "w") as f:
             f.write(cfg)
         self.log_path = os.path.join(tmp, "haproxy.log")
@@ -406,7 +426,24 @@ def test_plaintext_refused_from_client_host(cluster_factory, topo):
     is not secured: no USER in CAPA, USER/PASS refused."""
     cluster = cluster_factory({})
     cluster.deliver("alice", maildata.message(1))
-    for port in (PORT_ONLY_A, PORT_ONLY_B, PORT):
+    local = Backend(topo.lb, "127.0.0.1", "127.0.0.1", cluster, cluster.tmp, {}, port=LOCAL_POP3D_PORT)
+    try:
+        cluster.lb.wait_state({("pop3_local", "local"): "UP"})
+        refuse_plaintext(topo, (PORT_ONLY_A, PORT_ONLY_B, PORT, PORT_LOCAL))
+        wait_for(lambda: f"client={CLIENT}:" in local.output(), timeout=20,
+                 what="the local pop3d to name the client")
+    finally:
+        local.stop()
+    # The same maildrop is reachable as soon as plaintext is allowed: the refusal above is the
+    # setting, not a broken path.
+    cluster.stop()
+    cluster2 = cluster_factory(PLAINTEXT_ON)
+    cluster2.deliver("alice", maildata.message(1))
+    assert poplib_in(topo.client, "alice")["count"] == 1
+
+
+def refuse_plaintext(topo, ports):
+    for port in ports:
         c = raw_in(topo.client, LB_FRONT, port, source=CLIENT)
         try:
             assert c.line().startswith(b"+OK")
@@ -420,12 +457,6 @@ def test_plaintext_refused_from_client_host(cluster_factory, topo):
             assert c.cmd("QUIT").startswith(b"+OK")
         finally:
             c.close()
-    # The same maildrop is reachable as soon as plaintext is allowed: the refusal above is the
-    # setting, not a broken path.
-    cluster.stop()
-    cluster2 = cluster_factory(PLAINTEXT_ON)
-    cluster2.deliver("alice", maildata.message(1))
-    assert poplib_in(topo.client, "alice")["count"] == 1
 
 
 def test_in_use_across_hosts(cluster, topo):
