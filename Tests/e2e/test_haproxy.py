@@ -200,6 +200,7 @@ class Backend:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        self.log.flush()
         return self.proc.returncode
 
 
@@ -416,7 +417,8 @@ def test_penalties_follow_the_real_address(cluster, topo):
     assert timings["attacker failure 2"] >= 1.5, timings
     assert timings["attacker failure 3"] >= 3.0, timings
     assert timings["attacker failure 4"] >= 6.0, timings
-    assert timings["good client"] < 1.5, timings
+    # Generous for a loaded machine, yet far below the 8 s a shared (balancer) address would owe.
+    assert timings["good client"] < 3.0, timings
     log = cluster.a.output()
     assert f"client={ATTACKER}:" in log and f"client={CLIENT}:" in log, log
 
