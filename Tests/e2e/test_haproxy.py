@@ -28,6 +28,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ from rawpop import Raw
 CLIENT, ATTACKER, LB_FRONT = "10.211.1.2", "10.211.1.3", "10.211.1.1"
 LB_A, HOST_A = "10.211.2.1", "10.211.2.2"
 LB_B, HOST_B = "10.211.3.1", "10.211.3.2"
-PORT, PORT_ONLY_A, PORT_ONLY_B = 110, 1101, 1102
+PORT, PORT_ONLY_A, PORT_ONLY_B, PORT_TLS = 110, 1101, 1102, 995
 BENCH_USERS = {f"bench{i:02d}": f"pw{i:02d}" for i in range(8)}
 PLAINTEXT_ON = {"POP3D_DISABLE_PLAINTEXT_AUTH": "false"}
 CMD_TIMEOUT = 60  # seconds any helper command may take
@@ -124,11 +125,18 @@ def topo():
         t.teardown()
 
 
+README_PEM = "/etc/haproxy/pop3.pem"
+
+
 def readme_haproxy_config():
+    """The ```haproxy blocks of the README's "Running several hosts" section, joined: the
+    plain-TCP configuration, then the TLS-terminating frontend and backend."""
     text = open(os.path.join(ROOT, "README.md")).read()
-    m = re.search(r"## Running several hosts\n.*?```haproxy\n(.*?)```", text, re.S)
-    assert m, "README: no ```haproxy block in 'Running several hosts'"
-    return m.group(1)
+    m = re.search(r"## Running several hosts\n(.*?)\n## ", text, re.S)
+    assert m, "README: no 'Running several hosts' section"
+    blocks = re.findall(r"```haproxy\n(.*?)```", m.group(1), re.S)
+    assert len(blocks) == 2, "README: expected the plain and the TLS ```haproxy blocks"
+    return "\n".join(blocks)
 
 
 def pinned(name, host):
@@ -208,7 +216,14 @@ class HAProxy:
     def __init__(self, ns, tmp):
         self.sock = os.path.join(tmp, "haproxy.sock")
         self.cfg = os.path.join(tmp, "haproxy.cfg")
+        pem = os.path.join(tmp, "pop3.pem")
+        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "2", "-subj", "/CN=pop3.test", "-keyout", pem, "-out", pem + ".crt")
+        with open(pem, "a") as f:
+            f.write(open(pem + ".crt").read())
         cfg = readme_haproxy_config()
+        assert README_PEM in cfg
+        cfg = cfg.replace(README_PEM, pem)
         cfg = cfg.replace("global\n", f"global\n    stats socket {self.sock} mode 600 level admin\n", 1)
         cfg = cfg.replace(f"    bind {LB_FRONT}:{PORT}\n",
                           f"    bind {LB_FRONT}:{PORT}\n    bind 127.0.0.1:{PORT}\n", 1)
@@ -261,6 +276,7 @@ class HAProxy:
 
 
 ALL_UP = {("pop3_hosts", "a"): "UP", ("pop3_hosts", "b"): "UP",
+          ("pop3s_hosts", "a"): "UP", ("pop3s_hosts", "b"): "UP",
           ("pop3_only_a", "a"): "UP", ("pop3_only_b", "b"): "UP"}
 
 
@@ -425,7 +441,9 @@ def test_penalties_follow_the_real_address(cluster, topo):
 
 def test_plaintext_refused_from_client_host(cluster_factory, topo):
     """(3) With pop3d's default disable_plaintext_auth, a plain-TCP client behind the balancer
-    is not secured: no USER in CAPA, USER/PASS refused."""
+    is not secured: no USER in CAPA, USER/PASS refused, through both hosts and through a pop3d
+    on the balancer's own host over loopback; through HAProxy's TLS frontend
+    (send-proxy-v2-ssl) the same login is allowed."""
     cluster = cluster_factory({})
     cluster.deliver("alice", maildata.message(1))
     local = Backend(topo.lb, "127.0.0.1", "127.0.0.1", cluster, cluster.tmp, {}, port=LOCAL_POP3D_PORT)
@@ -436,6 +454,28 @@ def test_plaintext_refused_from_client_host(cluster_factory, topo):
                  what="the local pop3d to name the client")
     finally:
         local.stop()
+    # HAProxy terminating TLS with send-proxy-v2-ssl: the header says the client used TLS, so
+    # the same default setting allows the login (the TLS variant of the README's config).
+    a_ends, b_ends = (h.output().count("session end") for h in (cluster.a, cluster.b))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the test's self-signed cert
+    for user in ("alice", "bob"):  # two users: leastconn may put the two sessions on both hosts
+        c = raw_in(topo.client, LB_FRONT, PORT_TLS, source=CLIENT)
+        try:
+            c.sock = ctx.wrap_socket(c.sock, server_hostname="pop3.test")
+            assert c.line().startswith(b"+OK")
+            assert c.cmd("CAPA").startswith(b"+OK")
+            assert b"USER" in c.multiline()
+            assert c.cmd(f"USER {user}").startswith(b"+OK")
+            reply = c.cmd(f"PASS {USERS[user]}")
+            assert reply.startswith(b"+OK"), reply
+            assert c.cmd("QUIT").startswith(b"+OK")
+        finally:
+            c.close()
+    wait_for(lambda: cluster.a.output().count("session end") + cluster.b.output().count("session end")
+             == a_ends + b_ends + 2, timeout=20, what="two TLS sessions' summaries")
+    assert len(re.findall(rf"session end .*client={re.escape(CLIENT)}:",
+                          cluster.a.output() + cluster.b.output())) >= 2
     # The same maildrop is reachable as soon as plaintext is allowed: the refusal above is the
     # setting, not a broken path.
     cluster.stop()
