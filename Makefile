@@ -6,8 +6,11 @@ SWIFT ?= swift
 PYTHON ?= python3
 # Build and run-time needs.
 BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
-# What the tests drive: real clients and real systemd tools.
-TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3
+# What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
+# two-host test in network namespaces (Tests/e2e/test_haproxy.py).
+TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2
+# Whether haproxy was installed before this run (read when make starts, before test-deps).
+HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
@@ -25,6 +28,16 @@ deps:
 
 test-deps: deps
 	$(call apt_install,$(TEST_PACKAGES))
+ifneq ($(HAPROXY_WAS_INSTALLED),yes)
+	@# Debian's haproxy postinst enables haproxy.service and starts it (deb-systemd-invoke
+	@# start; invoke-rc.d without systemd). The tests never use the system service: they run
+	@# their own haproxy with their own config in network namespaces. So a haproxy this run
+	@# installed is stopped at once (systemd, else by its PID file) and disabled again (the
+	@# unit's symlink would start it at the next boot, systemd running now or not).
+	-@if [ -d /run/systemd/system ]; then systemctl stop haproxy.service; \
+	elif [ -s /run/haproxy.pid ]; then kill "$$(cat /run/haproxy.pid)"; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet haproxy.service; fi
+endif
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
 
