@@ -138,22 +138,7 @@ extension POP3Service {
             Glibc.close(socket.fd)
             return
         }
-        var tlsTransport: TLSTransport? = nil
-        if implicitTLS {
-            do {
-                tlsTransport = try makeImplicitTLSTransport(fd: socket.fd)
-            } catch {
-                logger.warning("cannot set up TLS: \(error)", metadata: ["proxy": "\(socket.peer)"])
-                Glibc.close(socket.fd)
-                return
-            }
-        }
-        let connection: Connection
-        do {
-            connection = try Connection(fd: socket.fd, peer: socket.peer, localName: socket.listenerName,
-                                        loop: loop, transport: tlsTransport ?? PlainTransport())
-        } catch {
-            logger.warning("cannot set up connection: \(error)")
+        guard let (connection, tlsTransport) = makeConnection(socket, implicitTLS: implicitTLS, peerKey: "proxy") else {
             return
         }
         let wait = ProxyHeaderWait(service: self, connection: connection, implicitTLS: implicitTLS, tlsTransport: tlsTransport)

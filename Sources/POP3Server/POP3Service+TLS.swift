@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import Reactor
 
@@ -27,6 +28,31 @@ struct TLSState {
 }
 
 extension POP3Service {
+    /// The reactor connection for an accepted socket, with its implicit-TLS transport when the
+    /// listener is `pop3s`; nil (the socket closed, the cause logged) when either cannot be
+    /// set up. `peerKey` names the peer in the log line: `client`, or `proxy` for a balancer.
+    func makeConnection(_ socket: AcceptedSocket, implicitTLS: Bool, peerKey: String) -> (Connection, TLSTransport?)? {
+        var tlsTransport: TLSTransport? = nil
+        if implicitTLS {
+            do {
+                tlsTransport = try makeImplicitTLSTransport(fd: socket.fd)
+            } catch {
+                logger.warning("cannot set up TLS: \(error)", metadata: [peerKey: "\(socket.peer)"])
+                Glibc.close(socket.fd)
+                return nil
+            }
+        }
+        do {
+            // Connection.init closes the descriptor itself when registration fails.
+            let connection = try Connection(fd: socket.fd, peer: socket.peer, localName: socket.listenerName,
+                                            loop: loop, transport: tlsTransport ?? PlainTransport())
+            return (connection, tlsTransport)
+        } catch {
+            logger.warning("cannot set up connection: \(error)", metadata: [peerKey: "\(socket.peer)"])
+            return nil
+        }
+    }
+
     /// The transport for a socket accepted on an implicit-TLS listener (RFC 8314 §3.3): the
     /// greeting is queued as usual and leaves only once the handshake is done.
     func makeImplicitTLSTransport(fd: Int32) throws -> TLSTransport {

@@ -158,23 +158,7 @@ public final class POP3Service {
             acceptFromBalancer(socket, implicitTLS: implicitTLS)
             return
         }
-        var tlsTransport: TLSTransport? = nil
-        if implicitTLS {
-            do {
-                tlsTransport = try makeImplicitTLSTransport(fd: socket.fd)
-            } catch {
-                logger.warning("cannot set up TLS: \(error)", metadata: ["client": "\(socket.peer)"])
-                Glibc.close(socket.fd)
-                return
-            }
-        }
-        let connection: Connection
-        do {
-            // Connection.init closes the descriptor itself when registration fails.
-            connection = try Connection(fd: socket.fd, peer: socket.peer, localName: socket.listenerName,
-                                        loop: loop, transport: tlsTransport ?? PlainTransport())
-        } catch {
-            logger.warning("cannot set up connection: \(error)")
+        guard let (connection, tlsTransport) = makeConnection(socket, implicitTLS: implicitTLS, peerKey: "client") else {
             return
         }
         startSession(connection, address: address, implicitTLS: implicitTLS, tlsTransport: tlsTransport, proxy: nil)
