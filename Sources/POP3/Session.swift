@@ -131,6 +131,15 @@ public struct Session: Sendable {
         var keywordEnd = 0
         while keywordEnd < line.count && line[keywordEnd] != 0x20 { keywordEnd += 1 }
         guard let keyword = CommandKeyword.parse(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])) else {
+            if phase == .authorization, Self.isProxyHeader(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])) {
+                // A PROXY protocol v1 header from a peer the server does not take headers from
+                // (HAProxy's proxy-protocol.txt: a receiver must never honour one it did not
+                // ask for): closed, so that it cannot be retried as a way to spoof an address.
+                // (A v2 header reads as empty lines, a control octet, then QUIT: closed too.)
+                out.write("-ERR PROXY header not accepted from this address\r\n")
+                phase = .closed
+                return .close
+            }
             return badCommand("-ERR unknown command\r\n", out: &out)
         }
         let table = phase == .authorization ? CommandKeyword.authorizationTable : CommandKeyword.transactionTable
@@ -216,6 +225,11 @@ public struct Session: Sendable {
         }
         out.write(reply)
         return .none
+    }
+
+    /// The keyword is exactly `PROXY` (the v1 signature is case-sensitive).
+    static func isProxyHeader(_ keyword: UnsafeRawBufferPointer) -> Bool {
+        keyword.count == 5 && keyword.elementsEqual("PROXY".utf8)
     }
 
     /// Commands without arguments (STAT, NOOP, RSET, QUIT, STLS, CAPA) reject extras.

@@ -13,7 +13,7 @@ import Reactor
 // import ProxyProtocol; the glue does.
 //
 // Only a peer in `proxy_networks` is asked for a header, and it must send one: a header from
-// anywhere else is an unknown command (it never changes an address), and a balancer's
+// anywhere else closes that connection (Session: it never changes an address), and a balancer's
 // connection without a valid header is closed with nothing sent.
 
 /// What a connection's PROXY header said, as the session uses it.

@@ -142,6 +142,26 @@ let exchanges: [Exchange] = [
         #expect(harness.closed)
     }
 
+    /// Issue 11: a PROXY v1 header reaching the session came from a peer the server takes no
+    /// header from; it is never honoured and the connection is closed. After login the word
+    /// is just an unknown command.
+    @Test func proxyHeaderBeforeLoginClosesAndIsAnUnknownCommandAfter() {
+        var before = Harness()
+        before.feed("PROXY TCP4 192.0.2.66 198.51.100.1 40000 110\r\nUSER alice\r\n")
+        #expect(before.replies == "-ERR PROXY header not accepted from this address\r\n")
+        #expect(before.closed)
+
+        var after = Harness()
+        after.feed(login + "PROXY TCP4 192.0.2.66 198.51.100.1 40000 110\r\nNOOP\r\n")
+        #expect(!after.closed)
+        #expect(after.replies.hasSuffix("-ERR unknown command\r\n+OK\r\n"))
+        // Case matters (the v1 signature is upper case): `proxy` is only a bad command.
+        var lower = Harness()
+        lower.feed("proxy TCP4\r\n")
+        #expect(lower.replies == "-ERR unknown command\r\n")
+        #expect(!lower.closed)
+    }
+
     @Test func quitInAuthorizationCommitsNothing() {
         var harness = Harness()
         harness.feed("USER alice\r\nQUIT\r\n")
