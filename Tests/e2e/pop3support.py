@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,7 +50,63 @@ def port_open(host, port):
         return False
 
 
-class Server:
+class LoggedProcess:
+    """A child process (`self.proc`) whose stdout and stderr go to `self.log` at
+    `self.log_path`; read its log, stop it by its PID. Shared by `Server` and the processes the
+    multi-host tests start in network namespaces."""
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def terminate(self, sig=signal.SIGTERM, timeout=30):
+        """Sends `sig`, waits up to `timeout` s, then SIGKILL; returns the exit status."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+class StubServer:
+    """A TCP server on 127.0.0.1:0 in a thread, for tests of a client (pop3bench): accepts until
+    `close()`, each connection with a 10 s timeout handed to `handle(conn)`."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(10)
+            self.handle(conn)
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stopping.set()
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+class Server(LoggedProcess):
     """A running `pop3d serve`. stderr goes to a log file that failing tests print."""
 
     def __init__(self, args, tmpdir, host="127.0.0.1", port=None, env=None, wait=True, preexec_fn=None):
@@ -80,21 +137,10 @@ class Server:
     def pid(self):
         return self.proc.pid
 
-    def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        status = self.terminate(sig, timeout)
         self.log.close()
-        return self.proc.returncode
+        return status
 
     def kill9(self):
         if self.proc.poll() is None:

@@ -38,7 +38,7 @@ import pytest
 
 import maildata
 from conftest import USERS
-from pop3support import ROOT, binary, wait_for
+from pop3support import LoggedProcess, ROOT, binary, wait_for
 from rawpop import Raw
 
 CLIENT, ATTACKER, LB_FRONT = "10.211.1.2", "10.211.1.3", "10.211.1.1"
@@ -174,7 +174,7 @@ backend pop3_local
 """
 
 
-class Backend:
+class Backend(LoggedProcess):
     """pop3d in one host namespace, started through `ip netns exec` (which execs: the PID we
     hold is pop3d's own)."""
 
@@ -195,24 +195,13 @@ class Backend:
                  timeout=30, what=f"pop3d in {ns} to listen")
         assert self.proc.poll() is None, f"pop3d in {ns} exited:\n{self.output()}"
 
-    def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
     def stop(self, sig=signal.SIGTERM, timeout=40):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        status = self.terminate(sig, timeout)
         self.log.flush()
-        return self.proc.returncode
+        return status
 
 
-class HAProxy:
+class HAProxy(LoggedProcess):
     def __init__(self, ns, tmp):
         self.sock = os.path.join(tmp, "haproxy.sock")
         self.cfg = os.path.join(tmp, "haproxy.cfg")
@@ -239,11 +228,6 @@ class HAProxy:
                  what="haproxy's stats socket")
         assert self.proc.poll() is None, f"haproxy exited:\n{self.output()}"
 
-    def output(self):
-        self.log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
     def states(self):
         """{(proxy, server): 'UP'|'DOWN'|...} from `show stat` on the stats socket."""
         with socket.socket(socket.AF_UNIX) as s:
@@ -266,13 +250,7 @@ class HAProxy:
                         timeout=timeout, interval=0.2, what=f"haproxy states {want}; now {self.states()}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        self.terminate(signal.SIGTERM, 20)
 
 
 ALL_UP = {("pop3_hosts", "a"): "UP", ("pop3_hosts", "b"): "UP",

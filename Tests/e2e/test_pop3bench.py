@@ -3,15 +3,13 @@ against tiny fake servers in this process that misbehave on purpose (errors coun
 never as successes, non-zero exit)."""
 import json
 import os
-import socket
 import subprocess
-import threading
 
 import pytest
 
 import maildata
 from conftest import USERS
-from pop3support import binary
+from pop3support import StubServer, binary
 
 # Every pop3bench run is bounded twice: by its own --max-time and by this subprocess timeout.
 RUN_TIMEOUT = 60
@@ -92,7 +90,7 @@ def test_refuses_non_loopback_target():
     assert "loopback" in proc.stderr
 
 
-class FakeServer:
+class FakeServer(StubServer):
     """A scripted POP3 server on loopback: one thread, one client at a time, stopped by close()."""
 
     MESSAGE = b"Subject: x\r\n\r\nhello\r\n..dot\r\n"
@@ -100,29 +98,14 @@ class FakeServer:
     def __init__(self, list_size=None, refuse_pass=False):
         self.list_size = list_size if list_size is not None else len(self.MESSAGE) - 1  # un-stuffed
         self.refuse_pass = refuse_pass
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def serve(self):
-        while not self.stopping.is_set():
+    def handle(self, conn):
+        with conn:
             try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
+                self.session(conn)
             except OSError:
-                return
-            with conn:
-                conn.settimeout(10)
-                try:
-                    self.session(conn)
-                except OSError:
-                    pass
+                pass
 
     def session(self, conn):
         conn.sendall(b"+OK fake ready\r\n")
@@ -147,11 +130,6 @@ class FakeServer:
                 return
             else:
                 conn.sendall(b"-ERR what\r\n")
-
-    def close(self):
-        self.stopping.set()
-        self.sock.close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
 
 import pytest
 
-from pop3support import binary
+from pop3support import StubServer, binary
 
 RUN_TIMEOUT = 60
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -91,7 +90,7 @@ def read_header(conn):
             "tlvs": {k: v for k, (_, v) in tlvs.items()}, "raw": raw}
 
 
-class ProxyStub:
+class ProxyStub(StubServer):
     """POP3 stub on 127.0.0.1 expecting a PROXY header on every connection (optionally then a
     TLS handshake): records the header and the first line after it, greets, answers QUIT."""
 
@@ -99,30 +98,15 @@ class ProxyStub:
         self.tls_context = tls_context
         self.seen = []
         self.errors = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def serve(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(10)
-            try:
-                self.session(conn)
-            except Exception as e:  # recorded, and the test fails on it
-                self.errors.append(repr(e))
-            finally:
-                conn.close()
+    def handle(self, conn):
+        try:
+            self.session(conn)
+        except Exception as e:  # recorded, and the test fails on it
+            self.errors.append(repr(e))
+        finally:
+            conn.close()
 
     def session(self, conn):
         header = read_header(conn)
@@ -134,11 +118,6 @@ class ProxyStub:
         self.seen.append(header)
         if line.upper().startswith(b"QUIT"):
             conn.sendall(b"+OK bye\r\n")
-
-    def close(self):
-        self.stopping.set()
-        self.sock.close()
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
