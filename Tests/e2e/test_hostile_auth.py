@@ -59,6 +59,41 @@ def timed_login(server, user, password, source):
     return reply, elapsed
 
 
+
+class NoopProbe:
+    """Sends NOOPs on a logged-in `session` from a thread, one at a time `interval` s apart,
+    while the `with` block runs: round trips in `rtts` (seconds), a failed or timed-out NOOP in
+    `errors` (the probe stops there). Leaving the block stops and joins it (bounded)."""
+
+    def __init__(self, session, interval):
+        self.session, self.interval = session, interval
+        self.rtts, self.errors = [], []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            try:
+                reply = self.session.cmd("NOOP")
+            except OSError as e:  # includes socket timeouts
+                self.errors.append(e)
+                return
+            if reply != b"+OK":
+                self.errors.append(reply)
+                return
+            self.rtts.append(time.monotonic() - t0)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=120)
+        return False
+
 def test_abandoned_hash_attempts_do_not_delay_a_real_login(mailhost, tmp_path):
     """250 connections from one address send USER/PASS and close at once. Before the fix
     every PASS queued a hash that ran after its client had gone (about 12 s of work for two
@@ -219,35 +254,14 @@ def test_reload_of_a_million_line_passwd_file_does_not_freeze_the_loop(mailhost,
         f.write("alice:{PLAIN}alice-pw::::::\nbob:{PLAIN}bob-pw::::::\n")
         for i in range(999_998):
             f.write(f"user{i:07d}:{{PLAIN}}pw{i}::::::\n")
-    rtts, errors = [], []
-    stop = threading.Event()
-
-    def probe():
-        while not stop.is_set():
-            t0 = time.monotonic()
-            try:
-                reply = session.cmd("NOOP")
-            except OSError as e:  # includes socket timeouts
-                errors.append(e)
-                return
-            if reply != b"+OK":
-                errors.append(reply)
-                return
-            rtts.append(time.monotonic() - t0)
-            time.sleep(0.01)
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
+    with NoopProbe(session, interval=0.01) as probe:
         os.replace(big, passwd)
         # Standard signals do not queue: each SIGHUP is sent once the previous one was read.
         for n in range(1, 4):
             os.kill(server.pid, signal.SIGHUP)
             wait_for(lambda: server.output().count("reloading") >= n, timeout=60, what=f"SIGHUP {n} handled")
         wait_for(lambda: "users=1000000" in server.output(), timeout=600, interval=0.2, what="reload done")
-    finally:
-        stop.set()
-        prober.join(timeout=120)
+    rtts, errors = probe.rtts, probe.errors
     assert not errors, f"a NOOP failed or timed out during the reload: {errors}"
     assert len(rtts) >= 10, rtts
     print(f"\nNOOPs during the reload: {len(rtts)}, median {statistics.median(rtts) * 1000:.1f} ms,"
@@ -282,34 +296,13 @@ def test_scram_proof_checks_run_off_the_loop(mailhost):
         fields = dict(f.split("=", 1) for f in base64.b64decode(r[2:]).decode().split(","))
         final = f"c=biws,r={fields['r']},p={base64.b64encode(bytes(32)).decode()}"
         finals.append((c, base64.b64encode(final.encode()) + b"\r\n"))
-    rtts, errors = [], []
-    stop = threading.Event()
-
-    def probe():
-        while not stop.is_set():
-            t0 = time.monotonic()
-            try:
-                reply = probe_session.cmd("NOOP")
-            except OSError as e:
-                errors.append(e)
-                return
-            if reply != b"+OK":
-                errors.append(reply)
-                return
-            rtts.append(time.monotonic() - t0)
-            time.sleep(0.005)
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
-        wait_for(lambda: len(rtts) >= 5, timeout=30, what="probe running")
+    with NoopProbe(probe_session, interval=0.005) as probe:
+        wait_for(lambda: len(probe.rtts) >= 5, timeout=30, what="probe running")
         for c, data in finals:
             c.send(data)
         replies = [c.line() for c, _ in finals]
         time.sleep(0.05)  # let the probe take one more sample after the last reply
-    finally:
-        stop.set()
-        prober.join(timeout=60)
+    rtts, errors = probe.rtts, probe.errors
     assert not errors, errors
     assert all(r.startswith(b"-ERR") for r in replies), set(replies)
     assert any(r.startswith(b"-ERR [AUTH]") for r in replies), set(replies)
