@@ -195,4 +195,20 @@ extension ReactorSuite {
         try runLoop(loop) { turns += 1; return turns > 3 }
         #expect(loop.chunkPool.freedSinceTrim == 0)  // trimmed (4 MiB freed, first trim)
     }
+
+    /// Review of issue 9: malloc_trim walks the heap's free blocks, so on a fragmented heap one
+    /// call can take many milliseconds. The next trim waits 100 x the last one's duration, so
+    /// trims take at most 1 % of the loop's time: a trim that took 0.5 s blocks trims for 50 s.
+    @Test func slowTrimsSpaceOutTheNextOnes() throws {
+        let loop = try EventLoop()
+        loop.chunkPool.freedSinceTrim = EventLoop.trimAfterFreedOutputBytes / OutputQueue.chunkBytes
+        loop.lastTrimDuration = 500_000_000  // the last trim took 0.5 s
+        loop.lastTrim = loop.now &- 2_000_000_000  // 2 s ago: past the 1 s minimum, not past 50 s
+        loop.trimFreedChunksIfDue()
+        #expect(loop.chunkPool.freedSinceTrim > 0, "trimmed again within 100 x the last trim's duration")
+        loop.lastTrim = loop.now &- 51_000_000_000  // 51 s ago: past 100 x 0.5 s
+        loop.trimFreedChunksIfDue()
+        #expect(loop.chunkPool.freedSinceTrim == 0)
+        #expect(loop.lastTrimDuration < 500_000_000)  // the new, real duration was recorded
+    }
 }
