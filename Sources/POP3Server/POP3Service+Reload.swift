@@ -5,7 +5,10 @@ import Reactor
 /// SIGHUP: the passwd-file parsed off the loop and swapped in, the TLS certificates rebuilt.
 extension POP3Service {
     /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.
-    public func reload() {
+    /// `completion` runs on the loop once the new passwd-file is in use (or was refused):
+    /// the READY=1 after RELOADING=1 waits for it (a master: for every worker's).
+    public func reload(completion: (() -> Void)? = nil) {
+        if let completion { reloadCompletions.append(completion) }
         reloadPasswdFile()
         if !config.tlsCert.isEmpty {
             do {
@@ -22,7 +25,7 @@ extension POP3Service {
     /// not a regular file (a FIFO would block) or has no valid user keeps the old table, and
     /// the log says why. A SIGHUP during a parse is coalesced into one more parse after it.
     func reloadPasswdFile() {
-        guard let path = config.passwdFile else { return }
+        guard let path = config.passwdFile else { return finishReload() }
         if passwdReloadRunning {
             passwdReloadAgain = true
             logger.info("passwd-file reload already running: another follows it", metadata: ["path": "\(path)"])
@@ -36,7 +39,15 @@ extension POP3Service {
         if case .queued = submitted {} else {
             passwdReloadRunning = false
             logger.error("passwd-file reload could not start (\(submitted)), keeping the old one")
+            finishReload()
         }
+    }
+
+    /// Runs the completions of every reload asked for so far (none is left waiting).
+    func finishReload() {
+        let waiting = reloadCompletions
+        reloadCompletions = []
+        for completion in waiting { completion() }
     }
 
     func passwdLoaded(_ loaded: PasswdLoad, path: String) {
@@ -58,6 +69,8 @@ extension POP3Service {
         if passwdReloadAgain {
             passwdReloadAgain = false
             reloadPasswdFile()
+        } else {
+            finishReload()
         }
     }
 

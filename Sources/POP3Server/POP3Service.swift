@@ -66,6 +66,11 @@ public final class POP3Service {
     var passwdReloadRunning = false
     /// A SIGHUP came while one ran: parse again when it ends (any number coalesce into one).
     var passwdReloadAgain = false
+    /// Waiting for the passwd-file reload under way (`reload(completion:)`).
+    var reloadCompletions: [() -> Void] = []
+    /// Set in a worker of a master: where this worker publishes its connection count and
+    /// reads the other workers' (`max_connections` is per host).
+    public var hostShare: WorkerShare?
     /// Connections not yet logged in, oldest first (POP3Service+PreLogin.swift).
     var preLogin = PreLoginQueue()
     /// The one `login_timeout` timer, armed for the oldest pre-login connection.
@@ -181,6 +186,7 @@ public final class POP3Service {
         // "Connection queue full"), so idle connections cannot keep real users out.
         if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
+        hostShare?.publish(connections: connectionCount)
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
                                      implicitTLS: implicitTLS, proxy: proxy)
@@ -192,7 +198,8 @@ public final class POP3Service {
 
     private func limitRefusal(_ address: IPAddress?) -> String? {
         if isDraining { return "shutting down" }
-        if connectionCount >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
+        let onHost = connectionCount &+ (hostShare?.otherWorkersConnections() ?? 0)
+        if onHost >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
         // max_unauthenticated evicts instead of refusing (accept). trusted_networks are exempt
         // from the per-address cap: a webmail host or a proxy speaks for many users; so are the
         // load balancers of proxy_networks (a connection whose header named no client).
@@ -258,6 +265,7 @@ public final class POP3Service {
     func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
         sessions.removeValue(forKey: ObjectIdentifier(session))
         connectionCount -= 1
+        hostShare?.publish(connections: connectionCount)
         sessionsServed += 1
         if wasLoggedIn { loggedInCount -= 1 }
         preLogin.remove(session)

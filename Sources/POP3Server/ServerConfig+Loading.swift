@@ -1,3 +1,4 @@
+import CShim
 import Configuration
 import SystemPackage
 
@@ -16,6 +17,7 @@ extension ServerConfig {
         "auth_max_queued_per_ip",
         "maildir_allow_root_symlink",
         "proxy_networks", "proxy_header_timeout",
+        "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -87,6 +89,15 @@ extension ServerConfig {
         maildirAllowRootSymlink = try v.bool("maildir_allow_root_symlink") ?? maildirAllowRootSymlink
         proxyNetworks = v.list("proxy_networks") ?? proxyNetworks
         proxyHeaderTimeoutSeconds = try v.int("proxy_header_timeout", min: 1, max: 600) ?? proxyHeaderTimeoutSeconds
+        if let text = v.string("workers"), text.trimmingSpaces().lowercased() == "auto" {
+            workers = min(Self.usableCPUs(), Scoreboard.maxWorkers)
+        } else {
+            workers = try v.int("workers", min: 1, max: Scoreboard.maxWorkers) ?? workers
+        }
+        workerWatchdogTimeoutSeconds = try v.int("worker_watchdog_timeout", min: 1, max: 3_600) ?? workerWatchdogTimeoutSeconds
+        workerStartLimitBurst = try v.int("worker_start_limit_burst", min: 1, max: 1_000) ?? workerStartLimitBurst
+        workerStartLimitIntervalSeconds = try v.int("worker_start_limit_interval", min: 1, max: 3_600)
+            ?? workerStartLimitIntervalSeconds
         try validate()
     }
 
@@ -106,6 +117,10 @@ extension ServerConfig {
             throw ConfigError("listen_tls needs tls_cert and tls_key")
         }
     }
+
+    /// `workers: auto`: the CPUs this process may run on (sched_getaffinity, so taskset and
+    /// systemd's CPUAffinity= count), else the online CPUs.
+    static func usableCPUs() -> Int { Int(cshim_usable_cpus()) }
 
     static func validExpire(_ s: String) throws -> String {
         if s == "NEVER" { return s }

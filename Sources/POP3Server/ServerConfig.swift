@@ -90,6 +90,18 @@ public struct ServerConfig: Sendable, Equatable {
     /// Seconds a connection from `proxyNetworks` may take to send its whole PROXY header
     /// before it is closed (nothing is sent to it meanwhile). Dovecot's `haproxy_timeout`.
     public var proxyHeaderTimeoutSeconds: Int = 5
+    /// Worker processes (`workers`; `auto` = the CPUs this process may run on). 1 runs the
+    /// single process of old, with no master. More: a master that owns the listeners and
+    /// supervises this many single-threaded workers (WorkerMaster.swift).
+    public var workers: Int = 1
+    /// Seconds a worker's loop may go without a heartbeat before the master kills it with
+    /// SIGKILL and starts it again (a hung loop). Keep it below systemd's WatchdogSec=.
+    public var workerWatchdogTimeoutSeconds: Int = 10
+    /// A worker slot that exits this many times within `workerStartLimitIntervalSeconds`
+    /// is not started again (systemd's StartLimitBurst=).
+    public var workerStartLimitBurst: Int = 5
+    /// See `workerStartLimitBurst` (systemd's StartLimitIntervalSec=).
+    public var workerStartLimitIntervalSeconds: Int = 10
 
     public init() {}
 }

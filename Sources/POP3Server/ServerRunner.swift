@@ -1,36 +1,74 @@
+import CShim
 import Glibc
 import Logging
 import Reactor
 
-/// `pop3d serve`: listeners (from systemd or the configuration), the service, signals,
-/// and the sd_notify lifecycle: READY, STATUS, WATCHDOG, RELOADING, STOPPING + drain.
+/// `pop3d serve` in one process: listeners (from systemd or the configuration), the service,
+/// signals, and the sd_notify lifecycle: READY, STATUS, WATCHDOG, RELOADING, STOPPING + drain.
+///
+/// The same runner is a worker of a `WorkerMaster` when given a `WorkerContext`: it then
+/// takes the master's listening sockets (registered with EPOLLEXCLUSIVE), says nothing to
+/// systemd, and reports through the scoreboard instead (ready, counts, heartbeats, reloads).
 public final class ServerRunner {
     /// STATUS= is sent at most this often, and only when a count changed.
     public static let statusIntervalNanoseconds: UInt64 = 1_000_000_000
+    /// A worker writes its heartbeat and counts to the scoreboard this often (from a loop
+    /// timer, so a hung loop stops writing it).
+    public static let heartbeatIntervalNanoseconds: UInt64 = 250_000_000
 
     let config: ServerConfig
     let logger: Logger
     let loop: EventLoop
+    let worker: WorkerContext?
     private(set) var listeners: [(listener: Listener, implicitTLS: Bool)] = []
     private var service: POP3Service!
+    private var scoreboard: Scoreboard?
     private var lastStatus = ""
     private var stopping = false
 
-    public init(config: ServerConfig, logger: Logger) throws {
+    /// `worker`: run as that worker of a master (`WorkerContext.fromEnvironment()`).
+    public init(config: ServerConfig, logger: Logger, worker: WorkerContext? = nil) throws {
+        var config = config
+        if worker != nil {
+            // Per-host limits that work by evicting this process's own sessions are divided:
+            // each of N workers holds its share (rounded up). max_connections stays whole and
+            // is checked against the host's sum on the scoreboard (POP3Service.hostShare).
+            let n = max(1, config.workers)
+            config.maxUnauthenticated = (config.maxUnauthenticated + n - 1) / n
+        }
         self.config = config
         self.logger = logger
+        self.worker = worker
         loop = try EventLoop(logger: logger)
     }
 
     /// Runs until a SIGTERM/SIGINT drain completes; returns the exit status.
     public func run() throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        raiseDescriptorLimit()
-        try openListeners()
+        if let worker {
+            // The kernel sends SIGTERM (a drain) if the master dies; a master that died
+            // before this line is caught by the parent check.
+            _ = cshim_set_parent_death_signal(SIGTERM)
+            guard getppid() == worker.masterPID else { throw ConfigError("worker \(worker.id): the master (pid \(worker.masterPID)) is gone") }
+            let board = try Scoreboard(inheritedFD: worker.scoreboardFD)
+            guard worker.id <= board.workers else { throw ConfigError("worker \(worker.id): the scoreboard has \(board.workers) slots") }
+            scoreboard = board
+            _ = cshim_set_cloexec(worker.scoreboardFD, 1)
+            _ = cshim_set_cloexec(worker.wakeFD, 1)
+            // The master raised the limit and warned if it is short; workers inherit it.
+            Self.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger, warn: false)
+            for entry in worker.listeners {
+                listeners.append((try Listener(inheritedFD: entry.fd, name: entry.name), entry.implicitTLS))
+            }
+        } else {
+            Self.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger)
+            listeners = try Self.openListeners(config: config)
+        }
         service = try POP3Service(config: config, loop: loop, logger: logger)
+        if let worker, let scoreboard { service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id) }
         try dropPrivileges()
         for (listener, implicitTLS) in listeners {
-            try loop.addListener(listener) { [unowned self] socket in
+            try loop.addListener(listener, exclusive: worker != nil) { [unowned self] socket in
                 self.service.accept(socket, implicitTLS: implicitTLS)
             }
             logger.info("listening", metadata: [
@@ -41,20 +79,49 @@ public final class ServerRunner {
         try loop.onSignals([SIGTERM, SIGINT, SIGHUP]) { [unowned self] signo in
             if signo == SIGHUP { self.reload() } else { self.beginShutdown(signo) }
         }
-        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
-        scheduleStatus()
-        if let interval = Systemd.watchdogInterval() {
-            scheduleWatchdog(every: max(1_000_000, interval / 2))
+        if let worker, let scoreboard {
+            let slot = scoreboard.slot(worker.id)
+            // Started after the reload the master last asked for: this worker read everything anew.
+            slot.reloadedGeneration = scoreboard.requestedReload
+            heartbeat()
+            slot.state = .serving
+            worker.wakeMaster()
+        } else {
+            Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+            scheduleStatus()
+            if let interval = Systemd.watchdogInterval() {
+                scheduleWatchdog(every: max(1_000_000, interval / 2))
+            }
         }
         try loop.run()
         for (listener, _) in listeners { listener.close() }
         logger.info("stopped", metadata: ["sessions.served": "\(service.sessionsServed)"])
+        if let worker, let scoreboard { publishCounts(scoreboard.slot(worker.id)) }
         return 0
+    }
+
+    /// Worker: heartbeat and counts into this worker's slot, every `heartbeatIntervalNanoseconds`.
+    private func heartbeat() {
+        guard let worker, let scoreboard else { return }
+        let slot = scoreboard.slot(worker.id)
+        slot.heartbeat = cshim_monotonic_ns()
+        publishCounts(slot)
+        _ = loop.scheduleTimer(after: Self.heartbeatIntervalNanoseconds) { [weak self] in self?.heartbeat() }
+    }
+
+    private func publishCounts(_ slot: Scoreboard.Slot) {
+        slot.connections = UInt64(max(0, service.connectionCount))
+        slot.loggedIn = UInt64(max(0, service.loggedInCount))
+        slot.sessionsServed = UInt64(max(0, service.sessionsServed))
+        slot.unauthenticated = UInt64(max(0, service.unauthenticatedCount))
     }
 
     // MARK: listeners
 
-    private func openListeners() throws {
+    /// The listeners of `config`: systemd's (by FileDescriptorName=) when socket-activated,
+    /// else bound here. Throws `ConfigError` naming the problem.
+    static func openListeners(config: ServerConfig) throws -> [(listener: Listener, implicitTLS: Bool)] {
+        var listeners: [(listener: Listener, implicitTLS: Bool)] = []
         let inherited = Systemd.listenFDs()
         if !inherited.isEmpty {
             for (fd, name) in inherited {
@@ -73,20 +140,21 @@ public final class ServerRunner {
                     throw ConfigError("systemd passed fd \(fd) named '\(other)'; use FileDescriptorName=pop3 or pop3s")
                 }
             }
-            return
+            return listeners
         }
         for text in config.listen {
-            listeners.append((try bind(text), false))
+            listeners.append((try bind(text, config: config), false))
         }
         for text in config.listenTLS {
-            listeners.append((try bind(text), true))
+            listeners.append((try bind(text, config: config), true))
         }
         if listeners.isEmpty {
             throw ConfigError("no listeners: give --listen HOST:PORT (or listen: in the config), or start under systemd socket activation")
         }
+        return listeners
     }
 
-    private func bind(_ text: String) throws -> Listener {
+    private static func bind(_ text: String, config: ServerConfig) throws -> Listener {
         guard let address = SocketAddress(parsing: text) else {
             throw ConfigError("listen: '\(text)' is not HOST:PORT or [IPV6]:PORT")
         }
@@ -131,13 +199,13 @@ public final class ServerRunner {
     /// Raises RLIMIT_NOFILE to what `max_connections` needs: the soft limit up to the hard one,
     /// and as root the hard one too (up to fs.nr_open). systemd's LimitNOFILE= sets both; by
     /// hand the usual 1024 would refuse the 1,021st client with EMFILE.
-    private func raiseDescriptorLimit() {
+    static func raiseDescriptorLimit(maxConnections: Int, logger: Logger, warn: Bool = true) {
         var limit = rlimit()
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
             logger.warning("getrlimit(RLIMIT_NOFILE) failed: \(errnoText()); keeping the descriptor limit as it is")
             return
         }
-        let wanted = Self.descriptorsNeeded(maxConnections: config.maxConnections)
+        let wanted = Self.descriptorsNeeded(maxConnections: maxConnections)
         if limit.rlim_max < wanted && geteuid() == 0 {
             var raised = limit
             raised.rlim_max = wanted
@@ -151,9 +219,9 @@ public final class ServerRunner {
                 _ = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
             }
         }
-        if limit.rlim_cur < wanted {
+        if limit.rlim_cur < wanted && warn {
             let fits = Self.connectionsFitting(descriptors: limit.rlim_cur)
-            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur); max_connections \(config.maxConnections) needs \(wanted), this limit carries about \(fits) sessions (raise LimitNOFILE= or ulimit -n, or lower max_connections)")
+            logger.warning("RLIMIT_NOFILE is \(limit.rlim_cur); max_connections \(maxConnections) needs \(wanted), this limit carries about \(fits) sessions (raise LimitNOFILE= or ulimit -n, or lower max_connections)")
         }
     }
 
@@ -163,6 +231,7 @@ public final class ServerRunner {
     private func dropPrivileges() throws {
         guard let name = config.user else { return }
         guard geteuid() == 0 else {
+            if let pw = getpwnam(name), pw.pointee.pw_uid == geteuid() { return }  // already that user
             logger.warning("user '\(name)' configured but not running as root; keeping uid \(geteuid())")
             return
         }
@@ -201,17 +270,32 @@ public final class ServerRunner {
     }
 
     private func reload() {
-        Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())")
         logger.info("reloading")
-        service.reload()
-        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+        if let worker, let scoreboard {
+            // The generation the master asked for before it sent this SIGHUP.
+            let generation = scoreboard.requestedReload
+            service.reload {
+                scoreboard.slot(worker.id).reloadedGeneration = generation
+                worker.wakeMaster()
+            }
+            return
+        }
+        Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())")
+        service.reload { [weak self] in
+            guard let self else { return }
+            Systemd.notify("READY=1\nSTATUS=\(self.statusLine())")
+        }
     }
 
     private func beginShutdown(_ signo: Int32) {
         guard !stopping else { return }
         stopping = true
         logger.info("draining", metadata: ["signal": "\(signo)", "sessions": "\(service.connectionCount)"])
-        Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
+        if let worker, let scoreboard {
+            scoreboard.slot(worker.id).state = .draining
+        } else {
+            Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
+        }
         loop.stopAccepting()
         // Close our listening descriptors so new clients are refused at once instead of waiting
         // unanswered in the backlog. An inherited socket is only closed, never shut down:

@@ -74,8 +74,14 @@ public struct StderrLogHandler: LogHandler {
 }
 
 /// Installs the stderr handler for every logger of the process.
-public func bootstrapLogging(level: String) -> Logger {
+public func bootstrapLogging(level: String, worker: Int? = nil) -> Logger {
     let parsed = Logger.Level(rawValue: level) ?? .info
-    LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: parsed) }
+    // A worker of a master stamps `worker=N` on every line it writes, session ends included,
+    // so one journal stream tells the workers apart (the master's own lines carry none).
+    LoggingSystem.bootstrap { label in
+        var handler = StderrLogHandler(label: label, level: parsed)
+        if let worker { handler.metadata["worker"] = "\(worker)" }
+        return handler
+    }
     return Logger(label: "pop3d")
 }

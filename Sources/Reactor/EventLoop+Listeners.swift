@@ -7,6 +7,10 @@ final class ListenerHandler: Selectable {
     unowned let loop: EventLoop
     let listener: Listener
     let onAccept: (AcceptedSocket) -> Void
+    /// Registered with EPOLLEXCLUSIVE (a listening socket shared by worker processes). The
+    /// kernel refuses EPOLL_CTL_MOD on such a registration (EINVAL), so a pause takes the
+    /// socket out of epoll (DEL) and the resume adds it again.
+    let exclusive: Bool
     var paused = false
     var removed = false
     var resumeTimer: TimerID?
@@ -15,11 +19,14 @@ final class ListenerHandler: Selectable {
     /// Consecutive failed attempts to put the listener back into epoll (0 when not failing).
     var failedResumes = 0
 
-    init(loop: EventLoop, listener: Listener, onAccept: @escaping (AcceptedSocket) -> Void) {
+    init(loop: EventLoop, listener: Listener, exclusive: Bool, onAccept: @escaping (AcceptedSocket) -> Void) {
         self.loop = loop
         self.listener = listener
+        self.exclusive = exclusive
         self.onAccept = onAccept
     }
+
+    var events: UInt32 { exclusive ? CSHIM_EPOLLIN | CSHIM_EPOLLEXCLUSIVE : CSHIM_EPOLLIN }
 
     var lagDescription: String { "listener \(listener.name ?? "-") (accepts)" }
 
@@ -53,6 +60,11 @@ final class ListenerHandler: Selectable {
         paused = true
         pauseCount += 1
         loop.logger.warning("accept paused", metadata: ["listener": "\(listener.name ?? "-")", "error": "\(error)"])
+        if exclusive {
+            loop.unregister(fd: listener.fd)
+            scheduleResume()
+            return
+        }
         do {
             try loop.modify(fd: listener.fd, events: 0)
         } catch {
@@ -74,7 +86,11 @@ final class ListenerHandler: Selectable {
             guard let self, !self.removed else { return }
             self.resumeTimer = nil
             do {
-                try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+                if self.exclusive {
+                    try self.loop.register(fd: self.listener.fd, events: self.events, handler: self)
+                } else {
+                    try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+                }
             } catch {
                 self.failedResumes += 1
                 if self.failedResumes == 1 {
@@ -99,9 +115,15 @@ final class ListenerHandler: Selectable {
 
 extension EventLoop {
     /// Starts accepting on listener; onAccept receives every new socket and owns it.
-    public func addListener(_ listener: Listener, onAccept: @escaping (AcceptedSocket) -> Void) throws {
-        let handler = ListenerHandler(loop: self, listener: listener, onAccept: onAccept)
-        try register(fd: listener.fd, events: CSHIM_EPOLLIN, handler: handler)
+    ///
+    /// `exclusive`: for a listening socket that other processes' loops also wait on (the
+    /// workers of one master): registered with EPOLLEXCLUSIVE, so a new connection wakes one
+    /// of the waiting loops, not all of them (epoll_ctl(2)). The loop that wakes accepts; one
+    /// that finds the queue already empty gets EAGAIN and goes back to waiting.
+    public func addListener(_ listener: Listener, exclusive: Bool = false,
+                            onAccept: @escaping (AcceptedSocket) -> Void) throws {
+        let handler = ListenerHandler(loop: self, listener: listener, exclusive: exclusive, onAccept: onAccept)
+        try register(fd: listener.fd, events: handler.events, handler: handler)
         listenerHandlers[ObjectIdentifier(listener)] = handler
     }
 
@@ -110,7 +132,7 @@ extension EventLoop {
         guard let handler = listenerHandlers.removeValue(forKey: ObjectIdentifier(listener)) else { return }
         handler.removed = true
         if let timer = handler.resumeTimer { cancelTimer(timer) }
-        unregister(fd: listener.fd)
+        unregister(fd: listener.fd)  // a paused exclusive listener is out of epoll already: a no-op
     }
 
     /// Stops accepting on every listener (drain on SIGTERM).

@@ -43,6 +43,10 @@ public final class Waker: Sendable {
 
     init(fd: Int32) { self.fd = fd }
 
+    /// The eventfd (close-on-exec). Another process that inherits it (a worker spawned with
+    /// FD_CLOEXEC cleared) wakes this loop by writing an 8-byte 1 to it, as `wake()` does.
+    public var descriptor: Int32 { fd }
+
     public func wake() {
         var one: UInt64 = 1
         // EAGAIN means the counter is saturated: the loop will run the body anyway.

@@ -36,6 +36,8 @@ struct ServeOptions: ParsableArguments {
     var tlsCert: [String] = []
     @Option(name: .customLong("tls-key"), help: "PEM private key, in the order of --tls-cert.")
     var tlsKey: [String] = []
+    @Option(name: .customLong("workers"), help: "Worker processes under one master: a number or 'auto' (one per usable CPU; default 1).")
+    var workers: String?
 
     /// Flags as configuration keys: they win over the environment and the file.
     var flags: [String: [String]] {
@@ -48,6 +50,7 @@ struct ServeOptions: ParsableArguments {
         if let logLevel { f["log_level"] = [logLevel] }
         if let idleTimeout { f["idle_timeout"] = [idleTimeout] }
         if let shutdownTimeout { f["shutdown_timeout"] = [shutdownTimeout] }
+        if let workers { f["workers"] = [workers] }
         return f
     }
 }
@@ -87,10 +90,18 @@ struct Serve: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        let logger = bootstrapLogging(level: config.logLevel)
         do {
-            let runner = try ServerRunner(config: config, logger: logger)
-            Glibc.exit(try runner.run())
+            // A worker of a master (the master set the variable), a master (workers > 1),
+            // or the single process of old.
+            if let worker = try WorkerContext.fromEnvironment() {
+                let logger = bootstrapLogging(level: config.logLevel, worker: worker.id)
+                Glibc.exit(try ServerRunner(config: config, logger: logger, worker: worker).run())
+            }
+            let logger = bootstrapLogging(level: config.logLevel)
+            if config.workers > 1 {
+                Glibc.exit(try WorkerMaster(config: config, logger: logger).run())
+            }
+            Glibc.exit(try ServerRunner(config: config, logger: logger).run())
         } catch {
             fail("\(error)")
         }

@@ -6,3 +6,4 @@
 #include "cshim_auth.h"
 #include "cshim_tls.h"
 #include "cshim_maildrop.h"
+#include "cshim_process.h"

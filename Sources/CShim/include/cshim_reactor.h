@@ -17,6 +17,9 @@ static const uint32_t CSHIM_EPOLLOUT = 0x004;
 static const uint32_t CSHIM_EPOLLERR = 0x008;
 static const uint32_t CSHIM_EPOLLHUP = 0x010;
 static const uint32_t CSHIM_EPOLLRDHUP = 0x2000;
+/// EPOLLEXCLUSIVE (Linux 4.5): of several epoll instances waiting on one listening socket,
+/// only one is woken per connection (no thundering herd across worker processes).
+static const uint32_t CSHIM_EPOLLEXCLUSIVE = 1u << 28;
 
 /// epoll_create1(EPOLL_CLOEXEC): the flag is a macro over an enum.
 int cshim_epoll_create(void);

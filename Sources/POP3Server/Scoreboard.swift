@@ -1,0 +1,164 @@
+import CShim
+import Glibc
+
+/// The master's and workers' shared table (Apache httpd calls its equivalent the
+/// scoreboard): one memfd mapped by every process of one `pop3d serve`, a 64-octet slot per
+/// worker that only that worker writes, and a header that only the master writes.
+///
+/// Layout, in native-endian `UInt64` words (each word read and written atomically,
+/// `cshim_atomic_*`); a slot is one cache line so workers never share one:
+/// - header: `[0]` magic, `[1]` worker count, `[2]` reload generation the master asked for.
+/// - slot *i* (1-based, at octet 64·*i*): `[0]` pid, `[1]` state (`SlotState`), `[2]`
+///   heartbeat (CLOCK_MONOTONIC ns, system-wide, so comparable across processes), `[3]`
+///   connections, `[4]` logged-in sessions, `[5]` sessions served, `[6]` the reload
+///   generation this worker finished, `[7]` unauthenticated connections.
+///
+/// The master resets a slot when it reaps the worker, so a dead worker's connections stop
+/// counting against `max_connections` as soon as SIGCHLD is handled.
+public final class Scoreboard: @unchecked Sendable {
+    /// States of a slot's `[1]` word.
+    public enum SlotState: UInt64, Sendable {
+        case empty = 0, starting = 1, serving = 2, draining = 3
+    }
+
+    static let magic: UInt64 = 0x706f_7033_6473_6231  // "pop3dsb1"
+    static let wordsPerSlot = 8
+    /// Workers one scoreboard holds at most (the `workers` setting's maximum).
+    public static let maxWorkers = 1_024
+
+    /// The memfd (close-on-exec until the master clears it for a spawn).
+    public let fd: Int32
+    public let workers: Int
+    private let base: UnsafeMutablePointer<UInt64>
+
+    static func bytes(workers: Int) -> UInt64 { UInt64(workers + 1) * UInt64(wordsPerSlot * 8) }
+
+    /// Creates the table (master). Throws `ConfigError` when memfd/mmap fail.
+    public init(creatingFor workers: Int) throws {
+        precondition(workers >= 1 && workers <= Self.maxWorkers, "workers is validated by the configuration")
+        let size = Self.bytes(workers: workers)
+        let fd = cshim_memfd_create("pop3d-scoreboard", size)
+        guard fd >= 0 else { throw ConfigError("workers: memfd_create failed: \(errnoText())") }
+        guard let raw = cshim_map_shared(fd, size) else {
+            let text = errnoText()
+            Glibc.close(fd)
+            throw ConfigError("workers: mmap of the scoreboard failed: \(text)")
+        }
+        self.fd = fd
+        self.workers = workers
+        base = raw.bindMemory(to: UInt64.self, capacity: Int(size / 8))
+        cshim_atomic_store_u64(base + 1, UInt64(workers))
+        cshim_atomic_store_u64(base, Self.magic)
+    }
+
+    /// Maps the table a worker inherited as descriptor `fd`. Throws when it is not one.
+    public init(inheritedFD fd: Int32) throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size >= Int(Self.bytes(workers: 1)),
+              st.st_size <= Int(Self.bytes(workers: Self.maxWorkers)) else {
+            throw ConfigError("worker: descriptor \(fd) is not a pop3d scoreboard")
+        }
+        guard let raw = cshim_map_shared(fd, UInt64(st.st_size)) else {
+            throw ConfigError("worker: mmap of the scoreboard failed: \(errnoText())")
+        }
+        let words = raw.bindMemory(to: UInt64.self, capacity: Int(st.st_size) / 8)
+        let count = cshim_atomic_load_u64(words + 1)
+        guard cshim_atomic_load_u64(words) == Self.magic, count >= 1,
+              Self.bytes(workers: Int(count)) <= UInt64(st.st_size) else {
+            throw ConfigError("worker: descriptor \(fd) is not a pop3d scoreboard")
+        }
+        self.fd = fd
+        workers = Int(count)
+        base = words
+    }
+
+    private func word(_ slot: Int, _ index: Int) -> UnsafeMutablePointer<UInt64> {
+        base + slot * Self.wordsPerSlot + index
+    }
+
+    /// The reload generation the master asked for (header word 2).
+    public var requestedReload: UInt64 {
+        get { cshim_atomic_load_u64(word(0, 2)) }
+        set { cshim_atomic_store_u64(word(0, 2), newValue) }
+    }
+
+    /// One worker's slot (1...workers).
+    public func slot(_ id: Int) -> Slot {
+        precondition(id >= 1 && id <= workers, "worker ids come from the master")
+        return Slot(words: word(id, 0))
+    }
+
+    /// Connections of every worker but `id` (host-wide `max_connections`).
+    public func connections(except id: Int) -> Int {
+        var sum = 0
+        for other in 1...workers where other != id { sum &+= Int(clamping: slot(other).connections) }
+        return sum
+    }
+
+    /// A view of one slot: the worker writes, the master reads (and clears on reap).
+    public struct Slot: @unchecked Sendable {
+        let words: UnsafeMutablePointer<UInt64>
+
+        private func get(_ i: Int) -> UInt64 { cshim_atomic_load_u64(words + i) }
+        private func set(_ i: Int, _ v: UInt64) { cshim_atomic_store_u64(words + i, v) }
+
+        public var pid: Int32 {
+            get { Int32(truncatingIfNeeded: get(0)) }
+            nonmutating set { set(0, UInt64(UInt32(bitPattern: newValue))) }
+        }
+        public var state: SlotState {
+            get { SlotState(rawValue: get(1)) ?? .empty }
+            nonmutating set { set(1, newValue.rawValue) }
+        }
+        /// CLOCK_MONOTONIC nanoseconds of the worker loop's last heartbeat.
+        public var heartbeat: UInt64 {
+            get { get(2) }
+            nonmutating set { set(2, newValue) }
+        }
+        public var connections: UInt64 {
+            get { get(3) }
+            nonmutating set { set(3, newValue) }
+        }
+        public var loggedIn: UInt64 {
+            get { get(4) }
+            nonmutating set { set(4, newValue) }
+        }
+        public var sessionsServed: UInt64 {
+            get { get(5) }
+            nonmutating set { set(5, newValue) }
+        }
+        public var reloadedGeneration: UInt64 {
+            get { get(6) }
+            nonmutating set { set(6, newValue) }
+        }
+        public var unauthenticated: UInt64 {
+            get { get(7) }
+            nonmutating set { set(7, newValue) }
+        }
+
+        /// Zeroes every word (the master, after reaping the worker).
+        public func clear() {
+            for i in 0..<Scoreboard.wordsPerSlot { set(i, 0) }
+        }
+    }
+}
+
+/// One worker's view of the scoreboard, for `POP3Service`: it publishes this worker's count
+/// at every change and sums the others' for the host-wide `max_connections`. Two workers
+/// admitting at the same instant can each see the other's old count, so the host can hold
+/// up to `workers − 1` connections over the limit for that instant.
+public final class WorkerShare {
+    let scoreboard: Scoreboard
+    let id: Int
+    let slot: Scoreboard.Slot
+
+    public init(scoreboard: Scoreboard, id: Int) {
+        self.scoreboard = scoreboard
+        self.id = id
+        slot = scoreboard.slot(id)
+    }
+
+    func publish(connections: Int) { slot.connections = UInt64(max(0, connections)) }
+
+    func otherWorkersConnections() -> Int { scoreboard.connections(except: id) }
+}
