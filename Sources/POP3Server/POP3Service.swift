@@ -186,7 +186,7 @@ public final class POP3Service {
         // "Connection queue full"), so idle connections cannot keep real users out.
         if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
-        hostShare?.publish(connections: connectionCount)
+        hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
                                      implicitTLS: implicitTLS, proxy: proxy)
@@ -253,6 +253,7 @@ public final class POP3Service {
     func sessionLoggedIn(_ session: POP3Connection, user: String) {
         preLogin.remove(session)
         loggedInCount += 1
+        hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
         guard config.loginDelaySeconds > 0 else { return }
         let now = loop.now
         let delay = UInt64(config.loginDelaySeconds) * 1_000_000_000
@@ -265,9 +266,9 @@ public final class POP3Service {
     func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
         sessions.removeValue(forKey: ObjectIdentifier(session))
         connectionCount -= 1
-        hostShare?.publish(connections: connectionCount)
         sessionsServed += 1
         if wasLoggedIn { loggedInCount -= 1 }
+        hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
         preLogin.remove(session)
         if let address = session.address {
             let left = perAddress[address, default: 1] - 1

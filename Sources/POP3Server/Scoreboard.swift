@@ -158,7 +158,12 @@ public final class WorkerShare {
         slot = scoreboard.slot(id)
     }
 
-    func publish(connections: Int) { slot.connections = UInt64(max(0, connections)) }
+    /// Called at every change of the counts: a few atomic stores.
+    func publish(connections: Int, loggedIn: Int, served: Int) {
+        slot.connections = UInt64(max(0, connections))
+        slot.loggedIn = UInt64(max(0, loggedIn))
+        slot.sessionsServed = UInt64(max(0, served))
+    }
 
     func otherWorkersConnections() -> Int { scoreboard.connections(except: id) }
 }

@@ -113,7 +113,11 @@ public final class WorkerMaster {
         }
         logger.info("master starting workers", metadata: ["workers": "\(config.workers)"])
         workers = (1...config.workers).map { Worker(id: $0) }
-        for id in 1...config.workers { start(id) }
+        for id in 1...config.workers {
+            if case .stopping = phase { break }  // a spawn failed: a start-up error
+            start(id)
+        }
+        if case .stopping = phase, workers.allSatisfy({ $0.pid == nil }) { return exitStatus }
         tick()
         try loop.run()
         for (listener, _) in listeners { listener.close() }
