@@ -95,7 +95,12 @@ struct Serve: ParsableCommand {
             // or the single process of old.
             if let worker = try WorkerContext.fromEnvironment() {
                 let logger = bootstrapLogging(level: config.logLevel, worker: worker.id)
-                Glibc.exit(try ServerRunner(config: config, logger: logger, worker: worker).run())
+                do {
+                    Glibc.exit(try ServerRunner(config: config, logger: logger, worker: worker).run())
+                } catch {
+                    // The master logs the exit; this line says why, and whose it is.
+                    fail("worker \(worker.id): \(error)")
+                }
             }
             let logger = bootstrapLogging(level: config.logLevel)
             if config.workers > 1 {
