@@ -1,0 +1,40 @@
+import CShim
+import Glibc
+import Logging
+import Testing
+@testable import Reactor
+
+extension ReactorSuite {
+    /// A listener shared by worker processes is registered with EPOLLEXCLUSIVE, which the
+    /// kernel refuses to EPOLL_CTL_MOD (EINVAL). An EMFILE pause must still take it out of
+    /// epoll (DEL) and the resume put it back (ADD), and connections must be accepted again.
+    @Test func exclusiveListenerPausesAndResumesWithDeleteAndAdd() throws {
+        let log = CapturedLog()
+        let loop = try EventLoop(logger: Logger(label: "test") { _ in CapturingLogHandler(log: log) })
+        let listener = try Listener(bind: try loopback(), name: "pop3")
+        let address = try #require(listener.address)
+        var accepted: [Int32] = []
+        try loop.addListener(listener, exclusive: true) { socket in accepted.append(socket.fd) }
+        let handler = try #require(loop.listenerHandlers[ObjectIdentifier(listener)])
+        #expect(handler.events & CSHIM_EPOLLEXCLUSIVE != 0)
+        // The kernel really holds an exclusive registration: MOD is refused.
+        #expect(cshim_epoll_ctl(loop.epfd, cshim_epoll_ctl_mod(), listener.fd, CSHIM_EPOLLIN | CSHIM_EPOLLEXCLUSIVE, 0) != 0)
+
+        handler.pause(SyscallError(errno: EMFILE, call: "accept4"))
+        #expect(handler.paused)
+        // Out of the epoll set: deleting it again finds nothing.
+        #expect(cshim_epoll_ctl(loop.epfd, cshim_epoll_ctl_del(), listener.fd, 0, 0) != 0 && errno == ENOENT)
+
+        let client = cshim_tcp_socket(AF_INET)
+        defer { close(client) }
+        _ = address.withSockAddr { connect(client, $0, $1) }
+        try runLoop(loop, timeoutSeconds: 10) { accepted.count == 1 }
+        #expect(accepted.count == 1)
+        #expect(!handler.paused)
+        #expect(log.count("cannot take the listener out of epoll") == 0, "\(log.all)")
+        #expect(log.count("cannot resume accepting") == 0, "\(log.all)")
+        for fd in accepted { close(fd) }
+        loop.removeListener(listener)
+        listener.close()
+    }
+}
