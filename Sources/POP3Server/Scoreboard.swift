@@ -147,7 +147,7 @@ public final class Scoreboard: @unchecked Sendable {
 /// at every change and sums the others' for the host-wide `max_connections`. Two workers
 /// admitting at the same instant can each see the other's old count, so the host can hold
 /// up to `workers − 1` connections over the limit for that instant.
-public final class WorkerShare {
+public final class WorkerShare: Sendable {
     let scoreboard: Scoreboard
     let id: Int
     let slot: Scoreboard.Slot
