@@ -62,7 +62,8 @@ extension Maildrop {
     /// Opens `pop3d.lock`, creating it on the first login. With `noteCreation` (LOGIN-DELAY on)
     /// it says whether this open created it (a new lock file records no login): an open without
     /// `O_CREAT` first (the usual case, one call as before), then `O_CREAT|O_EXCL` when it is
-    /// missing, and again from the start when another open created it meanwhile.
+    /// missing, and again from the start when another open created it meanwhile. A lock file
+    /// created here gets the modification time 0 (1970: no login recorded).
     static func openLockFile(
         _ rootfd: Int32, lockPath: String, noteCreation: Bool
     ) throws(MaildropError) -> (fd: Int32, created: Bool) {
@@ -84,6 +85,11 @@ extension Maildrop {
             // O_EXCL: a new regular file, never a link; nil when another open created it
             // meanwhile, which the next round opens.
             if let fd = try Sys.createExclusive(rootfd, lockFileName, flags: O_RDWR, mode: 0o600, path: lockPath) {
+                // Its creation time is no login: this open may still give up (a `quick` one
+                // handing over to the workers, a cancelled one), and the next open must not
+                // take the file's birth for a login. The epoch reads as "none"; should this
+                // fail, `created` still covers this open.
+                _ = setModificationTime(fd, timespec(tv_sec: 0, tv_nsec: 0), lockPath: lockPath)
                 return (fd, true)
             }
         }

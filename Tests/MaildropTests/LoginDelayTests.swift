@@ -136,6 +136,21 @@ import Testing
         #expect(drop.count == 1 && Self.mtime(path).tv_sec != old)
     }
 
+    /// Regression: the first login of a Maildir whose messages must be read. The quick open
+    /// created the lock file and gave up; the worker's open took the file's creation time for
+    /// a login and refused the user's very first login.
+    @Test func aLockFileCreatedByAQuickOpenThatGaveUpIsNoLogin() throws {
+        let f = try Fixture()
+        try f.writer.deliver(Array("needs reading\n".utf8), fileName: "1700000001.M0P1.host")
+        #expect(!exists(lockPath(f)))
+        #expect(throws: MaildropError.wouldBlock) {
+            try Maildrop.open(path: f.root, quick: true, loginDelaySeconds: 60)
+        }
+        #expect(exists(lockPath(f)) && Self.mtime(lockPath(f)).tv_sec == 0)
+        let drop = try Maildrop.open(path: f.root, loginDelaySeconds: 60)
+        #expect(drop.count == 1 && Self.mtime(lockPath(f)).tv_sec > 0)
+    }
+
     /// A lock file whose modification time cannot be set (not the owner, no CAP_FOWNER, as on a
     /// Maildir shared by several users, or read-only storage): the login works and says why.
     /// `setfsuid` applies to the calling thread only and drops CAP_FOWNER/CAP_DAC_OVERRIDE
