@@ -2,8 +2,11 @@
 stand in for two workers of one master, or two hosts sharing the Maildir over NFS) enforce one
 delay per user, because the time of the last login is the modification time of the maildrop's
 `pop3d.lock`, not a table in one process's memory."""
+import ctypes
 import os
 import time
+
+import pytest
 
 import maildata
 from conftest import USERS
@@ -95,3 +98,34 @@ def test_login_after_the_delay_through_the_other_process(mailhost):
     assert attempt(b, "alice").startswith(b"+OK")
     assert os.stat(lock).st_mtime >= before - 1
     assert attempt(a, "alice").startswith(b"-ERR [LOGIN-DELAY]")
+
+
+def drop_cap_fowner():
+    """preexec_fn: pop3d runs as root without CAP_FOWNER (dropped from the bounding set, so the
+    exec does not grant it), so it may open a lock file owned by another user but not set its
+    time: a Maildir where the LOGIN-DELAY record cannot be written."""
+    pr_capbset_drop, cap_fowner = 24, 3
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_capbset_drop, cap_fowner, 0, 0, 0) != 0:
+        os._exit(121)
+
+
+def test_a_record_that_cannot_be_written_is_logged_and_the_login_works(mailhost):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to own the lock file as another user")
+    mailhost.deliver("alice", maildata.message(1))
+    plain = mailhost.serve(env=ENV)
+    assert attempt(plain, "alice").startswith(b"+OK")  # creates pop3d.lock
+    plain.stop()
+    lock = lock_file(mailhost, "alice")
+    os.chown(lock, 65534, 65534)
+    long_ago = time.time() - 2 * DELAY
+    os.utime(lock, (long_ago, long_ago))
+    server = mailhost.serve(env=ENV, preexec_fn=drop_cap_fowner)
+    # Not recorded, so not refused either: twice in a row.
+    assert attempt(server, "alice").startswith(b"+OK")
+    assert attempt(server, "alice").startswith(b"+OK")
+    assert abs(os.stat(lock).st_mtime - long_ago) < 0.001
+    wait_for(lambda: server.output().count("LOGIN-DELAY record not written") == 2,
+             what="one warning per failed write")
+    line = next(l for l in server.output().splitlines() if "LOGIN-DELAY record not written" in l)
+    assert "futimens" in line and "warning" in line.lower(), line
