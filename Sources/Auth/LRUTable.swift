@@ -3,7 +3,8 @@
 /// Every operation is O(1): a hash lookup plus a few index updates in a doubly linked list
 /// threaded through one array of nodes (freed nodes are reused, so a full table allocates
 /// nothing). It replaces tables that were scanned whole (O(n)) or wiped whole when they
-/// filled up: the failed-login records and the LOGIN-DELAY records.
+/// filled up: the failed-login records (and the LOGIN-DELAY records, which now live in each
+/// maildrop's lock file, `Maildrop+LoginDelay.swift`).
 ///
 /// "Use" means `updateValue` or `value(forKey:)`; `peek` and `leastRecent` do not change the
 /// order. Loop-thread only (a value type without locks).

@@ -1,4 +1,4 @@
-/// A login name as octets: the key of the user table, the LOGIN-DELAY records and anything
+/// A login name as octets: the key of the user table and anything
 /// else that decides whether two names are one user.
 ///
 /// Swift `String`s compare by canonical equivalence, so `"\u{212A}im"` (KELVIN SIGN) equals

@@ -125,9 +125,17 @@ public final class Maildrop {
     ///
     /// `cancellation`, checked between files and between read chunks, makes a long open on a
     /// worker stop with `.cancelled` once its client has gone.
+    ///
+    /// `loginDelaySeconds` > 0 enforces RFC 2449 §6.5 LOGIN-DELAY with the record kept in the
+    /// lock file's modification time (`Maildrop+LoginDelay.swift`): once the lock is taken (so
+    /// `.inUse` wins over it), a last login less than the delay ago throws
+    /// `.loginDelay(secondsLeft:)` with the lock released; otherwise, once the listing has
+    /// succeeded, the modification time becomes now (a failure to write it is
+    /// `statistics.loginRecordError`, not an error). A lock file this open created is no
+    /// previous login. 0 (the default) neither checks nor records.
     public static func open(
         path: String, createIfMissing: Bool = true, quick: Bool = false,
-        allowRootSymlink: Bool = false, cancellation: CancellationFlag? = nil
+        allowRootSymlink: Bool = false, loginDelaySeconds: Int = 0, cancellation: CancellationFlag? = nil
     ) throws(MaildropError) -> Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
@@ -154,12 +162,7 @@ public final class Maildrop {
         guard fstat(rootfd, &rootStat) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
 
         let lockPath = path + "/" + lockFileName
-        let lockfd: Int32
-        switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR | O_CREAT, mode: 0o600, path: lockPath) {
-        case .ok(let fd): lockfd = fd
-        case .wrongKind(let mode): throw refused(lockPath, mode, root: false)
-        case .missing: throw .temporary("openat(\(lockPath)): removed while being created")
-        }
+        let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath, noteCreation: loginDelaySeconds > 0)
         var locked = false
         defer { if !locked { Sys.close(lockfd) } }
         while cshim_ofd_trylock(lockfd) != 0 {
@@ -167,6 +170,11 @@ public final class Maildrop {
             if err == EINTR { continue }
             if err == EAGAIN || err == EACCES { throw .inUse }
             throw MaildropError.fromErrno(err, call: "fcntl(F_OFD_SETLK)", path: lockPath)
+        }
+        // Under the lock: of two sessions racing for one user, the loser got `.inUse` above.
+        var loginRecordError: MaildropError? = nil
+        if loginDelaySeconds > 0 && !lockCreated {
+            loginRecordError = try checkLoginDelay(lockfd: lockfd, lockPath: lockPath, delaySeconds: loginDelaySeconds)
         }
 
         var newfd = try openFolderIfPresent(rootfd, path, "new")
@@ -200,6 +208,11 @@ public final class Maildrop {
             rootIdentity: (UInt(rootStat.st_dev), UInt(rootStat.st_ino)))
         try maildrop.list(rootfd: rootfd, quick: quick, cancellation: cancellation)
         maildrop.closeDirectories()
+        // Only a login that succeeds is recorded: a `quick` open that gave up (`.wouldBlock`),
+        // a cancelled or failed one records nothing, so the worker's retry is not refused.
+        if loginDelaySeconds > 0 {
+            maildrop.statistics.loginRecordError = loginRecordError ?? recordLogin(lockfd: lockfd, lockPath: lockPath)
+        }
         return maildrop
     }
 

@@ -26,6 +26,10 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The caller's `CancellationFlag` was raised (its client left) while the maildrop was
     /// being opened on a worker; nothing is held.
     case cancelled
+    /// RFC 2449 §6.5 LOGIN-DELAY: the user's last login (the modification time of the lock
+    /// file, `Maildrop+LoginDelay.swift`) is less than the delay ago; `secondsLeft` (≥ 1) until
+    /// a login may succeed. The lock was released → `-ERR [LOGIN-DELAY]` (RFC 2449 §8.1.1).
+    case loginDelay(secondsLeft: Int)
 
     public var description: String {
         switch self {
@@ -36,6 +40,7 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
         case .wouldBlock: return "listing needs a worker"
         case .cancelled: return "open cancelled: the client left"
         case .gone(let m): return "gone: \(m)"
+        case .loginDelay(let left): return "login delay: \(left) s left"
         }
     }
 

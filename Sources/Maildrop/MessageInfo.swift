@@ -38,6 +38,9 @@ public struct OpenStatistics: Sendable, Equatable {
     /// Why an existing `pop3d.sizes` was not used (torn, garbage, absurd sizes, too large,
     /// not a regular file); it is rewritten by the same open.
     public var cacheDiscarded: String? = nil
+    /// Why the LOGIN-DELAY record (the lock file's modification time) was not written, if
+    /// it was not (read-only Maildir, EPERM): the login still works.
+    public var loginRecordError: MaildropError? = nil
     /// Directory entries skipped: not regular files, non-UTF-8 names, or
     /// duplicates seen in both new/ and cur/ during a concurrent move.
     public var entriesSkipped = 0

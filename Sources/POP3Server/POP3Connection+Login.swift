@@ -8,10 +8,11 @@ import Reactor
 struct OpenedMaildrop: @unchecked Sendable {
     let result: Result<Maildrop, MaildropError>
 
-    init(path: String, allowRootSymlink: Bool, cancellation: CancellationFlag) {
+    init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, cancellation: CancellationFlag) {
         do {
             result = .success(try Maildrop.open(
-                path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation))
+                path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelaySeconds,
+                cancellation: cancellation))
         } catch {
             result = .failure(error)
         }
@@ -73,9 +74,6 @@ extension POP3Connection {
             return authFailed(user: user)
         }
         if let address { service.penalties.recordSuccess(from: address) }
-        if service.loginTooSoon(user) {
-            return loginFinished(.loginDelay)
-        }
         let path: String
         do {
             path = try service.location.path(user: user, home: entry.home)
@@ -87,10 +85,14 @@ extension POP3Connection {
         // directory read and a stat per message. A large one, or one whose messages must be
         // read to count CRLF octets (a first login; seconds for a big Maildir on a cold disk),
         // is opened on the storage workers, so the loop never waits for it.
+        // LOGIN-DELAY is checked and recorded by the open, under the maildrop lock, in the
+        // lock file's modification time: it holds across processes and hosts sharing the Maildir.
         let allowRootSymlink = service.config.maildirAllowRootSymlink
+        let loginDelay = service.config.loginDelaySeconds
         do {
             return maildropOpened(
-                .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink)), user: user)
+                .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink,
+                                           loginDelaySeconds: loginDelay)), user: user)
         } catch .wouldBlock {
             // fall through to the workers
         } catch {
@@ -99,7 +101,8 @@ extension POP3Connection {
         let job = StorageJob()
         let cancellation = job.cancellation
         let submitted = service.storagePool.submit({
-            OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, cancellation: cancellation)
+            OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelay,
+                           cancellation: cancellation)
         }) { [weak self, weak job] opened in
             guard let self, let job, case .openingMaildrop(let current) = self.phase, current === job,
                   !self.connection.isClosed else {
@@ -130,6 +133,10 @@ extension POP3Connection {
                 // the messages again until the cause is fixed.
                 service.logger.warning("size cache not written: \(error)", metadata: metadata)
             }
+            if let error = drop.statistics.loginRecordError {
+                // Logged once per failed write: the login works, without LOGIN-DELAY.
+                service.logger.warning("LOGIN-DELAY record not written: \(error)", metadata: metadata)
+            }
             var sizes: [Int] = []
             var uids: [String] = []
             sizes.reserveCapacity(drop.count)
@@ -145,6 +152,9 @@ extension POP3Connection {
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
         case .failure(.inUse):
             loginFinished(.inUse)
+        case .failure(.loginDelay(let left)):
+            service.logger.debug("login too soon (LOGIN-DELAY): \(left) s left", metadata: metadata)
+            loginFinished(.loginDelay)
         case .failure(.temporary(let why)):
             service.logger.error("maildrop: \(why)", metadata: metadata)
             loginFinished(.temporaryFailure("mailbox temporarily unavailable"))

@@ -18,9 +18,6 @@ public final class POP3Service {
     public static let storageWorkers = 2
     /// Maildrop opens waiting for a storage thread; beyond it a login gets `-ERR [SYS/TEMP]`.
     public static let maxQueuedStorageJobs = 65_536
-    /// LOGIN-DELAY records kept at most; the least recently logged-in user is dropped first
-    /// (O(1), `LRUTable`), and records older than the delay are dropped as logins come.
-    public static let maxLoginDelayRecords = 100_000
     /// passwd-file problems logged one by one at start and on reload; the rest are counted in
     /// one line, so a broken million-line file cannot flood the log (or the loop).
     public static let maxPasswdWarningsLogged = 100
@@ -56,8 +53,6 @@ public final class POP3Service {
     public private(set) var loggedInCount = 0
     public private(set) var sessionsServed = 0
     private var perAddress: [IPAddress: Int] = [:]
-    /// LOGIN-DELAY: the user name's octets (canonically equivalent names are two users) → loop time of the last login.
-    private var lastLogin = LRUTable<UserName, UInt64>(capacity: POP3Service.maxLoginDelayRecords)
     /// Hashes queued or running per client address (`auth_max_queued_per_ip`).
     let authQuota: AddressQuota
     /// One thread that parses the passwd-file on SIGHUP, so the loop never does.
@@ -244,23 +239,10 @@ public final class POP3Service {
         return address == local || trusted.contains(address)
     }
 
-    /// RFC 2449 LOGIN-DELAY: true when the user logged in less than the delay ago.
-    func loginTooSoon(_ user: String) -> Bool {
-        guard config.loginDelaySeconds > 0, let last = lastLogin.peek(UserName(user)) else { return false }
-        return loop.now &- last < UInt64(config.loginDelaySeconds) * 1_000_000_000
-    }
-
     func sessionLoggedIn(_ session: POP3Connection, user: String) {
         preLogin.remove(session)
         loggedInCount += 1
         hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
-        guard config.loginDelaySeconds > 0 else { return }
-        let now = loop.now
-        let delay = UInt64(config.loginDelaySeconds) * 1_000_000_000
-        // Records past the delay enforce nothing: drop them from the oldest end (each once,
-        // so O(1) amortised). A full table then forgets its least recent login (O(1)).
-        while let (_, last) = lastLogin.leastRecent, now &- last >= delay { lastLogin.removeLeastRecent() }
-        lastLogin.updateValue(now, forKey: UserName(user))
     }
 
     func sessionEnded(_ session: POP3Connection, wasLoggedIn: Bool) {
