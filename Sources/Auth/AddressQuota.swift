@@ -7,12 +7,19 @@
 /// whole /64 and could otherwise rotate addresses. Trusted networks are not limited (a
 /// webmail or a proxy in front of many users is one address). Loop-thread only.
 public final class AddressQuota {
-    public let limit: Int
-    public let trusted: CIDRTable
+    public private(set) var limit: Int
+    public private(set) var trusted: CIDRTable
     private var counts: [IPAddress: Int] = [:]
 
     /// `limit` jobs at most per address (at least 1).
     public init(limit: Int, trusted: CIDRTable = CIDRTable([])) {
+        self.limit = max(1, limit)
+        self.trusted = trusted
+    }
+
+    /// A reloaded configuration: the new limit (at least 1) applies to the next `take`; units
+    /// already taken stay counted.
+    public func update(limit: Int, trusted: CIDRTable) {
         self.limit = max(1, limit)
         self.trusted = trusted
     }

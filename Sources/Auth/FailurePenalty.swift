@@ -31,7 +31,8 @@ public final class FailurePenalty {
         var lastFailure: Duration
     }
 
-    public let trusted: CIDRTable
+    /// Exempt networks; replaced when the configuration is reloaded (records stay).
+    public var trusted: CIDRTable
     public let capacity: Int
     private let clock: () -> Duration
     /// Least recently failed first: expired records are always at that end.

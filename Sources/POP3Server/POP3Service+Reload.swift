@@ -1,15 +1,151 @@
 import Auth
+import Maildrop
 import Logging
 import Reactor
 
-/// SIGHUP: the passwd-file parsed off the loop and swapped in, the TLS certificates rebuilt.
+/// SIGHUP: the configuration read again (the settings that can change without a restart are
+/// applied), the passwd-file parsed off the loop and swapped in, the TLS certificates rebuilt.
 extension POP3Service {
-    /// SIGHUP: reads the passwd-file and certificates again; a broken one keeps the old.
+    /// Settings a running process cannot take over: the listeners and the user belong to the
+    /// start (or to the master), threads are started once, the master's own settings are read
+    /// by the master alone. A SIGHUP that changes one logs that it waits for a restart.
+    public static let restartOnlyKeys: Set<String> = [
+        "listen", "listen_tls", "user", "reuse_port", "auth_workers", "shutdown_timeout",
+        "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
+    ]
+
+    /// SIGHUP: reads the configuration (when `configSource` is set), the passwd-file and the
+    /// certificates again; whatever is broken keeps the old one and the log says why.
     /// `completion` runs on the loop once the new passwd-file is in use (or was refused):
-    /// the READY=1 after RELOADING=1 waits for it (a master: for every worker's).
+    /// the READY=1 after RELOADING=1 waits for it (a master: for every worker's). SIGHUPs
+    /// during a reload are coalesced into one more reload after it.
     public func reload(completion: (() -> Void)? = nil) {
         if let completion { reloadCompletions.append(completion) }
-        reloadPasswdFile()
+        if reloadRunning {
+            reloadAgain = true
+            logger.info("reload already running: another follows it", metadata: ["path": "\(config.passwdFile ?? "-")"])
+            return
+        }
+        startReload()
+    }
+
+    private func startReload() {
+        reloadRunning = true
+        guard let source = configSource else { return reloadPasswdAndCertificates() }
+        // swift-configuration reads the YAML file: file I/O, never on the loop.
+        let submitted = reloadPool.submit({ ConfigLoad(result: Result { try source() }) }) { [weak self] loaded in
+            self?.configLoaded(loaded)
+        }
+        if case .queued = submitted {} else {
+            logger.error("configuration reload could not start (\(submitted)), keeping the old one")
+            reloadPasswdAndCertificates()
+        }
+    }
+
+    private func configLoaded(_ loaded: ConfigLoad) {
+        switch loaded.result {
+        case .success(let new):
+            do {
+                try applyReloaded(new)
+            } catch {
+                logger.error("configuration reload refused, keeping the old one: \(error)")
+            }
+        case .failure(let error):
+            logger.error("configuration reload failed, keeping the old one: \(error)")
+        }
+        reloadPasswdAndCertificates()
+    }
+
+    /// Takes over every setting of `new` but the `restartOnlyKeys` (those that changed are
+    /// logged). Values derived at start (mail location, networks, quotas, log level, loop
+    /// settings) are rebuilt; a derived value that does not parse throws and nothing changes.
+    /// Settings fixed when a session starts (its timeouts, its output limit) apply to sessions
+    /// that start after the reload.
+    func applyReloaded(_ new: ServerConfig) throws {
+        var merged = new
+        let old = config
+        let differing = Self.changedKeys(old, new)
+        let waiting = differing.filter { Self.restartOnlyKeys.contains($0) }
+        // Restart-only values stay as they are.
+        merged.listen = old.listen
+        merged.listenTLS = old.listenTLS
+        merged.user = old.user
+        merged.reusePort = old.reusePort
+        merged.authWorkers = old.authWorkers
+        merged.shutdownTimeoutSeconds = old.shutdownTimeoutSeconds
+        merged.workers = old.workers
+        merged.workerWatchdogTimeoutSeconds = old.workerWatchdogTimeoutSeconds
+        merged.workerStartLimitBurst = old.workerStartLimitBurst
+        merged.workerStartLimitIntervalSeconds = old.workerStartLimitIntervalSeconds
+        guard let mail = merged.mail else { throw ConfigError("mail: required") }
+        let newLocation: MailLocation
+        do {
+            newLocation = try MailLocation(template: mail)
+        } catch {
+            throw ConfigError("mail: '\(mail)': \(error)")
+        }
+        let (newTrusted, invalid) = CIDRTable.parse(merged.trustedNetworks)
+        if let bad = invalid.first { throw ConfigError("trusted_networks: '\(bad)' is not an address or CIDR") }
+        let (newProxies, invalidProxies) = CIDRTable.parse(merged.proxyNetworks)
+        if let bad = invalidProxies.first { throw ConfigError("proxy_networks: '\(bad)' is not an address or CIDR") }
+        guard merged.passwdFile != nil else { throw ConfigError("passwd_file: required") }
+
+        config = merged
+        location = newLocation
+        trusted = newTrusted
+        penalties.trusted = newTrusted
+        authQuota.update(limit: merged.authMaxQueuedPerIP, trusted: newTrusted)
+        proxyNetworks = newProxies
+        hostname = merged.hostname ?? Self.systemHostname()
+        implementation = merged.announceImplementation ? "pop3d \(pop3dVersion)" : nil
+        loop.handshakeStepsPerTurn = merged.tlsHandshakesPerTurn
+        loop.loopLagWarningNanoseconds = UInt64(merged.loopLagWarningMilliseconds) * 1_000_000
+        if let level = Logger.Level(rawValue: merged.logLevel) { SharedLogLevel.process.level = level }
+        let applied = differing.filter { !Self.restartOnlyKeys.contains($0) }
+        logger.info("configuration reloaded", metadata: [
+            "changed": "\(applied.isEmpty ? "none" : applied.joined(separator: ","))",
+        ])
+        if !waiting.isEmpty {
+            logger.warning("configuration reload: \(waiting.joined(separator: ", ")) changed but take effect only after a restart")
+        }
+    }
+
+    /// The configuration keys whose values differ between `a` and `b` (in the order of
+    /// `ServerConfig.keys`).
+    static func changedKeys(_ a: ServerConfig, _ b: ServerConfig) -> [String] {
+        let left = Mirror(reflecting: a).children
+        let right = Dictionary(uniqueKeysWithValues: Mirror(reflecting: b).children.compactMap { child in
+            child.label.map { ($0, "\(child.value)") }
+        })
+        var changed: Set<String> = []
+        for child in left {
+            guard let label = child.label, right[label] != "\(child.value)" else { continue }
+            changed.insert(configKey(forProperty: label))
+        }
+        return ServerConfig.keys.filter { changed.contains($0) }
+    }
+
+    /// `idleTimeoutSeconds` → `idle_timeout`, `maxConnectionsPerIP` → `max_connections_per_ip`.
+    static func configKey(forProperty name: String) -> String {
+        if name == "announceImplementation" { return "implementation" }
+        var base = name
+        for suffix in ["Seconds", "Milliseconds"] where base.hasSuffix(suffix) { base.removeLast(suffix.count) }
+        var key = ""
+        var previousUpper = false
+        for ch in base {
+            if ch.isUppercase {
+                if !previousUpper && !key.isEmpty { key += "_" }
+                key += ch.lowercased()
+                previousUpper = true
+            } else {
+                key.append(ch)
+                previousUpper = false
+            }
+        }
+        return key
+    }
+
+    private func reloadPasswdAndCertificates() {
         if !config.tlsCert.isEmpty {
             do {
                 tls = try TLSState(config)
@@ -18,27 +154,32 @@ extension POP3Service {
                 logger.error("TLS certificate reload failed, keeping the old ones: \(error)")
             }
         }
+        reloadPasswdFile()
     }
 
     /// Parses the passwd-file on `reloadPool` (a million lines take seconds: never on the
     /// loop); the loop swaps the new table in when it is done. A file that cannot be read, is
     /// not a regular file (a FIFO would block) or has no valid user keeps the old table, and
-    /// the log says why. A SIGHUP during a parse is coalesced into one more parse after it.
-    func reloadPasswdFile() {
-        guard let path = config.passwdFile else { return finishReload() }
-        if passwdReloadRunning {
-            passwdReloadAgain = true
-            logger.info("passwd-file reload already running: another follows it", metadata: ["path": "\(path)"])
-            return
-        }
-        passwdReloadRunning = true
+    /// the log says why.
+    private func reloadPasswdFile() {
+        guard let path = config.passwdFile else { return reloadEnded() }
         let mechanisms = config.authMechanisms
         let submitted = reloadPool.submit({ PasswdLoad(path: path, mechanisms: mechanisms) }) { [weak self] loaded in
             self?.passwdLoaded(loaded, path: path)
         }
         if case .queued = submitted {} else {
-            passwdReloadRunning = false
             logger.error("passwd-file reload could not start (\(submitted)), keeping the old one")
+            reloadEnded()
+        }
+    }
+
+    /// One reload is over: run the coalesced next one, or tell the waiters.
+    private func reloadEnded() {
+        reloadRunning = false
+        if reloadAgain {
+            reloadAgain = false
+            startReload()
+        } else {
             finishReload()
         }
     }
@@ -51,7 +192,6 @@ extension POP3Service {
     }
 
     func passwdLoaded(_ loaded: PasswdLoad, path: String) {
-        passwdReloadRunning = false
         switch loaded.result {
         case .success(let (file, diagnostics)):
             Self.logPasswdDiagnostics(diagnostics, logger: logger)
@@ -66,12 +206,7 @@ extension POP3Service {
         case .failure(let error):
             logger.error("passwd-file reload failed, keeping the old one: \(error)")
         }
-        if passwdReloadAgain {
-            passwdReloadAgain = false
-            reloadPasswdFile()
-        } else {
-            finishReload()
-        }
+        reloadEnded()
     }
 
     static func logPasswdDiagnostics(_ diagnostics: [Diagnostic], logger: Logger) {
@@ -80,6 +215,11 @@ extension POP3Service {
             logger.warning("passwd-file: \(diagnostics.count - maxPasswdWarningsLogged) more problem line(s) not shown")
         }
     }
+}
+
+/// The configuration read again on `reloadPool`, handed to the loop.
+struct ConfigLoad: Sendable {
+    let result: Result<ServerConfig, any Error>
 }
 
 /// A passwd-file read and parsed on `reloadPool`, handed to the loop.

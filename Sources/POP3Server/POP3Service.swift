@@ -23,23 +23,24 @@ public final class POP3Service {
     public static let maxPasswdWarningsLogged = 100
 
     let loop: EventLoop
-    public private(set) var config: ServerConfig
+    public internal(set) var config: ServerConfig
     var logger: Logger
     /// Replaced whole by a reload (POP3Service+Reload.swift).
     var passwd: PasswdFile
-    let location: MailLocation
-    let trusted: CIDRTable
+    // Derived from `config`; rebuilt by a reload (POP3Service+Reload.swift).
+    var location: MailLocation
+    var trusted: CIDRTable
     let penalties: FailurePenalty
     /// `proxy_networks`: peers whose connections start with a PROXY header.
-    let proxyNetworks: CIDRTable
+    var proxyNetworks: CIDRTable
     /// Connections from `proxy_networks` whose header has not arrived yet (POP3Service+Proxy.swift).
     var pendingProxyHeaders: [ObjectIdentifier: ProxyHeaderWait] = [:]
     private(set) var pool: WorkerPool!
     /// Threads that open and list maildrops (directory scans, first-login size counting).
     private(set) var storagePool: WorkerPool!
     private var waker: Waker?
-    let hostname: String
-    let implementation: String?
+    var hostname: String
+    var implementation: String?
     /// The TLS state for new connections (STLS and implicit TLS); nil when not configured.
     var tls: TLSState?
 
@@ -58,9 +59,12 @@ public final class POP3Service {
     /// One thread that parses the passwd-file on SIGHUP, so the loop never does.
     var reloadPool: WorkerPool!
     /// A passwd-file parse is running on `reloadPool`.
-    var passwdReloadRunning = false
-    /// A SIGHUP came while one ran: parse again when it ends (any number coalesce into one).
-    var passwdReloadAgain = false
+    var reloadRunning = false
+    /// A SIGHUP came while one ran: reload again when it ends (any number coalesce into one).
+    var reloadAgain = false
+    /// Reads the configuration again on SIGHUP (flags, environment, file, as at start); nil:
+    /// a reload reads only the passwd-file and certificates (tests, `pop3d demo`).
+    public var configSource: (@Sendable () throws -> ServerConfig)?
     /// Waiting for the passwd-file reload under way (`reload(completion:)`).
     var reloadCompletions: [() -> Void] = []
     /// Set in a worker of a master: where this worker publishes its connection count and

@@ -106,6 +106,18 @@ public struct ServerConfig: Sendable, Equatable {
     public init() {}
 }
 
+extension ServerConfig {
+    /// A worker's share of the per-host limits that work by evicting the process's own
+    /// sessions: `max_unauthenticated / workers`, rounded up. `max_connections` stays whole:
+    /// it is checked against the host's sum on the scoreboard (`POP3Service.hostShare`).
+    public func dividedAmongWorkers() -> ServerConfig {
+        var share = self
+        let n = max(1, workers)
+        share.maxUnauthenticated = (maxUnauthenticated + n - 1) / n
+        return share
+    }
+}
+
 /// A setting that could not be used; the message names the key and the value.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public let description: String

@@ -26,17 +26,24 @@ public final class ServerRunner {
     private var lastStatus = ""
     private var stopping = false
 
+    private let configSource: (@Sendable () throws -> ServerConfig)?
+
     /// `worker`: run as that worker of a master (`WorkerContext.fromEnvironment()`).
-    public init(config: ServerConfig, logger: Logger, worker: WorkerContext? = nil) throws {
-        var config = config
+    /// `configSource`: reads the configuration again on SIGHUP (as it was read at start).
+    public init(config: ServerConfig, logger: Logger, worker: WorkerContext? = nil,
+                configSource: (@Sendable () throws -> ServerConfig)? = nil) throws {
         if worker != nil {
-            // Per-host limits that work by evicting this process's own sessions are divided:
-            // each of N workers holds its share (rounded up). max_connections stays whole and
-            // is checked against the host's sum on the scoreboard (POP3Service.hostShare).
-            let n = max(1, config.workers)
-            config.maxUnauthenticated = (config.maxUnauthenticated + n - 1) / n
+            self.config = config.dividedAmongWorkers()
+            if let configSource {
+                let share: @Sendable () throws -> ServerConfig = { try configSource().dividedAmongWorkers() }
+                self.configSource = share
+            } else {
+                self.configSource = nil
+            }
+        } else {
+            self.config = config
+            self.configSource = configSource
         }
-        self.config = config
         self.logger = logger
         self.worker = worker
         loop = try EventLoop(logger: logger)
@@ -65,6 +72,7 @@ public final class ServerRunner {
             listeners = try Self.openListeners(config: config)
         }
         service = try POP3Service(config: config, loop: loop, logger: logger)
+        service.configSource = configSource
         if let worker, let scoreboard { service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id) }
         try dropPrivileges()
         for (listener, implicitTLS) in listeners {

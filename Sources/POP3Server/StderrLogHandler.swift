@@ -1,18 +1,29 @@
 import Glibc
 import Logging
+import Synchronization
 
 /// One line per event on stderr. When stderr is the journal (`JOURNAL_STREAM` set by
 /// systemd) each line starts with its syslog priority (`<6>`), which journald turns into
 /// the entry's priority instead of logging everything at "info".
 public struct StderrLogHandler: LogHandler {
-    public var logLevel: Logger.Level
+    /// The level: the shared one when the handler has one (every handler `bootstrapLogging`
+    /// installs shares `SharedLogLevel.process`, so a reload changes every logger at once).
+    public var logLevel: Logger.Level {
+        get { shared?.level ?? ownLevel }
+        set {
+            if let shared { shared.level = newValue } else { ownLevel = newValue }
+        }
+    }
+    private var ownLevel: Logger.Level
+    private let shared: SharedLogLevel?
     public var metadata: Logger.Metadata = [:]
     let label: String
     let journal: Bool
 
-    public init(label: String, level: Logger.Level) {
+    public init(label: String, level: Logger.Level, shared: SharedLogLevel? = nil) {
         self.label = label
-        self.logLevel = level
+        self.ownLevel = level
+        self.shared = shared
         self.journal = getenv("JOURNAL_STREAM") != nil
     }
 
@@ -78,10 +89,32 @@ public func bootstrapLogging(level: String, worker: Int? = nil) -> Logger {
     let parsed = Logger.Level(rawValue: level) ?? .info
     // A worker of a master stamps `worker=N` on every line it writes, session ends included,
     // so one journal stream tells the workers apart (the master's own lines carry none).
+    SharedLogLevel.process.level = parsed
     LoggingSystem.bootstrap { label in
-        var handler = StderrLogHandler(label: label, level: parsed)
+        var handler = StderrLogHandler(label: label, level: parsed, shared: .process)
         if let worker { handler.metadata["worker"] = "\(worker)" }
         return handler
     }
     return Logger(label: "pop3d")
+}
+
+/// One log level for every handler of the process, so `log_level` can change on SIGHUP
+/// without finding every `Logger` copy (each holds its own handler value).
+public final class SharedLogLevel: Sendable {
+    /// The process's: used by every handler `bootstrapLogging` installs.
+    public static let process = SharedLogLevel(.info)
+    private let raw: Atomic<Int>
+
+    public init(_ level: Logger.Level) { raw = Atomic(Self.index(level)) }
+
+    public var level: Logger.Level {
+        get {
+            let all = Logger.Level.allCases
+            let i = raw.load(ordering: .relaxed)
+            return all.indices.contains(i) ? all[i] : .info
+        }
+        set { raw.store(Self.index(newValue), ordering: .relaxed) }
+    }
+
+    private static func index(_ level: Logger.Level) -> Int { Logger.Level.allCases.firstIndex(of: level) ?? 2 }
 }

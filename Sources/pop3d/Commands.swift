@@ -84,9 +84,16 @@ struct Serve: ParsableCommand {
     @OptionGroup var options: ServeOptions
 
     func run() throws {
+        let flags = options.flags
+        let env = environment()
+        let configFile = options.config
+        // The same sources again on SIGHUP: flags and environment as at start, the file anew.
+        let source: @Sendable () throws -> ServerConfig = {
+            try ServerConfig.loadBlocking(flags: flags, environment: env, configFile: configFile)
+        }
         let config: ServerConfig
         do {
-            config = try ServerConfig.loadBlocking(flags: options.flags, environment: environment(), configFile: options.config)
+            config = try source()
         } catch {
             fail("\(error)")
         }
@@ -96,7 +103,7 @@ struct Serve: ParsableCommand {
             if let worker = try WorkerContext.fromEnvironment() {
                 let logger = bootstrapLogging(level: config.logLevel, worker: worker.id)
                 do {
-                    Glibc.exit(try ServerRunner(config: config, logger: logger, worker: worker).run())
+                    Glibc.exit(try ServerRunner(config: config, logger: logger, worker: worker, configSource: source).run())
                 } catch {
                     // The master logs the exit; this line says why, and whose it is.
                     fail("worker \(worker.id): \(error)")
@@ -106,7 +113,7 @@ struct Serve: ParsableCommand {
             if config.workers > 1 {
                 Glibc.exit(try WorkerMaster(config: config, logger: logger).run())
             }
-            Glibc.exit(try ServerRunner(config: config, logger: logger).run())
+            Glibc.exit(try ServerRunner(config: config, logger: logger, configSource: source).run())
         } catch {
             fail("\(error)")
         }
