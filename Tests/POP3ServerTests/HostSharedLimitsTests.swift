@@ -33,17 +33,10 @@ import Testing
         #expect(try first.command("PASS secret").hasPrefix("+OK"))
         #expect(board.slot(1).loggedIn == 1)
         #expect(try first.command("QUIT").hasPrefix("+OK"))
-        try waitUntil(seconds: 10) { board.slot(1).connections == 1 && board.slot(1).sessionsServed >= 1 }
+        #expect(waitFor(timeoutSeconds: 10) { board.slot(1).connections == 1 && board.slot(1).sessionsServed >= 1 })
         #expect(board.slot(1).loggedIn == 0)
         third.close()
         second.close()
     }
 
-    private func waitUntil(seconds: Double, _ condition: () -> Bool) throws {
-        let deadline = Double(time(nil)) + seconds
-        while !condition() {
-            if Double(time(nil)) > deadline { throw HarnessError("condition not met within \(seconds) s") }
-            usleep(10_000)
-        }
-    }
 }

@@ -38,7 +38,7 @@ import Testing
             side.service.configSource = source
             side.service.reload()
         }
-        try waitUntil(seconds: 10) { (try? server.onLoop { $0.service.config.loginDelaySeconds }) == 30 }
+        #expect(waitFor(timeoutSeconds: 10) { (try? server.onLoop { $0.service.config.loginDelaySeconds }) == 30 })
         let after = try server.onLoop { side in
             (side.service.config, side.service.proxyNetworks.networks.count)
         }
@@ -53,9 +53,9 @@ import Testing
         let capa = try client.multiline()
         #expect(capa.contains("LOGIN-DELAY 30"), "\(capa)")
         client.close()
-        try waitUntil(seconds: 10) {
+        #expect(waitFor(timeoutSeconds: 10) {
             server.logs.contains("configuration reloaded") && server.logs.contains("auth_workers")
-        }
+        })
         #expect(server.logs.contains("changed=max_connections_per_ip,login_delay,proxy_networks"))
     }
 
@@ -70,16 +70,9 @@ import Testing
             side.service.configSource = { fixed }
             side.service.reload()
         }
-        try waitUntil(seconds: 10) { server.logs.contains("configuration reload refused") }
+        #expect(waitFor(timeoutSeconds: 10) { server.logs.contains("configuration reload refused") })
         #expect(try server.onLoop { $0.service.config.loginDelaySeconds } == 0)
         #expect(server.logs.contains("not-a-network"))
     }
 
-    private func waitUntil(seconds: Double, _ condition: () -> Bool) throws {
-        let deadline = Double(time(nil)) + seconds
-        while !condition() {
-            if Double(time(nil)) > deadline { throw HarnessError("condition not met within \(seconds) s") }
-            usleep(10_000)
-        }
-    }
 }
