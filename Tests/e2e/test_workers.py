@@ -7,14 +7,15 @@ killed or hung worker restarted while the other's sessions go on, SIGHUP reloadi
 worker, SIGTERM draining them, a crash loop stopped by the start limit, a worker that cannot
 start stopping the master, and the per-host state across workers ([IN-USE], max_connections).
 
-Which worker holds a connection is read from /proc (the worker whose descriptor table has the
-accepted socket); which worker served a session, from the `worker=N` of its log lines. Every
+Which worker holds a connection is read from ss(8) and /proc (the worker whose descriptor
+table has the accepted socket); which worker served a session, from the `worker=N` of its log lines. Every
 wait has a deadline; the master and every worker it started are killed by PID in teardown.
 """
 import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 
@@ -69,15 +70,13 @@ def is_worker(pid):
 
 
 def socket_inode(local_port, remote_port):
-    """The inode of the established IPv4 socket 127.0.0.1:local_port <-> remote_port."""
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if (state == "01" and int(local.split(":")[1], 16) == local_port
-                    and int(remote.split(":")[1], 16) == remote_port and inode != "0"):
-                return inode
-    return None
+    """The inode of the established socket 127.0.0.1:local_port <-> 127.0.0.1:remote_port,
+    from ss(8) (iproute2; the kernel filters, where /proc/net/tcp lists every socket)."""
+    out = subprocess.run(["ss", "-tnHe", "state", "established", "src", f"127.0.0.1:{local_port}",
+                          "dst", f"127.0.0.1:{remote_port}"], capture_output=True, text=True,
+                         timeout=DEADLINE, check=True).stdout
+    found = re.findall(r"\bino:(\d+)", out)
+    return found[0] if len(found) == 1 and found[0] != "0" else None
 
 
 class Master:
@@ -344,7 +343,10 @@ def test_sighup_reloads_a_changed_passwd_file_in_every_worker(start_master, mail
     n.wait_for(lambda l: l == "READY=1", "READY=1")
     master.wait_serving()
 
+    # 20,000 more users: each worker parses for a noticeable while (a few tenths of a second
+    # in a debug build), so a READY=1 sent before the workers finished would show.
     users = dict(USERS, alice="changed-alice", dave="secret-dave")
+    users.update((f"user{i}", f"pw{i}") for i in range(20_000))
     maildata.write_passwd(mailhost.passwd + ".new", users)
     os.replace(mailhost.passwd + ".new", mailhost.passwd)
     mark = len(n.drain())
@@ -355,7 +357,7 @@ def test_sighup_reloads_a_changed_passwd_file_in_every_worker(start_master, mail
     # READY=1 came only once both workers had the new file in use.
     log = master.log()
     for wid in (1, 2):
-        assert re.search(rf"passwd-file reloaded .*\busers=4 worker={wid}\b", log), log
+        assert re.search(rf"passwd-file reloaded .*\busers={len(users)} worker={wid}\b", log), log
     assert "every worker has reloaded" in log
 
     for wid in (1, 2):
@@ -433,6 +435,35 @@ def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhos
     assert [pid for wid, pid in master.started() if wid == 2] == restarts, master.log()
     assert master.workers()[1] == workers[1]
 
+    # Worker 1 dies too and cannot start again either: with no slot left the master exits 1.
+    os.kill(workers[1], signal.SIGKILL)
+    try:
+        status = master.process.proc.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the master did not exit: {master.log()}")
+    log = master.log()
+    assert status == 1, log
+    assert "worker 1 is not restarted any more: 3 exits within 60 s" in log
+    assert "every worker failed: the master exits" in log
+    assert not any(alive(pid) for _, pid in master.started()), log
+
+
+def test_workers_end_when_the_master_is_killed(start_master, mailhost):
+    mailhost.deliver("alice", maildata.message(1))
+    master = start_master(activated=False, notify=False)
+    workers = master.wait_serving()
+    raw = master.connect()
+    assert login(raw, "alice").startswith(b"+OK")
+    os.kill(master.pid, signal.SIGKILL)
+    master.process.proc.wait(timeout=DEADLINE)
+    # The kernel tells each worker (PR_SET_PDEATHSIG: SIGTERM): they drain and exit, so no
+    # orphan keeps the port or a maildrop.
+    wait_for(lambda: not any(alive(pid) for pid in workers.values()), timeout=DEADLINE,
+             what="the workers to end after their master")
+    assert raw.line() == b"-ERR [SYS/TEMP] Server shutting down"
+    assert raw.closed(timeout=DEADLINE)
+    assert mailhost.files("alice") and len(mailhost.files("alice")) == 1
+
 
 @needs_activate
 def test_a_hung_worker_is_killed_and_restarted_and_stops_the_watchdog_pings(start_master, mailhost):
@@ -494,7 +525,7 @@ def test_a_worker_that_cannot_start_stops_the_master_with_status_1(start_master,
                           store=["--passwd-file", missing, "--mail", f"maildir:{mailhost.mail_root}/%u/Maildir"])
     try:
         status = master.process.proc.wait(timeout=DEADLINE)
-    except Exception:
+    except subprocess.TimeoutExpired:
         raise AssertionError(f"the master did not exit: {master.log()}")
     log = master.log()
     assert status == 1, log
