@@ -195,6 +195,13 @@ class Notifications:
             pass
         return self.lines
 
+    def listen(self, seconds):
+        """Receives for `seconds`: for tests that something does NOT come."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._receive(end - time.monotonic())
+        return self.lines
+
     def wait_for(self, predicate, what, start=0):
         """Waits until a line at index >= start satisfies predicate; returns its index."""
         deadline = time.monotonic() + NOTIFY_DEADLINE

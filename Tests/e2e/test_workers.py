@@ -262,9 +262,12 @@ def test_two_workers_under_socket_activation_serve_and_report_sums(start_master,
     n = master.notify
     master.finish_first_client()
     n.wait_for(lambda l: l == "READY=1", "READY=1")
-    workers = master.wait_serving()
-    assert sorted(workers) == [1, 2], master.log()
-    assert len(master.started()) == 2, master.log()
+    # READY=1 came once both workers were serving: each had logged its listener by then.
+    log = master.log()
+    assert SERVING in log and all(re.search(rf"listening .* worker={wid}\b", log) for wid in (1, 2)), log
+    workers = master.workers()
+    assert sorted(workers) == [1, 2], log
+    assert len(master.started()) == 2, log
 
     # One logged-in session on each worker, both open at once.
     sessions = {}
@@ -294,6 +297,7 @@ def test_two_workers_under_socket_activation_serve_and_report_sums(start_master,
 @needs_activate
 def test_killed_worker_is_restarted_while_a_session_on_the_other_completes(start_master, mailhost):
     paths = [mailhost.deliver("alice", maildata.message(i)) for i in (1, 2, 3)]
+    bobs = {os.path.basename(mailhost.deliver("bob", maildata.message(i))) for i in (4, 5)}
     master = start_master()
     master.finish_first_client()
     master.notify.wait_for(lambda l: l == "READY=1", "READY=1")
@@ -305,6 +309,10 @@ def test_killed_worker_is_restarted_while_a_session_on_the_other_completes(start
     survivor = master.holder(raw)
     victim = 3 - survivor
     old_pid = master.workers()[victim]
+    # Bob's session, on the worker that is killed, has a deletion marked.
+    lost = master.on_worker(victim)
+    assert login(lost, "bob").startswith(b"+OK")
+    assert lost.cmd("DELE 1").startswith(b"+OK")
 
     killed_at = time.monotonic()
     os.kill(old_pid, signal.SIGKILL)
@@ -333,6 +341,15 @@ def test_killed_worker_is_restarted_while_a_session_on_the_other_completes(start
     assert again.cmd("STAT").startswith(b"+OK 2 ")
     assert again.cmd("QUIT").startswith(b"+OK")
     wait_session_ends(master, "alice", [survivor, victim])
+
+    # Bob's connection died with its worker: nothing of his was deleted, and the maildrop's
+    # lock went with the process, so he logs in again at once.
+    assert lost.closed(timeout=DEADLINE)
+    assert unique_names(mailhost, "bob") == bobs
+    again = master.connect()
+    assert login(again, "bob").startswith(b"+OK")
+    assert again.cmd("STAT").startswith(b"+OK 2 ")
+    assert again.cmd("QUIT").startswith(b"+OK")
 
 
 @needs_activate
@@ -409,10 +426,12 @@ def test_sigterm_drains_both_workers_and_the_master_exits_zero(start_master, mai
 
 def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhost):
     master = start_master(activated=False, env={
-        "POP3D_WORKER_START_LIMIT_BURST": "3", "POP3D_WORKER_START_LIMIT_INTERVAL": "60"})
+        "POP3D_WORKER_START_LIMIT_BURST": "3", "POP3D_WORKER_START_LIMIT_INTERVAL": "60",
+        "WATCHDOG_USEC": "1000000"})
     n = master.notify
     n.wait_for(lambda l: l == "READY=1", "READY=1")
     workers = master.wait_serving()
+    n.wait_for(lambda l: l == "WATCHDOG=1", "WATCHDOG=1")
 
     # A setting only a starting worker reads breaks: the passwd-file is gone.
     os.rename(mailhost.passwd, mailhost.passwd + ".away")
@@ -424,6 +443,11 @@ def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhos
     restarts = [pid for wid, pid in master.started() if wid == 2]
     assert len(restarts) == 3 and len(set(restarts)) == 3, master.log()
     assert not any(alive(pid) for pid in restarts)
+    # A slot given up stops the WATCHDOG=1 pings (every 0.5 s while all is well), so that
+    # systemd restarts the whole service.
+    mark = len(n.drain())
+    n.listen(1.5)
+    assert "WATCHDOG=1" not in n.lines[mark:], n.lines[mark:]
 
     # Worker 1 goes on serving (it read the passwd-file at its start).
     for _ in range(3):
