@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -169,24 +170,32 @@ def needs_activate(fn):
 
 class Notifications:
     """Collects sd_notify datagrams on an AF_UNIX socket the test owns (NOTIFY_SOCKET), one
-    `lines` entry per "KEY=VALUE" line and its arrival time (time.monotonic()) in `times`."""
+    `lines` entry per "KEY=VALUE" line, with its arrival time (time.monotonic()) in `times`
+    and the sending PID in `senders` (SCM_CREDENTIALS, as systemd checks NotifyAccess=)."""
 
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(path)
         self.path = path
         self.lines = []
         self.times = []
+        self.senders = []
 
     def _receive(self, timeout):
         self.sock.settimeout(max(timeout, 0.001))
         try:
-            data = self.sock.recv(65536)
+            data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
         except socket.timeout:
             return False
+        sender = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                sender = struct.unpack("iII", payload[:12])[0]  # struct ucred: pid, uid, gid
         lines = data.decode("utf-8", "replace").splitlines()
         self.lines.extend(lines)
         self.times.extend([time.monotonic()] * len(lines))
+        self.senders.extend([sender] * len(lines))
         return True
 
     def drain(self):

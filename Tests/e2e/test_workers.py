@@ -60,13 +60,18 @@ def children(pid):
     return found
 
 
-def is_worker(pid):
-    """True when `pid` is a pop3d worker (its master put POP3DWORKER in its environment)."""
+def environment_names(pid):
+    """The names of the variables in the environment `pid` started with (empty once gone)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return b"\0POP3DWORKER=" in b"\0" + f.read()
+            return {entry.split(b"=", 1)[0].decode() for entry in f.read().split(b"\0") if entry}
     except OSError:
-        return False
+        return set()
+
+
+def is_worker(pid):
+    """True when `pid` is a pop3d worker (its master put POP3DWORKER in its environment)."""
+    return "POP3DWORKER" in environment_names(pid)
 
 
 def socket_inode(local_port, remote_port):
@@ -290,8 +295,12 @@ def test_two_workers_under_socket_activation_serve_and_report_sums(start_master,
     log = master.log()
     ends = re.findall(r"session end .* worker=(\d+)", log)
     assert len(ends) == total and set(ends) == {"1", "2"}, log
-    # One READY=1 for the whole service: the master's, none from a worker.
+    # One READY=1 for the whole service, and every notification from the master alone
+    # (NotifyAccess=main): the workers never saw systemd's variables.
     assert n.drain().count("READY=1") == 1, n.lines
+    assert set(n.senders) == {master.pid}, (n.senders, master.pid)
+    for pid in workers.values():
+        assert not environment_names(pid) & {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
 
 
 @needs_activate
@@ -499,6 +508,7 @@ def test_a_hung_worker_is_killed_and_restarted_and_stops_the_watchdog_pings(star
     first = n.wait_for(lambda l: l == "WATCHDOG=1", "WATCHDOG=1")
     n.wait_for(lambda l: l == "WATCHDOG=1", "a second WATCHDOG=1", start=first + 1)
 
+    assert "WATCHDOG_USEC" not in environment_names(workers[1]) | environment_names(workers[2])
     hung = workers[2]
     stopped_at = time.monotonic()
     os.kill(hung, signal.SIGSTOP)  # its loop writes no heartbeat any more
