@@ -8,8 +8,9 @@ worker, SIGTERM draining them, a crash loop stopped by the start limit, a worker
 start stopping the master, and the per-host state across workers ([IN-USE], max_connections).
 
 Which worker holds a connection is read from ss(8) and /proc (the worker whose descriptor
-table has the accepted socket); which worker served a session, from the `worker=N` of its log lines. Every
-wait has a deadline; the master and every worker it started are killed by PID in teardown.
+table has the accepted socket); which worker served a session, from the `worker=N` of its
+log lines. Every wait has a deadline; the master and every worker it started are killed by
+PID in teardown.
 """
 import os
 import re
@@ -202,7 +203,7 @@ def start_master(mailhost):
 
     def start(*flags, workers="2", activated=True, store=None, watchdog_usec=None, env=None,
               notify=True, **server_kw):
-        serve_args = (mailhost.store_args() if store is None else store)
+        serve_args = list(mailhost.store_args() if store is None else store)
         serve_args += ["--workers", workers, "--shutdown-timeout", "5"] + list(flags)
         if activated:
             process = Activated(tmp, serve_args, fdname="pop3", watchdog_usec=watchdog_usec, env=env)
