@@ -180,6 +180,16 @@ class Master:
                 return found
         raise AssertionError(f"no connection of {BURSTS * BURST} reached worker {wanted}")
 
+    def wait_exit(self):
+        """Waits for the master to exit; returns its status and log. No worker outlives it."""
+        try:
+            status = self.process.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the master did not exit: {self.log()}")
+        log = self.log()
+        assert not any(alive(pid) for _, pid in self.started()), log
+        return status, log
+
     def kill(self):
         """SIGKILL to the master and to every worker of it still running, by PID."""
         pids = set(children(self.pid)) | {pid for _, pid in self.started() if is_worker(pid)}
@@ -424,11 +434,10 @@ def test_sigterm_drains_both_workers_and_the_master_exits_zero(start_master, mai
     for raw in sessions:
         assert raw.line() == b"-ERR [SYS/TEMP] Server shutting down"
         assert raw.closed(timeout=DEADLINE)
-    assert master.process.wait_exit() == 0, master.log()
-    log = master.log()
+    status, log = master.wait_exit()
+    assert status == 0, log
     for wid, pid in workers.items():
         assert f'worker exited pid={pid} status="exit status 0" worker={wid}' in log, log
-        assert not alive(pid)
     assert re.search(r"master stopped .*\bstatus=0\b", log), log
     # Nothing was deleted: the sessions never reached the UPDATE state.
     assert {user: unique_names(mailhost, user) for user in ("alice", "bob")} == before
@@ -471,15 +480,10 @@ def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhos
 
     # Worker 1 dies too and cannot start again either: with no slot left the master exits 1.
     os.kill(workers[1], signal.SIGKILL)
-    try:
-        status = master.process.proc.wait(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the master did not exit: {master.log()}")
-    log = master.log()
+    status, log = master.wait_exit()
     assert status == 1, log
     assert "worker 1 is not restarted any more: 3 exits within 60 s" in log
     assert "every worker failed: the master exits" in log
-    assert not any(alive(pid) for _, pid in master.started()), log
 
 
 def test_workers_end_when_the_master_is_killed(start_master, mailhost):
@@ -558,15 +562,10 @@ def test_a_worker_that_cannot_start_stops_the_master_with_status_1(start_master,
     missing = os.path.join(mailhost.root, "no-such-passwd")
     master = start_master(activated=False, notify=False, wait=False,
                           store=["--passwd-file", missing, "--mail", f"maildir:{mailhost.mail_root}/%u/Maildir"])
-    try:
-        status = master.process.proc.wait(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the master did not exit: {master.log()}")
-    log = master.log()
+    status, log = master.wait_exit()
     assert status == 1, log
     assert missing in log and re.search(r"worker [12] did not start \(exit status 1\)", log), log
-    assert "every worker is serving" not in log
-    assert not any(alive(pid) for _, pid in master.started()), log
+    assert SERVING not in log
 
 
 def test_workers_auto_starts_one_worker_per_usable_cpu(start_master, mailhost):
