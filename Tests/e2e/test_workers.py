@@ -212,9 +212,9 @@ def start_master(mailhost):
     started = []
 
     def start(*flags, workers="2", activated=True, store=None, watchdog_usec=None, env=None,
-              notify=True, **server_kw):
+              notify=True, shutdown_timeout=5, **server_kw):
         serve_args = list(mailhost.store_args() if store is None else store)
-        serve_args += ["--workers", workers, "--shutdown-timeout", "5"] + list(flags)
+        serve_args += ["--workers", workers, "--shutdown-timeout", str(shutdown_timeout)] + list(flags)
         if activated:
             process = Activated(tmp, serve_args, fdname="pop3", watchdog_usec=watchdog_usec, env=env)
             master = Master(process, process.notify)
@@ -441,6 +441,36 @@ def test_sigterm_drains_both_workers_and_the_master_exits_zero(start_master, mai
     assert re.search(r"master stopped .*\bstatus=0\b", log), log
     # Nothing was deleted: the sessions never reached the UPDATE state.
     assert {user: unique_names(mailhost, user) for user in ("alice", "bob")} == before
+
+
+def test_sigterm_waits_for_a_busy_session_until_shutdown_timeout(start_master, mailhost):
+    big = b"Subject: big\n\n" + b"x" * 76 + b"\n"
+    mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")  # 15 MB: more than the socket buffers
+    before = unique_names(mailhost, "alice")
+    master = start_master(activated=False, shutdown_timeout=2)
+    n = master.notify
+    n.wait_for(lambda l: l == "READY=1", "READY=1")
+    master.wait_serving()
+    raw = master.connect()
+    assert login(raw, "alice").startswith(b"+OK")
+    busy = master.holder(raw)
+    raw.send(b"RETR 1\r\n")  # and never read: the session stays busy sending
+    assert raw.line().startswith(b"+OK")
+
+    term_at = time.monotonic()
+    os.kill(master.pid, signal.SIGTERM)
+    n.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1")
+    status, log = master.wait_exit()
+    took = time.monotonic() - term_at
+    assert status == 0, log
+    # The master waited for the busy worker, which closed its session after shutdown_timeout;
+    # the idle worker had exited long before.
+    assert took >= 1.8, (took, log)
+    closing = log.index(f"shutdown timeout: closing 1 busy session(s) worker={busy}")
+    idle_exit = re.search(rf'worker exited pid=\d+ status="exit status 0" worker={3 - busy}', log)
+    assert idle_exit and idle_exit.start() < closing, log
+    assert re.search(rf'worker exited pid=\d+ status="exit status 0" worker={busy}', log[closing:]), log
+    assert unique_names(mailhost, "alice") == before
 
 
 def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhost):
