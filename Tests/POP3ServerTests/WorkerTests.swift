@@ -212,3 +212,31 @@ import Testing
         #expect(error?.description.hasPrefix(message) == true, "\(String(describing: error))")
     }
 }
+
+/// `max_connections` per host in a worker: the other workers' counts on the scoreboard count
+/// against it (POP3Service.hostShare), and this worker's count is published there.
+@Suite(.serialized) struct HostShareTests {
+    @Test func otherWorkersConnectionsCountAgainstMaxConnections() throws {
+        let board = try Scoreboard(creatingFor: 2)
+        defer { close(board.fd) }
+        let server = try ServerHarness { config, _ in config.maxConnections = 3 }
+        try server.onLoop { side in side.service.hostShare = WorkerShare(scoreboard: board, id: 1) }
+        board.slot(2).connections = 2  // the other worker holds two
+
+        let first = try server.client()
+        #expect(try first.line().hasPrefix("+OK"))
+        #expect(waitFor { board.slot(1).connections == 1 })
+        // 1 here + 2 there = 3: the host is full, though this worker holds only one.
+        let second = try server.client()
+        #expect(try second.line() == "-ERR [SYS/TEMP] Too many connections, try again later")
+        #expect(try second.waitForClose())
+        #expect(server.logs.contains("connection refused: max_connections (3) reached"))
+
+        board.slot(2).connections = 0  // the other worker's sessions ended
+        let third = try server.client()
+        #expect(try third.line().hasPrefix("+OK"))
+        #expect(waitFor { board.slot(1).connections == 2 })
+        #expect(try first.command("QUIT").hasPrefix("+OK"))
+        #expect(waitFor { board.slot(1).connections == 1 })
+    }
+}
