@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import Logging
 import Testing
 @testable import POP3Server
 
@@ -238,5 +239,25 @@ import Testing
         #expect(waitFor { board.slot(1).connections == 2 })
         #expect(try first.command("QUIT").hasPrefix("+OK"))
         #expect(waitFor { board.slot(1).connections == 1 })
+    }
+}
+
+/// The limits a worker divides with the others (`max_unauthenticated`, rounded up) and the
+/// one it keeps whole (`max_connections`, checked against the host's sum).
+@Suite struct WorkerLimitsTests {
+    @Test(arguments: [(10, 3, 4), (10, 2, 5), (1, 2, 1), (7, 1, 7), (10_000, 16, 625)])
+    func maxUnauthenticatedIsDividedRoundingUp(limit: Int, workers: Int, share: Int) throws {
+        var config = ServerConfig()
+        config.maxUnauthenticated = limit
+        config.maxConnections = 100
+        config.workers = workers
+        let context = WorkerContext(id: 1, masterPID: getppid(), scoreboardFD: 0, wakeFD: 0,
+                                    listeners: [.init(fd: 0, implicitTLS: false, name: nil)])
+        let runner = try ServerRunner(config: config, logger: Logger(label: "test"), worker: context)
+        #expect(runner.config.maxUnauthenticated == share)
+        #expect(runner.config.maxConnections == 100)
+        // The single process of old keeps its limit.
+        let single = try ServerRunner(config: config, logger: Logger(label: "test"))
+        #expect(single.config.maxUnauthenticated == limit)
     }
 }
