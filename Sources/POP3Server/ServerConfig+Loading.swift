@@ -91,6 +91,8 @@ extension ServerConfig {
         proxyHeaderTimeoutSeconds = try v.int("proxy_header_timeout", min: 1, max: 600) ?? proxyHeaderTimeoutSeconds
         if let text = v.string("workers"), text.trimmingSpaces().lowercased() == "auto" {
             workers = min(Self.usableCPUs(), Scoreboard.maxWorkers)
+        } else if let text = v.string("workers"), Int(text.trimmingSpaces()) == nil {
+            throw ConfigError("workers: '\(text)' is neither a whole number nor auto")
         } else {
             workers = try v.int("workers", min: 1, max: Scoreboard.maxWorkers) ?? workers
         }

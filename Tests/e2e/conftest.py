@@ -33,10 +33,12 @@ class MailHost:
         md = self.maildir(user)
         return sorted(os.listdir(os.path.join(md, "new")) + os.listdir(os.path.join(md, "cur")))
 
+    def store_args(self):
+        """The `pop3d serve` flags for this passwd-file and mail root."""
+        return ["--passwd-file", self.passwd, "--mail", f"maildir:{self.mail_root}/%u/Maildir"]
+
     def serve(self, *extra, **kw):
-        args = ["--passwd-file", self.passwd,
-                "--mail", f"maildir:{self.mail_root}/%u/Maildir"] + list(extra)
-        server = Server(args, self.root, **kw)
+        server = Server(self.store_args() + list(extra), self.root, **kw)
         self.servers.append(server)
         return server
 

@@ -10,131 +10,29 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-DEADLINE = 15.0
-
-
-def pop3d_binary():
-    env = os.environ.get("POP3D_BIN")
-    if env:
-        return env
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=root, capture_output=True, text=True, check=True)
-    return os.path.join(out.stdout.strip(), "pop3d")
-
+from pop3support import NOTIFY_DEADLINE as DEADLINE, Activated, binary, needs_activate
 
 _needs_store = {}
 
 
 def store_args(tmp):
     """The full server needs a passwd-file and a mail location; the skeleton takes neither."""
-    binary = pop3d_binary()
-    if binary not in _needs_store:
-        out = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True)
-        _needs_store[binary] = "--passwd-file" in out.stdout + out.stderr
-    if not _needs_store[binary]:
+    pop3d = binary()
+    if pop3d not in _needs_store:
+        out = subprocess.run([pop3d, "serve", "--help"], capture_output=True, text=True)
+        _needs_store[pop3d] = "--passwd-file" in out.stdout + out.stderr
+    if not _needs_store[pop3d]:
         return []
     passwd = os.path.join(tmp, "passwd")
     with open(passwd, "w") as f:
         f.write("")
     os.makedirs(os.path.join(tmp, "mail"), exist_ok=True)
     return ["--passwd-file", passwd, "--mail", f"maildir:{tmp}/mail/%u/Maildir"]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Notifications:
-    """Collects sd_notify datagrams, one list entry per "KEY=VALUE" line."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.path = path
-        self.lines = []
-
-    def _receive(self, timeout):
-        self.sock.settimeout(max(timeout, 0.001))
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            return
-        self.lines.extend(data.decode("utf-8", "replace").splitlines())
-
-    def wait_for(self, predicate, what, start=0):
-        """Waits until a line at index >= start satisfies predicate; returns its index."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            for i in range(start, len(self.lines)):
-                if predicate(self.lines[i]):
-                    return i
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {what} from pop3d within {DEADLINE}s; got {self.lines}")
-            self._receive(left)
-
-    def close(self):
-        self.sock.close()
-
-
-class Activated:
-    """pop3d started by systemd-socket-activate on a free loopback port."""
-
-    def __init__(self, tmp, fdname=None, watchdog_usec=None):
-        self.port = free_port()
-        self.notify = Notifications(os.path.join(tmp, "notify.sock"))
-        self.stderr_path = os.path.join(tmp, "pop3d.stderr")
-        cmd = ["systemd-socket-activate", "-l", f"127.0.0.1:{self.port}"]
-        if fdname:
-            cmd.append(f"--fdname={fdname}")
-        cmd += ["-E", f"NOTIFY_SOCKET={self.notify.path}"]
-        # Only WATCHDOG_USEC: sd_watchdog_enabled() would compare WATCHDOG_PID with getpid().
-        if watchdog_usec:
-            cmd += ["-E", f"WATCHDOG_USEC={watchdog_usec}"]
-        cmd += [pop3d_binary(), "serve", "--log-level", "debug", "--shutdown-timeout", "5"] + store_args(tmp)
-        cmd += shlex.split(os.environ.get("POP3D_SERVE_ARGS", ""))
-        self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.stderr)
-        # systemd-socket-activate binds first and execs pop3d on the first connection.
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                self.client = socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE)
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError(f"systemd-socket-activate did not listen: {self.log()}")
-                time.sleep(0.02)
-
-    def log(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def wait_exit(self):
-        try:
-            return self.proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"pop3d did not exit: {self.log()}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=DEADLINE)
-        self.client.close()
-        self.notify.close()
-        self.stderr.close()
 
 
 def read_line(sock):
@@ -160,28 +58,15 @@ def activate(tmp):
     started = []
 
     def start(**kw):
-        server = Activated(tmp, **kw)
+        serve_args = ["--log-level", "debug", "--shutdown-timeout", "5"] + store_args(tmp)
+        serve_args += shlex.split(os.environ.get("POP3D_SERVE_ARGS", ""))
+        server = Activated(tmp, serve_args, **kw)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
-
-
-def _require_activate(fn):
-    """make test installs systemd; a missing tool is a failure, never a silent skip."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if shutil.which("systemd-socket-activate") is None:
-            pytest.fail("systemd-socket-activate not installed (make test installs systemd)")
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-needs_activate = _require_activate
 
 
 @needs_activate
@@ -217,7 +102,7 @@ def test_socket_activation_lifecycle(activate, fdname):
     mark = len(n.lines)
     server.proc.send_signal(signal.SIGTERM)
     n.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1", start=mark)
-    assert server.wait_exit() == 0, server.log()
+    assert server.wait_exit() == 0, server.output()
 
 
 @needs_activate
@@ -237,7 +122,7 @@ def test_sigterm_drains_an_idle_session_and_exits_zero(activate):
             break
         rest += chunk
     assert rest == b"" or (rest.startswith(b"-ERR") and rest.endswith(b"\r\n") and rest.count(b"\r\n") == 1), rest
-    assert server.wait_exit() == 0, server.log()
+    assert server.wait_exit() == 0, server.output()
 
 
 @needs_activate
@@ -255,6 +140,6 @@ def test_no_watchdog_pings_without_watchdog_usec(activate):
 def test_pop3s_socket_without_certificate_is_refused(activate):
     server = activate(fdname="pop3s")
     assert server.wait_exit() != 0
-    log = server.log()
+    log = server.output()
     assert "fd 3" in log and "pop3s" in log, log
     assert "READY=1" not in server.notify.lines
