@@ -123,11 +123,11 @@ import Testing
         defer { close(board.fd) }
         let one = WorkerShare(scoreboard: board, id: 1)
         let two = WorkerShare(scoreboard: try Scoreboard(inheritedFD: board.fd), id: 2)
-        one.publish(connections: 4)
-        two.publish(connections: 9)
+        one.publish(connections: 4, loggedIn: 1, served: 0)
+        two.publish(connections: 9, loggedIn: 0, served: 3)
         #expect(one.otherWorkersConnections() == 9)
         #expect(two.otherWorkersConnections() == 4)
-        one.publish(connections: -1)  // never negative on the board
+        one.publish(connections: -1, loggedIn: -1, served: 0)  // never negative on the board
         #expect(two.otherWorkersConnections() == 0)
     }
 

@@ -588,6 +588,31 @@ def test_in_use_holds_across_workers(start_master, mailhost):
     assert raw.cmd("QUIT").startswith(b"+OK")
 
 
+def test_login_delay_holds_across_workers(start_master, mailhost):
+    """LOGIN-DELAY is kept with the maildrop (the mtime of pop3d.lock), so a login through one
+    worker delays the next one through either worker; another user is not delayed."""
+    mailhost.deliver("alice", maildata.message(1))
+    master = start_master(activated=False, notify=False, env={"POP3D_LOGIN_DELAY": "3600"})
+    master.wait_serving()
+    first = master.connect()
+    assert login(first, "alice").startswith(b"+OK")
+    where = master.holder(first)
+    assert first.cmd("QUIT").startswith(b"+OK")
+    for wid in (where, 3 - where):  # the worker that saw the login, and the other
+        def refused():
+            raw = master.on_worker(wid)
+            reply = login(raw, "alice")
+            raw.close()
+            # The QUIT's session may still hold the lock for an instant: [IN-USE] is retried.
+            return None if reply.startswith(b"-ERR [IN-USE]") else reply
+        reply = wait_for(refused, what=f"alice's login on worker {wid}")
+        assert reply.startswith(b"-ERR [LOGIN-DELAY]"), (wid, where, reply)
+    for wid, user in ((where, "bob"), (3 - where, "carol")):  # others are not delayed by alice
+        raw = master.on_worker(wid)
+        assert login(raw, user).startswith(b"+OK"), (wid, user)
+        assert raw.cmd("QUIT").startswith(b"+OK")
+
+
 def test_a_worker_that_cannot_start_stops_the_master_with_status_1(start_master, mailhost):
     missing = os.path.join(mailhost.root, "no-such-passwd")
     master = start_master(activated=False, notify=False, wait=False,
