@@ -91,7 +91,7 @@ public final class Scoreboard: @unchecked Sendable {
     /// Connections of every worker but `id` (host-wide `max_connections`).
     public func connections(except id: Int) -> Int {
         var sum = 0
-        for other in 1...workers where other != id { sum &+= Int(clamping: slot(other).connections) }
+        for other in 1...workers where other != id { sum &+= Int(clamping: slot(other)[.connections]) }
         return sum
     }
 
@@ -110,30 +110,19 @@ public final class Scoreboard: @unchecked Sendable {
             get { SlotState(rawValue: get(1)) ?? .empty }
             nonmutating set { set(1, newValue.rawValue) }
         }
-        /// CLOCK_MONOTONIC nanoseconds of the worker loop's last heartbeat.
-        public var heartbeat: UInt64 {
-            get { get(2) }
-            nonmutating set { set(2, newValue) }
+        /// The counters after `pid` and `state`, by word index in the slot.
+        public enum Field: Int, Sendable, CaseIterable {
+            /// CLOCK_MONOTONIC nanoseconds of the worker loop's last heartbeat.
+            case heartbeat = 2
+            case connections, loggedIn, sessionsServed
+            /// The reload generation this worker finished.
+            case reloadedGeneration
+            case unauthenticated
         }
-        public var connections: UInt64 {
-            get { get(3) }
-            nonmutating set { set(3, newValue) }
-        }
-        public var loggedIn: UInt64 {
-            get { get(4) }
-            nonmutating set { set(4, newValue) }
-        }
-        public var sessionsServed: UInt64 {
-            get { get(5) }
-            nonmutating set { set(5, newValue) }
-        }
-        public var reloadedGeneration: UInt64 {
-            get { get(6) }
-            nonmutating set { set(6, newValue) }
-        }
-        public var unauthenticated: UInt64 {
-            get { get(7) }
-            nonmutating set { set(7, newValue) }
+
+        public subscript(field: Field) -> UInt64 {
+            get { get(field.rawValue) }
+            nonmutating set { set(field.rawValue, newValue) }
         }
 
         /// Zeroes every word (the master, after reaping the worker).
@@ -160,9 +149,9 @@ public final class WorkerShare: Sendable {
 
     /// Called at every change of the counts: a few atomic stores.
     func publish(connections: Int, loggedIn: Int, served: Int) {
-        slot.connections = UInt64(max(0, connections))
-        slot.loggedIn = UInt64(max(0, loggedIn))
-        slot.sessionsServed = UInt64(max(0, served))
+        slot[.connections] = UInt64(max(0, connections))
+        slot[.loggedIn] = UInt64(max(0, loggedIn))
+        slot[.sessionsServed] = UInt64(max(0, served))
     }
 
     func otherWorkersConnections() -> Int { scoreboard.connections(except: id) }

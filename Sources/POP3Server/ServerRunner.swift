@@ -90,7 +90,7 @@ public final class ServerRunner {
         if let worker, let scoreboard {
             let slot = scoreboard.slot(worker.id)
             // Started after the reload the master last asked for: this worker read everything anew.
-            slot.reloadedGeneration = scoreboard.requestedReload
+            slot[.reloadedGeneration] = scoreboard.requestedReload
             heartbeat()
             slot.state = .serving
             worker.wakeMaster()
@@ -112,16 +112,16 @@ public final class ServerRunner {
     private func heartbeat() {
         guard let worker, let scoreboard else { return }
         let slot = scoreboard.slot(worker.id)
-        slot.heartbeat = cshim_monotonic_ns()
+        slot[.heartbeat] = cshim_monotonic_ns()
         publishCounts(slot)
         _ = loop.scheduleTimer(after: Self.heartbeatIntervalNanoseconds) { [weak self] in self?.heartbeat() }
     }
 
     private func publishCounts(_ slot: Scoreboard.Slot) {
-        slot.connections = UInt64(max(0, service.connectionCount))
-        slot.loggedIn = UInt64(max(0, service.loggedInCount))
-        slot.sessionsServed = UInt64(max(0, service.sessionsServed))
-        slot.unauthenticated = UInt64(max(0, service.unauthenticatedCount))
+        slot[.connections] = UInt64(max(0, service.connectionCount))
+        slot[.loggedIn] = UInt64(max(0, service.loggedInCount))
+        slot[.sessionsServed] = UInt64(max(0, service.sessionsServed))
+        slot[.unauthenticated] = UInt64(max(0, service.unauthenticatedCount))
     }
 
     // MARK: listeners
@@ -283,7 +283,7 @@ public final class ServerRunner {
             // The generation the master asked for before it sent this SIGHUP.
             let generation = scoreboard.requestedReload
             service.reload {
-                scoreboard.slot(worker.id).reloadedGeneration = generation
+                scoreboard.slot(worker.id)[.reloadedGeneration] = generation
                 worker.wakeMaster()
             }
             return

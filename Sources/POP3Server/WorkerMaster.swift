@@ -190,7 +190,7 @@ public final class WorkerMaster {
             guard let index = workers.firstIndex(where: { $0.pid == pid }) else { continue }
             let id = workers[index].id
             let slot = scoreboard.slot(id)
-            servedByExited &+= slot.sessionsServed
+            servedByExited &+= slot[.sessionsServed]
             slot.clear()
             workers[index].pid = nil
             var description = exited != 0 ? "exit status \(code)" : "killed by signal \(signo)\(core != 0 ? " (core dumped)" : "")"
@@ -270,7 +270,7 @@ public final class WorkerMaster {
         workers.filter { worker in
             guard worker.pid != nil else { return false }
             let slot = scoreboard.slot(worker.id)
-            return slot.state == .starting || slot.reloadedGeneration < generation
+            return slot.state == .starting || slot[.reloadedGeneration] < generation
         }.map(\.id)
     }
 
@@ -283,8 +283,8 @@ public final class WorkerMaster {
             let slot = scoreboard.slot(workers[index].id)
             // Only a worker that has served: start-up (a large passwd-file) has no heartbeat.
             guard slot.state == .serving || slot.state == .draining else { continue }
-            let silent = now &- slot.heartbeat
-            if slot.heartbeat < now, silent > limit {
+            let silent = now &- slot[.heartbeat]
+            if slot[.heartbeat] < now, silent > limit {
                 logger.critical("worker \(workers[index].id) (pid \(pid)) has not answered for \(silent / 1_000_000) ms (worker_watchdog_timeout \(config.workerWatchdogTimeoutSeconds) s): killing it")
                 workers[index].killedAsHung = true
                 kill(pid, SIGKILL)
@@ -305,9 +305,9 @@ public final class WorkerMaster {
         var t = Totals(served: servedByExited)
         for worker in workers where worker.pid != nil {
             let slot = scoreboard.slot(worker.id)
-            t.connections &+= slot.connections
-            t.loggedIn &+= slot.loggedIn
-            t.served &+= slot.sessionsServed
+            t.connections &+= slot[.connections]
+            t.loggedIn &+= slot[.loggedIn]
+            t.served &+= slot[.sessionsServed]
         }
         return t
     }
@@ -340,7 +340,7 @@ public final class WorkerMaster {
         let healthy = workers.allSatisfy { worker in
             guard worker.failure == nil, worker.pid != nil else { return false }
             let slot = scoreboard.slot(worker.id)
-            return (slot.state == .serving || slot.state == .draining) && now &- slot.heartbeat < interval
+            return (slot.state == .serving || slot.state == .draining) && now &- slot[.heartbeat] < interval
         }
         if healthy { Systemd.notify("WATCHDOG=1") }
         _ = loop.scheduleTimer(after: max(1_000_000, interval / 2)) { [weak self] in

@@ -80,24 +80,24 @@ import Testing
         let slot = worker.slot(2)
         slot.pid = 4321
         slot.state = .serving
-        slot.heartbeat = 123_456_789_000
-        slot.connections = 17
-        slot.loggedIn = 5
-        slot.sessionsServed = 1_000
-        slot.reloadedGeneration = 3
-        slot.unauthenticated = 12
+        slot[.heartbeat] = 123_456_789_000
+        slot[.connections] = 17
+        slot[.loggedIn] = 5
+        slot[.sessionsServed] = 1_000
+        slot[.reloadedGeneration] = 3
+        slot[.unauthenticated] = 12
         let seen = master.slot(2)
         #expect(seen.pid == 4321)
         #expect(seen.state == .serving)
-        #expect(seen.heartbeat == 123_456_789_000)
-        #expect(seen.connections == 17)
-        #expect(seen.loggedIn == 5)
-        #expect(seen.sessionsServed == 1_000)
-        #expect(seen.reloadedGeneration == 3)
-        #expect(seen.unauthenticated == 12)
+        #expect(seen[.heartbeat] == 123_456_789_000)
+        #expect(seen[.connections] == 17)
+        #expect(seen[.loggedIn] == 5)
+        #expect(seen[.sessionsServed] == 1_000)
+        #expect(seen[.reloadedGeneration] == 3)
+        #expect(seen[.unauthenticated] == 12)
         // Slots are separate: the neighbours saw nothing.
         for other in [1, 3] {
-            #expect(master.slot(other).connections == 0)
+            #expect(master.slot(other)[.connections] == 0)
             #expect(master.slot(other).state == .empty)
         }
 
@@ -105,14 +105,14 @@ import Testing
         #expect(worker.requestedReload == 9)
 
         seen.clear()
-        #expect(slot.pid == 0 && slot.state == .empty && slot.connections == 0 && slot.heartbeat == 0)
-        #expect(slot.sessionsServed == 0 && slot.reloadedGeneration == 0 && slot.unauthenticated == 0)
+        #expect(slot.pid == 0 && slot.state == .empty && slot[.connections] == 0 && slot[.heartbeat] == 0)
+        #expect(slot[.sessionsServed] == 0 && slot[.reloadedGeneration] == 0 && slot[.unauthenticated] == 0)
     }
 
     @Test func connectionsExceptSumsTheOtherWorkers() throws {
         let board = try Scoreboard(creatingFor: 4)
         defer { close(board.fd) }
-        for (id, count) in [(1, 5), (2, 7), (3, 0), (4, 11)] { board.slot(id).connections = UInt64(count) }
+        for (id, count) in [(1, 5), (2, 7), (3, 0), (4, 11)] { board.slot(id)[.connections] = UInt64(count) }
         #expect(board.connections(except: 1) == 18)
         #expect(board.connections(except: 2) == 16)
         #expect(board.connections(except: 4) == 12)
@@ -222,23 +222,23 @@ import Testing
         defer { close(board.fd) }
         let server = try ServerHarness { config, _ in config.maxConnections = 3 }
         try server.onLoop { side in side.service.hostShare = WorkerShare(scoreboard: board, id: 1) }
-        board.slot(2).connections = 2  // the other worker holds two
+        board.slot(2)[.connections] = 2  // the other worker holds two
 
         let first = try server.client()
         #expect(try first.line().hasPrefix("+OK"))
-        #expect(waitFor { board.slot(1).connections == 1 })
+        #expect(waitFor { board.slot(1)[.connections] == 1 })
         // 1 here + 2 there = 3: the host is full, though this worker holds only one.
         let second = try server.client()
         #expect(try second.line() == "-ERR [SYS/TEMP] Too many connections, try again later")
         #expect(try second.waitForClose())
         #expect(server.logs.contains("connection refused: max_connections (3) reached"))
 
-        board.slot(2).connections = 0  // the other worker's sessions ended
+        board.slot(2)[.connections] = 0  // the other worker's sessions ended
         let third = try server.client()
         #expect(try third.line().hasPrefix("+OK"))
-        #expect(waitFor { board.slot(1).connections == 2 })
+        #expect(waitFor { board.slot(1)[.connections] == 2 })
         #expect(try first.command("QUIT").hasPrefix("+OK"))
-        #expect(waitFor { board.slot(1).connections == 1 })
+        #expect(waitFor { board.slot(1)[.connections] == 1 })
     }
 }
 
