@@ -32,11 +32,25 @@ public final class ServerRunner {
     /// `configSource`: reads the configuration again on SIGHUP (as it was read at start).
     public init(config: ServerConfig, logger: Logger, worker: WorkerContext? = nil,
                 configSource: (@Sendable () throws -> ServerConfig)? = nil) throws {
-        if worker != nil {
-            self.config = config.dividedAmongWorkers()
+        if let worker {
+            let board = try Scoreboard(inheritedFD: worker.scoreboardFD)
+            guard worker.id <= board.workers else {
+                throw ConfigError("worker \(worker.id): the scoreboard has \(board.workers) slots")
+            }
+            scoreboard = board
+            // The master's worker count, not the file's: a worker restarted after someone
+            // edited `workers` in the file must still divide by the workers that exist.
+            let workers = board.workers
+            var adjusted = config
+            adjusted.workers = workers
+            self.config = adjusted.dividedAmongWorkers()
             if let configSource {
-                let share: @Sendable () throws -> ServerConfig = { try configSource().dividedAmongWorkers() }
-                self.configSource = share
+                let shared: @Sendable () throws -> ServerConfig = {
+                    var config = try configSource()
+                    config.workers = workers
+                    return config.dividedAmongWorkers()
+                }
+                self.configSource = shared
             } else {
                 self.configSource = nil
             }
@@ -57,9 +71,6 @@ public final class ServerRunner {
             // before this line is caught by the parent check.
             _ = cshim_set_parent_death_signal(SIGTERM)
             guard getppid() == worker.masterPID else { throw ConfigError("worker \(worker.id): the master (pid \(worker.masterPID)) is gone") }
-            let board = try Scoreboard(inheritedFD: worker.scoreboardFD)
-            guard worker.id <= board.workers else { throw ConfigError("worker \(worker.id): the scoreboard has \(board.workers) slots") }
-            scoreboard = board
             _ = cshim_set_cloexec(worker.scoreboardFD, 1)
             _ = cshim_set_cloexec(worker.wakeFD, 1)
             // The master raised the limit and warned if it is short; workers inherit it.
