@@ -250,12 +250,18 @@ import Testing
         var config = ServerConfig()
         config.maxUnauthenticated = limit
         config.maxConnections = 100
-        config.workers = workers
-        let context = WorkerContext(id: 1, masterPID: getppid(), scoreboardFD: 0, wakeFD: 0,
+        // The file says something else (edited after the master started): the master's
+        // count, on the scoreboard, is what a worker divides by.
+        config.workers = 99
+        let board = try Scoreboard(creatingFor: workers)
+        defer { close(board.fd) }
+        let context = WorkerContext(id: 1, masterPID: getppid(), scoreboardFD: board.fd, wakeFD: 0,
                                     listeners: [.init(fd: 0, implicitTLS: false, name: nil)])
         let runner = try ServerRunner(config: config, logger: Logger(label: "test"), worker: context)
         #expect(runner.config.maxUnauthenticated == share)
+        #expect(runner.config.workers == workers)
         #expect(runner.config.maxConnections == 100)
+        config.workers = workers
         // The single process of old keeps its limit.
         let single = try ServerRunner(config: config, logger: Logger(label: "test"))
         #expect(single.config.maxUnauthenticated == limit)
