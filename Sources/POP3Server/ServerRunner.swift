@@ -67,9 +67,6 @@ public final class ServerRunner {
     public func run() throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         if let worker {
-            // The kernel sends SIGTERM (a drain) if the master dies; a master that died
-            // before this line is caught by the parent check.
-            _ = cshim_set_parent_death_signal(SIGTERM)
             guard getppid() == worker.masterPID else { throw ConfigError("worker \(worker.id): the master (pid \(worker.masterPID)) is gone") }
             _ = cshim_set_cloexec(worker.scoreboardFD, 1)
             _ = cshim_set_cloexec(worker.wakeFD, 1)
@@ -86,6 +83,13 @@ public final class ServerRunner {
         service.configSource = configSource
         if let worker, let scoreboard { service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id) }
         try dropPrivileges()
+        if let worker {
+            // The kernel sends SIGTERM (a drain) if the master dies. Set after the switch to
+            // `user`: a change of the effective uid or gid clears it (prctl(2),
+            // PR_SET_PDEATHSIG). A master that died before this line is caught by the check.
+            _ = cshim_set_parent_death_signal(SIGTERM)
+            guard getppid() == worker.masterPID else { throw ConfigError("worker \(worker.id): the master (pid \(worker.masterPID)) is gone") }
+        }
         for (listener, implicitTLS) in listeners {
             try loop.addListener(listener, exclusive: worker != nil) { [unowned self] socket in
                 self.service.accept(socket, implicitTLS: implicitTLS)

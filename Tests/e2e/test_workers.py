@@ -533,6 +533,28 @@ def test_workers_end_when_the_master_is_killed(start_master, mailhost):
     assert mailhost.files("alice") and len(mailhost.files("alice")) == 1
 
 
+def test_workers_that_switched_user_end_when_the_master_is_killed(start_master, mailhost):
+    """Started as root with `user`: each worker switches to it after start, and a change of
+    uid clears PR_SET_PDEATHSIG (prctl(2)); the workers must still end with their master
+    instead of serving the shared port as orphans."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (make test runs as root)")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    master = start_master(activated=False, notify=False, env={"POP3D_USER": "nobody"})
+    workers = master.wait_serving()
+
+    def uid(pid):
+        with open(f"/proc/{pid}/status") as f:
+            return int([line for line in f if line.startswith("Uid:")][0].split()[2])
+    wait_for(lambda: all(uid(pid) == nobody for pid in workers.values()), timeout=DEADLINE,
+             what="the workers to switch to nobody")
+    os.kill(master.pid, signal.SIGKILL)
+    master.process.proc.wait(timeout=DEADLINE)
+    wait_for(lambda: not any(alive(pid) for pid in workers.values()), timeout=DEADLINE,
+             what="the workers to end after their master")
+
+
 @needs_activate
 def test_a_hung_worker_is_killed_and_restarted_and_stops_the_watchdog_pings(start_master, mailhost):
     master = start_master(watchdog_usec=1_000_000, env={"POP3D_WORKER_WATCHDOG_TIMEOUT": "3"})
