@@ -255,7 +255,7 @@ public final class WorkerMaster {
                 scheduleWatchdog(interval: interval)
             }
         }
-        if let pending = pendingReload, waitingForReload(pending.generation).isEmpty {
+        if case .serving = phase, let pending = pendingReload, waitingForReload(pending.generation).isEmpty {
             loop.cancelTimer(pending.timer)
             pendingReload = nil
             logger.info("every worker has reloaded")
@@ -377,6 +377,12 @@ public final class WorkerMaster {
     private func beginShutdown(_ signo: Int32?, exitStatus status: Int32) {
         if case .stopping = phase { return }
         phase = .stopping(exitStatus: status)
+        // A reload still under way is never answered: READY=1 after STOPPING=1 would tell
+        // systemd the service is up again.
+        if let pending = pendingReload {
+            loop.cancelTimer(pending.timer)
+            pendingReload = nil
+        }
         logger.info("draining", metadata: ["signal": "\(signo.map(String.init) ?? "-")", "workers": "\(workers.filter { $0.pid != nil }.count)"])
         Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
         // Our copies must go too, or the kernel would keep queueing clients nobody accepts.

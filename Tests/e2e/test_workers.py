@@ -473,6 +473,35 @@ def test_sigterm_waits_for_a_busy_session_until_shutdown_timeout(start_master, m
     assert unique_names(mailhost, "alice") == before
 
 
+def test_a_reload_that_ends_during_a_drain_sends_no_ready(start_master, mailhost):
+    """SIGHUP, then SIGTERM at once, with a busy session: the busy worker finishes the reload
+    while it drains. The master must not answer that reload with READY=1 after STOPPING=1
+    (systemd would take the stopping service for up again)."""
+    big = b"Subject: big\n\n" + b"x" * 76 + b"\n"
+    mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")  # 15 MB: more than the socket buffers
+    master = start_master(activated=False, shutdown_timeout=2)
+    n = master.notify
+    n.wait_for(lambda l: l == "READY=1", "READY=1")
+    master.wait_serving()
+    raw = master.connect()
+    assert login(raw, "alice").startswith(b"+OK")
+    busy = master.holder(raw)
+    raw.send(b"RETR 1\r\n")  # and never read: the session stays busy sending
+    assert raw.line().startswith(b"+OK")
+
+    mark = len(n.drain())
+    os.kill(master.pid, signal.SIGHUP)
+    os.kill(master.pid, signal.SIGTERM)
+    stopping = n.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1", start=mark)
+    status, log = master.wait_exit()
+    assert status == 0, log
+    # The busy worker did reload during its drain (so the case was exercised) ...
+    assert re.search(rf"passwd-file reloaded .*\bworker={busy}\b", log), log
+    # ... and nothing but STATUS= came after STOPPING=1.
+    n.drain()
+    assert "READY=1" not in n.lines[stopping:], n.lines[mark:]
+
+
 def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhost):
     master = start_master(activated=False, env={
         "POP3D_WORKER_START_LIMIT_BURST": "3", "POP3D_WORKER_START_LIMIT_INTERVAL": "60",
