@@ -47,8 +47,14 @@ public final class ServerRunner {
             if let configSource {
                 let shared: @Sendable () throws -> ServerConfig = {
                     var config = try configSource()
+                    let asked = config.workers
                     config.workers = workers
-                    return config.dividedAmongWorkers()
+                    var share = config.dividedAmongWorkers()
+                    // The file's value again: a changed `workers` is then named in the reload's
+                    // "take effect only after a restart" warning (applyReloaded keeps the
+                    // running count), instead of vanishing without a word.
+                    share.workers = asked
+                    return share
                 }
                 self.configSource = shared
             } else {

@@ -502,6 +502,26 @@ def test_a_reload_that_ends_during_a_drain_sends_no_ready(start_master, mailhost
     assert "READY=1" not in n.lines[stopping:], n.lines[mark:]
 
 
+def test_a_reload_that_changes_workers_says_it_waits_for_a_restart(mailhost, tmp_path):
+    """`workers` is restart-only: a SIGHUP after it changed in the file names it in the
+    warning (README: "those name themselves in a warning"), in every worker."""
+    config = tmp_path / "pop3d.yaml"
+    config.write_text("workers: 2\n")
+    server = mailhost.serve("--config", str(config))
+    master = Master(server, None)
+    try:
+        master.wait_serving()
+        config.write_text("workers: 3\n")
+        os.kill(server.pid, signal.SIGHUP)
+        master.wait_log("every worker has reloaded")
+        for wid in (1, 2):
+            master.wait_log(rf"configuration reload: workers changed but take effect only after a "
+                            rf"restart worker={wid}\b")
+        assert "master starting workers workers=2" in master.log()
+    finally:
+        master.kill()
+
+
 def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhost):
     master = start_master(activated=False, env={
         "POP3D_WORKER_START_LIMIT_BURST": "3", "POP3D_WORKER_START_LIMIT_INTERVAL": "60",
