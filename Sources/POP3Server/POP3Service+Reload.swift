@@ -199,7 +199,11 @@ extension POP3Service {
                 logger.error("passwd-file reload: no valid user in the new file, keeping the old one",
                              metadata: ["path": "\(path)", "users": "\(passwd.count)"])
             } else {
+                // Freeing a table of a million users takes a good part of a second: the old
+                // one is released on a storage thread, not here on the loop.
+                let old = passwd
                 passwd = file
+                _ = storagePool.submit({ withExtendedLifetime(old) {} }) { _ in }
                 logger.info("passwd-file reloaded", metadata: ["path": "\(path)", "users": "\(file.count)"])
                 for line in loaded.mechanismWarnings { logger.warning("\(line)") }
             }

@@ -19,6 +19,9 @@ public final class Scoreboard: @unchecked Sendable {
     /// States of a slot's `[1]` word.
     public enum SlotState: UInt64, Sendable {
         case empty = 0, starting = 1, serving = 2, draining = 3
+        /// The loop has ended; the worker is joining its threads (a passwd-file parse in
+        /// progress runs to its end) and exits. No heartbeat is expected any more.
+        case stopped = 4
     }
 
     static let magic: UInt64 = 0x706f_7033_6473_6231  // "pop3dsb1"
@@ -63,7 +66,7 @@ public final class Scoreboard: @unchecked Sendable {
         }
         let words = raw.bindMemory(to: UInt64.self, capacity: Int(st.st_size) / 8)
         let count = cshim_atomic_load_u64(words + 1)
-        guard cshim_atomic_load_u64(words) == Self.magic, count >= 1,
+        guard cshim_atomic_load_u64(words) == Self.magic, count >= 1, count <= UInt64(Self.maxWorkers),
               Self.bytes(workers: Int(count)) <= UInt64(st.st_size) else {
             throw ConfigError("worker: descriptor \(fd) is not a pop3d scoreboard")
         }

@@ -1,4 +1,5 @@
 import CShim
+import Glibc
 import Configuration
 import SystemPackage
 
@@ -40,6 +41,7 @@ extension ServerConfig {
         let env = environment.filter { $0.key.hasPrefix("POP3D_") }
         providers.append(EnvironmentVariablesProvider(environmentVariables: env).prefixKeys(with: "pop3d"))
         if let configFile {
+            try checkConfigFile(configFile)
             do {
                 let file = try await FileProvider<YAMLSnapshot>(filePath: FilePath(configFile))
                 providers.append(file)
@@ -117,6 +119,25 @@ extension ServerConfig {
         }
         if !listenTLS.isEmpty && tlsCert.isEmpty {
             throw ConfigError("listen_tls needs tls_cert and tls_key")
+        }
+    }
+
+    /// The largest configuration file read (the example is 2 KiB): a larger one is a mistake
+    /// (a log or a mailbox named by `--config`), refused before it is parsed.
+    public static let maxConfigFileBytes = 1 << 20
+
+    /// A configuration file must be a regular file of at most `maxConfigFileBytes`: a FIFO
+    /// would block the reader (on SIGHUP, a reload thread for good), a device has no end.
+    static func checkConfigFile(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw ConfigError("cannot read configuration file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ConfigError("configuration file \(path) is not a regular file")
+        }
+        guard st.st_size <= maxConfigFileBytes else {
+            throw ConfigError("configuration file \(path) is \(st.st_size) octets; at most \(maxConfigFileBytes) are read")
         }
     }
 

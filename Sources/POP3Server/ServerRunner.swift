@@ -123,6 +123,11 @@ public final class ServerRunner {
             }
         }
         try loop.run()
+        if let worker, let scoreboard {
+            // Joining the threads can take a while (a passwd-file parse runs to its end):
+            // not a hung loop, so the master must not kill this worker for it.
+            scoreboard.slot(worker.id).state = .stopped
+        }
         for (listener, _) in listeners { listener.close() }
         logger.info("stopped", metadata: ["sessions.served": "\(service.sessionsServed)"])
         if let worker, let scoreboard { publishCounts(scoreboard.slot(worker.id)) }

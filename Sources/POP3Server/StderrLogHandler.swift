@@ -107,14 +107,16 @@ public final class SharedLogLevel: Sendable {
 
     public init(_ level: Logger.Level) { raw = Atomic(Self.index(level)) }
 
+    /// Read at every log call: one array built once, not `allCases` each time.
+    private static let levels = Logger.Level.allCases
+
     public var level: Logger.Level {
         get {
-            let all = Logger.Level.allCases
             let i = raw.load(ordering: .relaxed)
-            return all.indices.contains(i) ? all[i] : .info
+            return Self.levels.indices.contains(i) ? Self.levels[i] : .info
         }
         set { raw.store(Self.index(newValue), ordering: .relaxed) }
     }
 
-    private static func index(_ level: Logger.Level) -> Int { Logger.Level.allCases.firstIndex(of: level) ?? 2 }
+    private static func index(_ level: Logger.Level) -> Int { levels.firstIndex(of: level) ?? 2 }
 }

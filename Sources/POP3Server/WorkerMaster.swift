@@ -32,6 +32,8 @@ public final class WorkerMaster {
     /// After `shutdown_timeout` the workers close their busy sessions themselves; one still
     /// alive this much later is killed (SIGKILL).
     public static let drainGraceNanoseconds: UInt64 = 5_000_000_000
+    /// The longest wait before restarting a worker that keeps exiting.
+    public static let maxRestartDelayNanoseconds: UInt64 = 1_000_000_000
     /// Environment variables a worker must not see: systemd's are for the master alone.
     static let masterOnlyEnvironment = [
         "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
@@ -70,6 +72,8 @@ public final class WorkerMaster {
     private var servedByExited: UInt64 = 0
     /// The SIGHUP being waited for: its generation and its timeout timer.
     private var pendingReload: (generation: UInt64, timer: TimerID)?
+    /// A SIGHUP came while the workers were starting: reload once every one serves.
+    private var reloadWhenServing = false
     private var lastStatus = ""
     private var exitStatus: Int32 = 0
     private let executable = "/proc/self/exe"
@@ -238,7 +242,25 @@ public final class WorkerMaster {
             }
             return
         }
-        start(id)
+        // The first restart is immediate; repeated exits back off (100 ms, 200 ms, … at most
+        // 1 s), so a cause that lasts a moment (a passwd-file being rewritten) does not use
+        // up the start limit in a few milliseconds.
+        let delay = Self.restartDelay(recentExits: exits.count)
+        if delay == 0 { return start(id) }
+        logger.notice("worker \(id) starts again in \(delay / 1_000_000) ms")
+        _ = loop.scheduleTimer(after: delay) { [weak self] in
+            guard let self, case .serving = self.phase, self.workers[id - 1].pid == nil,
+                  self.workers[id - 1].failure == nil else { return }
+            self.start(id)
+        }
+    }
+
+    /// Nanoseconds before restarting a slot that exited `recentExits` times within
+    /// `worker_start_limit_interval`: 0 for the first, then 100 ms doubling, at most 1 s.
+    static func restartDelay(recentExits: Int) -> UInt64 {
+        guard recentExits > 1 else { return 0 }
+        let shift = min(recentExits - 2, 4)
+        return min(Self.maxRestartDelayNanoseconds, 100_000_000 << UInt64(shift))
     }
 
     // MARK: the scoreboard
@@ -253,6 +275,10 @@ public final class WorkerMaster {
             Systemd.notify("READY=1\nSTATUS=\(lastStatus)")
             if let interval = Systemd.watchdogInterval() {
                 scheduleWatchdog(interval: interval)
+            }
+            if reloadWhenServing {
+                reloadWhenServing = false
+                reload()
             }
         }
         if case .serving = phase, let pending = pendingReload, waitingForReload(pending.generation).isEmpty {
@@ -352,9 +378,18 @@ public final class WorkerMaster {
 
     /// SIGHUP: RELOADING=1, the signal to every worker, READY=1 once each has reloaded.
     private func reload() {
-        guard case .serving = phase else {
-            logger.notice("SIGHUP ignored: the workers are starting or stopping")
+        switch phase {
+        case .starting:
+            // Some workers may have read the configuration before it was edited: reload all
+            // of them as soon as every one serves.
+            reloadWhenServing = true
+            logger.notice("SIGHUP while the workers are starting: they reload once every one serves")
             return
+        case .stopping:
+            logger.notice("SIGHUP ignored: the workers are stopping")
+            return
+        case .serving:
+            break
         }
         let generation = scoreboard.requestedReload &+ 1
         scoreboard.requestedReload = generation
@@ -370,6 +405,16 @@ public final class WorkerMaster {
         }
         pendingReload = (generation, timer)
         for worker in workers { if let pid = worker.pid { kill(pid, SIGHUP) } }
+        // A slot given up after a crash loop gets a new chance: the reload may have fixed
+        // its cause (a passwd-file restored). Its worker reads everything anew at start.
+        for index in workers.indices where workers[index].failure != nil && workers[index].pid == nil {
+            let id = workers[index].id
+            workers[index].failure = nil
+            workers[index].exits = []
+            logger.notice("worker \(id) is started again after the reload")
+            start(id)
+        }
+        publishStatus(force: true)
         readScoreboard()
     }
 

@@ -83,6 +83,35 @@ import Glibc
         }
     }
 
+    /// A FIFO named as the configuration file would block its reader (on SIGHUP a reload
+    /// thread for good); an oversized file is a mistake. Both are refused before reading.
+    @Test func configFileMustBeARegularFileOfBoundedSize() async throws {
+        let dir = "/tmp/pop3d-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkdir(dir, 0o700) == 0)
+        defer {
+            unlink(dir + "/fifo.yaml")
+            unlink(dir + "/big.yaml")
+            rmdir(dir)
+        }
+        #expect(mkfifo(dir + "/fifo.yaml", 0o600) == 0)
+        do {
+            _ = try await ServerConfig.load(flags: [:], environment: [:], configFile: dir + "/fifo.yaml")
+            Issue.record("a FIFO was read as a configuration file")
+        } catch let error as ConfigError {
+            #expect(error.description.contains("is not a regular file"), "\(error)")
+        }
+        let fd = open(dir + "/big.yaml", O_CREAT | O_WRONLY, 0o600)
+        #expect(fd >= 0)
+        #expect(ftruncate(fd, off_t(ServerConfig.maxConfigFileBytes + 1)) == 0)
+        close(fd)
+        do {
+            _ = try await ServerConfig.load(flags: [:], environment: [:], configFile: dir + "/big.yaml")
+            Issue.record("an oversized configuration file was read")
+        } catch let error as ConfigError {
+            #expect(error.description.contains("at most \(ServerConfig.maxConfigFileBytes) are read"), "\(error)")
+        }
+    }
+
     @Test func certificatesAndKeysComeInPairs() async throws {
         await #expect(throws: ConfigError.self) {
             _ = try await ServerConfig.load(flags: ["tls_cert": ["a.pem"]], environment: [:], configFile: nil)

@@ -244,6 +244,18 @@ import Testing
 
 /// The limits a worker divides with the others (`max_unauthenticated`, rounded up) and the
 /// one it keeps whole (`max_connections`, checked against the host's sum).
+@Suite struct WorkerRestartTests {
+    /// The first restart is at once ("within a second"); repeated exits back off, never past 1 s.
+    @Test func restartDelayBacksOffAndIsBounded() {
+        #expect(WorkerMaster.restartDelay(recentExits: 1) == 0)
+        #expect(WorkerMaster.restartDelay(recentExits: 2) == 100_000_000)
+        #expect(WorkerMaster.restartDelay(recentExits: 3) == 200_000_000)
+        #expect(WorkerMaster.restartDelay(recentExits: 5) == 800_000_000)
+        #expect(WorkerMaster.restartDelay(recentExits: 6) == WorkerMaster.maxRestartDelayNanoseconds)
+        #expect(WorkerMaster.restartDelay(recentExits: 1_000) == WorkerMaster.maxRestartDelayNanoseconds)
+    }
+}
+
 @Suite struct WorkerLimitsTests {
     @Test(arguments: [(10, 3, 4), (10, 2, 5), (1, 2, 1), (7, 1, 7), (10_000, 16, 625)])
     func maxUnauthenticatedIsDividedRoundingUp(limit: Int, workers: Int, share: Int) throws {

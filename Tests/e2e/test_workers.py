@@ -565,6 +565,37 @@ def test_a_worker_in_a_crash_loop_is_not_restarted_forever(start_master, mailhos
     assert "every worker failed: the master exits" in log
 
 
+def test_a_reload_starts_a_given_up_worker_again(start_master, mailhost):
+    """Restarts back off (immediately, then 100 ms, 200 ms, ...); a slot given up after a
+    crash loop gets a new chance with the next SIGHUP, which may have fixed the cause."""
+    mailhost.deliver("alice", maildata.message(1))
+    master = start_master(activated=False, env={
+        "POP3D_WORKER_START_LIMIT_BURST": "3", "POP3D_WORKER_START_LIMIT_INTERVAL": "60"})
+    n = master.notify
+    n.wait_for(lambda l: l == "READY=1", "READY=1")
+    workers = master.wait_serving()
+    os.rename(mailhost.passwd, mailhost.passwd + ".away")
+    os.kill(workers[2], signal.SIGKILL)
+    master.wait_log(r"worker 2 is not restarted any more: 3 exits within 60 s")
+    log = master.log()
+    assert "worker 2 starts again in 100 ms" in log, log
+    given_up = [pid for wid, pid in master.started() if wid == 2]
+
+    # The cause is fixed and the operator reloads: worker 2 is back and serves.
+    os.rename(mailhost.passwd + ".away", mailhost.passwd)
+    mark = len(n.drain())
+    master.process.proc.send_signal(signal.SIGHUP)
+    master.wait_log(r"worker 2 is started again after the reload")
+    n.wait_for(lambda l: l == "READY=1", "READY=1 after the reload", start=mark)
+    n.wait_for(lambda l: l.startswith("STATUS=") and l.endswith("; 2 of 2 workers"),
+               "STATUS= with both workers", start=mark)
+    again = [pid for wid, pid in master.started() if wid == 2]
+    assert len(again) == len(given_up) + 1, master.log()
+    raw = master.on_worker(2)
+    assert login(raw, "alice").startswith(b"+OK")
+    assert raw.cmd("QUIT").startswith(b"+OK")
+
+
 def test_workers_end_when_the_master_is_killed(start_master, mailhost):
     mailhost.deliver("alice", maildata.message(1))
     master = start_master(activated=False, notify=False)
