@@ -55,8 +55,21 @@ def worker_descriptors(server):
     return {pid: open_descriptors(pid) for pid in sorted(compare.tree(master)) if pid != master}
 
 
+KERNEL_COUNTERS = ["ListenOverflows", "ListenDrops", "TCPReqQFullDoCookies", "SyncookiesSent",
+                   "SyncookiesRecv", "SyncookiesFailed"]
+
+
+def tcp_ext():
+    """The kernel's TcpExt counters (/proc/net/netstat; host-wide, so a delta counts every
+    listener of the machine, not only ours)."""
+    with open("/proc/net/netstat") as f:
+        lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    return dict(zip(lines[0][1:], map(int, lines[1][1:])))
+
+
 def log_summary(path):
-    """'worker=1: 3 accept paused; …' from the server's warning/error lines (per message, per worker)."""
+    """"worker=1: 3 × 'accept paused'; …" from the server's warning/error lines, per worker and
+    message (numbers in the message read N, so repeated messages group)."""
     counts = {}
     try:
         with open(path, "rb") as f:
@@ -65,7 +78,8 @@ def log_summary(path):
                 if not m:
                     continue
                 w = re.search(rb"\bworker=(\d+)", line)
-                key = (f"worker={int(w.group(1))}" if w else "master/process", m.group(2).decode(errors="replace")[:60])
+                what = re.sub(rb"\d+(\.\d+)?", b"N", m.group(2)).decode(errors="replace")[:60]
+                key = (f"worker={int(w.group(1))}" if w else "master/process", what)
                 counts[key] = counts.get(key, 0) + 1
     except OSError:
         return "log not readable"
@@ -113,6 +127,7 @@ def main():
         server.start()
         compare.log(f"{shape} on 127.0.0.1:{server.port}")
         base = server.pss()
+        kernel_before = tcp_ext()
         bench = os.path.join(compare.ROOT, ".build/release/pop3bench")
         groups = math.ceil(a.sessions / PER_CLIENT)
         per = math.ceil(a.sessions / groups)
@@ -162,6 +177,8 @@ def main():
                 raise RuntimeError(f"idle pop3bench: {report['errors']['total']} errors, first: {report['first_error']}")
             reports.append(report)
         lat = noop["latency_us"]["noop"]
+        kernel = tcp_ext()
+        kernel = {k: kernel.get(k, 0) - kernel_before.get(k, 0) for k in KERNEL_COUNTERS}
         if a.workers:
             errors = {}
             for r in reports:
@@ -190,6 +207,8 @@ def main():
               f"{lat['p99_9'] / 1000:.2f} / {lat['max'] / 1000:.2f} ms |")
         print(f"| sessions still logged in after the NOOP run | {held:,} |")
         print(f"| idle sessions ended cleanly (QUIT) | {sum(r['sessions']['ok'] for r in reports):,} |")
+        print("| kernel TcpExt counters during the run (host-wide) | "
+              + ", ".join(f"{k} {n:,}" for k, n in kernel.items()) + " |")
         if a.workers:
             print(f"| server warnings and errors | {log_summary(server.log_path)} |")
         ok = True

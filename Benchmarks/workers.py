@@ -18,8 +18,9 @@ in turn (the order alternates from run to run), a fresh server for each:
 - own:    worker k pinned to core k-1 (1 worker: core 0; the master on core 0, it only
           supervises), pop3bench unpinned.
 
-Per run: sessions/s or NOOP/s, CPU seconds of the server's processes and of pop3bench over the
-run divided by its elapsed time ("cores busy"), and how the sessions were spread over the
+Per run: sessions/s or NOOP/s; CPU seconds of the server's processes, of pop3bench and of the
+whole machine (/proc/stat: what else ran on this shared host) over the run divided by its
+elapsed time ("cores busy"); and how the sessions were spread over the
 workers: the `worker=N` field of the `session end` log lines (the servers log at `info`, the
 default, so every session writes its end line in both modes).
 
@@ -112,23 +113,33 @@ class LogCursor:
         return counts
 
 
+def machine_busy():
+    """Seconds of CPU busy on the whole machine (every core; /proc/stat minus idle and iowait),
+    to show what else ran during a measurement on this shared host."""
+    with open("/proc/stat") as f:
+        fields = list(map(int, f.readline().split()[1:]))
+    return (sum(fields[:8]) - fields[3] - fields[4]) / compare.CLOCK_TICKS
+
+
 def children_cpu():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
 
 def bench(server, cursor, placement, scenario, *args):
-    """One pop3bench run: (report, server cores busy, pop3bench cores busy, per-worker counts)."""
+    """One pop3bench run: (report, cores busy: server, pop3bench, whole machine; per-worker counts)."""
     cpu_server = server.cpu()
     cpu_bench = children_cpu()
+    cpu_all = machine_busy()
     rep = compare.pop3bench(server, scenario, *args, cpus=PLACEMENTS[placement][2])
+    all_s = machine_busy() - cpu_all
     bench_s = children_cpu() - cpu_bench
     server_s = server.cpu() - cpu_server
     server.wait_quiet()
     # The last session-end lines may still be in flight when STATUS= says 0 logged in.
     time.sleep(0.3)
     elapsed = rep["elapsed_s"]
-    return rep, server_s / elapsed, bench_s / elapsed, cursor.take()
+    return rep, server_s / elapsed, bench_s / elapsed, all_s / elapsed, cursor.take()
 
 
 def spread(counts, workers=2):
@@ -160,20 +171,22 @@ def throughput(run, data, p, runs, placements, failures):
                     cursor = LogCursor(server.log_path)
                     cursor.take()
                     for c in SESSION_CONCURRENCY:
-                        rep, srv, bch, counts = bench(server, cursor, placement, "session", *users,
-                                                      "--concurrency", c, "--duration", p["duration"])
+                        rep, srv, bch, everything, counts = bench(server, cursor, placement, "session", *users,
+                                                                  "--concurrency", c, "--duration", p["duration"])
                         put((placement, workers, f"sess{c}"), rep["throughput"]["sessions_per_s"])
                         put((placement, workers, f"sess{c}_p99"), compare.p99_ms(rep, "session"))
                         put((placement, workers, f"sess{c}_srv"), srv)
                         put((placement, workers, f"sess{c}_bench"), bch)
+                        put((placement, workers, f"sess{c}_all"), everything)
                         spreads.setdefault((placement, workers, f"sess{c}"), []).append(counts)
-                    rep, srv, bch, counts = bench(server, cursor, placement, "noop", *noop_users,
+                    rep, srv, bch, everything, counts = bench(server, cursor, placement, "noop", *noop_users,
                                                   "--concurrency", NOOP_CONCURRENCY, "--duration", p["duration"],
                                                   "--commands", p["noop_commands"])
                     put((placement, workers, "noop"), rep["commands"]["noop"] / rep["elapsed_s"])
                     put((placement, workers, "noop_p99"), compare.p99_ms(rep, "noop"))
                     put((placement, workers, "noop_srv"), srv)
                     put((placement, workers, "noop_bench"), bch)
+                    put((placement, workers, "noop_all"), everything)
                     spreads.setdefault((placement, workers, "noop"), []).append(counts)
                 except (compare.BenchError, TimeoutError, RuntimeError) as e:
                     failures.append(f"run {i + 1}, {placement}, {workers} worker(s): {e}")
@@ -256,7 +269,8 @@ def report(tp, sp, mem, msp, placements):
     for placement in placements:
         for key, label, p99 in labels:
             for suffix, what in (("", label), ("_p99", p99), ("_srv", "cores busy, pop3d (all its processes)"),
-                                 ("_bench", "cores busy, pop3bench")):
+                                 ("_bench", "cores busy, pop3bench"),
+                                 ("_all", "cores busy, whole machine (of 2)")):
                 a, b = tp.get((placement, 1, key + suffix)), tp.get((placement, 2, key + suffix))
                 out.append(f"| {placement} | {what} | {cell(a)} | {cell(b)} | {ratio(a, b)} |")
     out += ["", "Sessions per worker (`session end` lines with worker=1/worker=2, each run):", "",
