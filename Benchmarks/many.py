@@ -162,7 +162,8 @@ def main():
         per_session = (server.pss() - base) / max(logged_in, 1)
         fds = worker_descriptors(server) if a.workers else {}
         compare.log(f"{logged_in:,} of {a.sessions:,} logged in after {login_s:.1f} s; "
-                    f"{per_session:.2f} KiB anonymous PSS each; worker descriptors {list(fds.values())}")
+                    f"{per_session:.2f} KiB anonymous PSS each"
+                    + (f"; worker descriptors {list(fds.values())}" if a.workers else ""))
 
         noop = compare.pop3bench(server, "noop", "--users", "u%04d", "--password", "p%04d",
                                  "--user-count", NOOP_CONCURRENCY, "--concurrency", NOOP_CONCURRENCY,
