@@ -114,11 +114,15 @@ class LogCursor:
 
 
 def machine_busy():
-    """Seconds of CPU busy on the whole machine (every core; /proc/stat minus idle and iowait),
-    to show what else ran during a measurement on this shared host."""
+    """(whole machine, core 0): seconds of CPU busy (/proc/stat minus idle and iowait), to show
+    what else ran during a measurement on this shared host and whether core 0 sat idle."""
+    busy = {}
     with open("/proc/stat") as f:
-        fields = list(map(int, f.readline().split()[1:]))
-    return (sum(fields[:8]) - fields[3] - fields[4]) / compare.CLOCK_TICKS
+        for line in f:
+            if line.startswith(("cpu ", "cpu0 ")):
+                fields = list(map(int, line.split()[1:9]))
+                busy[line.split()[0]] = (sum(fields) - fields[3] - fields[4]) / compare.CLOCK_TICKS
+    return busy["cpu"], busy["cpu0"]
 
 
 def children_cpu():
@@ -130,16 +134,17 @@ def bench(server, cursor, placement, scenario, *args):
     """One pop3bench run: (report, cores busy: server, pop3bench, whole machine; per-worker counts)."""
     cpu_server = server.cpu()
     cpu_bench = children_cpu()
-    cpu_all = machine_busy()
+    cpu_all, cpu_0 = machine_busy()
     rep = compare.pop3bench(server, scenario, *args, cpus=PLACEMENTS[placement][2])
-    all_s = machine_busy() - cpu_all
+    all_s, core0_s = machine_busy()
+    all_s, core0_s = all_s - cpu_all, core0_s - cpu_0
     bench_s = children_cpu() - cpu_bench
     server_s = server.cpu() - cpu_server
     server.wait_quiet()
     # The last session-end lines may still be in flight when STATUS= says 0 logged in.
     time.sleep(0.3)
     elapsed = rep["elapsed_s"]
-    return rep, server_s / elapsed, bench_s / elapsed, all_s / elapsed, cursor.take()
+    return rep, server_s / elapsed, bench_s / elapsed, (all_s / elapsed, core0_s / elapsed), cursor.take()
 
 
 def spread(counts, workers=2):
@@ -177,7 +182,8 @@ def throughput(run, data, p, runs, placements, failures):
                         put((placement, workers, f"sess{c}_p99"), compare.p99_ms(rep, "session"))
                         put((placement, workers, f"sess{c}_srv"), srv)
                         put((placement, workers, f"sess{c}_bench"), bch)
-                        put((placement, workers, f"sess{c}_all"), everything)
+                        put((placement, workers, f"sess{c}_all"), everything[0])
+                        put((placement, workers, f"sess{c}_core0"), everything[1])
                         spreads.setdefault((placement, workers, f"sess{c}"), []).append(counts)
                     rep, srv, bch, everything, counts = bench(server, cursor, placement, "noop", *noop_users,
                                                   "--concurrency", NOOP_CONCURRENCY, "--duration", p["duration"],
@@ -186,7 +192,8 @@ def throughput(run, data, p, runs, placements, failures):
                     put((placement, workers, "noop_p99"), compare.p99_ms(rep, "noop"))
                     put((placement, workers, "noop_srv"), srv)
                     put((placement, workers, "noop_bench"), bch)
-                    put((placement, workers, "noop_all"), everything)
+                    put((placement, workers, "noop_all"), everything[0])
+                    put((placement, workers, "noop_core0"), everything[1])
                     spreads.setdefault((placement, workers, "noop"), []).append(counts)
                 except (compare.BenchError, TimeoutError, RuntimeError) as e:
                     failures.append(f"run {i + 1}, {placement}, {workers} worker(s): {e}")
@@ -270,7 +277,8 @@ def report(tp, sp, mem, msp, placements):
         for key, label, p99 in labels:
             for suffix, what in (("", label), ("_p99", p99), ("_srv", "cores busy, pop3d (all its processes)"),
                                  ("_bench", "cores busy, pop3bench"),
-                                 ("_all", "cores busy, whole machine (of 2)")):
+                                 ("_all", "cores busy, whole machine (of 2)"),
+                                 ("_core0", "core 0 busy (anything)")):
                 a, b = tp.get((placement, 1, key + suffix)), tp.get((placement, 2, key + suffix))
                 out.append(f"| {placement} | {what} | {cell(a)} | {cell(b)} | {ratio(a, b)} |")
     out += ["", "Sessions per worker (`session end` lines with worker=1/worker=2, each run):", "",
