@@ -19,8 +19,8 @@ in turn (the order alternates from run to run), a fresh server for each:
           supervises), pop3bench unpinned.
 
 Per run: sessions/s or NOOP/s; CPU seconds of the server's processes, of pop3bench and of the
-whole machine (/proc/stat: what else ran on this shared host) over the run divided by its
-elapsed time ("cores busy"); and how the sessions were spread over the
+whole machine and of core 0 (/proc/stat: what else ran on this shared host, and whether the
+server's core sat idle) over the run divided by its elapsed time ("cores busy"); and how the sessions were spread over the
 workers: the `worker=N` field of the `session end` log lines (the servers log at `info`, the
 default, so every session writes its end line in both modes).
 
