@@ -186,9 +186,17 @@ class Server:
 class Pop3d(Server):
     name = "pop3d"
 
-    def __init__(self, run, data, port, processes=1, extra_env=None):
+    def __init__(self, run, data, port, processes=1, extra_env=None, workers=1, cpus="0",
+                 log_level="warning", log_name="pop3d.log"):
+        """`processes`: separate pop3d processes sharing the port (SO_REUSEPORT). `workers`:
+        `--workers N` of each (one master and N worker processes; 1 = the single process).
+        `cpus`: the taskset CPU list every process inherits, or None for no pinning."""
         super().__init__(run, data, port)
         self.processes = processes
+        self.workers = workers
+        self.cpus = cpus
+        self.log_level = log_level
+        self.log_path = os.path.join(run, log_name)
         self.extra_env = extra_env or {}
         self.procs = []
         # Per sending PID (SO_PASSCRED): several processes report to one socket.
@@ -236,10 +244,13 @@ class Pop3d(Server):
         env.update(self.extra_env)
         if self.processes > 1:
             env["POP3D_REUSE_PORT"] = "true"
-        cmd = ["taskset", "-c", "0", os.path.join(ROOT, ".build/release/pop3d"), "serve",
+        cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [
+               os.path.join(ROOT, ".build/release/pop3d"), "serve",
                "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
-               "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", "warning"]
-        self.log = open(os.path.join(self.run, "pop3d.log"), "ab")
+               "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", self.log_level]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
+        self.log = open(self.log_path, "ab")
         for _ in range(self.processes):
             self.procs.append(subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log))
         self.proc = self.procs[0]
@@ -323,10 +334,12 @@ class BenchError(Exception):
     pass
 
 
-def pop3bench(server, scenario, *args, limit=600.0, timeout=120, allow_errors=False, on_start=None):
-    """Runs pop3bench on core 1. `timeout`: seconds a server may stay silent before pop3bench
-    counts a timeout error (the 10,000-session storm needs minutes for Dovecot's greetings)."""
-    cmd = ["taskset", "-c", "1", os.path.join(ROOT, ".build/release/pop3bench"), scenario,
+def pop3bench(server, scenario, *args, limit=600.0, timeout=120, allow_errors=False, on_start=None, cpus="1"):
+    """Runs pop3bench on core 1 (`cpus`: another taskset CPU list, or None for no pinning).
+    `timeout`: seconds a server may stay silent before pop3bench counts a timeout error (the
+    10,000-session storm needs minutes for Dovecot's greetings)."""
+    cmd = (["taskset", "-c", cpus] if cpus else []) + [
+           os.path.join(ROOT, ".build/release/pop3bench"), scenario,
            "--port", str(server.port), "--json", "--quiet", "--timeout", str(timeout),
            "--max-time", str(limit), *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
