@@ -70,6 +70,12 @@ public final class POP3Service {
     /// Set in a worker of a master: where this worker publishes its connection count and
     /// reads the other workers' (`max_connections` is per host).
     public var hostShare: WorkerShare?
+    /// Set in a worker whose descriptor limit carries fewer sessions than `max_connections`:
+    /// at this many connections the worker stops accepting (`EventLoop.holdAccepting`) so
+    /// the kernel gives new clients to another worker, instead of taking sessions whose
+    /// maildrop it then cannot open (EMFILE). It accepts again 1 % below.
+    public var acceptCapacity: Int?
+    private var acceptsHeld = false
     /// Connections not yet logged in, oldest first (POP3Service+PreLogin.swift).
     var preLogin = PreLoginQueue()
     /// The one `login_timeout` timer, armed for the oldest pre-login connection.
@@ -186,6 +192,11 @@ public final class POP3Service {
         if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
         hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
+        if let capacity = acceptCapacity, connectionCount >= capacity, !acceptsHeld {
+            acceptsHeld = true
+            loop.holdAccepting()
+            logger.notice("descriptor limit: \(connectionCount) connections are what this process's RLIMIT_NOFILE carries; accepting resumes when sessions end")
+        }
         if let address { perAddress[address, default: 0] += 1 }
         let session = POP3Connection(service: self, connection: connection, address: address,
                                      implicitTLS: implicitTLS, proxy: proxy)
@@ -255,6 +266,11 @@ public final class POP3Service {
         sessionsServed += 1
         if wasLoggedIn { loggedInCount -= 1 }
         hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
+        if acceptsHeld, let capacity = acceptCapacity, connectionCount < capacity - max(1, capacity / 100) {
+            acceptsHeld = false
+            loop.releaseAccepting()
+            logger.notice("accepting again: \(connectionCount) connections")
+        }
         preLogin.remove(session)
         if let address = session.address {
             let left = perAddress[address, default: 1] - 1

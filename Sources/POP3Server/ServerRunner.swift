@@ -87,7 +87,15 @@ public final class ServerRunner {
         }
         service = try POP3Service(config: config, loop: loop, logger: logger)
         service.configSource = configSource
-        if let worker, let scoreboard { service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id) }
+        if let worker, let scoreboard {
+            service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id)
+            // Other workers wait on the same sockets: one that cannot carry more sessions
+            // leaves them the connections (a single process refuses with max_connections).
+            if let limits = Self.descriptorLimits() {
+                let fits = Self.connectionsFitting(descriptors: limits.soft)
+                if fits < config.maxConnections { service.acceptCapacity = max(1, fits) }
+            }
+        }
         try dropPrivileges()
         if let worker {
             // The kernel sends SIGTERM (a drain) if the master dies. Set after the switch to

@@ -13,6 +13,9 @@ final class ListenerHandler: Selectable {
     let exclusive: Bool
     var paused = false
     var removed = false
+    /// Held out of epoll by the owner (`EventLoop.holdAccepting`) until `releaseAccepting`;
+    /// independent of an EMFILE pause, whose timer leaves a held listener out.
+    var held = false
     var resumeTimer: TimerID?
     /// Times the listener paused on EMFILE/ENFILE (tests, metrics).
     var pauseCount = 0
@@ -32,7 +35,7 @@ final class ListenerHandler: Selectable {
 
     func handleEvent(_ events: UInt32) {
         for _ in 0..<Listener.maxAcceptsPerEvent {
-            if removed || paused { return }
+            if removed || paused || held { return }
             do {
                 guard let socket = try listener.acceptOne() else { return }
                 onAccept(socket)
@@ -60,8 +63,8 @@ final class ListenerHandler: Selectable {
         paused = true
         pauseCount += 1
         loop.logger.warning("accept paused", metadata: ["listener": "\(listener.name ?? "-")", "error": "\(error)"])
-        if exclusive {
-            loop.unregister(fd: listener.fd)
+        if exclusive || held {
+            loop.unregister(fd: listener.fd)  // a no-op when held: it is out already
             scheduleResume()
             return
         }
@@ -85,11 +88,17 @@ final class ListenerHandler: Selectable {
         resumeTimer = loop.scheduleTimer(after: Listener.acceptBackoffNanoseconds) { [weak self] in
             guard let self, !self.removed else { return }
             self.resumeTimer = nil
+            if self.held {
+                // The owner holds it out: `release` puts it back.
+                self.paused = false
+                return
+            }
             do {
-                if self.exclusive {
-                    try self.loop.register(fd: self.listener.fd, events: self.events, handler: self)
-                } else {
+                if self.loop.isRegistered(fd: self.listener.fd) {
                     try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+                } else {
+                    // Out of epoll: exclusive (paused by DEL), or held and released meanwhile.
+                    try self.loop.register(fd: self.listener.fd, events: self.events, handler: self)
                 }
             } catch {
                 self.failedResumes += 1
@@ -113,7 +122,46 @@ final class ListenerHandler: Selectable {
     }
 }
 
+extension ListenerHandler {
+    /// Takes the listener out of epoll for the owner (see `EventLoop.holdAccepting`).
+    func hold() {
+        guard !held, !removed else { return }
+        held = true
+        loop.unregister(fd: listener.fd)  // paused or not: out of epoll until `release`
+    }
+
+    /// Puts a held listener back; a failure to do so is handled as an EMFILE-style pause
+    /// (retried every backoff, logged).
+    func release() {
+        guard held, !removed else { return }
+        held = false
+        guard !paused else { return }  // the pause's timer puts it back
+        do {
+            try loop.register(fd: listener.fd, events: events, handler: self)
+        } catch let error as SyscallError {
+            pause(error)
+        } catch {
+            pause(SyscallError(errno: EINVAL, call: "epoll_ctl(ADD)"))
+        }
+    }
+}
+
 extension EventLoop {
+    /// Stops accepting on every listener until `releaseAccepting()`: for an owner that
+    /// cannot take more connections (a worker whose descriptors are spoken for), so that the
+    /// kernel hands new connections to another process waiting on the same sockets.
+    public func holdAccepting() {
+        for handler in listenerHandlers.values { handler.hold() }
+    }
+
+    /// Accepts again after `holdAccepting()`.
+    public func releaseAccepting() {
+        for handler in listenerHandlers.values { handler.release() }
+    }
+
+    /// Whether the listeners are held by `holdAccepting()`.
+    public var isHoldingAccepts: Bool { listenerHandlers.values.contains { $0.held } }
+
     /// Starts accepting on listener; onAccept receives every new socket and owns it.
     ///
     /// `exclusive`: for a listening socket that other processes' loops also wait on (the

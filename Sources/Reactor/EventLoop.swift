@@ -126,6 +126,11 @@ public final class EventLoop {
         }
     }
 
+    /// Whether fd is in this loop's epoll set.
+    func isRegistered(fd: Int32) -> Bool {
+        Int(fd) < registrations.count && registrations[Int(fd)] != nil
+    }
+
     /// Forgets fd; events for it still in the current batch are dropped by the generation check.
     func unregister(fd: Int32) {
         guard Int(fd) < registrations.count, registrations[Int(fd)] != nil else { return }

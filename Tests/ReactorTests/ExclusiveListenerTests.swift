@@ -38,3 +38,40 @@ extension ReactorSuite {
         listener.close()
     }
 }
+
+extension ReactorSuite {
+    /// `holdAccepting` takes every listener out of epoll until `releaseAccepting`, also when an
+    /// EMFILE pause is running at the same time (its timer must not put a held listener back,
+    /// and the release must put back a listener whose pause ended meanwhile), for plain and
+    /// EPOLLEXCLUSIVE registrations alike.
+    @Test(arguments: [false, true]) func heldListenersAcceptNothingUntilReleased(exclusive: Bool) throws {
+        let loop = try EventLoop(logger: Logger(label: "test"))
+        let listener = try Listener(bind: try loopback(), name: "pop3")
+        let address = try #require(listener.address)
+        var accepted: [Int32] = []
+        try loop.addListener(listener, exclusive: exclusive) { socket in accepted.append(socket.fd) }
+        let handler = try #require(loop.listenerHandlers[ObjectIdentifier(listener)])
+
+        handler.pause(SyscallError(errno: EMFILE, call: "accept4"))
+        loop.holdAccepting()
+        #expect(loop.isHoldingAccepts)
+        #expect(!loop.isRegistered(fd: listener.fd))
+        let client = cshim_tcp_socket(AF_INET)
+        defer { close(client) }
+        _ = address.withSockAddr { connect(client, $0, $1) }
+        // The pause's backoff (100 ms) passes twice over while held: nothing is accepted.
+        let until = cshim_monotonic_ns() + 3 * Listener.acceptBackoffNanoseconds
+        try runLoop(loop, timeoutSeconds: 10) { cshim_monotonic_ns() >= until }
+        #expect(accepted.isEmpty)
+        #expect(!handler.paused, "the pause ended while held")
+        #expect(!loop.isRegistered(fd: listener.fd))
+
+        loop.releaseAccepting()
+        #expect(!loop.isHoldingAccepts)
+        try runLoop(loop, timeoutSeconds: 10) { accepted.count == 1 }
+        #expect(accepted.count == 1)
+        for fd in accepted { close(fd) }
+        loop.removeListener(listener)
+        listener.close()
+    }
+}

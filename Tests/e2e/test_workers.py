@@ -12,8 +12,10 @@ table has the accepted socket); which worker served a session, from the `worker=
 log lines. Every wait has a deadline; the master and every worker it started are killed by
 PID in teardown.
 """
+import ctypes
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -713,6 +715,41 @@ def test_login_delay_holds_across_workers(start_master, mailhost):
         raw = master.on_worker(wid)
         assert login(raw, user).startswith(b"+OK"), (wid, user)
         assert raw.cmd("QUIT").startswith(b"+OK")
+
+
+def low_descriptor_limit():
+    """preexec_fn: RLIMIT_NOFILE 1,100 that pop3d cannot raise (CAP_SYS_RESOURCE dropped from
+    the bounding set, so the exec does not grant it): a worker carries (1,100 − 1,024) / 2 =
+    38 sessions by pop3d's own count."""
+    pr_capbset_drop, cap_sys_resource = 24, 24
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_capbset_drop, cap_sys_resource, 0, 0, 0) != 0:
+        os._exit(121)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1100, 1100))
+
+
+def test_a_worker_whose_descriptors_are_spoken_for_leaves_new_clients_to_the_other(start_master, mailhost):
+    """A worker stops accepting at the sessions its descriptor limit carries, so the kernel
+    hands new clients to the other worker (before, the first worker woken took them and then
+    failed their maildrop opens with EMFILE); it accepts again when sessions end."""
+    capacity = (1100 - 1024) // 2
+    master = start_master(activated=False, notify=False, preexec_fn=low_descriptor_limit)
+    master.wait_serving()
+    held = [master.connect() for _ in range(capacity + 20)]  # every one greeted
+    per_worker = {1: 0, 2: 0}
+    for raw in held:
+        per_worker[master.holder(raw)] += 1
+    assert max(per_worker.values()) <= capacity, per_worker
+    assert sum(per_worker.values()) == capacity + 20
+    full = max(per_worker, key=per_worker.get)
+    master.wait_log(rf"descriptor limit: {capacity} connections .* worker={full}")
+    # Sessions on the full worker end: it accepts again.
+    for raw in [r for r in held if master.holder(r) == full][:5]:
+        assert raw.cmd("QUIT").startswith(b"+OK")
+        raw.close()
+    again = master.wait_log(rf"accepting again: (\d+) connections .*worker={full}")
+    assert capacity - 5 <= int(again.group(1)) < capacity, again.group(0)
+    for raw in held:
+        raw.close()
 
 
 def test_a_worker_that_cannot_start_stops_the_master_with_status_1(start_master, mailhost):
