@@ -192,7 +192,11 @@ public final class POP3Service {
         if preLogin.count >= config.maxUnauthenticated { evictOldestPreLogin(for: clientName()) }
         connectionCount += 1
         hostShare?.publish(connections: connectionCount, loggedIn: loggedInCount, served: sessionsServed)
-        if let capacity = acceptCapacity, connectionCount >= capacity, !acceptsHeld {
+        if let capacity = acceptCapacity, connectionCount >= capacity, !acceptsHeld,
+           hostShare?.anotherWorkerHasRoom(capacity: capacity) == true {
+            // Another worker has room: leave it the new clients. When none has, this worker
+            // goes on accepting and refuses them (`limitRefusal`), rather than leaving them
+            // waiting in the kernel's queue for a greeting that never comes.
             acceptsHeld = true
             loop.holdAccepting()
             logger.notice("descriptor limit: \(connectionCount) connections are what this process's RLIMIT_NOFILE carries; accepting resumes when sessions end")
@@ -208,6 +212,9 @@ public final class POP3Service {
 
     private func limitRefusal(_ address: IPAddress?) -> String? {
         if isDraining { return "shutting down" }
+        if let capacity = acceptCapacity, connectionCount >= capacity {
+            return "descriptor limit (\(capacity) connections per worker) reached on every worker"
+        }
         let onHost = connectionCount &+ (hostShare?.otherWorkersConnections() ?? 0)
         if onHost >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
         // max_unauthenticated evicts instead of refusing (accept). trusted_networks are exempt

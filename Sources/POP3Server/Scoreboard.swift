@@ -158,4 +158,13 @@ public final class WorkerShare: Sendable {
     }
 
     func otherWorkersConnections() -> Int { scoreboard.connections(except: id) }
+
+    /// Whether another serving worker holds fewer than `capacity` connections.
+    func anotherWorkerHasRoom(capacity: Int) -> Bool {
+        for other in 1...scoreboard.workers where other != id {
+            let slot = scoreboard.slot(other)
+            if slot.state == .serving, slot[.connections] < UInt64(max(0, capacity)) { return true }
+        }
+        return false
+    }
 }

@@ -742,6 +742,13 @@ def test_a_worker_whose_descriptors_are_spoken_for_leaves_new_clients_to_the_oth
     assert sum(per_worker.values()) == capacity + 20
     full = max(per_worker, key=per_worker.get)
     master.wait_log(rf"descriptor limit: {capacity} connections .* worker={full}")
+    # Both workers full: a new client is refused at once, not left waiting in the kernel's
+    # queue for a greeting.
+    held += [master.connect() for _ in range(2 * capacity - len(held))]
+    refused = master.connect(greeting=None)
+    assert refused.line() == b"-ERR [SYS/TEMP] Too many connections, try again later"
+    refused.close()
+    master.wait_log(r"connection refused: descriptor limit \(38 connections per worker\) reached on every worker")
     # Sessions on the full worker end: it accepts again.
     for raw in [r for r in held if master.holder(r) == full][:5]:
         assert raw.cmd("QUIT").startswith(b"+OK")
