@@ -204,8 +204,11 @@ def main():
         print(f"| anonymous PSS per idle session | {per_session:.2f} KiB |")
         print(f"| NOOP/s, {NOOP_CONCURRENCY} more connections, during the hold | "
               f"{noop['commands']['noop'] / noop['elapsed_s']:,.0f} |")
-        print(f"| NOOP latency p50 / p99 / p99.9 / max | {lat['p50'] / 1000:.2f} / {lat['p99'] / 1000:.2f} / "
-              f"{lat['p99_9'] / 1000:.2f} / {lat['max'] / 1000:.2f} ms |")
+        if all(k in lat for k in ("p50", "p99", "p99_9", "max")):
+            print(f"| NOOP latency p50 / p99 / p99.9 / max | {lat['p50'] / 1000:.2f} / {lat['p99'] / 1000:.2f} / "
+                  f"{lat['p99_9'] / 1000:.2f} / {lat['max'] / 1000:.2f} ms |")
+        else:  # no NOOP was answered (a full service refuses the NOOP run's connections)
+            print("| NOOP latency p50 / p99 / p99.9 / max | – (no NOOP answered) |")
         print(f"| sessions still logged in after the NOOP run | {held:,} |")
         print(f"| idle sessions ended cleanly (QUIT) | {sum(r['sessions']['ok'] for r in reports):,} |")
         print("| kernel TcpExt counters during the run (host-wide) | "
