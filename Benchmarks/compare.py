@@ -585,7 +585,13 @@ def main():
                     log(f"FAILED: {e}")
                 finally:
                     server.stop()
-    text = table(results, servers, p)
+    finish(table(results, servers, p), runs=runs, started=started, run=run, failures=failures,
+           out=a.out, data=os.path.join(run, "data"), notes=notes)
+
+
+def finish(text, *, runs, started, run, failures, out, data, notes=()):
+    """Prints (and writes to `out`) the report with its closing line, the notes and the
+    failures; deletes the data when all went well; exits 1 when anything failed."""
     load = open("/proc/loadavg").read().split()[:3]
     text += (f"\n\n{runs} run(s), {time.monotonic() - started:.0f} s; load average at the end "
              f"{' '.join(load)}; logs in {run}.\n")
@@ -593,11 +599,11 @@ def main():
     if failures:
         text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
     print(text)
-    if a.out:
-        with open(a.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text)
     if not failures:
-        shutil.rmtree(os.path.join(run, "data"), ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
     sys.exit(1 if failures else 0)
 
 

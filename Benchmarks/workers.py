@@ -36,7 +36,6 @@ import argparse
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -341,19 +340,8 @@ def main():
         server.stop()
     tp, sp = throughput(run, data, p, runs, placements, failures)
     mem, msp = ({}, {}) if a.no_memory else memory(run, data, p, runs, failures)
-    text = report(tp, sp, mem, msp, placements)
-    load = open("/proc/loadavg").read().split()[:3]
-    text += (f"\n\n{runs} run(s), {time.monotonic() - started:.0f} s; load average at the end "
-             f"{' '.join(load)}; logs in {run}.\n")
-    if failures:
-        text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
-    if not failures:
-        shutil.rmtree(data, ignore_errors=True)
-    sys.exit(1 if failures else 0)
+    compare.finish(report(tp, sp, mem, msp, placements), runs=runs, started=started, run=run,
+                   failures=failures, out=a.out, data=data)
 
 
 if __name__ == "__main__":

@@ -445,19 +445,26 @@ def test_sigterm_drains_both_workers_and_the_master_exits_zero(start_master, mai
     assert {user: unique_names(mailhost, user) for user in ("alice", "bob")} == before
 
 
-def test_sigterm_waits_for_a_busy_session_until_shutdown_timeout(start_master, mailhost):
+def busy_session(start_master, mailhost):
+    """A master with shutdown_timeout 2 and alice's session busy sending a 15 MB RETR that the
+    client never reads (more than the socket buffers hold): (master, the worker id busy)."""
     big = b"Subject: big\n\n" + b"x" * 76 + b"\n"
-    mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")  # 15 MB: more than the socket buffers
-    before = unique_names(mailhost, "alice")
+    mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")
     master = start_master(activated=False, shutdown_timeout=2)
-    n = master.notify
-    n.wait_for(lambda l: l == "READY=1", "READY=1")
+    master.notify.wait_for(lambda l: l == "READY=1", "READY=1")
     master.wait_serving()
     raw = master.connect()
     assert login(raw, "alice").startswith(b"+OK")
     busy = master.holder(raw)
     raw.send(b"RETR 1\r\n")  # and never read: the session stays busy sending
     assert raw.line().startswith(b"+OK")
+    return master, busy
+
+
+def test_sigterm_waits_for_a_busy_session_until_shutdown_timeout(start_master, mailhost):
+    master, busy = busy_session(start_master, mailhost)
+    before = unique_names(mailhost, "alice")
+    n = master.notify
 
     term_at = time.monotonic()
     os.kill(master.pid, signal.SIGTERM)
@@ -479,17 +486,8 @@ def test_a_reload_that_ends_during_a_drain_sends_no_ready(start_master, mailhost
     """SIGHUP, then SIGTERM at once, with a busy session: the busy worker finishes the reload
     while it drains. The master must not answer that reload with READY=1 after STOPPING=1
     (systemd would take the stopping service for up again)."""
-    big = b"Subject: big\n\n" + b"x" * 76 + b"\n"
-    mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")  # 15 MB: more than the socket buffers
-    master = start_master(activated=False, shutdown_timeout=2)
+    master, busy = busy_session(start_master, mailhost)
     n = master.notify
-    n.wait_for(lambda l: l == "READY=1", "READY=1")
-    master.wait_serving()
-    raw = master.connect()
-    assert login(raw, "alice").startswith(b"+OK")
-    busy = master.holder(raw)
-    raw.send(b"RETR 1\r\n")  # and never read: the session stays busy sending
-    assert raw.line().startswith(b"+OK")
 
     mark = len(n.drain())
     os.kill(master.pid, signal.SIGHUP)
