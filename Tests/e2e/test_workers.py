@@ -447,7 +447,8 @@ def test_sigterm_drains_both_workers_and_the_master_exits_zero(start_master, mai
 
 def busy_session(start_master, mailhost):
     """A master with shutdown_timeout 2 and alice's session busy sending a 15 MB RETR that the
-    client never reads (more than the socket buffers hold): (master, the worker id busy)."""
+    client never reads (more than the socket buffers hold): (master, the worker id busy, the
+    client's connection, which the caller must keep open: closing it ends the session)."""
     big = b"Subject: big\n\n" + b"x" * 76 + b"\n"
     mailhost.deliver("alice", big + b"y" * 76 * 200_000 + b"\n")
     master = start_master(activated=False, shutdown_timeout=2)
@@ -458,11 +459,11 @@ def busy_session(start_master, mailhost):
     busy = master.holder(raw)
     raw.send(b"RETR 1\r\n")  # and never read: the session stays busy sending
     assert raw.line().startswith(b"+OK")
-    return master, busy
+    return master, busy, raw
 
 
 def test_sigterm_waits_for_a_busy_session_until_shutdown_timeout(start_master, mailhost):
-    master, busy = busy_session(start_master, mailhost)
+    master, busy, client = busy_session(start_master, mailhost)  # `client` open to the end
     before = unique_names(mailhost, "alice")
     n = master.notify
 
@@ -486,7 +487,7 @@ def test_a_reload_that_ends_during_a_drain_sends_no_ready(start_master, mailhost
     """SIGHUP, then SIGTERM at once, with a busy session: the busy worker finishes the reload
     while it drains. The master must not answer that reload with READY=1 after STOPPING=1
     (systemd would take the stopping service for up again)."""
-    master, busy = busy_session(start_master, mailhost)
+    master, busy, client = busy_session(start_master, mailhost)  # `client` open to the end
     n = master.notify
 
     mark = len(n.drain())
