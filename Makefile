@@ -8,9 +8,10 @@ PYTHON ?= python3
 BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
 # What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py).
-TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2
+TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
+FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
@@ -37,6 +38,13 @@ ifneq ($(HAPROXY_WAS_INSTALLED),yes)
 	-@if [ -d /run/systemd/system ]; then systemctl stop haproxy.service; \
 	elif [ -s /run/haproxy.pid ]; then kill "$$(cat /run/haproxy.pid)"; fi; \
 	if command -v systemctl >/dev/null; then systemctl disable --quiet haproxy.service; fi
+endif
+ifneq ($(FAIL2BAN_WAS_INSTALLED),yes)
+	@# The tests only run fail2ban-regex on pop3d's log (Tests/e2e/test_fail2ban.py); a
+	@# fail2ban server this run's install started is stopped and disabled, as haproxy's is.
+	-@if [ -d /run/systemd/system ]; then systemctl stop fail2ban.service; \
+	elif [ -S /run/fail2ban/fail2ban.sock ]; then fail2ban-client stop; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet fail2ban.service; fi
 endif
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
