@@ -38,7 +38,7 @@ import Testing
             side.service.configSource = source
             side.service.reload()
         }
-        #expect(waitFor(timeoutSeconds: 10) { (try? server.onLoop { $0.service.config.loginDelaySeconds }) == 30 })
+        #expect(try waitFor(timeoutSeconds: 10) { try server.onLoop { $0.service.config.loginDelaySeconds } == 30 })
         let after = try server.onLoop { side in
             (side.service.config, side.service.proxyNetworks.networks.count)
         }
