@@ -4,18 +4,11 @@ back from a thread), and the cache size after them.
 
     POP3D_BIN=.build/release/pop3d python3 Benchmarks/maildir_cache_probe.py 3"""
 import os, sys, tempfile, time, threading
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "e2e"))
-import maildata
-from conftest import MailHost, USERS
-from rawpop import Raw
+from probe_support import USERS, Raw, probe_host
 
 def run():
     with tempfile.TemporaryDirectory() as tmp:
-        host = MailHost(tmp)
-        host.deliver("bob", maildata.message(1))
-        for i in range(3):
-            host.deliver("alice", maildata.message(i), size_fields=True)
-        cache = os.path.join(host.maildir("alice"), "pop3d.sizes")
+        host, cache = probe_host(tmp)
         line = b"4096 1700000000.0 4200 1700000000.M123456P789Q1.some-long-host-name.example.org\n"
         with open(cache, "wb") as f:
             f.write(b"pop3d-sizes 1\n" + line * (60 * 1024 * 1024 // len(line)) + b"4096 17")

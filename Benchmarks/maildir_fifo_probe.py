@@ -5,18 +5,11 @@ NO_FIFO=1 gives the baseline (same login, no FIFO).
 
     POP3D_BIN=.build/release/pop3d python3 Benchmarks/maildir_fifo_probe.py 5"""
 import os, sys, tempfile, time, threading
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "e2e"))
-import maildata
-from conftest import MailHost, USERS
-from rawpop import Raw
+from probe_support import USERS, Raw, probe_host
 
 def run():
     with tempfile.TemporaryDirectory() as tmp:
-        host = MailHost(tmp)
-        host.deliver("bob", maildata.message(1))
-        for i in range(3):
-            host.deliver("alice", maildata.message(i), size_fields=True)
-        fifo = os.path.join(host.maildir("alice"), "pop3d.sizes")
+        host, fifo = probe_host(tmp)
         if not os.environ.get("NO_FIFO"): os.mkfifo(fifo)
         server = host.serve()
         try:

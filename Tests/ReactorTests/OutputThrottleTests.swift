@@ -34,18 +34,25 @@ private final class Flooder {
 }
 
 extension ReactorSuite {
+    /// A loop and a server-side connection over a socketpair whose kernel buffers are 8 KiB
+    /// each way, so a peer that does not read blocks the output soon; the client's descriptor
+    /// is the caller's to close.
+    func smallBufferedConnection() throws -> (EventLoop, Connection, Int32) {
+        let loop = try EventLoop()
+        let (server, client) = try socketPair()
+        _ = cshim_set_buffer_sizes(server, 8192, 8192)
+        _ = cshim_set_buffer_sizes(client, 8192, 8192)
+        return (loop, try Connection(fd: server, peer: try loopback(1), loop: loop), client)
+    }
+
     /// Issue 9, finding 1 (regression): a peer that sends commands and never reads the replies.
     /// Every line gets a 200-byte reply; once the pending output reaches the high-water mark the
     /// connection shows the delegate no more lines and reads nothing from the kernel, so the
     /// queue stays near the mark and the peer's own sends stop (TCP backpressure reaches it).
     /// Reading resumes, with the lines already buffered, once the peer drains the replies.
     @Test func outputOverHighWaterStopsInputUntilDrained() throws {
-        let loop = try EventLoop()
-        let (server, client) = try socketPair()
+        let (loop, conn, client) = try smallBufferedConnection()
         defer { close(client) }
-        _ = cshim_set_buffer_sizes(server, 8192, 8192)
-        _ = cshim_set_buffer_sizes(client, 8192, 8192)
-        let conn = try Connection(fd: server, peer: try loopback(1), loop: loop)
         conn.outputHighWater = 32 * 1024
         conn.outputLowWater = 8 * 1024
         let rec = Recorder()
@@ -106,12 +113,8 @@ extension ReactorSuite {
     /// Before login pop3d sets `maxBlockedOutputBytes` (Dovecot: 4 KiB): a peer that never
     /// reads is closed as soon as the kernel refuses output beyond it...
     @Test func blockedOutputOverTheLimitCloses() throws {
-        let loop = try EventLoop()
-        let (server, client) = try socketPair()
+        let (loop, conn, client) = try smallBufferedConnection()
         defer { close(client) }
-        _ = cshim_set_buffer_sizes(server, 8192, 8192)
-        _ = cshim_set_buffer_sizes(client, 8192, 8192)
-        let conn = try Connection(fd: server, peer: try loopback(1), loop: loop)
         conn.maxBlockedOutputBytes = 4096
         let rec = Recorder()
         rec.consume = false
