@@ -107,21 +107,9 @@ import Testing
     /// The pool has one thread, held by a gate job, so the hash is still out when the reset
     /// is handled whatever the machine's load.
     @Test func clientResettingDuringAPooledLoginLeavesNothingBehind() throws {
-        let secret = try hashPasswordLine("hunter2", scheme: "BLF-CRYPT")
-        #expect(secret.hasPrefix("{BLF-CRYPT}$2y$"))
-        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)]) { config, _ in
-            config.authWorkers = 1
-        }
-        try server.deliver("carol", Array("Subject: one\r\n\r\nbody\r\n".utf8))
-        let gate = try Self.holdThePool(server)
+        let (server, gate, c) = try Self.pooledLoginQueued()
         defer { gate.signal() }  // never leave the pool blocked (teardown joins its thread)
-
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER carol").hasPrefix("+OK"))
-        try c.send("PASS hunter2\r\n")
         // The hash is queued on the pool behind the gate...
-        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
         c.reset()
         // ...and the reset ends the session before it comes back, taking its queued hash with
         // it (issue 9 finding 6: a gone client's queued job is cancelled, only the gate is left).
@@ -143,19 +131,8 @@ import Testing
     /// reply goes nowhere, the session then ends at the end of input, and its maildrop lock
     /// is released.
     @Test func clientClosingDuringAPooledLoginLeavesNothingBehind() throws {
-        let secret = try hashPasswordLine("hunter2", scheme: "BLF-CRYPT")
-        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)]) { config, _ in
-            config.authWorkers = 1
-        }
-        try server.deliver("carol", Array("Subject: one\r\n\r\nbody\r\n".utf8))
-        let gate = try Self.holdThePool(server)
+        let (server, gate, c) = try Self.pooledLoginQueued()
         defer { gate.signal() }  // never leave the pool blocked (teardown joins its thread)
-
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER carol").hasPrefix("+OK"))
-        try c.send("PASS hunter2\r\n")
-        #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
         c.close()
         gate.signal()
         #expect(try waitFor { try server.counts() == .zero }, "connection counts did not return to zero")
@@ -166,6 +143,30 @@ import Testing
     }
 
     /// Occupies the hashing pool's (single) thread until the returned semaphore is signalled.
+    /// carol (a bcrypt secret, one message) on a one-thread hashing pool held by a gate job,
+    /// her PASS sent and its hash queued behind the gate (pool outstanding == 2). The caller
+    /// signals the gate (always: teardown joins the pool's thread).
+    static func pooledLoginQueued() throws -> (ServerHarness, DispatchSemaphore, TestClient) {
+        let secret = try hashPasswordLine("hunter2", scheme: "BLF-CRYPT")
+        #expect(secret.hasPrefix("{BLF-CRYPT}$2y$"))
+        let server = try ServerHarness(users: [.init(name: "carol", secret: secret)]) { config, _ in
+            config.authWorkers = 1
+        }
+        try server.deliver("carol", Array("Subject: one\r\n\r\nbody\r\n".utf8))
+        let gate = try Self.holdThePool(server)
+        do {
+            let c = try server.client()
+            #expect(try c.line().hasPrefix("+OK"))
+            #expect(try c.command("USER carol").hasPrefix("+OK"))
+            try c.send("PASS hunter2\r\n")
+            #expect(try waitFor { try server.onLoop { $0.service.pool.outstanding } == 2 })
+            return (server, gate, c)
+        } catch {
+            gate.signal()
+            throw error
+        }
+    }
+
     static func holdThePool(_ server: ServerHarness) throws -> DispatchSemaphore {
         let gate = DispatchSemaphore(value: 0)
         let queued = try server.onLoop { side -> Bool in
