@@ -42,13 +42,8 @@ extension ReactorSuite {
     /// The preamble and the first application bytes in one write: the delegate sees only the
     /// application bytes, after the preamble's end, and the scanner saw the whole segment.
     @Test func preambleInTheSameSegmentAsTheFirstBytes() throws {
-        let loop = try EventLoop()
-        let (a, peer) = try socketPair()
+        let (loop, connection, recorder, scanner, peer) = try awaitingPreamble(maxBytes: 64)
         defer { close(peer) }
-        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-        let recorder = PreambleRecorder(), scanner = PreambleScanner()
-        connection.delegate = recorder
-        connection.expectPreamble(maxBytes: 64) { scanner.scan($0) }
         writeAll(peer, "PPP\nhello\r\n")
         try runLoop(loop) { recorder.inner.received.count == 7 }
         #expect(recorder.preambleEnded == 1)
@@ -62,13 +57,8 @@ extension ReactorSuite {
     /// Byte by byte: the scanner sees the kept prefix plus the new byte each time, nothing is
     /// delivered before the end, and what follows is delivered after it.
     @Test func preambleSplitByteByByte() throws {
-        let loop = try EventLoop()
-        let (a, peer) = try socketPair()
+        let (loop, connection, recorder, scanner, peer) = try awaitingPreamble(maxBytes: 64)
         defer { close(peer) }
-        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-        let recorder = PreambleRecorder(), scanner = PreambleScanner()
-        connection.delegate = recorder
-        connection.expectPreamble(maxBytes: 64) { scanner.scan($0) }
         for (index, byte) in "PPPP\n".utf8.enumerated() {
             writeAll(peer, String(UnicodeScalar(byte)))
             try runLoop(loop) { scanner.calls.count == index + 1 }
@@ -85,13 +75,8 @@ extension ReactorSuite {
 
     /// An invalid preamble closes (reason .local) without a readable callback.
     @Test func invalidPreambleCloses() throws {
-        let loop = try EventLoop()
-        let (a, peer) = try socketPair()
+        let (loop, _, recorder, _, peer) = try awaitingPreamble(maxBytes: 64)
         defer { close(peer) }
-        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-        let recorder = PreambleRecorder(), scanner = PreambleScanner()
-        connection.delegate = recorder
-        connection.expectPreamble(maxBytes: 64) { scanner.scan($0) }
         writeAll(peer, "PPX\n")
         try runLoop(loop) { recorder.inner.closedReason != nil }
         #expect(recorder.inner.closedReason == .local)
@@ -101,13 +86,8 @@ extension ReactorSuite {
 
     /// A preamble that never ends is closed at `maxBytes`, having kept no more than that.
     @Test func preambleLongerThanItsBoundCloses() throws {
-        let loop = try EventLoop()
-        let (a, peer) = try socketPair()
+        let (loop, _, recorder, scanner, peer) = try awaitingPreamble(maxBytes: 16)
         defer { close(peer) }
-        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-        let recorder = PreambleRecorder(), scanner = PreambleScanner()
-        connection.delegate = recorder
-        connection.expectPreamble(maxBytes: 16) { scanner.scan($0) }
         writeAll(peer, String(repeating: "P", count: 40))
         try runLoop(loop) { recorder.inner.closedReason != nil }
         #expect(recorder.inner.closedReason == .local)
@@ -117,16 +97,26 @@ extension ReactorSuite {
 
     /// The peer closes mid-preamble: `.peerClosed`, no readable callback.
     @Test func peerClosingDuringThePreamble() throws {
-        let loop = try EventLoop()
-        let (a, peer) = try socketPair()
-        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-        let recorder = PreambleRecorder(), scanner = PreambleScanner()
-        connection.delegate = recorder
-        connection.expectPreamble(maxBytes: 64) { scanner.scan($0) }
+        let (loop, _, recorder, _, peer) = try awaitingPreamble(maxBytes: 64)
         writeAll(peer, "PP")
         close(peer)
         try runLoop(loop) { recorder.inner.closedReason != nil }
         #expect(recorder.inner.closedReason == .peerClosed)
         #expect(recorder.inner.readableCalls == 0)
+    }
+}
+
+extension ReactorSuite {
+    /// A connection over a socketpair that awaits a preamble of at most `maxBytes`, scanned by
+    /// a `PreambleScanner` and delivered to a `PreambleRecorder`; `peer` is the caller's to close.
+    func awaitingPreamble(maxBytes: Int) throws
+        -> (EventLoop, Connection, PreambleRecorder, PreambleScanner, Int32) {
+        let loop = try EventLoop()
+        let (a, peer) = try socketPair()
+        let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
+        let recorder = PreambleRecorder(), scanner = PreambleScanner()
+        connection.delegate = recorder
+        connection.expectPreamble(maxBytes: maxBytes) { scanner.scan($0) }
+        return (loop, connection, recorder, scanner, peer)
     }
 }
