@@ -1,0 +1,281 @@
+import Glibc
+import Logging
+import Reactor
+
+/// `metrics_listen`: `GET /metrics` (and `HEAD`) over HTTP/1.1, served by the event loop of
+/// the process that owns the listener (a single pop3d, or the master of the workers).
+///
+/// A dozen octets of HTTP are all Prometheus needs, so this is hand-written on the reactor
+/// rather than a web framework: a framework (SwiftNIO's HTTP server, Hummingbird, Vapor)
+/// brings its own event loop threads and thread pool into a process whose design is one
+/// single-threaded loop, and would need locks around every metric it reads. Here a scrape is
+/// one more connection on the loop, and the body is rendered on the loop thread where the
+/// metrics live.
+///
+/// Bounded like everything else (README, "Limits"): a request head of at most
+/// `maxHeadBytes`, complete within `headTimeoutNanoseconds` (a slow client is answered 408
+/// and closed), an idle keep-alive connection closed after `keepAliveTimeoutNanoseconds`, at
+/// most `maxConnections` metrics connections (more are closed at once), at most
+/// `maxRequestsPerTurn` pipelined requests answered per loop turn, and no request content.
+/// Pipelined requests are answered in order, each with one call to `render`.
+public final class MetricsEndpoint {
+    /// Largest request head (request line and fields): larger is answered 431 and closed.
+    /// Prometheus sends about 250 octets; 8 KiB is what nginx and Go's net/http start from.
+    public static let maxHeadBytes = 8 * 1024
+    /// A request head must be complete this long after its first octet (after the connection
+    /// is accepted, for the first request: nginx's `client_header_timeout` rule), or the
+    /// client gets 408 and the connection is closed. Not reset by octets that trickle in.
+    public static let headTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// A keep-alive connection with no request, and no progress writing a response, for this
+    /// long is closed (the connection's idle timeout). Prometheus' scrape interval is 15 s by
+    /// default, so it keeps its one connection; Go's client drops idle ones after 90 s anyway.
+    public static let keepAliveTimeoutNanoseconds: UInt64 = 30_000_000_000
+    /// Metrics connections open at once; a connection beyond it is closed as soon as it is
+    /// accepted. One Prometheus needs one (two during a reload of its configuration).
+    public static let maxConnections = 16
+    /// Pipelined requests answered for one connection before others get a turn.
+    public static let maxRequestsPerTurn = 8
+
+    /// The limits, adjustable for tests; the defaults are the named limits above.
+    public struct Limits: Sendable {
+        public var maxHeadBytes = MetricsEndpoint.maxHeadBytes
+        public var headTimeoutNanoseconds = MetricsEndpoint.headTimeoutNanoseconds
+        public var keepAliveTimeoutNanoseconds = MetricsEndpoint.keepAliveTimeoutNanoseconds
+        public var maxConnections = MetricsEndpoint.maxConnections
+        public init() {}
+    }
+
+    /// `Content-Type` of the Prometheus text exposition format 0.0.4.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    let loop: EventLoop
+    let listener: Listener
+    let logger: Logger
+    let limits: Limits
+    let render: (inout [UInt8]) -> Void
+    private var clients: [ObjectIdentifier: MetricsClient] = [:]
+    private var stopped = false
+    /// Connections closed at accept because `maxConnections` were open, since the last log line.
+    private var refusedSinceLog = 0
+    private var lastRefusalLog: UInt64 = 0
+    /// Reused for every response: one allocation grows to the largest body, then none.
+    var body: [UInt8] = []
+    var head: [UInt8] = []
+    var dateCache = HTTPDate()
+
+    /// Starts accepting on `listener` (bound or inherited by the caller). `render` appends
+    /// the `/metrics` body to its argument; it runs on the loop thread, once per request.
+    /// Throws when the listener cannot be registered with the loop (epoll_ctl).
+    public init(loop: EventLoop, listener: Listener, logger: Logger, limits: Limits = Limits(),
+                render: @escaping (inout [UInt8]) -> Void) throws {
+        self.loop = loop
+        self.listener = listener
+        self.logger = logger
+        self.limits = limits
+        self.render = render
+        try loop.addListener(listener) { [unowned self] socket in self.accept(socket) }
+    }
+
+    /// Metrics connections open now.
+    public var connectionCount: Int { clients.count }
+
+    /// Stops accepting and closes the listener (a drain); connections already open are
+    /// served until they close.
+    public func stopAccepting() {
+        guard !stopped else { return }
+        stopped = true
+        loop.removeListener(listener)
+        listener.close()
+    }
+
+    /// Stops accepting and closes every metrics connection now.
+    public func close() {
+        stopAccepting()
+        for client in Array(clients.values) { client.connection.close(flushFirst: false) }
+    }
+
+    private func accept(_ socket: AcceptedSocket) {
+        guard clients.count < limits.maxConnections else {
+            _ = Glibc.close(socket.fd)
+            noteRefusal()
+            return
+        }
+        let connection: Connection
+        do {
+            connection = try Connection(accepted: socket, loop: loop)
+        } catch {
+            logger.warning("metrics connection could not be registered", metadata: [
+                "client": "\(socket.peer)", "error": "\(error)",
+            ])
+            return
+        }
+        let client = MetricsClient(endpoint: self, connection: connection)
+        clients[ObjectIdentifier(client)] = client
+        logger.debug("metrics connection", metadata: ["client": "\(socket.peer)", "connection.id": "\(connection.id)"])
+    }
+
+    /// Logged at most once a minute, with the count, so a flood cannot flood the log.
+    private func noteRefusal() {
+        refusedSinceLog += 1
+        let minute: UInt64 = 60_000_000_000
+        guard lastRefusalLog == 0 || loop.now &- lastRefusalLog >= minute else { return }
+        logger.warning("metrics connections refused: \(limits.maxConnections) open (the limit)", metadata: [
+            "refused": "\(refusedSinceLog)",
+        ])
+        refusedSinceLog = 0
+        lastRefusalLog = max(1, loop.now)
+    }
+
+    func clientClosed(_ client: MetricsClient) {
+        clients.removeValue(forKey: ObjectIdentifier(client))
+    }
+}
+
+/// One metrics connection: parses request heads, answers them in order.
+final class MetricsClient: ConnectionDelegate {
+    unowned let endpoint: MetricsEndpoint
+    let connection: Connection
+    private var parser = HTTPRequestParser()
+    /// The deadline of the request head being received (`headTimeoutNanoseconds`).
+    private var headTimer: TimerID?
+    /// A response that closes the connection has been written: nothing more is read.
+    private var closing = false
+
+    init(endpoint: MetricsEndpoint, connection: Connection) {
+        self.endpoint = endpoint
+        self.connection = connection
+        // Room for a whole head: the parser, not the connection's input limit, decides
+        // (and answers 431) when a head is too long.
+        connection.maxInputBytes = endpoint.limits.maxHeadBytes + 1
+        connection.idleTimeout = endpoint.limits.keepAliveTimeoutNanoseconds
+        connection.delegate = self
+        armHeadTimer()
+    }
+
+    func connectionReadable(_ connection: Connection) { serve() }
+
+    /// Output drained after a throttle: answer what is still buffered.
+    func connectionWritable(_ connection: Connection) { serve() }
+
+    func connectionClosed(_ connection: Connection, reason: CloseReason) {
+        if let headTimer { endpoint.loop.cancelTimer(headTimer) }
+        headTimer = nil
+        endpoint.logger.debug("metrics connection closed", metadata: [
+            "connection.id": "\(connection.id)", "reason": "\(reason)",
+        ])
+        endpoint.clientClosed(self)
+    }
+
+    /// Answers the complete requests buffered, in order, up to `maxRequestsPerTurn`.
+    private func serve() {
+        var answered = 0
+        while !closing && !connection.isClosed {
+            if answered == MetricsEndpoint.maxRequestsPerTurn {
+                connection.redeliverBufferedInput()
+                return
+            }
+            // Replies the client does not read stop the reading of its requests (the
+            // reactor's output throttle); the rest is answered once they drain.
+            if connection.isOutputThrottled { return }
+            var result = HTTPRequestParser.Result.needMore
+            let maxHead = endpoint.limits.maxHeadBytes
+            connection.withInput { bytes in
+                result = parser.parse(bytes, maxHeadBytes: maxHead)
+                if case .request(_, let consumed) = result { return consumed }
+                return 0
+            }
+            switch result {
+            case .needMore:
+                if connection.bufferedInputBytes > 0 && headTimer == nil { armHeadTimer() }
+                return
+            case .request(let head, _):
+                cancelHeadTimer()
+                answered += 1
+                respond(to: head)
+            case .failed(let failure):
+                cancelHeadTimer()
+                refuse(failure)
+            }
+        }
+    }
+
+    private func respond(to request: HTTPRequestHead) {
+        let status = MetricsRoute.status(for: request)
+        let endpoint = self.endpoint
+        endpoint.body.removeAll(keepingCapacity: true)
+        if status == .ok {
+            endpoint.render(&endpoint.body)
+        } else {
+            endpoint.body.append(contentsOf: status.text.utf8)
+            endpoint.body.append(10)
+        }
+        let connectionHeader: HTTPResponseHead.ConnectionHeader =
+            !request.keepAlive ? .close : (request.minorVersion == 0 ? .keepAlive : .none)
+        endpoint.head.removeAll(keepingCapacity: true)
+        HTTPResponseHead(status: status, contentType: status == .ok ? MetricsEndpoint.contentType : HTTPResponseHead.textType,
+                         contentLength: endpoint.body.count, connection: connectionHeader,
+                         allow: status == .methodNotAllowed)
+            .write(into: &endpoint.head, date: endpoint.dateCache.text(now: time(nil)))
+        connection.write(endpoint.head)
+        if request.method != .head { connection.write(endpoint.body) }
+        if !request.keepAlive { finish() }
+    }
+
+    /// A request whose framing cannot be trusted: its status, then close.
+    private func refuse(_ failure: HTTPRequestParser.Failure) {
+        let status: HTTPStatus
+        switch failure {
+        case .malformed: status = .badRequest
+        case .headTooLarge: status = .headerFieldsTooLarge
+        case .versionNotSupported: status = .versionNotSupported
+        case .contentNotAccepted: status = .contentTooLarge
+        }
+        endpoint.logger.debug("metrics request refused", metadata: [
+            "connection.id": "\(connection.id)", "status": "\(status.rawValue)",
+        ])
+        writeClosingError(status)
+    }
+
+    private func writeClosingError(_ status: HTTPStatus) {
+        var text = Array(status.text.utf8)
+        text.append(10)
+        endpoint.head.removeAll(keepingCapacity: true)
+        HTTPResponseHead(status: status, contentType: HTTPResponseHead.textType, contentLength: text.count,
+                         connection: .close, allow: false)
+            .write(into: &endpoint.head, date: endpoint.dateCache.text(now: time(nil)))
+        connection.write(endpoint.head)
+        connection.write(text)
+        finish()
+    }
+
+    private func finish() {
+        closing = true
+        connection.close(flushFirst: true)
+    }
+
+    private func armHeadTimer() {
+        headTimer = endpoint.loop.scheduleTimer(after: endpoint.limits.headTimeoutNanoseconds) { [weak self] in
+            guard let self else { return }
+            self.headTimer = nil
+            self.headTimedOut()
+        }
+    }
+
+    private func cancelHeadTimer() {
+        if let headTimer { endpoint.loop.cancelTimer(headTimer) }
+        headTimer = nil
+    }
+
+    /// RFC 9110 §15.5.9: 408 when part of a request came; a connection that sent nothing is
+    /// closed without a word (a client may have opened it only to have one ready).
+    private func headTimedOut() {
+        guard !closing, !connection.isClosed else { return }
+        if connection.bufferedInputBytes > 0 {
+            endpoint.logger.debug("metrics request head timed out", metadata: ["connection.id": "\(connection.id)"])
+            writeClosingError(.requestTimeout)
+        } else {
+            closing = true
+            connection.close(flushFirst: false)
+        }
+    }
+}
