@@ -35,6 +35,14 @@ public final class MetricsEndpoint {
     public static let maxConnections = 16
     /// Pipelined requests answered for one connection before others get a turn.
     public static let maxRequestsPerTurn = 8
+    /// After a reply that closes the connection while the client's input is still coming
+    /// (a refused head or content, or requests after `Connection: close`), that input is read
+    /// and dropped for up to this long before the close: closing with unread input makes the
+    /// kernel send a reset, which can destroy the reply before the client reads it (RFC 9112
+    /// §9.6, nginx's `lingering_close`).
+    public static let lingerNanoseconds: UInt64 = 1_000_000_000
+    /// Octets dropped while lingering, at most; then the connection closes at once.
+    public static let maxLingerBytes = 64 * 1024
 
     /// The limits, adjustable for tests; the defaults are the named limits above.
     public struct Limits: Sendable {
@@ -138,8 +146,10 @@ final class MetricsClient: ConnectionDelegate {
     private var parser = HTTPRequestParser()
     /// The deadline of the request head being received (`headTimeoutNanoseconds`).
     private var headTimer: TimerID?
-    /// A response that closes the connection has been written: nothing more is read.
+    /// A response that closes the connection has been written: nothing more is parsed.
     private var closing = false
+    /// Input read and dropped after that response (`MetricsEndpoint.maxLingerBytes`).
+    private var dropped = 0
 
     init(endpoint: MetricsEndpoint, connection: Connection) {
         self.endpoint = endpoint
@@ -168,6 +178,7 @@ final class MetricsClient: ConnectionDelegate {
 
     /// Answers the complete requests buffered, in order, up to `maxRequestsPerTurn`.
     private func serve() {
+        if closing { return dropInput() }
         var answered = 0
         while !closing && !connection.isClosed {
             if answered == MetricsEndpoint.maxRequestsPerTurn {
@@ -248,9 +259,29 @@ final class MetricsClient: ConnectionDelegate {
         finish()
     }
 
+    /// Stops parsing and closes once the reply is written: at once when no input is waiting,
+    /// else after lingering (`MetricsEndpoint.lingerNanoseconds`).
     private func finish() {
         closing = true
-        connection.close(flushFirst: true)
+        cancelHeadTimer()
+        guard connection.bufferedInputBytes > 0 else {
+            connection.close(flushFirst: true)
+            return
+        }
+        dropInput()
+        guard !connection.isClosed else { return }
+        headTimer = endpoint.loop.scheduleTimer(after: MetricsEndpoint.lingerNanoseconds) { [weak self] in
+            guard let self else { return }
+            self.headTimer = nil
+            self.connection.close(flushFirst: true)
+        }
+    }
+
+    /// Lingering: drops what arrived; closes once `maxLingerBytes` have been dropped. The
+    /// peer's close ends it earlier (the connection closes itself then).
+    private func dropInput() {
+        dropped += connection.withInput { bytes in bytes.count }
+        if dropped > MetricsEndpoint.maxLingerBytes { connection.close(flushFirst: true) }
     }
 
     private func armHeadTimer() {
