@@ -446,6 +446,26 @@ def test_a_systemd_socket_named_metrics_is_served(mailhost, tmp_path):
                     proc.wait(timeout=10)
 
 
+@needs_activate
+def test_a_metrics_socket_without_a_pop3_socket_is_a_start_up_error(mailhost, tmp_path):
+    mport = free_port()
+    log_path = os.path.join(str(tmp_path), "activated.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["systemd-socket-activate", "-l", f"127.0.0.1:{mport}", "--fdname=metrics", binary(), "serve"]
+            + mailhost.store_args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: port_open("127.0.0.1", mport), timeout=DEADLINE, what="the metrics socket")
+            assert proc.wait(timeout=DEADLINE) == 1
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    with open(log_path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    assert "systemd passed no pop3 or pop3s socket (only metrics)" in text, text
+
+
 # MARK: cardinality
 
 USER_COUNT = 10_000
