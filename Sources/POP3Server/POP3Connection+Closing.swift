@@ -111,6 +111,8 @@ extension POP3Connection {
         var closingReason: EndReason? = nil
         if case .closing(let r) = phase { closingReason = r }
         enter(.closed)
+        // Read before cancelHandshakeWatch: a handshake still running is one that failed.
+        let tlsHandshaking = handshakeTimer != nil || ended(byHandshakeTimeout: closingReason)
         cancelHandshakeWatch()
         scram = nil
         scramEntry = nil
@@ -148,6 +150,17 @@ extension POP3Connection {
             "reason": "\(ended)",
         ]
         if let proxy { summary.merge(proxy.summaryMetadata) { $1 } }
+        if let metrics = service.metrics, proxy?.isHealthCheck != true {
+            metrics.sessionEnded(ended)
+            // Counted when the session ends (a message counts as retrieved once its +OK and
+            // body were queued; deletions happen only in UPDATE).
+            if c.messagesRetrieved > 0 {
+                metrics.retrievedMessages.increment(by: Int64(c.messagesRetrieved))
+                metrics.retrievedBytes.increment(by: Int64(clamping: c.octetsRetrieved))
+            }
+            if c.messagesDeleted > 0 { metrics.deletedMessages.increment(by: Int64(c.messagesDeleted)) }
+            if tlsHandshaking { metrics.tlsHandshake(ok: false, version: nil) }
+        }
         if proxy?.isHealthCheck == true {
             // v2 LOCAL: the balancer's health check, not a client session.
             service.logger.debug("health check end", metadata: summary)

@@ -29,6 +29,11 @@ extension POP3Connection {
     /// before the verification, so waiting attackers hold no hashing worker); then the
     /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
     func authenticate(_ request: AuthRequest) {
+        switch request {
+        case .password: loginMechanism = .user
+        case .apop: loginMechanism = .apop
+        case .cramMD5: loginMechanism = .cramMD5
+        }
         enter(.authenticating(penalty: nil, job: nil))
         afterPenalty { $0.verify(request) }
     }
@@ -175,6 +180,7 @@ extension POP3Connection {
     }
 
     func loginFinished(_ outcome: LoginOutcome) {
+        if let metrics = service.metrics { metrics.login(loginMechanism, LoginResultLabel(outcome)) }
         guard !connection.isClosed, !phase.isClosingOrClosed else { return }
         scram = nil
         scramEntry = nil
@@ -188,6 +194,7 @@ extension POP3Connection {
     // MARK: SASL relay (SCRAM-SHA-256)
 
     func saslStep(_ step: SASLStep) {
+        loginMechanism = .scramSHA256
         enter(.authenticating(penalty: nil, job: nil))
         switch step.index {
         case 0:
