@@ -46,7 +46,6 @@ public final class POP3Metrics {
     let authQueue: CoreMetrics.Gauge
     let storageQueue: CoreMetrics.Gauge
     let loopTurn: CoreMetrics.Timer
-    let startTime: CoreMetrics.Gauge
 
     /// Creates every series of the catalogue at 0 in a new registry.
     public init() {
@@ -90,11 +89,21 @@ public final class POP3Metrics {
         authQueue = gauge("pop3d_auth_queue_depth")
         storageQueue = gauge("pop3d_storage_queue_depth")
         loopTurn = CoreMetrics.Timer(label: "pop3d_loop_turn_duration_seconds", dimensions: [], factory: f)
-        startTime = gauge("pop3d_start_time_seconds")
+        Self.recordProcessFacts(factory: f)
+    }
+
+    /// Families that describe the process rather than its sessions: a master renders its
+    /// own and leaves out its workers'.
+    static let processFamilies: Set<String> = ["pop3d_start_time_seconds", "pop3d_build_info"]
+
+    /// `pop3d_start_time_seconds` (now) and `pop3d_build_info`.
+    static func recordProcessFacts(factory f: HelpedPrometheusFactory) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        startTime.record(Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
-        gauge("pop3d_build_info", [("version", pop3dVersion), ("swift", Self.swiftVersion)]).record(1)
+        CoreMetrics.Gauge(label: "pop3d_start_time_seconds", dimensions: [], factory: f)
+            .record(Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+        CoreMetrics.Gauge(label: "pop3d_build_info", dimensions: [("version", pop3dVersion), ("swift", swiftVersion)], factory: f)
+            .record(1)
     }
 
     /// The compiler's language version, for `pop3d_build_info{swift=}`.
@@ -300,6 +309,9 @@ struct HelpedPrometheusFactory: MetricsFactory {
         "pop3d_loop_turn_duration_seconds": "Duration of event loop turns (the extra latency every session of the process waits).",
         "pop3d_start_time_seconds": "Unix time the process started, seconds.",
         "pop3d_build_info": "pop3d's version and the Swift compiler version; always 1.",
+        // The master's own, with workers > 1.
+        "pop3d_workers": "Worker processes running (workers > 1).",
+        "pop3d_worker_restarts_total": "Worker processes restarted by the master after an exit (workers > 1).",
     ]
 
     /// The family's name and HELP text (every family of the catalogue has one).
@@ -349,13 +361,5 @@ extension POP3Service {
         let m = POP3Metrics()
         metrics = m
         loop.turnObserver = { ns in m.loopTurn(nanoseconds: ns) }
-    }
-}
-
-extension WorkerMaster {
-    /// The host's `/metrics` body: every worker's series summed, plus the master's own.
-    /// Filled in by the lead (issue 13).
-    public func renderMetrics(into buffer: inout [UInt8]) {
-        buffer.append(contentsOf: Array("# pop3d metrics: not wired yet\n".utf8))
     }
 }
