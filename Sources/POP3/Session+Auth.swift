@@ -94,7 +94,7 @@ extension Session {
             isAuthenticated = true
             // Once per login, for the session-end line (Dovecot's message_bytes, uidl_change).
             counters.maildropOctetsAtLogin = maildropOctets
-            counters.uidlChange = UIDLChange(uids: uids)
+            counters.uidlChange = listing.uidlChange ?? UIDLChange(uids: uids)
             out.write("+OK maildrop has ")
             out.write(decimal: count)
             out.write(" messages (")

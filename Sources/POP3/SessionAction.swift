@@ -163,10 +163,14 @@ public struct MaildropListing: Equatable, Sendable {
     public var sizes: [Int]
     /// UIDL unique-ids (RFC 1939 §7: 1 to 70 characters in 0x21...0x7E).
     public var uids: [String]
+    /// `UIDLChange(uids: uids)`, computed where the listing was made (a storage worker for a
+    /// large maildrop); nil lets the session compute it.
+    public var uidlChange: UIDLChange?
 
-    public init(sizes: [Int], uids: [String]) {
+    public init(sizes: [Int], uids: [String], uidlChange: UIDLChange? = nil) {
         self.sizes = sizes
         self.uids = uids
+        self.uidlChange = uidlChange
     }
 }
 

@@ -14,8 +14,11 @@
 /// the field). Any change of any one unique-id changes the hash; the order of the listing
 /// does not (XOR), and two equal unique-ids cancel out, which RFC 1939 §7 does not allow anyway.
 ///
-/// Cost: computed once at login (`Session.loginFinished`), one table lookup per octet of the
-/// unique-ids (about 3 MB of CRC for 100,000 messages), nothing per command, no allocation.
+/// Cost: one table lookup per octet of the unique-ids, about 1 ms per 10,000 messages (release
+/// build, 40-octet unique-ids; `swiftc -O` loop over `CRC32.checksum`, median of 7), once per
+/// login, nothing per command, no allocation. So it is computed where the listing is made
+/// (`MaildropListing.uidlChange`): on a storage worker for a maildrop too large to list on the
+/// loop, on the loop only for a quick listing (at most 256 messages, some 20 µs).
 public struct UIDLChange: Equatable, Sendable, CustomStringConvertible {
     /// Messages in the listing.
     public var count: Int
@@ -27,14 +30,22 @@ public struct UIDLChange: Equatable, Sendable, CustomStringConvertible {
         self.hash = hash
     }
 
+    /// The fingerprint of an empty listing; `add` each unique-id.
+    public init() {
+        self.init(count: 0, hash: 0)
+    }
+
     /// The fingerprint of `uids`.
     public init(uids: [String]) {
-        var hash: UInt32 = 0
-        for uid in uids {
-            var uid = uid
-            hash ^= uid.withUTF8 { CRC32.checksum($0) }
-        }
-        self.init(count: uids.count, hash: hash)
+        self.init()
+        for uid in uids { add(uid) }
+    }
+
+    /// Adds one unique-id of the listing.
+    public mutating func add(_ uid: String) {
+        var uid = uid
+        hash ^= uid.withUTF8 { CRC32.checksum($0) }
+        count += 1
     }
 
     /// `count/hash`, the hash as 8 lowercase hex digits: one log token.

@@ -8,12 +8,19 @@ import Reactor
 /// creates it and never touches it again; from then on only the loop thread uses it.
 struct OpenedMaildrop: @unchecked Sendable {
     let result: Result<Maildrop, MaildropError>
+    /// The session-end line's `uidl_change=`, hashed here on the worker: for a large maildrop
+    /// it costs milliseconds (`UIDLChange`).
+    var uidlChange: UIDLChange?
 
     init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, cancellation: CancellationFlag) {
         do {
-            result = .success(try Maildrop.open(
+            let drop = try Maildrop.open(
                 path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelaySeconds,
-                cancellation: cancellation))
+                cancellation: cancellation)
+            var change = UIDLChange()
+            for m in drop.messages { change.add(m.uid) }
+            uidlChange = change
+            result = .success(drop)
         } catch {
             result = .failure(error)
         }
@@ -117,7 +124,7 @@ extension POP3Connection {
             }
             self.endStorageJob(job, cancel: false)
             self.settle(.authenticating(penalty: nil, job: nil))
-            self.maildropOpened(opened.result, user: user)
+            self.maildropOpened(opened.result, user: user, uidlChange: opened.uidlChange)
         }
         if case .queued = submitted {
             enter(.openingMaildrop(job))
@@ -127,7 +134,9 @@ extension POP3Connection {
         }
     }
 
-    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String) {
+    /// `uidlChange` is nil for a maildrop listed on the loop (at most `Maildrop.quickEntryLimit`
+    /// messages): hashed here, in the loop that copies the listing anyway.
+    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String, uidlChange: UIDLChange? = nil) {
         switch result {
         case .success(let drop):
             maildrop = drop
@@ -147,15 +156,17 @@ extension POP3Connection {
             var uids: [String] = []
             sizes.reserveCapacity(drop.count)
             uids.reserveCapacity(drop.count)
+            var change = uidlChange ?? UIDLChange()
             for m in drop.messages {
                 sizes.append(m.size)
                 uids.append(m.uid)
+                if uidlChange == nil { change.add(m.uid) }
             }
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
-            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
+            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change)))
         case .failure(.inUse):
             loginFinished(.inUse)
         case .failure(.loginDelay(let left)):

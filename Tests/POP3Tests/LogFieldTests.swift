@@ -76,6 +76,21 @@ import Testing
         #expect(UIDLChange(uids: ["a", "b"]) != UIDLChange(uids: ["a", "c"]))
     }
 
+    /// The glue hashes a large listing on a storage worker and hands the result over; the
+    /// session takes it rather than hash on the loop.
+    @Test func aPrecomputedFingerprintIsTaken() {
+        var session = Session(config: Harness.config())
+        var out = ByteArraySink()
+        _ = Array("USER alice".utf8).withUnsafeBytes { session.handleLine($0, out: &out) }
+        _ = Array("PASS x".utf8).withUnsafeBytes { session.handleLine($0, out: &out) }
+        let given = UIDLChange(count: 1, hash: 0x1234_5678)
+        _ = session.loginFinished(.success(MaildropListing(sizes: [5], uids: ["u"], uidlChange: given)), out: &out)
+        #expect(session.counters.uidlChange == given)
+        var added = UIDLChange()
+        for uid in Harness.uids { added.add(uid) }
+        #expect(added == UIDLChange(uids: Harness.uids))
+    }
+
     @Test func crc32IsZlibs() {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)  // the standard check value
         #expect(CRC32.checksum([UInt8]()) == 0)

@@ -282,3 +282,21 @@ def test_a_second_session_sees_the_uidl_change_the_first_made(mailhost):
     assert first["uidl_change"].startswith("2/") and second["uidl_change"].startswith("1/")
     assert first["uidl_change"] != second["uidl_change"]
     assert first["del"].startswith("1/") and second["del"] == "0/0"
+
+
+def test_uidl_change_of_a_maildrop_listed_on_the_storage_workers(mailhost):
+    # More than the 256 messages listed on the loop: listed, and hashed, on a storage worker.
+    for i in range(300):
+        mailhost.deliver("carol", b"Subject: %d\n\nx\n" % i, seconds=1_700_000_000 + i)
+    server = serve(mailhost)
+    raw = connect(server)
+    assert raw.cmd("USER carol").startswith(b"+OK")
+    assert raw.cmd(f"PASS {USERS['carol']}").startswith(b"+OK maildrop has 300 messages")
+    assert raw.cmd("UIDL").startswith(b"+OK")
+    crc = 0
+    for line in raw.multiline():
+        crc ^= zlib.crc32(line.split()[1])
+    assert raw.cmd("QUIT").startswith(b"+OK")
+    wait_for(lambda: [e for e in session_ends(server) if e.get("user") == "carol"], what="carol's session end")
+    [end] = [e for e in session_ends(server) if e.get("user") == "carol"]
+    assert end["uidl_change"] == f"300/{crc:08x}", end
