@@ -300,3 +300,19 @@ def test_uidl_change_of_a_maildrop_listed_on_the_storage_workers(mailhost):
     wait_for(lambda: [e for e in session_ends(server) if e.get("user") == "carol"], what="carol's session end")
     [end] = [e for e in session_ends(server) if e.get("user") == "carol"]
     assert end["uidl_change"] == f"300/{crc:08x}", end
+
+
+def test_no_log_line_carries_more_than_256_octets_of_a_name(mailhost):
+    # A 300-octet name with a 300-octet password: the "password longer than ..." notice and
+    # the failed-login line both name the user, both cut.
+    server = serve(mailhost, env={"POP3D_LOG_LEVEL": "debug"})
+    raw = connect(server)
+    assert raw.cmd("AUTH PLAIN").startswith(b"+ ")
+    assert raw.cmd(B64(b"\0" + b"n" * 300 + b"\0" + b"p" * 300)).startswith(b"-ERR [AUTH]")
+    raw.cmd("QUIT")
+    wait_for(lambda: [e for e in session_ends(server) if "user.truncated" in e], what="the session end")
+    named = [dict(log_fields(l)[1]) for l in raw_log(server).decode().splitlines() if " user=" in l]
+    assert len(named) >= 3, named  # the notice, the failed login, the session end
+    for fields in named:
+        if fields["user"] != "-":
+            assert fields["user"] == "n" * MAX_LOGGED_NAME and fields["user.truncated"] == "300", fields
