@@ -260,7 +260,10 @@ final class POP3Connection: ConnectionDelegate {
     }
 
     var metadata: Logger.Metadata {
-        clientMetadata(["connection.id": "\(connection.id)", "user": "\(session.user ?? "-")"])
+        var fields: Logger.Metadata = ["connection.id": "\(connection.id)"]
+        // Cut like the failed-login line's name (`LoggedOctets.maxOctets`).
+        if let user = session.user { fields.setUserName(user.utf8) } else { fields["user"] = "-" }
+        return clientMetadata(fields)
     }
 
     /// The client as log lines name it: the PROXY header's source when there was one (the
