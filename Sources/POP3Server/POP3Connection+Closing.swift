@@ -163,6 +163,7 @@ extension POP3Connection {
                 metrics.retrievedMessages.increment(by: Int64(c.messagesRetrieved))
                 metrics.retrievedBytes.increment(by: Int64(clamping: c.octetsRetrieved))
             }
+            if c.topCount > 0 { metrics.topMessages.increment(by: Int64(c.topCount)) }
             if c.messagesDeleted > 0 { metrics.deletedMessages.increment(by: Int64(c.messagesDeleted)) }
             if tlsHandshaking { metrics.tlsHandshake(ok: false, version: nil) }
         }

@@ -37,11 +37,7 @@ extension POP3Connection {
     /// before the verification, so waiting attackers hold no hashing worker); then the
     /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
     func authenticate(_ request: AuthRequest) {
-        switch request {
-        case .password: loginMechanism = .user
-        case .apop: loginMechanism = .apop
-        case .cramMD5: loginMechanism = .cramMD5
-        }
+        loginMechanism = request.mechanism
         enter(.authenticating(penalty: nil, job: nil))
         afterPenalty { $0.verify(request) }
     }
@@ -218,9 +214,9 @@ extension POP3Connection {
     // MARK: SASL relay (SCRAM-SHA-256)
 
     func saslStep(_ step: SASLStep) {
-        loginMechanism = .scramSHA256
-        enter(.authenticating(penalty: nil, job: nil))
         let mechanism = LoginMechanism(step.mechanism)
+        loginMechanism = mechanism
+        enter(.authenticating(penalty: nil, job: nil))
         switch step.index {
         case 0:
             // The start of a SCRAM exchange is the start of an attempt: the penalty comes first.

@@ -92,7 +92,7 @@ final class POP3Connection: ConnectionDelegate {
     /// handshake runs inside the transport's reads, whatever the phase.
     var handshakeTimer: TimerID?
     /// The mechanism of the login under way, for `pop3d_logins_total`.
-    var loginMechanism = LoginMechanismLabel.user
+    var loginMechanism = LoginMechanism.user
     var loggedIn = false
     /// pump() is on the stack.
     var pumping = false
