@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <string.h>
 #include "cshim_process.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,30 @@ void *cshim_map_shared(int fd, uint64_t bytes) {
 uint64_t cshim_atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 
 void cshim_atomic_store_u64(uint64_t *p, uint64_t value) { __atomic_store_n(p, value, __ATOMIC_SEQ_CST); }
+
+// The classic sequence lock (as the kernel's seqcount): the writer makes the count odd,
+// fences, writes, fences, makes it even; the reader reads the count, copies, fences and
+// reads it again, and keeps the copy only if the count was even and did not change.
+void cshim_seqlock_write(uint64_t *seq, uint64_t *length_word, void *dst, const void *src, uint64_t length) {
+    uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+    __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(dst, src, length);
+    __atomic_store_n(length_word, length, __ATOMIC_RELAXED);
+    __atomic_store_n(seq, s + 2, __ATOMIC_RELEASE);
+}
+
+int64_t cshim_seqlock_read(const uint64_t *seq, const uint64_t *length_word, const void *src,
+                           void *out, uint64_t capacity) {
+    uint64_t before = __atomic_load_n(seq, __ATOMIC_ACQUIRE);
+    if (before & 1) return -1;
+    uint64_t length = __atomic_load_n(length_word, __ATOMIC_RELAXED);
+    if (length > capacity) return -1;
+    memcpy(out, src, length);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    uint64_t after = __atomic_load_n(seq, __ATOMIC_RELAXED);
+    return before == after ? (int64_t)length : -1;
+}
 
 int cshim_usable_cpus(void) {
     cpu_set_t set;

@@ -62,6 +62,9 @@ public struct Session: Sendable {
     /// client message handed out last.
     var relay: SASLRelay?
     public internal(set) var counters = SessionCounters()
+    /// The keyword of the last line `counters.commands` counted; nil when that line named no
+    /// known command (the glue's per-command metric).
+    public private(set) var lastCommand: CommandKeyword?
 
     public init(config: SessionConfig) {
         self.config = config
@@ -125,6 +128,7 @@ public struct Session: Sendable {
             return .none
         }
         counters.commands += 1
+        lastCommand = nil
         if ByteScan.containsControl(line) {
             return badCommand("-ERR invalid characters in command\r\n", out: &out)
         }
@@ -142,6 +146,7 @@ public struct Session: Sendable {
             }
             return badCommand("-ERR unknown command\r\n", out: &out)
         }
+        lastCommand = keyword
         let table = phase == .authorization ? CommandKeyword.authorizationTable : CommandKeyword.transactionTable
         guard table.contains(keyword) else {
             return badCommand("-ERR command not valid in this state\r\n", out: &out)
@@ -177,6 +182,7 @@ public struct Session: Sendable {
             return badCommand("-ERR authentication response too long\r\n", out: &out)
         default:
             counters.commands += 1
+            lastCommand = nil
             return badCommand("-ERR line too long\r\n", out: &out)
         }
     }
@@ -194,14 +200,16 @@ public struct Session: Sendable {
         phase = .closed
     }
 
-    /// The glue removed the messages of `.commitDeletions`; `failed` could not be.
-    public mutating func updateFinished(failed: Int, out: inout some ReplySink) -> SessionAction {
+    /// The glue removed the messages of `.commitDeletions`; `failed` of them, of `failedOctets`
+    /// listed octets together, could not be.
+    public mutating func updateFinished(failed: Int, failedOctets: Int = 0, out: inout some ReplySink) -> SessionAction {
         guard phase == .update else {
             phase = .closed
             return .close
         }
         phase = .closed
         counters.messagesDeleted = max(0, deletedCount - failed)
+        counters.octetsDeleted = Int(clamping: max(0, deletedOctets - Int128(max(0, failedOctets))))
         if failed > 0 {
             // RFC 1939 §6: an -ERR here means some deleted messages were not removed.
             out.write("-ERR [SYS/TEMP] some deleted messages not removed\r\n")

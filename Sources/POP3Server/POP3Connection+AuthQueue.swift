@@ -16,6 +16,10 @@ extension POP3Connection {
         let ns = seconds <= 0 && attoseconds <= 0
             ? 0 : UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
         if ns == 0 { return next(self) }
+        if let metrics = service.metrics {
+            metrics.penalties.increment()
+            metrics.penaltySeconds.increment(by: Double(ns) / 1e9)
+        }
         let timer = service.loop.scheduleTimer(after: ns) { [weak self] in
             // Leaving `.authenticating` cancels this timer (`releasePhaseResources`); a
             // connection gone meanwhile is nil here.

@@ -37,6 +37,7 @@ extension POP3Connection {
         transport.onHandshakeComplete = { [weak self] stream in
             guard let self else { return }
             self.cancelHandshakeWatch()
+            self.service.metrics?.tlsHandshake(ok: true, version: stream.protocolVersion)
             logger.debug("TLS handshake done", metadata: self.metadata.merging([
                 "tls.version": "\(stream.protocolVersion)",
                 "tls.cipher": "\(stream.cipher ?? "-")",
@@ -44,6 +45,12 @@ extension POP3Connection {
                 "tls.alpn": "\(stream.negotiatedALPN ?? "-")",
             ]) { $1 })
         }
+    }
+
+    /// The session was closed by `tls_handshake_timeout` (whose timer is gone by then).
+    func ended(byHandshakeTimeout reason: EndReason?) -> Bool {
+        if case .tlsFailure("handshake timeout") = reason { return true }
+        return false
     }
 
     /// Idempotent.

@@ -91,6 +91,8 @@ final class POP3Connection: ConnectionDelegate {
     /// `tls_handshake_timeout` for this session's handshake (POP3Connection+TLS.swift). The
     /// handshake runs inside the transport's reads, whatever the phase.
     var handshakeTimer: TimerID?
+    /// The mechanism of the login under way, for `pop3d_logins_total`.
+    var loginMechanism = LoginMechanism.user
     var loggedIn = false
     /// pump() is on the stack.
     var pumping = false
@@ -132,12 +134,23 @@ final class POP3Connection: ConnectionDelegate {
     /// job, an open message file). The only writer of `phase`.
     func enter(_ next: Phase) {
         releasePhaseResources()
+        countUpdateState(next)
         phase = next
+    }
+
+    /// Keeps `service.updatingCount` (the UPDATE state's gauge) in step with the phases.
+    private func countUpdateState(_ next: Phase) {
+        let was: Bool
+        if case .updating = phase { was = true } else { was = false }
+        let will: Bool
+        if case .updating = next { will = true } else { will = false }
+        if was != will { service.updatingCount += will ? 1 : -1 }
     }
 
     /// Moves to `next` after the phase's resource completed by itself (a timer that fired, a
     /// job whose completion runs): there is nothing left to cancel.
     func settle(_ next: Phase) {
+        countUpdateState(next)
         phase = next
     }
 
@@ -170,9 +183,14 @@ final class POP3Connection: ConnectionDelegate {
                 case .needMore:
                     break
                 case .line(let range):
+                    let counted = session.counters.commands
                     action = session.handleLine(UnsafeRawBufferPointer(rebasing: bytes[range]), out: &sink)
+                    if let metrics = service.metrics, session.counters.commands != counted {
+                        metrics.command(session.lastCommand)
+                    }
                 case .tooLong:
                     action = session.lineTooLong(out: &sink)
+                    service.metrics?.command(nil)
                 }
                 return consumed
             }
@@ -242,7 +260,10 @@ final class POP3Connection: ConnectionDelegate {
     }
 
     var metadata: Logger.Metadata {
-        clientMetadata(["connection.id": "\(connection.id)", "user": "\(session.user ?? "-")"])
+        var fields: Logger.Metadata = ["connection.id": "\(connection.id)"]
+        // Cut like the failed-login line's name (`LoggedOctets.maxOctets`).
+        if let user = session.user { fields.setUserName(user.utf8) } else { fields["user"] = "-" }
+        return clientMetadata(fields)
     }
 
     /// The client as log lines name it: the PROXY header's source when there was one (the

@@ -64,6 +64,7 @@ extension POP3Service {
     /// dropped), so that the new connection gets its slot.
     func evictOldestPreLogin(for newClient: String) {
         guard let oldest = preLogin.oldest else { return }
+        metrics?.evicted.increment()
         preLogin.remove(oldest)
         logger.notice("pre-login connection evicted: max_unauthenticated (\(config.maxUnauthenticated)) reached", metadata: [
             "connection.id": "\(oldest.connection.id)", "client": "\(oldest.clientName)",

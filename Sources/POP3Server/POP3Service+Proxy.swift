@@ -133,6 +133,7 @@ extension POP3Service {
     /// other rule wait for the header's address.
     func acceptFromBalancer(_ socket: AcceptedSocket, implicitTLS: Bool) {
         if isDraining || connectionCount + pendingProxyHeaders.count >= config.maxConnections {
+            metrics?.refused(isDraining ? .shuttingDown : .totalCap)
             logger.notice("connection refused: \(isDraining ? "shutting down" : "max_connections (\(config.maxConnections)) reached")",
                           metadata: ["proxy": "\(socket.peer)"])
             Glibc.close(socket.fd)

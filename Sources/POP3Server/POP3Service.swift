@@ -52,6 +52,10 @@ public final class POP3Service {
     /// Connections not yet logged in (`max_unauthenticated` counts them).
     public var unauthenticatedCount: Int { preLogin.count }
     public private(set) var loggedInCount = 0
+    /// Sessions in the UPDATE state (removing messages after QUIT), for `pop3d_sessions`.
+    var updatingCount = 0
+    /// This process's metrics; nil when they are off (`enableMetrics`).
+    public internal(set) var metrics: POP3Metrics?
     public private(set) var sessionsServed = 0
     private var perAddress: [IPAddress: Int] = [:]
     /// Hashes queued or running per client address (`auth_max_queued_per_ip`).
@@ -163,6 +167,7 @@ public final class POP3Service {
     /// `proxy_networks` first reads its PROXY header (POP3Service+Proxy.swift), and the limits
     /// apply to the address the header gives.
     public func accept(_ socket: AcceptedSocket, implicitTLS: Bool) {
+        metrics?.accepted(implicitTLS: implicitTLS)
         let address = IPAddress(bytes: socket.peer.addressBytes)
         if let address, !proxyNetworks.networks.isEmpty, proxyNetworks.contains(address) {
             acceptFromBalancer(socket, implicitTLS: implicitTLS)
@@ -179,7 +184,8 @@ public final class POP3Service {
                       tlsTransport: TLSTransport?, proxy: ProxiedClient?) {
         // Formatted only for a log line: no string per accepted connection.
         func clientName() -> String { proxy?.clientName ?? "\(connection.peer)" }
-        if let refusal = limitRefusal(address) {
+        if let (refusal, reason) = limitRefusal(address) {
+            metrics?.refused(reason)
             var metadata: Logger.Metadata = ["client": "\(clientName())"]
             if proxy != nil { metadata["proxy"] = "\(connection.peer)" }
             logger.notice("connection refused: \(refusal)", metadata: metadata)
@@ -210,19 +216,19 @@ public final class POP3Service {
         session.start()
     }
 
-    private func limitRefusal(_ address: IPAddress?) -> String? {
-        if isDraining { return "shutting down" }
+    private func limitRefusal(_ address: IPAddress?) -> (String, RefusalReason)? {
+        if isDraining { return ("shutting down", .shuttingDown) }
         if let capacity = acceptCapacity, connectionCount >= capacity {
-            return "descriptor limit (\(capacity) connections per worker) reached on every worker"
+            return ("descriptor limit (\(capacity) connections per worker) reached on every worker", .descriptorLimit)
         }
         let onHost = connectionCount &+ (hostShare?.otherWorkersConnections() ?? 0)
-        if onHost >= config.maxConnections { return "max_connections (\(config.maxConnections)) reached" }
+        if onHost >= config.maxConnections { return ("max_connections (\(config.maxConnections)) reached", .totalCap) }
         // max_unauthenticated evicts instead of refusing (accept). trusted_networks are exempt
         // from the per-address cap: a webmail host or a proxy speaks for many users; so are the
         // load balancers of proxy_networks (a connection whose header named no client).
         if let address, perAddress[address, default: 0] >= config.maxConnectionsPerIP, !trusted.contains(address),
            !proxyNetworks.contains(address) {
-            return "max_connections_per_ip (\(config.maxConnectionsPerIP)) reached"
+            return ("max_connections_per_ip (\(config.maxConnectionsPerIP)) reached", .perAddressCap)
         }
         return nil
     }

@@ -26,6 +26,11 @@ public final class ServerRunner {
     var metrics: MetricsEndpoint?
     private(set) var service: POP3Service!
     private var scoreboard: Scoreboard?
+    /// Worker of a master that serves `/metrics`: where this worker leaves its snapshot.
+    private var metricsShare: MetricsShare?
+    /// Reused for every snapshot: no allocation per heartbeat once it has grown.
+    private var metricsBuffer: [UInt8] = []
+    private var metricsTooLargeLogged = false
     private var lastStatus = ""
     private var stopping = false
 
@@ -79,6 +84,10 @@ public final class ServerRunner {
             guard getppid() == worker.masterPID else { throw ConfigError("worker \(worker.id): the master (pid \(worker.masterPID)) is gone") }
             _ = cshim_set_cloexec(worker.scoreboardFD, 1)
             _ = cshim_set_cloexec(worker.wakeFD, 1)
+            if let fd = worker.metricsFD {
+                _ = cshim_set_cloexec(fd, 1)
+                metricsShare = try MetricsShare(inheritedFD: fd)
+            }
             // The master raised the limit and warned if it is short; workers inherit it.
             Self.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger, warn: false)
             for entry in worker.listeners {
@@ -90,6 +99,7 @@ public final class ServerRunner {
         }
         service = try POP3Service(config: config, loop: loop, logger: logger)
         service.configSource = configSource
+        if metricsShare != nil { service.enableMetrics() }
         if let worker, let scoreboard {
             service.hostShare = WorkerShare(scoreboard: scoreboard, id: worker.id)
             // Other workers wait on the same sockets: one that cannot carry more sessions
@@ -144,6 +154,8 @@ public final class ServerRunner {
         metrics?.close()
         logger.info("stopped", metadata: ["sessions.served": "\(service.sessionsServed)"])
         if let worker, let scoreboard { publishCounts(scoreboard.slot(worker.id)) }
+        // The last counts, so the master's host totals include this worker's final sessions.
+        publishMetrics()
         return 0
     }
 
@@ -153,7 +165,20 @@ public final class ServerRunner {
         let slot = scoreboard.slot(worker.id)
         slot[.heartbeat] = cshim_monotonic_ns()
         publishCounts(slot)
+        publishMetrics()
         _ = loop.scheduleTimer(after: Self.heartbeatIntervalNanoseconds) { [weak self] in self?.heartbeat() }
+    }
+
+    /// Worker: this process's metrics into its slot of the master's metrics area (with the
+    /// heartbeat, so a scrape of the master sees counts at most that old).
+    private func publishMetrics() {
+        guard let worker, let metricsShare else { return }
+        metricsBuffer.removeAll(keepingCapacity: true)
+        service.renderMetrics(into: &metricsBuffer)
+        if !metricsShare.publish(worker: worker.id, metricsBuffer), !metricsTooLargeLogged {
+            metricsTooLargeLogged = true
+            logger.error("metrics snapshot of \(metricsBuffer.count) octets does not fit MetricsShare.slotBytes (\(MetricsShare.slotBytes)); the master shows an older one")
+        }
     }
 
     private func publishCounts(_ slot: Scoreboard.Slot) {

@@ -22,6 +22,8 @@ public struct WorkerContext: Sendable, Equatable {
     /// The master loop's eventfd: one 8-octet write wakes it (ready, reloaded).
     public var wakeFD: Int32
     public var listeners: [ListenerDescriptor]
+    /// The metrics area's memfd (`MetricsShare`), when the master serves `/metrics`.
+    public var metricsFD: Int32?
 
     public struct ListenerDescriptor: Sendable, Equatable {
         public var fd: Int32
@@ -34,7 +36,9 @@ public struct WorkerContext: Sendable, Equatable {
         }
     }
 
-    public init(id: Int, masterPID: Int32, scoreboardFD: Int32, wakeFD: Int32, listeners: [ListenerDescriptor]) {
+    public init(id: Int, masterPID: Int32, scoreboardFD: Int32, wakeFD: Int32, listeners: [ListenerDescriptor],
+                metricsFD: Int32? = nil) {
+        self.metricsFD = metricsFD
         self.id = id
         self.masterPID = masterPID
         self.scoreboardFD = scoreboardFD
@@ -45,7 +49,8 @@ public struct WorkerContext: Sendable, Equatable {
     /// The variable's value.
     public var encoded: String {
         let list = listeners.map { "\($0.fd):\($0.implicitTLS ? "tls" : "plain"):\($0.name ?? "")" }
-        return "id=\(id) master=\(masterPID) scoreboard=\(scoreboardFD) wake=\(wakeFD) listeners=\(list.joined(separator: ","))"
+        let metrics = metricsFD.map { " metrics=\($0)" } ?? ""
+        return "id=\(id) master=\(masterPID) scoreboard=\(scoreboardFD) wake=\(wakeFD) listeners=\(list.joined(separator: ","))\(metrics)"
     }
 
     /// Parses a value; nil when anything is missing or malformed (the caller says so and exits).
@@ -69,7 +74,12 @@ public struct WorkerContext: Sendable, Equatable {
                                                 name: parts[2].isEmpty ? nil : String(parts[2])))
         }
         guard !listeners.isEmpty else { return nil }
-        self.init(id: id, masterPID: master, scoreboardFD: board, wakeFD: wake, listeners: listeners)
+        var metricsFD: Int32? = nil
+        if let text = fields["metrics"] {
+            guard let fd = Int32(text), fd >= 0 else { return nil }
+            metricsFD = fd
+        }
+        self.init(id: id, masterPID: master, scoreboardFD: board, wakeFD: wake, listeners: listeners, metricsFD: metricsFD)
     }
 
     /// This process's context: nil when it is not a worker (no variable). A variable that

@@ -63,14 +63,20 @@ public final class WorkerMaster {
     let config: ServerConfig
     let logger: Logger
     let loop: EventLoop
+    /// The workers publish their metrics and this master serves the host's `/metrics`.
+    public var collectsMetrics = false
     private var listeners: [(listener: Listener, implicitTLS: Bool)] = []
     /// `metrics_listen`: served here, from this loop, with every worker's series summed
     /// (`renderMetrics`). Close-on-exec, so no worker inherits it.
     private var metricsListener: Listener?
     private var metrics: MetricsEndpoint?
     private var scoreboard: Scoreboard!
+    /// The workers' metrics snapshots, when this master serves `/metrics` (WorkerMaster+Metrics.swift).
+    var metricsShare: MetricsShare?
+    /// What the master keeps of the workers' metrics (WorkerMaster+Metrics.swift).
+    var metricsState = MasterMetricsState()
     private var waker: Waker!
-    private var workers: [Worker] = []
+    private(set) var workers: [Worker] = []
     private var phase = Phase.starting
     /// Sessions served by worker processes that have exited (their slots were cleared).
     private var servedByExited: UInt64 = 0
@@ -103,7 +109,11 @@ public final class WorkerMaster {
         waker = try loop.makeWaker { [unowned self] in self.readScoreboard() }
         // The descriptors a worker inherits. Kept inheritable for the master's life: it
         // starts nothing but workers.
-        for fd in listeners.map(\.listener.fd) + [scoreboard.fd, waker.descriptor] {
+        if collectsMetrics {
+            metricsShare = try MetricsShare(creatingFor: config.workers)
+            metricsState.master = MasterMetrics()
+        }
+        for fd in listeners.map(\.listener.fd) + [scoreboard.fd, waker.descriptor] + (metricsShare.map { [$0.fd] } ?? []) {
             guard cshim_set_cloexec(fd, 0) == 0 else { throw ConfigError("workers: fcntl(\(fd)): \(errnoText())") }
         }
         try loop.onSignals([SIGTERM, SIGINT, SIGHUP, SIGCHLD]) { [unowned self] signo in
@@ -149,7 +159,8 @@ public final class WorkerMaster {
     /// Spawns the worker of slot `id`. A spawn that fails counts as an exit of that slot.
     private func start(_ id: Int) {
         let context = WorkerContext(id: id, masterPID: getpid(), scoreboardFD: scoreboard.fd,
-                                    wakeFD: waker.descriptor, listeners: listenerDescriptors)
+                                    wakeFD: waker.descriptor, listeners: listenerDescriptors,
+                                    metricsFD: metricsShare?.fd)
         let slot = scoreboard.slot(id)
         slot.clear()
         slot.state = .starting
@@ -207,6 +218,7 @@ public final class WorkerMaster {
             let slot = scoreboard.slot(id)
             servedByExited &+= slot[.sessionsServed]
             slot.clear()
+            retireMetrics(of: id)
             workers[index].pid = nil
             var description = exited != 0 ? "exit status \(code)" : "killed by signal \(signo)\(core != 0 ? " (core dumped)" : "")"
             if workers[index].killedAsHung { description += " after its loop hung" }
@@ -256,6 +268,7 @@ public final class WorkerMaster {
         // The first restart is immediate; repeated exits back off (100 ms, 200 ms, … at most
         // 1 s), so a cause that lasts a moment (a passwd-file being rewritten) does not use
         // up the start limit in a few milliseconds.
+        metricsState.master?.restarts.increment()
         let delay = Self.restartDelay(recentExits: exits.count)
         if delay == 0 { return start(id) }
         logger.notice("worker \(id) starts again in \(delay / 1_000_000) ms")
@@ -329,6 +342,7 @@ public final class WorkerMaster {
         }
         readScoreboard()
         publishStatus(force: false)
+        cacheMetricSnapshots()
         _ = loop.scheduleTimer(after: Self.tickNanoseconds) { [weak self] in self?.tick() }
     }
 

@@ -73,6 +73,7 @@ extension EventLoop {
         turnStats.turns &+= 1
         turnStats.lastNanoseconds = took
         if took > turnStats.maxNanoseconds { turnStats.maxNanoseconds = took }
+        turnObserver?(took)
         if loopLagWarningNanoseconds > 0, took > loopLagWarningNanoseconds {
             turnStats.slowTurns &+= 1
             if !turn.warnedOnce || end &- turn.lastWarning >= Self.loopLagWarningInterval {

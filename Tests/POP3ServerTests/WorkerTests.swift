@@ -19,6 +19,15 @@ import Testing
         #expect(WorkerContext(parsing: text) == Self.sample)
     }
 
+    /// The metrics area's descriptor travels only when the master serves `/metrics`.
+    @Test func metricsDescriptorRoundTrips() {
+        var context = Self.sample
+        context.metricsFD = 9
+        #expect(context.encoded.hasSuffix(" metrics=9"))
+        #expect(WorkerContext(parsing: context.encoded) == context)
+        #expect(WorkerContext(parsing: Self.sample.encoded)?.metricsFD == nil)
+    }
+
     @Test func fieldOrderDoesNotMatter() {
         let text = "listeners=3:plain:pop3 wake=6 scoreboard=5 master=1234 id=1"
         let parsed = WorkerContext(parsing: text)
@@ -45,6 +54,8 @@ import Testing
         "id=2 master=1234 scoreboard=5 wake=6 listeners=3:plain:pop3,x:tls:pop3s",
         "id=2 master=99999999999 scoreboard=5 wake=6 listeners=3:plain:pop3",  // not an Int32
         "id=2 master=1234 scoreboard=5 wake=6 listeners=3:plain:pop3 stray",   // a part without '='
+        "id=2 master=1234 scoreboard=5 wake=6 listeners=3:plain:pop3 metrics=-1",
+        "id=2 master=1234 scoreboard=5 wake=6 listeners=3:plain:pop3 metrics=x",
     ])
     func malformedValuesAreRefused(text: String) {
         #expect(WorkerContext(parsing: text) == nil)

@@ -20,6 +20,15 @@ void *cshim_map_shared(int fd, uint64_t bytes);
 uint64_t cshim_atomic_load_u64(const uint64_t *p);
 void cshim_atomic_store_u64(uint64_t *p, uint64_t value);
 
+/// A sequence lock over a block of shared memory written by one process and read by
+/// others (the workers' metrics snapshots): `seq` is odd while a write is under way.
+/// Writer: publishes `length` octets of `src` into `dst` and `*length_word`.
+void cshim_seqlock_write(uint64_t *seq, uint64_t *length_word, void *dst, const void *src, uint64_t length);
+/// Reader: copies at most `capacity` octets into `out`; returns the length copied, or -1
+/// when a write was under way or overlapped the copy (try again, or keep an older copy).
+int64_t cshim_seqlock_read(const uint64_t *seq, const uint64_t *length_word, const void *src,
+                           void *out, uint64_t capacity);
+
 /// CPUs this process may run on (sched_getaffinity + CPU_COUNT, which honours taskset and
 /// systemd's CPUAffinity=), else sysconf(_SC_NPROCESSORS_ONLN), at least 1.
 int cshim_usable_cpus(void);
