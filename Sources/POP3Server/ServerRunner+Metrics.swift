@@ -6,6 +6,7 @@ extension ServerRunner {
     /// A worker never has a metrics listener: its master serves the host's.
     func startMetrics() throws {
         guard worker == nil, let metricsListener, let service else { return }
+        service.enableMetrics()
         metrics = try MetricsEndpoint(loop: loop, listener: metricsListener, logger: logger) { [unowned service] in
             service.renderMetrics(into: &$0)
         }

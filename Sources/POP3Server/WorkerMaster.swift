@@ -105,6 +105,8 @@ public final class WorkerMaster {
         // limit) and inherited; each worker checks again.
         ServerRunner.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger)
         (listeners, metricsListener) = try ServerRunner.openListeners(config: config)
+        // `metrics_listen` or systemd's `metrics` socket: the workers publish, this loop serves.
+        if metricsListener != nil { collectsMetrics = true }
         scoreboard = try Scoreboard(creatingFor: config.workers)
         waker = try loop.makeWaker { [unowned self] in self.readScoreboard() }
         // The descriptors a worker inherits. Kept inheritable for the master's life: it
