@@ -13,7 +13,11 @@ final class MetricsClient: ConnectionDelegate {
     /// Input read and dropped after that response (`MetricsEndpoint.maxLingerBytes`).
     private var dropped = 0
 
-    init(endpoint: MetricsEndpoint, connection: Connection) {
+    /// Accept order (`MetricsEndpoint.maxConnections` closes the oldest).
+    let serial: UInt64
+
+    init(endpoint: MetricsEndpoint, connection: Connection, serial: UInt64) {
+        self.serial = serial
         self.endpoint = endpoint
         self.connection = connection
         // Room for a whole head: the parser, not the connection's input limit, decides

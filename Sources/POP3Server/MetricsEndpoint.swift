@@ -15,7 +15,7 @@ import Reactor
 /// Bounded like everything else (README, "Limits"): a request head of at most
 /// `maxHeadBytes`, complete within `headTimeoutNanoseconds` (a slow client is answered 408
 /// and closed), an idle keep-alive connection closed after `keepAliveTimeoutNanoseconds`, at
-/// most `maxConnections` metrics connections (more are closed at once), at most
+/// most `maxConnections` metrics connections (a new one closes the oldest), at most
 /// `maxRequestsPerTurn` pipelined requests answered per loop turn, and no request content.
 /// Pipelined requests are answered in order, each with one call to `render`.
 public final class MetricsEndpoint {
@@ -30,8 +30,11 @@ public final class MetricsEndpoint {
     /// long is closed (the connection's idle timeout). Prometheus' scrape interval is 15 s by
     /// default, so it keeps its one connection; Go's client drops idle ones after 90 s anyway.
     public static let keepAliveTimeoutNanoseconds: UInt64 = 30_000_000_000
-    /// Metrics connections open at once; a connection beyond it is closed as soon as it is
-    /// accepted. One Prometheus needs one (two during a reload of its configuration).
+    /// Metrics connections open at once. One Prometheus needs one (two during a reload of its
+    /// configuration). At the limit a new connection closes the OLDEST one rather than being
+    /// refused (as `max_unauthenticated` does for POP3): whoever can reach the port could
+    /// otherwise keep Prometheus out with 16 idle connections; this way holding the port
+    /// takes a stream of new connections faster than a scrape.
     public static let maxConnections = 16
     /// Pipelined requests answered for one connection before others get a turn.
     public static let maxRequestsPerTurn = 8
@@ -63,8 +66,10 @@ public final class MetricsEndpoint {
     let render: (inout [UInt8]) -> Void
     private var clients: [ObjectIdentifier: MetricsClient] = [:]
     private var stopped = false
-    /// Connections closed at accept because `maxConnections` were open, since the last log line.
+    /// Connections closed to make room because `maxConnections` were open, since the last log line.
     private var refusedSinceLog = 0
+    /// Counts accepted connections: the oldest has the lowest.
+    private var acceptSerial: UInt64 = 0
     private var lastRefusalLog: UInt64 = 0
     /// Reused for every response: one allocation grows to the largest body, then none.
     var body: [UInt8] = []
@@ -103,10 +108,11 @@ public final class MetricsEndpoint {
     }
 
     private func accept(_ socket: AcceptedSocket) {
-        guard clients.count < limits.maxConnections else {
-            _ = Glibc.close(socket.fd)
+        acceptSerial &+= 1
+        if clients.count >= limits.maxConnections, let oldest = clients.values.min(by: { $0.serial < $1.serial }) {
+            clients.removeValue(forKey: ObjectIdentifier(oldest))
+            oldest.connection.close(flushFirst: false)
             noteRefusal()
-            return
         }
         let connection: Connection
         do {
@@ -117,7 +123,7 @@ public final class MetricsEndpoint {
             ])
             return
         }
-        let client = MetricsClient(endpoint: self, connection: connection)
+        let client = MetricsClient(endpoint: self, connection: connection, serial: acceptSerial)
         clients[ObjectIdentifier(client)] = client
         logger.debug("metrics connection", metadata: ["client": "\(socket.peer)", "connection.id": "\(connection.id)"])
     }
@@ -127,8 +133,8 @@ public final class MetricsEndpoint {
         refusedSinceLog += 1
         let minute: UInt64 = 60_000_000_000
         guard lastRefusalLog == 0 || loop.now &- lastRefusalLog >= minute else { return }
-        logger.warning("metrics connections refused: \(limits.maxConnections) open (the limit)", metadata: [
-            "refused": "\(refusedSinceLog)",
+        logger.warning("metrics connections evicted: \(limits.maxConnections) open (the limit), the oldest closed for a new one", metadata: [
+            "evicted": "\(refusedSinceLog)",
         ])
         refusedSinceLog = 0
         lastRefusalLog = max(1, loop.now)

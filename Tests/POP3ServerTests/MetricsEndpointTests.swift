@@ -277,7 +277,8 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         #expect(client.leftover.isEmpty, "closed without a reply")
     }
 
-    @Test func connectionsBeyondTheCapAreClosedAtOnce() throws {
+    /// At the cap a new connection closes the oldest: idle connections cannot keep a scraper out.
+    @Test func aConnectionBeyondTheCapClosesTheOldest() throws {
         var limits = MetricsEndpoint.Limits()
         limits.maxConnections = 3
         let server = try MetricsHarness(limits: limits)
@@ -290,21 +291,23 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             open.append(c)
         }
         #expect(try server.connections() == 3)
-        for _ in 0..<5 {
-            let extra = try server.client()
-            #expect(try extra.waitForClose(timeoutSeconds: 5), "the fourth connection is closed")
-            #expect(extra.leftover.isEmpty)
-        }
+        // Three idle holders, then a scraper: it is served, and the oldest holder is gone.
+        let scraper = try server.client()
+        try scraper.send(getMetrics)
+        #expect(try scraper.reply().status == 200)
+        #expect(try open[0].waitForClose(timeoutSeconds: 5), "the oldest connection is closed")
         #expect(try server.connections() == 3)
-        #expect(server.logs.contains("metrics connections refused"))
-        // The served ones were not disturbed, and a slot that frees is taken again.
-        try open[0].send(getMetrics)
-        #expect(try open[0].reply().status == 200)
-        open[1].close()
-        #expect(waitFor(timeoutSeconds: 5) { (try? server.connections()) == 2 })
-        let again = try server.client()
-        try again.send(getMetrics)
-        #expect(try again.reply().status == 200)
+        #expect(server.logs.contains("metrics connections evicted"))
+        // The newer ones were not disturbed.
+        try open[2].send(getMetrics)
+        #expect(try open[2].reply().status == 200)
+        // A flood of idle connections never leaves more than the cap open.
+        var flood: [TestClient] = []
+        for _ in 0..<10 { flood.append(try server.client()) }
+        #expect(waitFor(timeoutSeconds: 5) { (try? server.connections()) == 3 })
+        let last = try server.client()
+        try last.send(getMetrics)
+        #expect(try last.reply().status == 200)
     }
 
     /// NUL octets, no line end at all, 100 KB of garbage, a TLS ClientHello, random bytes:
