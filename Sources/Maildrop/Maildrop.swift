@@ -135,7 +135,8 @@ public final class Maildrop {
     /// previous login. 0 (the default) neither checks nor records.
     public static func open(
         path: String, createIfMissing: Bool = true, quick: Bool = false,
-        allowRootSymlink: Bool = false, loginDelaySeconds: Int = 0, cancellation: CancellationFlag? = nil
+        allowRootSymlink: Bool = false, loginDelaySeconds: Int = 0, uidl: UIDLOptions = UIDLOptions(),
+        cancellation: CancellationFlag? = nil
     ) throws(MaildropError) -> Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
@@ -207,6 +208,7 @@ public final class Maildrop {
             path: path, lockfd: lockfd, newfd: newfd, curfd: curfd, allowRootSymlink: allowRootSymlink,
             rootIdentity: (UInt(rootStat.st_dev), UInt(rootStat.st_ino)))
         try maildrop.list(rootfd: rootfd, quick: quick, cancellation: cancellation)
+        try maildrop.assignUIDLs(rootfd: rootfd, options: uidl, quick: quick)
         maildrop.closeDirectories()
         // Only a login that succeeds is recorded: a `quick` open that gave up (`.wouldBlock`),
         // a cancelled or failed one records nothing, so the worker's retry is not refused.

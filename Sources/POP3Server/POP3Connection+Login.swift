@@ -12,11 +12,11 @@ struct OpenedMaildrop: @unchecked Sendable {
     /// it costs milliseconds (`UIDLChange`).
     var uidlChange: UIDLChange?
 
-    init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, cancellation: CancellationFlag) {
+    init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, uidl: UIDLOptions, cancellation: CancellationFlag) {
         do {
             let drop = try Maildrop.open(
                 path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelaySeconds,
-                cancellation: cancellation)
+                uidl: uidl, cancellation: cancellation)
             var change = UIDLChange()
             for m in drop.messages { change.add(m.uid) }
             uidlChange = change
@@ -103,10 +103,11 @@ extension POP3Connection {
         // lock file's modification time: it holds across processes and hosts sharing the Maildir.
         let allowRootSymlink = service.config.maildirAllowRootSymlink
         let loginDelay = service.config.loginDelaySeconds
+        let uidl = UIDLOptions(format: service.config.uidlFormat)
         do {
             return maildropOpened(
                 .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink,
-                                           loginDelaySeconds: loginDelay)), user: user)
+                                           loginDelaySeconds: loginDelay, uidl: uidl)), user: user)
         } catch .wouldBlock {
             // fall through to the workers
         } catch {
@@ -116,7 +117,7 @@ extension POP3Connection {
         let cancellation = job.cancellation
         let submitted = service.storagePool.submit({
             OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelay,
-                           cancellation: cancellation)
+                           uidl: uidl, cancellation: cancellation)
         }) { [weak self, weak job] opened in
             guard let self, let job, case .openingMaildrop(let current) = self.phase, current === job,
                   !self.connection.isClosed else {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import Maildrop
 import Configuration
 import Reactor
 import SystemPackage
@@ -20,7 +21,7 @@ extension ServerConfig {
         "maildir_allow_root_symlink",
         "proxy_networks", "proxy_header_timeout",
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
-        "metrics_listen",
+        "metrics_listen", "uidl_format",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -105,6 +106,12 @@ extension ServerConfig {
         workerStartLimitIntervalSeconds = try v.int("worker_start_limit_interval", min: 1, max: 3_600)
             ?? workerStartLimitIntervalSeconds
         metricsListen = try v.string("metrics_listen").flatMap(Self.validMetricsListen) ?? metricsListen
+        if let text = v.string("uidl_format") {
+            guard let format = UIDLFormat(rawValue: text.trimmingSpaces().lowercased()) else {
+                throw ConfigError("uidl_format: '\(text)' is not one of \(UIDLFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            uidlFormat = format
+        }
         try validate()
     }
 

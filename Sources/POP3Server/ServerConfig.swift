@@ -1,3 +1,4 @@
+import Maildrop
 /// Every setting of `pop3d serve`, with its default. The README's configuration table
 /// is written from this type: keep the two in step.
 ///
@@ -106,6 +107,9 @@ public struct ServerConfig: Sendable, Equatable {
     /// or `[V6]:PORT`; nil = off. A systemd socket named `metrics` is used instead when
     /// passed. With `workers` > 1 the master serves it (MetricsEndpoint.swift).
     public var metricsListen: String? = nil
+    /// `uidl_format`: where unique-ids come from (`maildir`, `dovecot`, `courier`, `uw`,
+    /// `cyrus`; issue 14, Maildrop+UIDL.swift).
+    public var uidlFormat: UIDLFormat = .maildir
 
     public init() {}
 }
