@@ -35,6 +35,20 @@ struct CRLFSizeCounter {
     private var crlfPairs = 0
     private var last: UInt8 = UInt8(ascii: "\n")
     private var sawAny = false
+    /// `oe-ns-eoh` (`WireSizeRule.addsMissingHeaderEnd`): a message with no empty line gets
+    /// one more CRLF at its end, as `POP3.MessageEncoder` sends it.
+    let addsMissingHeaderEnd: Bool
+    /// An empty line (a line end at the start of a line) was seen: the header has its end.
+    private(set) var sawEmptyLine = false
+    /// Where the empty-line scan stands: at the start of a line (file start, after an LF or a
+    /// CRLF), right after a CR (a line start, but an LF next is that CR's partner), or inside
+    /// a line.
+    private var lineState = LineState.start
+    private enum LineState { case start, afterCR, inside }
+
+    init(rule: WireSizeRule = WireSizeRule()) {
+        addsMissingHeaderEnd = rule.addsMissingHeaderEnd
+    }
 
     mutating func consume(_ chunk: UnsafeRawBufferPointer) {
         guard let base = chunk.baseAddress, chunk.count > 0 else { return }
@@ -58,10 +72,26 @@ struct CRLFSizeCounter {
             added += 1
             offset = at + 1
         }
+        if addsMissingHeaderEnd && !sawEmptyLine { scanForEmptyLine(chunk) }
         octets = Self.saturatingAdd(octets, added)
         crlfPairs = Self.saturatingAdd(crlfPairs, pairs)
         last = chunk[chunk.count - 1]
         sawAny = true
+    }
+
+    /// Byte by byte, but only until the first empty line, which ends the header of nearly
+    /// every message within its first few hundred octets (and only under `oe-ns-eoh`).
+    private mutating func scanForEmptyLine(_ chunk: UnsafeRawBufferPointer) {
+        for byte in chunk {
+            switch (lineState, byte) {
+            case (.start, 0x0A), (.start, 0x0D), (.afterCR, 0x0D):
+                sawEmptyLine = true  // a line end where a line starts: an empty line
+                return
+            case (.afterCR, 0x0A), (.inside, 0x0A): lineState = .start
+            case (.inside, 0x0D): lineState = .afterCR
+            default: lineState = .inside
+            }
+        }
     }
 
     static func saturatingAdd(_ a: Int, _ b: Int) -> Int {
@@ -74,9 +104,10 @@ struct CRLFSizeCounter {
     /// below zero while it is exact).
     var total: Int {
         guard octets < Int.max else { return Int.max }
-        let lines = octets - 2 * crlfPairs
-        guard sawAny, last != 0x0A, last != 0x0D else { return lines }
-        return Self.saturatingAdd(lines, 2)
+        var lines = octets - 2 * crlfPairs
+        if sawAny, last != 0x0A, last != 0x0D { lines = Self.saturatingAdd(lines, 2) }
+        if addsMissingHeaderEnd && !sawEmptyLine { lines = Self.saturatingAdd(lines, 2) }
+        return lines
     }
 
     /// Reads the file `name` in `dirfd` through `buffer` and returns its CRLF
@@ -85,7 +116,7 @@ struct CRLFSizeCounter {
     /// `cancellation` is checked before every chunk: `.cancelled` when raised.
     static func measure(
         dirfd: Int32, name: String, path: @autoclosure () -> String, buffer: UnsafeMutableRawBufferPointer,
-        cancellation: CancellationFlag? = nil
+        cancellation: CancellationFlag? = nil, rule: WireSizeRule = WireSizeRule()
     ) throws(MaildropError) -> Int? {
         let fd: Int32
         switch try Sys.openRegularFile(dirfd, name, path: path()) {
@@ -93,7 +124,7 @@ struct CRLFSizeCounter {
         case .missing, .wrongKind: return nil
         }
         defer { Sys.close(fd) }
-        var counter = CRLFSizeCounter()
+        var counter = CRLFSizeCounter(rule: rule)
         while true {
             if let cancellation, cancellation.isCancelled { throw .cancelled }
             let n = try Sys.read(fd, buffer, path: path())

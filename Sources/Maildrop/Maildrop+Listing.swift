@@ -6,9 +6,11 @@ extension Maildrop {
     func list(rootfd: Int32, quick: Bool = false, cancellation: CancellationFlag? = nil) throws(MaildropError) {
         var stats = OpenStatistics()
         var cache = SizeCache()
+        cache.rule = wireSizeRule
         var cacheDirty = false
         switch try SizeCache.load(
-            rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick) {
+            rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
+            rule: wireSizeRule) {
         case .absent: break
         case .valid(let loaded): cache = loaded
         case .unusable(let why):
@@ -62,7 +64,8 @@ extension Maildrop {
                 let mtimeNsec = Int(st.st_mtim.tv_nsec)
 
                 var size: Int? = nil
-                if let w = name.wField, Maildrop.consistent(w: w, s: name.sField, fileSize: fileSize) {
+                if let w = name.wField, wireSizeRule.trustsNameSizes,
+                   Maildrop.consistent(w: w, s: name.sField, fileSize: fileSize) {
                     size = w
                     stats.sizesFromName += 1
                 } else if let e = cache.entries[name.uniqueName], e.fileSize == fileSize,
@@ -75,7 +78,7 @@ extension Maildrop {
                     if quick { throw .wouldBlock }
                     size = try CRLFSizeCounter.measure(
                         dirfd: dirfd, name: entry.name, path: dirPath + "/" + entry.name, buffer: buffer,
-                        cancellation: cancellation)
+                        cancellation: cancellation, rule: wireSizeRule)
                     guard size != nil else {
                         // Vanished, or replaced by something that is not a regular file.
                         stats.entriesSkipped += 1

@@ -50,6 +50,8 @@ public final class Maildrop {
     /// Directory listings made after login (locating renamed messages), for tests: UPDATE
     /// makes one, not one per message.
     var directoryScans = 0
+    /// The variant of the wire-size rule the listing counts under (`pop3_client_workarounds`).
+    var wireSizeRule = WireSizeRule()
 
     private init(path: String, lockfd: Int32, newfd: Int32, curfd: Int32,
                  allowRootSymlink: Bool, rootIdentity: (dev: UInt, ino: UInt)) {
@@ -126,6 +128,9 @@ public final class Maildrop {
     /// `cancellation`, checked between files and between read chunks, makes a long open on a
     /// worker stop with `.cancelled` once its client has gone.
     ///
+    /// `wireSize` is the variant of the wire-size rule the sizes are counted under
+    /// (`pop3_client_workarounds: oe-ns-eoh`, `WireSizeRule`).
+    ///
     /// `loginDelaySeconds` > 0 enforces RFC 2449 §6.5 LOGIN-DELAY with the record kept in the
     /// lock file's modification time (`Maildrop+LoginDelay.swift`): once the lock is taken (so
     /// `.inUse` wins over it), a last login less than the delay ago throws
@@ -136,7 +141,7 @@ public final class Maildrop {
     public static func open(
         path: String, createIfMissing: Bool = true, quick: Bool = false,
         allowRootSymlink: Bool = false, loginDelaySeconds: Int = 0, uidl: UIDLOptions = UIDLOptions(),
-        cancellation: CancellationFlag? = nil
+        cancellation: CancellationFlag? = nil, wireSize: WireSizeRule = WireSizeRule()
     ) throws(MaildropError) -> Maildrop {
         guard path.hasPrefix("/"), !path.utf8.contains(0) else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
@@ -207,6 +212,7 @@ public final class Maildrop {
         let maildrop = Maildrop(
             path: path, lockfd: lockfd, newfd: newfd, curfd: curfd, allowRootSymlink: allowRootSymlink,
             rootIdentity: (UInt(rootStat.st_dev), UInt(rootStat.st_ino)))
+        maildrop.wireSizeRule = wireSize
         try maildrop.list(rootfd: rootfd, quick: quick, cancellation: cancellation)
         try maildrop.assignUIDLs(rootfd: rootfd, options: uidl, quick: quick)
         maildrop.closeDirectories()

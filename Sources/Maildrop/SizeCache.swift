@@ -16,6 +16,11 @@ struct SizeCache {
     /// Carries the wire-size rule's version (`CRLFSizeCounter.ruleVersion`): sizes
     /// counted under another rule are not what RETR now sends, so such a file is ignored.
     static let header = "pop3d-sizes \(CRLFSizeCounter.ruleVersion)"
+    /// The header of a cache of sizes under `rule`: the plain one, or with ` oe-ns-eoh` after
+    /// the version (`WireSizeRule`), so that sizes of one variant are never read as the other's.
+    static func header(for rule: WireSizeRule) -> String {
+        rule.addsMissingHeaderEnd ? header + " oe-ns-eoh" : header
+    }
     /// A cache file larger than this is ignored rather than read: about
     /// 1,000,000 entries of typical length, far more than any sane Maildir.
     static let maxFileBytes = 64 << 20
@@ -28,6 +33,8 @@ struct SizeCache {
     }
 
     var entries: [String: Entry] = [:]
+    /// The variant of the wire-size rule the sizes were counted under.
+    var rule = WireSizeRule()
 
     /// What `load` found.
     enum Loaded {
@@ -45,7 +52,7 @@ struct SizeCache {
     /// `maxBytes` is not read: with `quick` that is `.wouldBlock` (the storage workers will
     /// read it), otherwise it is `.unusable`. I/O errors give `.unusable` too: sizes can
     /// always be recomputed, so a broken cache must never fail a login.
-    static func load(rootfd: Int32, maxBytes: Int, quick: Bool) throws(MaildropError) -> Loaded {
+    static func load(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule = WireSizeRule()) throws(MaildropError) -> Loaded {
         let fd: Int32
         do throws(MaildropError) {
             switch try Sys.openRegularFile(rootfd, fileName, path: fileName) {
@@ -76,17 +83,26 @@ struct SizeCache {
             if n == 0 { return .unusable("shorter than its size") }
             filled += n
         }
-        guard let cache = parse(bytes) else { return .unusable("it does not parse") }
+        guard let cache = parse(bytes, rule: rule) else {
+            let other = header(for: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd))
+            if bytes.starts(with: Array((other + "\n").utf8)) {
+                return .unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting")
+            }
+            return .unusable("it does not parse")
+        }
         return .valid(cache)
     }
 
     /// Parses the whole file or nothing.
-    static func parse(_ bytes: [UInt8]) -> SizeCache? {
+    static func parse(_ bytes: [UInt8], rule: WireSizeRule = WireSizeRule()) -> SizeCache? {
         guard bytes.last == UInt8(ascii: "\n") else { return nil }
         var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         lines.removeLast()  // after the final "\n"
-        guard let first = lines.first, Array(first) == Array(header.utf8) else { return nil }
+        guard let first = lines.first, Array(first) == Array(header(for: rule).utf8) else { return nil }
         var cache = SizeCache()
+        cache.rule = rule
+        // `oe-ns-eoh` adds a CRLF to a message without an empty line: 2 above the plain bound.
+        let extra = rule.addsMissingHeaderEnd ? 2 : 0
         cache.entries.reserveCapacity(lines.count)
         for line in lines.dropFirst() {
             // Four space-separated fields; the name is last and may hold spaces.
@@ -100,7 +116,8 @@ struct SizeCache {
                   let crlf = MaildirName.parseDecimal(fields[2]),
                   // Checked as a W= field is: a cached size no CRLF conversion of a file of
                   // this size can give is garbage (and would reach STAT's sums).
-                  crlf >= fileSize, crlf <= Maildrop.maxCRLFSize(fileSize: fileSize)
+                  crlf >= fileSize,
+                  crlf <= CRLFSizeCounter.saturatingAdd(Maildrop.maxCRLFSize(fileSize: fileSize), extra)
             else { return nil }
             let name = String(decoding: fields[3], as: UTF8.self)
             cache.entries[name] = Entry(fileSize: fileSize, mtimeSec: sec, mtimeNsec: nsec, crlfSize: crlf)
@@ -109,7 +126,7 @@ struct SizeCache {
     }
 
     func serialize() -> [UInt8] {
-        var out: [UInt8] = Array(SizeCache.header.utf8)
+        var out: [UInt8] = Array(SizeCache.header(for: rule).utf8)
         out.append(UInt8(ascii: "\n"))
         out.reserveCapacity(entries.count * 64)
         // Sorted so the file is reproducible (and diffable when debugging).

@@ -1,6 +1,7 @@
-/// POP3 command keywords this server knows (RFC 1939, 2449, 2595, 5034).
+/// POP3 command keywords this server knows (RFC 1939, 2449, 2595, 5034, and RFC 1725's `LAST`,
+/// which exists only with `pop3_enable_last`: `Session.handleLine` treats it as unknown otherwise).
 public enum CommandKeyword: UInt8, Sendable, CaseIterable {
-    case user, pass, apop, stat, list, retr, dele, noop, rset, quit, top, uidl, capa, stls, auth
+    case user, pass, apop, stat, list, retr, dele, noop, rset, quit, top, uidl, capa, stls, auth, last
 
     /// Keywords are 3 or 4 letters (RFC 1939 §3), matched case-insensitively by
     /// folding ASCII letters to upper case and packing them into one integer,
@@ -33,6 +34,7 @@ public enum CommandKeyword: UInt8, Sendable, CaseIterable {
         case pack("CAPA"): return .capa
         case pack("STLS"): return .stls
         case pack("AUTH"): return .auth
+        case pack("LAST"): return .last
         default: return nil
         }
     }
@@ -46,8 +48,9 @@ public enum CommandKeyword: UInt8, Sendable, CaseIterable {
     /// The commands valid in each phase: the dispatch table of ARCHITECTURE.md convention 5.
     /// A keyword outside its phase's table gets `-ERR` and counts as a bad command.
     static let authorizationTable: Set<CommandKeyword> = [.user, .pass, .apop, .quit, .capa, .stls, .auth]
+    /// `.last` is here, but reaches its table only when the session's `lastEnabled` is set.
     static let transactionTable: Set<CommandKeyword> = [
-        .stat, .list, .retr, .dele, .noop, .rset, .quit, .top, .uidl, .capa,
+        .stat, .list, .retr, .dele, .noop, .rset, .quit, .top, .uidl, .capa, .last,
     ]
 }
 

@@ -22,6 +22,11 @@
 /// the end of the message). Sending only stuffed CRLF lines gives every client
 /// the same lines, and TOP counts the lines the client sees.
 ///
+/// `pop3_client_workarounds` (`ClientWorkarounds`) change what is sent: `outlook-no-nuls`
+/// sends each NUL as 0x80 (same length), `oe-ns-eoh` ends a message that has no empty line
+/// (no header end) with one more CRLF, which the wire size then counts too; the counter
+/// mirrors it (`WireSizeRule.addsMissingHeaderEnd`).
+///
 /// Lines are copied segment by segment between line ends found with a
 /// word-at-a-time scan, not byte by byte; nothing is allocated.
 public struct MessageEncoder: Sendable {
@@ -43,9 +48,28 @@ public struct MessageEncoder: Sendable {
     private var inBody = false
     private var bodyLinesSent = 0
     private var finished = false
+    /// An empty line was sent: the header has its end (`oe-ns-eoh`).
+    private var sawEmptyLine = false
+    public let workarounds: ClientWorkarounds
 
-    public init(bodyLines: Int?) {
+    public init(bodyLines: Int?, workarounds: ClientWorkarounds = []) {
         self.bodyLines = bodyLines.map { max(0, $0) }
+        self.workarounds = workarounds
+    }
+
+    /// Writes message content (no line ends), NULs as 0x80 under `outlook-no-nuls`: one
+    /// octet for one, so the wire size is unchanged; no allocation (the 0x80 is a stack byte).
+    @inline(__always)
+    private func writeContent(_ segment: UnsafeRawBufferPointer, out: inout some ReplySink) {
+        guard workarounds.contains(.outlookNoNuls) else { return out.write(segment) }
+        var start = 0
+        while let nul = ByteScan.firstIndex(of: 0, in: segment, from: start) {
+            if nul > start { out.write(UnsafeRawBufferPointer(rebasing: segment[start..<nul])) }
+            var replacement: UInt8 = 0x80
+            withUnsafeBytes(of: &replacement) { out.write($0) }
+            start = nul + 1
+        }
+        if start < segment.count { out.write(UnsafeRawBufferPointer(rebasing: segment[start...])) }
     }
 
     /// Encodes the next chunk of the raw message.
@@ -62,13 +86,13 @@ public struct MessageEncoder: Sendable {
             }
             atLineStart = false
             guard let end = ByteScan.firstLineEnd(in: chunk, from: index) else {
-                out.write(UnsafeRawBufferPointer(rebasing: chunk[index..<count]))
+                writeContent(UnsafeRawBufferPointer(rebasing: chunk[index..<count]), out: &out)
                 contentOctets &+= count - index
                 lineLength &+= count - index
                 return
             }
             if end > index {
-                out.write(UnsafeRawBufferPointer(rebasing: chunk[index..<end]))
+                writeContent(UnsafeRawBufferPointer(rebasing: chunk[index..<end]), out: &out)
                 contentOctets &+= end - index
                 lineLength &+= end - index
             }
@@ -92,6 +116,7 @@ public struct MessageEncoder: Sendable {
         let blank = lineLength == 0
         atLineStart = true
         lineLength = 0
+        if blank { sawEmptyLine = true }
         guard let limit = bodyLines else { return }
         if inBody {
             bodyLinesSent += 1
@@ -103,7 +128,9 @@ public struct MessageEncoder: Sendable {
         }
     }
 
-    /// Ends an unterminated last line and writes the terminator (once).
+    /// Ends an unterminated last line, adds the header end `oe-ns-eoh` asks for when no
+    /// empty line was sent (RETR, or a TOP that sent the whole message), and writes the
+    /// terminator (once).
     public mutating func finish(out: inout some ReplySink) {
         guard !finished else { return }
         finished = true
@@ -111,6 +138,11 @@ public struct MessageEncoder: Sendable {
             out.write("\r\n")
             contentOctets &+= 2
             atLineStart = true
+        }
+        if workarounds.contains(.oeNsEoh) && !sawEmptyLine {
+            out.write("\r\n")
+            contentOctets &+= 2
+            sawEmptyLine = true
         }
         isComplete = true
         out.write(".\r\n")

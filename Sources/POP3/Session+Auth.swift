@@ -90,6 +90,8 @@ extension Session {
             (sizes, totalOctets) = Self.octets(of: Array(listing.sizes[..<count]))
             uids = Array(listing.uids[..<count])
             deleted = Array(repeating: false, count: count)
+            lastAtLogin = min(max(0, listing.lastSeen), count)
+            lastAccessed = lastAtLogin
             phase = .transaction
             isAuthenticated = true
             // Once per login, for the session-end line (Dovecot's message_bytes, uidl_change).

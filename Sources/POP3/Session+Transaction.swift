@@ -181,6 +181,8 @@ extension Session {
                 return .streamMessage(index: index, bodyLines: lines)
             }
             counters.messagesRetrieved += 1
+            // RFC 1725 LAST: RETR accesses the message (TOP does not, as in Dovecot).
+            if index + 1 > lastAccessed { lastAccessed = index + 1 }
             counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
             out.write("+OK ")
             out.write(decimal: sizes[index])
@@ -236,6 +238,7 @@ extension Session {
         for index in deleted.indices { deleted[index] = false }
         deletedCount = 0
         deletedOctets = 0
+        lastAccessed = lastAtLogin
         out.write("+OK maildrop has ")
         out.write(decimal: sizes.count)
         out.write(" messages (")

@@ -54,6 +54,11 @@ public struct Session: Sendable {
     var uids: [String] = []
     var deleted: [Bool] = []
     var deletedCount = 0
+    /// RFC 1725 `LAST`: the highest message number (1-based) accessed, 0 for none; at login
+    /// the highest one the maildrop marks seen (`MaildropListing.lastSeen`, Dovecot's rule),
+    /// raised by RETR, put back to `lastAtLogin` by RSET.
+    var lastAccessed = 0
+    var lastAtLogin = 0
     /// Exact sums (see Session+Octets.swift): `Int128` cannot overflow on any listing.
     var deletedOctets: Int128 = 0
     var totalOctets: Int128 = 0
@@ -134,7 +139,10 @@ public struct Session: Sendable {
         }
         var keywordEnd = 0
         while keywordEnd < line.count && line[keywordEnd] != 0x20 { keywordEnd += 1 }
-        guard let keyword = CommandKeyword.parse(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])) else {
+        // LAST (RFC 1725) exists only with `pop3_enable_last`; otherwise it is unknown, as in
+        // RFC 1939, counted and labelled like any unknown word.
+        guard let keyword = CommandKeyword.parse(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])),
+              keyword != .last || config.lastEnabled else {
             if phase == .authorization, Self.isProxyHeader(UnsafeRawBufferPointer(rebasing: line[0..<keywordEnd])) {
                 // A PROXY protocol v1 header from a peer the server does not take headers from
                 // (HAProxy's proxy-protocol.txt: a receiver must never honour one it did not
@@ -168,6 +176,7 @@ public struct Session: Sendable {
         case .dele: return dele(line, arguments, out: &out)
         case .noop: return noop(arguments, out: &out)
         case .rset: return rset(arguments, out: &out)
+        case .last: return last(arguments, out: &out)
         }
     }
 

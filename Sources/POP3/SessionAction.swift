@@ -166,11 +166,15 @@ public struct MaildropListing: Equatable, Sendable {
     /// `UIDLChange(uids: uids)`, computed where the listing was made (a storage worker for a
     /// large maildrop); nil lets the session compute it.
     public var uidlChange: UIDLChange?
+    /// The highest message number (1-based) whose file is marked seen (the Maildir `S` flag),
+    /// 0 for none: where RFC 1725 `LAST` starts (Dovecot's rule). Used only with `LAST` on.
+    public var lastSeen: Int
 
-    public init(sizes: [Int], uids: [String], uidlChange: UIDLChange? = nil) {
+    public init(sizes: [Int], uids: [String], uidlChange: UIDLChange? = nil, lastSeen: Int = 0) {
         self.sizes = sizes
         self.uids = uids
         self.uidlChange = uidlChange
+        self.lastSeen = lastSeen
     }
 }
 

@@ -51,6 +51,14 @@ public struct SessionConfig: Sendable {
     /// named number of failures in one session").
     public var maxAuthFailures: Int
 
+    /// `pop3_enable_last` (Dovecot's name): the RFC 1725 `LAST` command exists in TRANSACTION
+    /// state. Off: `LAST` is an unknown command (RFC 1939 removed it). Not a CAPA capability.
+    public var lastEnabled = false
+    /// `pop3_client_workarounds` for this session's RETR and TOP (`MessageEncoder`), fixed at
+    /// connection time, so the sizes listed at login and the octets sent later follow the
+    /// same rule even when SIGHUP changes the setting in between.
+    public var clientWorkarounds: ClientWorkarounds = []
+
     public static let defaultMaxBadCommands = 10
     public static let defaultMaxAuthFailures = 3
 
@@ -66,7 +74,9 @@ public struct SessionConfig: Sendable {
         saslMechanisms: [SASLMechanism] = SASLMechanism.allCases,
         maxBadCommands: Int = SessionConfig.defaultMaxBadCommands,
         maxAuthFailures: Int = SessionConfig.defaultMaxAuthFailures,
-        apopEnabled: Bool = true
+        apopEnabled: Bool = true,
+        lastEnabled: Bool = false,
+        clientWorkarounds: ClientWorkarounds = []
     ) {
         self.banner = banner
         self.apopTimestamp = apopTimestamp
@@ -80,5 +90,7 @@ public struct SessionConfig: Sendable {
         self.maxBadCommands = maxBadCommands
         self.maxAuthFailures = maxAuthFailures
         self.apopEnabled = apopEnabled
+        self.lastEnabled = lastEnabled
+        self.clientWorkarounds = clientWorkarounds
     }
 }

@@ -12,11 +12,12 @@ struct OpenedMaildrop: @unchecked Sendable {
     /// it costs milliseconds (`UIDLChange`).
     var uidlChange: UIDLChange?
 
-    init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, uidl: UIDLOptions, cancellation: CancellationFlag) {
+    init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, uidl: UIDLOptions, cancellation: CancellationFlag,
+         wireSize: WireSizeRule = WireSizeRule()) {
         do {
             let drop = try Maildrop.open(
                 path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelaySeconds,
-                uidl: uidl, cancellation: cancellation)
+                uidl: uidl, cancellation: cancellation, wireSize: wireSize)
             var change = UIDLChange()
             for m in drop.messages { change.add(m.uid) }
             uidlChange = change
@@ -104,10 +105,11 @@ extension POP3Connection {
         let allowRootSymlink = service.config.maildirAllowRootSymlink
         let loginDelay = service.config.loginDelaySeconds
         let uidl = UIDLOptions(format: service.config.uidlFormat)
+        let wireSize = WireSizeRule(session.config.clientWorkarounds)
         do {
             return maildropOpened(
                 .success(try Maildrop.open(path: path, quick: true, allowRootSymlink: allowRootSymlink,
-                                           loginDelaySeconds: loginDelay, uidl: uidl)), user: user)
+                                           loginDelaySeconds: loginDelay, uidl: uidl, wireSize: wireSize)), user: user)
         } catch .wouldBlock {
             // fall through to the workers
         } catch {
@@ -117,7 +119,7 @@ extension POP3Connection {
         let cancellation = job.cancellation
         let submitted = service.storagePool.submit({
             OpenedMaildrop(path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelay,
-                           uidl: uidl, cancellation: cancellation)
+                           uidl: uidl, cancellation: cancellation, wireSize: wireSize)
         }) { [weak self, weak job] opened in
             guard let self, let job, case .openingMaildrop(let current) = self.phase, current === job,
                   !self.connection.isClosed else {
@@ -159,16 +161,20 @@ extension POP3Connection {
             sizes.reserveCapacity(drop.count)
             uids.reserveCapacity(drop.count)
             var change = uidlChange ?? UIDLChange()
+            let lastEnabled = session.config.lastEnabled
+            var lastSeen = 0
             for m in drop.messages {
                 sizes.append(m.size)
                 uids.append(m.uid)
                 if uidlChange == nil { change.add(m.uid) }
+                // RFC 1725 LAST starts at the highest message marked seen (Dovecot's rule).
+                if lastEnabled && m.isSeen { lastSeen = sizes.count }
             }
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
-            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change)))
+            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change, lastSeen: lastSeen)))
         case .failure(.inUse):
             loginFinished(.inUse)
         case .failure(.loginDelay(let left)):

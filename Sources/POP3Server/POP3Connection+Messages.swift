@@ -10,10 +10,10 @@ final class MessageStream {
     let reader: MessageReader
     var encoder: MessageEncoder
 
-    init(index: Int, reader: MessageReader, bodyLines: Int?) {
+    init(index: Int, reader: MessageReader, bodyLines: Int?, workarounds: ClientWorkarounds = []) {
         self.index = index
         self.reader = reader
-        self.encoder = MessageEncoder(bodyLines: bodyLines)
+        self.encoder = MessageEncoder(bodyLines: bodyLines, workarounds: workarounds)
     }
 }
 
@@ -55,7 +55,8 @@ extension POP3Connection {
             reader?.close()
             return perform(action)
         }
-        let stream = MessageStream(index: index, reader: reader, bodyLines: lines)
+        let stream = MessageStream(index: index, reader: reader, bodyLines: lines,
+                                   workarounds: session.config.clientWorkarounds)
         enter(.streaming(stream))
         self.stream(stream)
     }

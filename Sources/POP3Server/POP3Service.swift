@@ -255,7 +255,9 @@ public final class POP3Service {
             saslMechanisms: mechanisms,
             maxBadCommands: config.maxBadCommands,
             maxAuthFailures: config.maxAuthFailures,
-            apopEnabled: config.authMechanisms.contains(.apop))
+            apopEnabled: config.authMechanisms.contains(.apop),
+            lastEnabled: config.enableLast,
+            clientWorkarounds: config.clientWorkarounds)
     }
 
     /// Dovecot's rule for `disable_plaintext_auth`: a connection is secured when the client is

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Maildrop
+import POP3
 import Configuration
 import Reactor
 import SystemPackage
@@ -22,6 +23,7 @@ extension ServerConfig {
         "proxy_networks", "proxy_header_timeout",
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
         "metrics_listen", "uidl_format",
+        "pop3_enable_last", "pop3_client_workarounds",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -111,6 +113,14 @@ extension ServerConfig {
                 throw ConfigError("uidl_format: '\(text)' is not one of \(UIDLFormat.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             uidlFormat = format
+        }
+        enableLast = try v.bool("pop3_enable_last") ?? enableLast
+        if let words = v.list("pop3_client_workarounds") {
+            switch ClientWorkarounds.parse(words) {
+            case .success(let set): clientWorkarounds = set
+            case .failure(let unknown):
+                throw ConfigError("pop3_client_workarounds: '\(unknown.name)' is not one of \(ClientWorkarounds.names.map(\.name).joined(separator: ", "))")
+            }
         }
         try validate()
     }

@@ -1,4 +1,5 @@
 import Maildrop
+import POP3
 /// Every setting of `pop3d serve`, with its default. The README's configuration table
 /// is written from this type: keep the two in step.
 ///
@@ -110,6 +111,12 @@ public struct ServerConfig: Sendable, Equatable {
     /// `uidl_format`: where unique-ids come from (`maildir`, `dovecot`, `courier`, `uw`,
     /// `cyrus`; issue 14, Maildrop+UIDL.swift).
     public var uidlFormat: UIDLFormat = .maildir
+    /// `pop3_enable_last` (Dovecot's name): the RFC 1725 `LAST` command, for mutt's and
+    /// neomutt's `pop_last` (Session+Last.swift). Off: `LAST` is an unknown command.
+    public var enableLast = false
+    /// `pop3_client_workarounds` (Dovecot's name and words): `outlook-no-nuls`, `oe-ns-eoh`
+    /// (ClientWorkarounds.swift); the listed sizes follow what is sent.
+    public var clientWorkarounds: ClientWorkarounds = []
 
     public init() {}
 }

@@ -144,7 +144,10 @@ struct Harness {
         }
     }
 
-    var listing: LoginOutcome { .success(MaildropListing(sizes: Self.sizes, uids: Self.uids)) }
+    /// What the fake maildrop says is the highest message marked seen (RFC 1725 LAST).
+    var lastSeen = 0
+
+    var listing: LoginOutcome { .success(MaildropListing(sizes: Self.sizes, uids: Self.uids, lastSeen: lastSeen)) }
 
     /// Output after the greeting.
     var replies: String {

@@ -1,0 +1,20 @@
+/// RFC 1725 §5 `LAST`, removed by RFC 1939 and kept for the clients that still send it
+/// (mutt's and neomutt's `pop_last`: fetch only the messages after LAST, and on `-ERR` fetch
+/// them all again). Only with `pop3_enable_last` (`SessionConfig.lastEnabled`), as Dovecot.
+///
+/// The number: the highest message number accessed, 0 for none. It starts at the highest
+/// message whose file is marked seen (`MaildropListing.lastSeen`, the Maildir `S` flag:
+/// Dovecot's rule, so a maildrop read by Dovecot or an IMAP client starts where they left it),
+/// RETR raises it (TOP does not: Dovecot's choice), DELE leaves it (RFC 1725's example: LAST
+/// stays 3 after DELE 2), and RSET puts back the value it had at login (RFC 1725's example,
+/// where LAST is 1 again after RSET). Dovecot's RSET instead removes the seen flag from every
+/// message of the mailbox; pop3d changes no flag another program set.
+extension Session {
+    mutating func last(_ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {
+        if let failure = noArguments(arguments, out: &out) { return failure }
+        out.write("+OK ")
+        out.write(decimal: lastAccessed)
+        out.write("\r\n")
+        return .none
+    }
+}
