@@ -116,7 +116,7 @@ import Testing
         #expect(counterSize(normal, Self.rule(.oeNsEoh), chunks: all) == counterSize(normal, WireSizeRule(), chunks: all))
         // NULs: one 0x80 each, same length.
         let nuls: [UInt8] = Array("a".utf8) + [0, 0] + Array("b\r\n\r\n".utf8) + [0]
-        #expect(encoded(nuls, bodyLines: nil, .outlookNoNuls, chunks: [1])
+        #expect(encoded(nuls, bodyLines: nil, .outlookNoNuls, chunks: Array(repeating: 1, count: nuls.count))
                 == Array("a".utf8) + [0x80, 0x80] + Array("b\r\n\r\n".utf8) + [0x80, 0x0D, 0x0A] + Array(".\r\n".utf8))
         #expect(encoded(nuls, bodyLines: nil, [], chunks: all).contains(0))  // off: sent as they are
     }
