@@ -92,6 +92,7 @@ extension Session {
             deleted = Array(repeating: false, count: count)
             lastAtLogin = min(max(0, listing.lastSeen), count)
             lastAccessed = lastAtLogin
+            retrieved = config.lastEnabled ? Array(repeating: false, count: count) : []
             phase = .transaction
             isAuthenticated = true
             // Once per login, for the session-end line (Dovecot's message_bytes, uidl_change).

@@ -183,6 +183,7 @@ extension Session {
             counters.messagesRetrieved += 1
             // RFC 1725 LAST: RETR accesses the message (TOP does not, as in Dovecot).
             if index + 1 > lastAccessed { lastAccessed = index + 1 }
+            if retrieved.indices.contains(index) { retrieved[index] = true }
             counters.octetsRetrieved = Self.saturatingAdd(counters.octetsRetrieved, sizes[index])
             out.write("+OK ")
             out.write(decimal: sizes[index])
@@ -239,6 +240,7 @@ extension Session {
         deletedCount = 0
         deletedOctets = 0
         lastAccessed = lastAtLogin
+        for index in retrieved.indices { retrieved[index] = false }
         out.write("+OK maildrop has ")
         out.write(decimal: sizes.count)
         out.write(" messages (")

@@ -59,6 +59,9 @@ public struct Session: Sendable {
     /// raised by RETR, put back to `lastAtLogin` by RSET.
     var lastAccessed = 0
     var lastAtLogin = 0
+    /// With `LAST` on: the messages RETR sent since login or the last RSET, to be marked seen
+    /// in UPDATE (`messagesToMarkSeen`); empty (never allocated) with `LAST` off.
+    var retrieved: [Bool] = []
     /// Exact sums (see Session+Octets.swift): `Int128` cannot overflow on any listing.
     var deletedOctets: Int128 = 0
     var totalOctets: Int128 = 0

@@ -30,10 +30,12 @@ final class StorageJob {
 struct UpdatingMaildrop: @unchecked Sendable {
     let maildrop: Maildrop
 
-    func commitAndClose(_ indices: [Int]) -> CommitResult {
+    func commitAndClose(_ indices: [Int], markingSeen seen: [Int] = []) -> (CommitResult, SeenResult) {
         let result = maildrop.commit(deleting: indices)
+        // After the deletions (they are what QUIT promises), before the lock is released.
+        let marked = seen.isEmpty ? SeenResult() : maildrop.markSeen(seen)
         maildrop.close()
-        return result
+        return (result, marked)
     }
 }
 

@@ -22,7 +22,14 @@ extension POP3Connection {
         let job = UpdatingMaildrop(maildrop: maildrop)
         let logger = service.logger
         let logMetadata = metadata
-        let submitted = service.storagePool.submit({ job.commitAndClose(indices) }) { [weak self] result in
+        // `LAST` on: what RETR sent gets the seen flag (Session+Last.swift); empty otherwise.
+        let seen = session.messagesToMarkSeen
+        let submitted = service.storagePool.submit({ job.commitAndClose(indices, markingSeen: seen) }) { [weak self] outcome in
+            let (result, marked) = outcome
+            if let error = marked.firstError {
+                // A flag costs no mail: logged, the QUIT still succeeds.
+                logger.warning("UPDATE: \(marked.failed) message(s) not marked seen: \(error)", metadata: logMetadata)
+            }
             if let error = result.firstError {
                 logger.error("UPDATE: \(result.failed) message(s) not removed: \(error)", metadata: logMetadata)
             }

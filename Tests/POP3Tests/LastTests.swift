@@ -105,6 +105,24 @@ import Testing
         #expect(!on.replies.contains("LAST"))
     }
 
+    /// What UPDATE marks seen: RETRed, not deleted, forgotten by RSET; nothing with LAST off.
+    @Test func messagesToMarkSeen() {
+        var h = Self.harness(enabled: true)
+        h.feed(login + "RETR 1\r\nRETR 3\r\nTOP 2 1\r\n")
+        #expect(h.session.messagesToMarkSeen == [0, 2])
+        h.feed("DELE 3\r\n")
+        #expect(h.session.messagesToMarkSeen == [0])
+        h.feed("RSET\r\nRETR 2\r\n")
+        #expect(h.session.messagesToMarkSeen == [1])
+        h.feed("QUIT\r\n")
+        #expect(h.deletions == [[]])
+        #expect(h.session.messagesToMarkSeen == [1])
+
+        var off = Self.harness(enabled: false)
+        off.feed(login + "RETR 1\r\nQUIT\r\n")
+        #expect(off.session.messagesToMarkSeen == [])
+    }
+
     @Test func keywordParsesOnlyWhenItIsLast() {
         #expect(CommandKeyword.allCases.last == .last)
         #expect(CommandKeyword.allCases.count == 16)
