@@ -256,8 +256,8 @@ public final class POP3Service {
             maxBadCommands: config.maxBadCommands,
             maxAuthFailures: config.maxAuthFailures,
             apopEnabled: config.authMechanisms.contains(.apop),
-            lastEnabled: config.enableLast,
-            clientWorkarounds: config.clientWorkarounds)
+            lastEnabled: config.pop3EnableLast,
+            clientWorkarounds: config.pop3ClientWorkarounds)
     }
 
     /// Dovecot's rule for `disable_plaintext_auth`: a connection is secured when the client is

@@ -114,10 +114,10 @@ extension ServerConfig {
             }
             uidlFormat = format
         }
-        enableLast = try v.bool("pop3_enable_last") ?? enableLast
+        pop3EnableLast = try v.bool("pop3_enable_last") ?? pop3EnableLast
         if let words = v.list("pop3_client_workarounds") {
             switch ClientWorkarounds.parse(words) {
-            case .success(let set): clientWorkarounds = set
+            case .success(let set): pop3ClientWorkarounds = set
             case .failure(let unknown):
                 throw ConfigError("pop3_client_workarounds: '\(unknown.name)' is not one of \(ClientWorkarounds.names.map(\.name).joined(separator: ", "))")
             }

@@ -113,10 +113,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var uidlFormat: UIDLFormat = .maildir
     /// `pop3_enable_last` (Dovecot's name): the RFC 1725 `LAST` command, for mutt's and
     /// neomutt's `pop_last` (Session+Last.swift). Off: `LAST` is an unknown command.
-    public var enableLast = false
+    public var pop3EnableLast = false
     /// `pop3_client_workarounds` (Dovecot's name and words): `outlook-no-nuls`, `oe-ns-eoh`
     /// (ClientWorkarounds.swift); the listed sizes follow what is sent.
-    public var clientWorkarounds: ClientWorkarounds = []
+    public var pop3ClientWorkarounds: ClientWorkarounds = []
 
     public init() {}
 }
