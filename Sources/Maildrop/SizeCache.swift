@@ -4,7 +4,8 @@ import Glibc
 /// second login does not read every message again.
 ///
 /// Text, one entry per line: `<fileSize> <mtimeSec>.<mtimeNsec> <crlfSize> <uniqueName>\n`
-/// after the header line `pop3d-sizes <rule version>`. An entry is used only when both the
+/// after the header line `pop3d-sizes <rule version>` (followed by ` oe-ns-eoh` for sizes counted
+/// under that workaround, `header(for:)`). An entry is used only when both the
 /// file size and the mtime still match the file: the cache is never trusted
 /// over a changed file. A file that does not parse completely is ignored as a
 /// whole (a torn write after a crash, another program's garbage). The file is
