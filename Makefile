@@ -9,7 +9,7 @@ BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
 # What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
 # for the metrics endpoint (Tests/e2e/test_metrics.py).
-TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban prometheus
+TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban prometheus mutt perl
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)

@@ -2,12 +2,17 @@
 neomutt's `pop_last`, Perl's Net::POP3 `last`), and Dovecot's `pop3_client_workarounds`
 (`outlook-no-nuls`, `oe-ns-eoh`) with LIST sizes equal to what RETR then sends.
 
-mutt is not driven itself (its fetch-mail is interactive); `mutt_fetch_mail` below replays the
-exact command sequence of mutt's `pop_fetch_mail` (pop.c: STAT, LAST when `pop_last` is set,
-RETR last+1 … count, QUIT), and Net::POP3 (Perl's core libnet) is a real client that sends LAST.
+Debian's mutt is driven for real (fetch-mail under a pseudo-terminal, `test_real_mutt_...`);
+`mutt_fetch_mail` below also replays the exact command sequence of mutt's `pop_fetch_mail`
+(pop.c: STAT, LAST when `pop_last` is set, RETR last+1 … count, QUIT) so that each reply can be
+checked, and Net::POP3 (Perl's libnet) is a second real client that sends LAST.
 """
 import os
+import pty
+import select
+import signal
 import subprocess
+import time
 
 from rawpop import Raw
 
@@ -240,3 +245,67 @@ def test_unknown_workaround_stops_the_start(mailhost):
     else:
         server.stop()
         raise AssertionError("pop3d started with an unknown workaround")
+
+
+def run_mutt_fetch_mail(root, port, timeout=60):
+    """Debian's mutt: `<fetch-mail><quit>` under a pseudo-terminal (mutt is a curses program),
+    appending to the mbox `root/spool`; returns how many messages the spool holds after it."""
+    rc = os.path.join(root, "muttrc")
+    spool = os.path.join(root, "spool")
+    with open(rc, "w") as f:
+        f.write(f"""
+set pop_host="pop://alice@127.0.0.1:{port}"
+set pop_pass="{USERS['alice']}"
+set pop_last=yes
+set pop_delete=no
+set pop_authenticators="user"
+set ssl_starttls=no
+set ssl_force_tls=no
+set mbox_type=mbox
+set spoolfile="{spool}"
+set folder="{root}"
+set move=no
+set quit=yes
+set wait_key=no
+""")
+    open(spool, "a").close()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: only exec
+        os.environ.update({"TERM": "xterm", "HOME": root})
+        os.execvp("mutt", ["mutt", "-n", "-F", rc, "-f", spool, "-e", "push <fetch-mail><quit>"])
+    deadline = time.monotonic() + timeout
+    exited = False
+    while time.monotonic() < deadline and not exited:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                os.read(fd, 65536)  # the screen; drained so mutt never blocks on it
+            except OSError:
+                pass
+        exited = os.waitpid(pid, os.WNOHANG)[0] == pid
+    if not exited:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+    assert exited, "mutt did not finish its fetch-mail"
+    with open(spool, "rb") as f:
+        return sum(1 for line in f if line.startswith(b"Subject: m"))
+
+
+def test_real_mutt_pop_last(mailhost, tmp_path):
+    for i in range(3):
+        mailhost.deliver("alice", f"From: a@example.org\r\nSubject: m{i}\r\n\r\nbody {i}\r\n".encode(),
+                         seconds=1_700_000_000 + i)
+    off = mailhost.serve()
+    off_root = tmp_path / "off"
+    off_root.mkdir()
+    assert run_mutt_fetch_mail(str(off_root), off.port) == 3
+    assert run_mutt_fetch_mail(str(off_root), off.port) == 6  # LAST off: everything again
+    off.stop()
+    on = mailhost.serve(env=LAST_ON)
+    on_root = tmp_path / "on"
+    on_root.mkdir()
+    assert run_mutt_fetch_mail(str(on_root), on.port) == 3
+    assert run_mutt_fetch_mail(str(on_root), on.port) == 3  # nothing new: nothing fetched
+    mailhost.deliver("alice", b"From: a@example.org\r\nSubject: m3\r\n\r\nbody 3\r\n", seconds=1_700_000_003)
+    assert run_mutt_fetch_mail(str(on_root), on.port) == 4  # only the new one
