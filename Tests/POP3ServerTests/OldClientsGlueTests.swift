@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import POP3
 @testable import POP3Server
 
 /// `pop3_enable_last` and `pop3_client_workarounds` through the glue: the keys, the `LAST`
@@ -21,6 +22,25 @@ import Testing
             } catch let error as ConfigError {
                 #expect(error.description.hasPrefix("pop3_client_workarounds: '"), "\(error)")
             }
+        }
+    }
+
+    /// YAML as Dovecot's configuration writes it: one space-separated string; or a list.
+    @Test func yamlTakesDovecotsSpaceSeparatedWordsAndLists() async throws {
+        for (text, want) in [
+            ("pop3_enable_last: true\npop3_client_workarounds: outlook-no-nuls oe-ns-eoh\n", ClientWorkarounds([.outlookNoNuls, .oeNsEoh])),
+            ("pop3_client_workarounds:\n  - oe-ns-eoh\n", ClientWorkarounds.oeNsEoh),
+        ] {
+            let path = "/tmp/pop3d-oldclients-\(getpid()).yaml"
+            try #require(text.withCString { s in
+                guard let f = fopen(path, "w") else { return false }
+                defer { fclose(f) }
+                return fputs(s, f) >= 0
+            })
+            defer { unlink(path) }
+            let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
+            #expect(c.pop3ClientWorkarounds == want)
+            #expect(c.pop3EnableLast == text.hasPrefix("pop3_enable_last: true"))
         }
     }
 
