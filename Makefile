@@ -7,19 +7,22 @@ PYTHON ?= python3
 # Build and run-time needs.
 BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
 # What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
-# two-host test in network namespaces (Tests/e2e/test_haproxy.py).
-TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban
+# two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
+# for the metrics endpoint (Tests/e2e/test_metrics.py).
+TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban prometheus
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
+PROMETHEUS_WAS_INSTALLED := $(shell dpkg -s prometheus >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
-# Installs only what is missing, so a prepared machine never touches apt.
+# Installs only what is missing, so a prepared machine never touches apt. $(2): more
+# apt-get install options.
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing; fi
 endef
 
 deps:
@@ -28,6 +31,10 @@ deps:
 	@pkg-config --exists openssl || { echo "OpenSSL not found by pkg-config"; exit 1; }
 
 test-deps: deps
+	@# prometheus alone first, without its Recommends: prometheus-node-exporter and its
+	@# collectors (smartmontools, nvme-cli, ipmitool...) would bring services and timers
+	@# enabled for the next boot that no test uses.
+	$(call apt_install,prometheus,--no-install-recommends)
 	$(call apt_install,$(TEST_PACKAGES))
 ifneq ($(HAPROXY_WAS_INSTALLED),yes)
 	@# Debian's haproxy postinst enables haproxy.service and starts it (deb-systemd-invoke
@@ -45,6 +52,15 @@ ifneq ($(FAIL2BAN_WAS_INSTALLED),yes)
 	-@if [ -d /run/systemd/system ]; then systemctl stop fail2ban.service; \
 	elif [ -S /run/fail2ban/fail2ban.sock ]; then fail2ban-client stop; fi; \
 	if command -v systemctl >/dev/null; then systemctl disable --quiet fail2ban.service; fi
+endif
+ifneq ($(PROMETHEUS_WAS_INSTALLED),yes)
+	@# The tests run their own Prometheus (own config, data folder and port, stopped by PID;
+	@# Tests/e2e/test_metrics.py) and promtool; the prometheus server Debian's postinst
+	@# started on :9090 is stopped (systemd, else by the init script's PID file) and
+	@# disabled, as haproxy's is.
+	-@if [ -d /run/systemd/system ]; then systemctl stop prometheus.service; \
+	elif [ -s /run/prometheus/prometheus.pid ]; then kill "$$(cat /run/prometheus/prometheus.pid)"; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet prometheus.service; fi
 endif
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }

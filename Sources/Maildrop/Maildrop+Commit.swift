@@ -14,8 +14,10 @@ extension Maildrop {
     /// (an unlink is a journal write), so the glue runs it on a storage worker.
     public func commit(deleting indices: [Int]) -> CommitResult {
         var result = CommitResult(deleted: 0, failed: 0, firstError: nil)
-        func fail(_ error: MaildropError) {
+        func fail(_ error: MaildropError, _ index: Int) {
             result.failed += 1
+            let (sum, overflow) = result.failedOctets.addingReportingOverflow(max(0, messages[index].size))
+            result.failedOctets = overflow ? Int.max : sum
             if result.firstError == nil { result.firstError = error }
         }
         var done = Set<Int>()
@@ -28,7 +30,7 @@ extension Maildrop {
                     renamed.append(i)
                 }
             } catch {
-                fail(error)
+                fail(error, i)
             }
         }
         var round = 0
@@ -38,7 +40,7 @@ extension Maildrop {
             do {
                 now = try locate(uniqueNames: Set(renamed.map { messages[$0].uniqueName }))
             } catch {
-                for _ in renamed { fail(error) }
+                for i in renamed { fail(error, i) }
                 break
             }
             var again: [Int] = []
@@ -51,10 +53,10 @@ extension Maildrop {
                     } else if round < Maildrop.commitListingRounds {
                         again.append(i)
                     } else {
-                        fail(.temporary("unlinkat(\(filePath(place.folder, place.fileName))): renamed again by another program while being removed"))
+                        fail(.temporary("unlinkat(\(filePath(place.folder, place.fileName))): renamed again by another program while being removed"), i)
                     }
                 } catch {
-                    fail(error)
+                    fail(error, i)
                 }
             }
             renamed = again

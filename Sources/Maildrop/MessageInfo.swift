@@ -56,4 +56,7 @@ public struct CommitResult: Sendable, Equatable {
     public var failed: Int
     /// The first failure, for the log line and the `[SYS/TEMP]` reply.
     public var firstError: MaildropError?
+    /// Listed octets of the messages that could not be removed (saturating), so the
+    /// session-end line's `del=count/bytes` counts only what is gone.
+    public var failedOctets = 0
 }

@@ -89,6 +89,17 @@ public enum SASLPlain {
         return Credentials(authzid: authzid, authcid: authcid, password: password)
     }
 
+    /// The authcid's octets of a message that `parse` refused, for the failed-login log line:
+    /// only when the message has exactly two NULs (the RFC 4616 §2 framing), else empty, so
+    /// that a client that got the framing wrong (`user NUL password`) never has its password
+    /// logged as a name.
+    public static func authcidOctets(_ message: [UInt8]) -> [UInt8] {
+        guard let first = message.firstIndex(of: 0),
+              let second = message[(first + 1)...].firstIndex(of: 0),
+              !message[(second + 1)...].contains(0) else { return [] }
+        return Array(message[(first + 1)..<second])
+    }
+
     /// RFC 4616 §2 lets the server refuse a different authorization identity;
     /// we have no proxy users, so only empty or equal to authcid is accepted.
     public static func userToLogIn(_ credentials: Credentials) -> String? {

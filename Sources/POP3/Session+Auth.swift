@@ -25,7 +25,7 @@ extension Session {
             return badCommand("-ERR usage: PASS password\r\n", out: &out)
         }
         pendingUser = nil
-        return beginLogin(.password(user: name, password: Array(line[arguments.rest])), user: name)
+        return beginLogin(.password(user: name, password: Array(line[arguments.rest]), mechanism: .user))
     }
 
     mutating func apop(_ line: UnsafeRawBufferPointer, _ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {
@@ -41,7 +41,7 @@ extension Session {
             return badCommand("-ERR usage: APOP name digest\r\n", out: &out)
         }
         pendingUser = nil
-        return beginLogin(.apop(user: name, digest: digest, timestamp: config.apopTimestamp), user: name)
+        return beginLogin(.apop(user: name, digest: digest, timestamp: config.apopTimestamp))
     }
 
     mutating func stls(_ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {
@@ -67,8 +67,8 @@ extension Session {
     }
 
     /// Hands credentials to the glue and stops reading until `loginFinished`.
-    mutating func beginLogin(_ request: AuthRequest, user name: String) -> SessionAction {
-        user = name
+    mutating func beginLogin(_ request: AuthRequest) -> SessionAction {
+        user = request.userName
         phase = .authenticating
         return .authenticate(request)
     }
@@ -92,6 +92,9 @@ extension Session {
             deleted = Array(repeating: false, count: count)
             phase = .transaction
             isAuthenticated = true
+            // Once per login, for the session-end line (Dovecot's message_bytes, uidl_change).
+            counters.maildropOctetsAtLogin = maildropOctets
+            counters.uidlChange = listing.uidlChange ?? UIDLChange(uids: uids)
             out.write("+OK maildrop has ")
             out.write(decimal: count)
             out.write(" messages (")

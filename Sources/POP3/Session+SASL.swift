@@ -56,7 +56,7 @@ extension Session {
             // Some clients send the user name as the initial response.
             if let initial {
                 guard let name = String(validating: initial, as: UTF8.self), !name.isEmpty else {
-                    return authenticationFailed(out: &out)
+                    return beginLogin(.undecodable(user: initial, mechanism: .login))
                 }
                 phase = .sasl(.loginPassword(user: name))
                 out.write(Self.loginPasswordChallenge)
@@ -97,23 +97,24 @@ extension Session {
             return finishPlain(message, out: &out)
         case .loginUser:
             guard let name = String(validating: message, as: UTF8.self), !name.isEmpty else {
-                return authenticationFailed(out: &out)
+                return beginLogin(.undecodable(user: message, mechanism: .login))
             }
             phase = .sasl(.loginPassword(user: name))
             out.write(Self.loginPasswordChallenge)
             return .none
         case .loginPassword(let name):
-            guard !message.isEmpty else { return authenticationFailed(out: &out) }
-            return beginLogin(.password(user: name, password: message), user: name)
+            guard !message.isEmpty else { return beginLogin(.undecodable(user: Array(name.utf8), mechanism: .login)) }
+            return beginLogin(.password(user: name, password: message, mechanism: .login))
         case .cramMD5(let challenge):
             // RFC 2195 §2: "user SP digest", the digest 32 lowercase hex digits.
             guard let space = message.lastIndex(of: 0x20), space > 0,
                 let name = String(validating: message[..<space], as: UTF8.self),
                 let digest = message[(space + 1)...].withUnsafeBytes({ Self.lowercaseHexDigest($0) })
             else {
-                return authenticationFailed(out: &out)
+                let name = message.lastIndex(of: 0x20).map { Array(message[..<$0]) } ?? []
+                return beginLogin(.undecodable(user: name, mechanism: .cramMD5))
             }
-            return beginLogin(.cramMD5(user: name, digest: digest, challenge: challenge), user: name)
+            return beginLogin(.cramMD5(user: name, digest: digest, challenge: challenge))
         case .relay(let mechanism, let index):
             return relayToGlue(mechanism, index: index, message: message)
         }
@@ -139,9 +140,9 @@ extension Session {
 
     mutating func finishPlain(_ message: [UInt8], out: inout some ReplySink) -> SessionAction {
         guard let credentials = SASLPlain.parse(message), let name = SASLPlain.userToLogIn(credentials) else {
-            return authenticationFailed(out: &out)
+            return beginLogin(.undecodable(user: SASLPlain.authcidOctets(message), mechanism: .plain))
         }
-        return beginLogin(.password(user: name, password: credentials.password), user: name)
+        return beginLogin(.password(user: name, password: credentials.password, mechanism: .plain))
     }
 
     /// A fresh CRAM-MD5 challenge per attempt (RFC 2195 §2 wants it unique):

@@ -176,6 +176,7 @@ extension Session {
         switch outcome {
         case .opened:
             if let lines = pending.bodyLines {
+                counters.topCount += 1  // its octets when the stream ends (`messageStreamed`)
                 out.write("+OK top of message follows\r\n")
                 return .streamMessage(index: index, bodyLines: lines)
             }
@@ -196,6 +197,15 @@ extension Session {
             out.write(" cannot be read\r\n")
             return .none
         }
+    }
+
+    /// The glue sent a whole RETR/TOP stream, terminator included: TOP's octets are counted
+    /// now, as `encoder.contentOctets` (the listing's unit: CRLF line ends, no stuffing dots).
+    /// RETR's were counted at its `+OK` (its listed size, which the stream equals). One call
+    /// per message, no allocation.
+    public mutating func messageStreamed(_ encoder: MessageEncoder) {
+        guard encoder.bodyLines != nil else { return }
+        counters.topOctets = Self.saturatingAdd(counters.topOctets, max(0, encoder.contentOctets))
     }
 
     mutating func dele(_ line: UnsafeRawBufferPointer, _ arguments: CommandArguments, out: inout some ReplySink) -> SessionAction {

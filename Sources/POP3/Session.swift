@@ -200,14 +200,16 @@ public struct Session: Sendable {
         phase = .closed
     }
 
-    /// The glue removed the messages of `.commitDeletions`; `failed` could not be.
-    public mutating func updateFinished(failed: Int, out: inout some ReplySink) -> SessionAction {
+    /// The glue removed the messages of `.commitDeletions`; `failed` of them, of `failedOctets`
+    /// listed octets together, could not be.
+    public mutating func updateFinished(failed: Int, failedOctets: Int = 0, out: inout some ReplySink) -> SessionAction {
         guard phase == .update else {
             phase = .closed
             return .close
         }
         phase = .closed
         counters.messagesDeleted = max(0, deletedCount - failed)
+        counters.octetsDeleted = Int(clamping: max(0, deletedOctets - Int128(max(0, failedOctets))))
         if failed > 0 {
             // RFC 1939 §6: an -ERR here means some deleted messages were not removed.
             out.write("-ERR [SYS/TEMP] some deleted messages not removed\r\n")

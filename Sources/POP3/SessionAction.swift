@@ -1,11 +1,84 @@
 /// Credentials the glue must verify (Auth module, on its worker pool).
 public enum AuthRequest: Equatable, Sendable {
-    /// USER/PASS, SASL PLAIN and LOGIN.
-    case password(user: String, password: [UInt8])
+    /// USER/PASS (`mechanism` `.user`), SASL PLAIN (`.plain`) and LOGIN (`.login`).
+    case password(user: String, password: [UInt8], mechanism: LoginMechanism)
     /// APOP (RFC 1939 §7): `digest` is 32 lowercase hex digits of MD5(timestamp + secret).
     case apop(user: String, digest: String, timestamp: String)
     /// CRAM-MD5 (RFC 2195): `digest` is 32 lowercase hex digits of HMAC-MD5(secret, challenge).
     case cramMD5(user: String, digest: String, challenge: String)
+    /// A SASL response that decodes to no credentials that could be checked: PLAIN that is not
+    /// `[authzid] NUL authcid NUL passwd` with UTF-8 identities (RFC 4616 §2) or names another
+    /// identity, a LOGIN name that is empty or not UTF-8 or an empty LOGIN password, CRAM-MD5
+    /// that is not `user SP digest` (RFC 2195 §2). It cannot succeed, but it is a failed login
+    /// like a wrong password (the glue logs it, counts it and delays the address's next attempt,
+    /// as Dovecot's auth process does). `user` is the name as sent, any octets: PLAIN's authcid
+    /// when the message has exactly two NULs, LOGIN's name, CRAM-MD5's text before the last
+    /// space; empty when there is none (never anything that may be the password).
+    case undecodable(user: [UInt8], mechanism: LoginMechanism)
+
+    /// How the client tried to log in.
+    public var mechanism: LoginMechanism {
+        switch self {
+        case .password(_, _, let mechanism), .undecodable(_, let mechanism): return mechanism
+        case .apop: return .apop
+        case .cramMD5: return .cramMD5
+        }
+    }
+
+    /// The name for `Session.user` (the session-end line): an undecodable name with its
+    /// invalid UTF-8 replaced by U+FFFD (the failed-login line logs its exact octets).
+    var userName: String {
+        switch self {
+        case .password(let user, _, _), .apop(let user, _, _), .cramMD5(let user, _, _): return user
+        case .undecodable(let user, _): return String(decoding: user, as: UTF8.self)
+        }
+    }
+}
+
+/// How a client tried to log in: USER/PASS and APOP (RFC 1939 §7) or a SASL mechanism
+/// (RFC 5034). The failed-login log line's `mechanism=` and the login metrics' label.
+public enum LoginMechanism: Equatable, Hashable, Sendable, CaseIterable {
+    case user
+    case apop
+    case plain
+    case login
+    case cramMD5
+    case scramSHA256
+
+    public init(_ sasl: SASLMechanism) {
+        switch sasl {
+        case .plain: self = .plain
+        case .login: self = .login
+        case .cramMD5: self = .cramMD5
+        case .scramSHA256: self = .scramSHA256
+        }
+    }
+
+    /// As the log writes it: the command (`USER`, `APOP`) or the SASL mechanism's registered
+    /// name (`PLAIN`, `LOGIN`, `CRAM-MD5`, `SCRAM-SHA-256`), as in Dovecot's `method=`.
+    public var logName: String {
+        switch self {
+        case .user: return "USER"
+        case .apop: return "APOP"
+        case .plain: return SASLMechanism.plain.rawValue
+        case .login: return SASLMechanism.login.rawValue
+        case .cramMD5: return SASLMechanism.cramMD5.rawValue
+        case .scramSHA256: return SASLMechanism.scramSHA256.rawValue
+        }
+    }
+
+    /// A Prometheus label value: the log name in lower case (`user`, `apop`, `plain`, `login`,
+    /// `cram-md5`, `scram-sha-256`); six values, so the label's cardinality is bounded.
+    public var metricLabel: String {
+        switch self {
+        case .user: return "user"
+        case .apop: return "apop"
+        case .plain: return "plain"
+        case .login: return "login"
+        case .cramMD5: return "cram-md5"
+        case .scramSHA256: return "scram-sha-256"
+        }
+    }
 }
 
 /// One decoded client message of a SASL mechanism the session only relays
@@ -90,21 +163,44 @@ public struct MaildropListing: Equatable, Sendable {
     public var sizes: [Int]
     /// UIDL unique-ids (RFC 1939 §7: 1 to 70 characters in 0x21...0x7E).
     public var uids: [String]
+    /// `UIDLChange(uids: uids)`, computed where the listing was made (a storage worker for a
+    /// large maildrop); nil lets the session compute it.
+    public var uidlChange: UIDLChange?
 
-    public init(sizes: [Int], uids: [String]) {
+    public init(sizes: [Int], uids: [String], uidlChange: UIDLChange? = nil) {
         self.sizes = sizes
         self.uids = uids
+        self.uidlChange = uidlChange
     }
 }
 
-/// Figures for the end-of-session log line.
+/// Figures for the end-of-session log line, in Dovecot's `pop3_logout_format` terms where it
+/// has one (`top=%{top_count}/%{top_bytes}, retr=%{retr_count}/%{retr_bytes},
+/// del=%{deleted_count}/%{deleted_bytes}, size=%{message_bytes}`, `%{uidl_change}`). Every
+/// octet figure saturates at `Int.max`.
 public struct SessionCounters: Equatable, Sendable {
     public var commands = 0
+    /// RETR commands answered `+OK` and the listed octets of those messages (Dovecot's
+    /// `retr_count`; Dovecot's `retr_bytes` counts its output instead, dot-stuffing included).
     public var messagesRetrieved = 0
     public var octetsRetrieved = 0
+    /// TOP commands answered `+OK` (Dovecot's `top_count`) and the octets their output carried,
+    /// counted as the listing counts a message (CRLF line ends, without the stuffing dots and
+    /// the terminator; a TOP cut short by a closed connection adds nothing).
+    public var topCount = 0
+    public var topOctets = 0
+    /// Messages removed in UPDATE (RFC 1939 §6) and their octets as the listing at login gave
+    /// them (Dovecot's `deleted_count`, `deleted_bytes`); those UPDATE could not remove are
+    /// not counted. 0 when the session did not reach UPDATE.
     public var messagesDeleted = 0
+    public var octetsDeleted = 0
     public var badCommands = 0
     public var authFailures = 0
+    /// The maildrop's octets at login, as the login reply and STAT gave them (Dovecot's
+    /// `message_bytes`); nil when the session never logged in.
+    public var maildropOctetsAtLogin: Int?
+    /// The unique-id listing at login (`UIDLChange`); nil when the session never logged in.
+    public var uidlChange: UIDLChange?
 
     public init() {}
 }

@@ -1,3 +1,5 @@
+import Logging
+
 /// Escapes text for one log line, at the byte level.
 ///
 /// Client- and file-supplied text reaches the log: user names sent before login (USER, AUTH
@@ -30,10 +32,22 @@ public enum LogEscaping {
     public static func value(_ value: String) -> String {
         var value = value
         return value.withUTF8 { bytes in
-            guard bytes.isEmpty || needsEscape(bytes, quoting: true)
-                || bytes.contains(where: { $0 == 0x20 || $0 == 0x3D }) else { return nil }
+            guard needsQuotes(bytes) else { return nil }
             return "\"" + escape(bytes, quoting: true) + "\""
         } ?? value
+    }
+
+    /// A metadata value given as octets that may not be UTF-8 (a user name from SASL), by the
+    /// same rules as `value(_:)`: an invalid octet is written `\xHH` inside quotes.
+    public static func value(bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { bytes in
+            needsQuotes(bytes) ? "\"" + escape(bytes, quoting: true) + "\"" : String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Empty, or holding a space, `=` or anything `escape` changes inside quotes.
+    static func needsQuotes(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.isEmpty || needsEscape(bytes, quoting: true) || bytes.contains(where: { $0 == 0x20 || $0 == 0x3D })
     }
 
     /// Escapes octets that may not be valid UTF-8 (see the type's rules).
@@ -135,5 +149,55 @@ public enum LogEscaping {
 
     private static func hexDigit(_ v: UInt8) -> UInt8 {
         v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10
+    }
+}
+
+/// A log metadata value made of octets that may not be UTF-8 (a user name as the client sent
+/// it), cut to at most `maxOctets`. `StderrLogHandler` escapes the octets themselves
+/// (`LogEscaping.value(bytes:)`), so a name that is not UTF-8 is logged exactly (`\xff`) rather
+/// than with U+FFFD; any other log handler gets `description`, the same escaped text.
+struct LoggedOctets: CustomStringConvertible, Sendable {
+    /// The octets logged: all of them, or the first `maxOctets` cut back to a UTF-8 boundary.
+    let octets: [UInt8]
+    /// Octets the client sent: more than `octets.count` when cut.
+    let fullCount: Int
+
+    /// Longest user name a log line carries whole (README, limits table): a PLAIN or LOGIN
+    /// name may be up to the SASL response limit (8 KiB, 32 KiB escaped) and a log line per
+    /// failed login should not be that. Longer names are cut, and the line says so
+    /// (`user.truncated=` with the full length in octets).
+    static let maxOctets = 256
+
+    init(_ bytes: some Collection<UInt8>) {
+        let all = Array(bytes)
+        fullCount = all.count
+        guard all.count > Self.maxOctets else {
+            octets = all
+            return
+        }
+        // Back off to a scalar boundary (at most 3 continuation octets), so a cut name ends in
+        // whole characters rather than `\xHH` fragments.
+        var cut = Self.maxOctets
+        var backedOff = 0
+        while backedOff < 3, cut > 0, all[cut] & 0xC0 == 0x80 {
+            cut -= 1
+            backedOff += 1
+        }
+        if backedOff == 3 && all[cut] & 0xC0 == 0x80 { cut = Self.maxOctets }  // not UTF-8 anyway
+        octets = Array(all[..<cut])
+    }
+
+    var isTruncated: Bool { fullCount > octets.count }
+
+    var description: String { LogEscaping.value(bytes: octets) }
+}
+
+extension Logger.Metadata {
+    /// Sets `key` to the user name as sent (escaped and maybe cut, `LoggedOctets`), and
+    /// `key.truncated` to its full length in octets when it was cut.
+    mutating func setUserName(_ name: some Collection<UInt8>, key: String = "user") {
+        let logged = LoggedOctets(name)
+        self[key] = .stringConvertible(logged)
+        if logged.isTruncated { self[key + ".truncated"] = "\(logged.fullCount)" }
     }
 }

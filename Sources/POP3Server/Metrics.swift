@@ -64,9 +64,9 @@ public final class POP3Metrics {
         sessions = SessionStateLabel.allCases.map { gauge("pop3d_sessions", [("state", $0.rawValue)]) }
         ended = EndReasonLabel.allCases.map { counter("pop3d_sessions_ended_total", [("reason", $0.rawValue)]) }
         var logins: [CoreMetrics.Counter] = []
-        for mechanism in LoginMechanismLabel.allCases {
+        for mechanism in LoginMechanism.allCases {
             for result in LoginResultLabel.allCases {
-                logins.append(counter("pop3d_logins_total", [("mechanism", mechanism.rawValue), ("result", result.rawValue)]))
+                logins.append(counter("pop3d_logins_total", [("mechanism", mechanism.metricLabel), ("result", result.rawValue)]))
             }
         }
         self.logins = logins
@@ -125,8 +125,9 @@ public final class POP3Metrics {
 
     @inline(__always) func refused(_ reason: RefusalReason) { refused[reason.index].increment() }
 
-    @inline(__always) func login(_ mechanism: LoginMechanismLabel, _ result: LoginResultLabel) {
-        logins[mechanism.index * LoginResultLabel.allCases.count + result.index].increment()
+    @inline(__always) func login(_ mechanism: LoginMechanism, _ result: LoginResultLabel) {
+        let m = LoginMechanism.allCases.firstIndex(of: mechanism) ?? 0
+        logins[m * LoginResultLabel.allCases.count + result.index].increment()
     }
 
     /// One command line handled: `keyword` nil for a line that named no known command.
@@ -186,14 +187,6 @@ enum RefusalReason: String, CaseIterable {
 /// `state` of `pop3d_sessions`: RFC 1939's states (§3).
 enum SessionStateLabel: String, CaseIterable {
     case authorization, transaction, update
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
-}
-
-/// `mechanism` of `pop3d_logins_total`.
-enum LoginMechanismLabel: String, CaseIterable {
-    case user, apop, plain, login
-    case cramMD5 = "cram-md5"
-    case scramSHA256 = "scram-sha-256"
     var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
 }
 

@@ -138,17 +138,22 @@ extension POP3Connection {
         }
         let c = session.counters
         let seconds = Double(service.loop.now &- startedAt) / 1e9
+        // Dovecot's pop3_logout_format fields, each one `key=value` token (no space or comma in
+        // a value): top=, retr=, del= as count/octets; size= and uidl_change= describe the
+        // maildrop at login and are `-` for a session that never logged in.
         var summary: Logger.Metadata = [
             "connection.id": "\(connection.id)",
-            "user": "\(session.user ?? "-")",
             "client": "\(clientName)",
             "commands": "\(c.commands)",
-            "retrieved": "\(c.messagesRetrieved)",
-            "bytes": "\(c.octetsRetrieved)",
-            "deleted": "\(c.messagesDeleted)",
+            "top": "\(c.topCount)/\(c.topOctets)",
+            "retr": "\(c.messagesRetrieved)/\(c.octetsRetrieved)",
+            "del": "\(c.messagesDeleted)/\(c.octetsDeleted)",
+            "size": "\(c.maildropOctetsAtLogin.map { "\($0)" } ?? "-")",
+            "uidl_change": "\(c.uidlChange.map { "\($0)" } ?? "-")",
             "duration": "\(Int(seconds * 1000))ms",
             "reason": "\(ended)",
         ]
+        if let user = session.user { summary.setUserName(user.utf8) } else { summary["user"] = "-" }
         if let proxy { summary.merge(proxy.summaryMetadata) { $1 } }
         if let metrics = service.metrics, proxy?.isHealthCheck != true {
             metrics.sessionEnded(ended)
@@ -158,6 +163,7 @@ extension POP3Connection {
                 metrics.retrievedMessages.increment(by: Int64(c.messagesRetrieved))
                 metrics.retrievedBytes.increment(by: Int64(clamping: c.octetsRetrieved))
             }
+            if c.topCount > 0 { metrics.topMessages.increment(by: Int64(c.topCount)) }
             if c.messagesDeleted > 0 { metrics.deletedMessages.increment(by: Int64(c.messagesDeleted)) }
             if tlsHandshaking { metrics.tlsHandshake(ok: false, version: nil) }
         }

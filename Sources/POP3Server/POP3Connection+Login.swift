@@ -1,4 +1,5 @@
 import Auth
+import Logging
 import Maildrop
 import POP3
 import Reactor
@@ -7,12 +8,19 @@ import Reactor
 /// creates it and never touches it again; from then on only the loop thread uses it.
 struct OpenedMaildrop: @unchecked Sendable {
     let result: Result<Maildrop, MaildropError>
+    /// The session-end line's `uidl_change=`, hashed here on the worker: for a large maildrop
+    /// it costs milliseconds (`UIDLChange`).
+    var uidlChange: UIDLChange?
 
     init(path: String, allowRootSymlink: Bool, loginDelaySeconds: Int, cancellation: CancellationFlag) {
         do {
-            result = .success(try Maildrop.open(
+            let drop = try Maildrop.open(
                 path: path, allowRootSymlink: allowRootSymlink, loginDelaySeconds: loginDelaySeconds,
-                cancellation: cancellation))
+                cancellation: cancellation)
+            var change = UIDLChange()
+            for m in drop.messages { change.add(m.uid) }
+            uidlChange = change
+            result = .success(drop)
         } catch {
             result = .failure(error)
         }
@@ -29,54 +37,55 @@ extension POP3Connection {
     /// before the verification, so waiting attackers hold no hashing worker); then the
     /// credentials are checked, on the loop when a digest suffices, else on the worker pool.
     func authenticate(_ request: AuthRequest) {
-        switch request {
-        case .password: loginMechanism = .user
-        case .apop: loginMechanism = .apop
-        case .cramMD5: loginMechanism = .cramMD5
-        }
+        loginMechanism = request.mechanism
         enter(.authenticating(penalty: nil, job: nil))
         afterPenalty { $0.verify(request) }
     }
 
     private func verify(_ request: AuthRequest) {
         let passwd = service.passwd
+        let mechanism = request.mechanism
         switch request {
-        case .password(let user, let password):
+        case .password(let user, let password, _):
             guard password.count <= CostLimits.maxPasswordLength else {
                 // Refused without hashing: SHA-crypt's cost grows with the length.
                 service.logger.notice("password longer than \(CostLimits.maxPasswordLength) octets refused",
                                       metadata: metadata)
-                return authFailed(user: user)
+                return authFailed(user: user, mechanism: mechanism)
             }
             if passwd.verificationIsCheap(user: user) {
                 // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
                 // thread wake-ups, an eventfd round trip) would cost more than the work.
-                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password))
+                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password),
+                                          mechanism: mechanism)
             }
             submitAuthJob({ passwd.verifyOrDummy(user: user, password: password) },
                           isFailure: { $0 == nil }) { connection, entry in
-                connection.credentialsChecked(user: user, entry: entry)
+                connection.credentialsChecked(user: user, entry: entry, mechanism: mechanism)
             }
         case .apop(let user, let digest, let timestamp):
             // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
             let entry = passwd.lookup(user).flatMap {
                 apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest) ? $0 : nil
             }
-            credentialsChecked(user: user, entry: entry)
+            credentialsChecked(user: user, entry: entry, mechanism: mechanism)
         case .cramMD5(let user, let digest, let challenge):
             let entry = passwd.lookup(user).flatMap {
                 CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8)) ? $0 : nil
             }
-            credentialsChecked(user: user, entry: entry)
+            credentialsChecked(user: user, entry: entry, mechanism: mechanism)
+        case .undecodable(let user, _):
+            // Nothing to verify, but a failed login all the same: logged, counted, penalised.
+            authFailed(userOctets: user, mechanism: mechanism)
         }
     }
 
     /// The verification result is in: open the maildrop, or fail (the failure delays the
     /// address's next attempt, `afterPenalty`).
-    func credentialsChecked(user: String, entry: UserEntry?) {
+    func credentialsChecked(user: String, entry: UserEntry?, mechanism: LoginMechanism) {
         guard case .authenticating = phase, !connection.isClosed else { return }
         guard let entry else {
-            return authFailed(user: user)
+            return authFailed(user: user, mechanism: mechanism)
         }
         if let address { service.penalties.recordSuccess(from: address) }
         let path: String
@@ -116,7 +125,7 @@ extension POP3Connection {
             }
             self.endStorageJob(job, cancel: false)
             self.settle(.authenticating(penalty: nil, job: nil))
-            self.maildropOpened(opened.result, user: user)
+            self.maildropOpened(opened.result, user: user, uidlChange: opened.uidlChange)
         }
         if case .queued = submitted {
             enter(.openingMaildrop(job))
@@ -126,7 +135,9 @@ extension POP3Connection {
         }
     }
 
-    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String) {
+    /// `uidlChange` is nil for a maildrop listed on the loop (at most `Maildrop.quickEntryLimit`
+    /// messages): hashed here, in the loop that copies the listing anyway.
+    private func maildropOpened(_ result: Result<Maildrop, MaildropError>, user: String, uidlChange: UIDLChange? = nil) {
         switch result {
         case .success(let drop):
             maildrop = drop
@@ -146,15 +157,17 @@ extension POP3Connection {
             var uids: [String] = []
             sizes.reserveCapacity(drop.count)
             uids.reserveCapacity(drop.count)
+            var change = uidlChange ?? UIDLChange()
             for m in drop.messages {
                 sizes.append(m.size)
                 uids.append(m.uid)
+                if uidlChange == nil { change.add(m.uid) }
             }
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
             service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
-            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)))
+            loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change)))
         case .failure(.inUse):
             loginFinished(.inUse)
         case .failure(.loginDelay(let left)):
@@ -169,12 +182,19 @@ extension POP3Connection {
         }
     }
 
-    /// Records the failure (the address's next attempt waits its penalty, see `afterPenalty`)
-    /// and answers at once: the wait comes before the next hash, not after this one.
-    func authFailed(user: String) {
-        service.logger.notice("login failed", metadata: clientMetadata([
-            "connection.id": "\(connection.id)", "user": "\(user)",
-        ]))
+    /// Logs the failed login (one `notice` line per failure, the line fail2ban matches:
+    /// `login failed client=… connection.id=… mechanism=… user=…`, the name escaped and cut at
+    /// `LoggedOctets.maxOctets`), records the failure (the address's next attempt waits its
+    /// penalty, see `afterPenalty`) and answers at once: the wait comes before the next hash,
+    /// not after this one.
+    func authFailed(user: String, mechanism: LoginMechanism) {
+        authFailed(userOctets: user.utf8, mechanism: mechanism)
+    }
+
+    func authFailed(userOctets user: some Collection<UInt8>, mechanism: LoginMechanism) {
+        var fields: Logger.Metadata = ["connection.id": "\(connection.id)", "mechanism": "\(mechanism.logName)"]
+        fields.setUserName(user)
+        service.logger.notice("login failed", metadata: clientMetadata(fields))
         if let address { _ = service.penalties.recordFailure(from: address) }
         loginFinished(.authFailed)
     }
@@ -194,7 +214,8 @@ extension POP3Connection {
     // MARK: SASL relay (SCRAM-SHA-256)
 
     func saslStep(_ step: SASLStep) {
-        loginMechanism = .scramSHA256
+        let mechanism = LoginMechanism(step.mechanism)
+        loginMechanism = mechanism
         enter(.authenticating(penalty: nil, job: nil))
         switch step.index {
         case 0:
@@ -212,7 +233,7 @@ extension POP3Connection {
                         connection.scram = first.server
                         connection.challenge(serverFirst)
                     case .failure:
-                        connection.authFailed(user: first.server.username ?? "?")
+                        connection.authFailed(user: first.server.username ?? "?", mechanism: mechanism)
                     }
                 }
             }
@@ -220,7 +241,7 @@ extension POP3Connection {
             // The proof check derives keys with PBKDF2 for PLAIN-stored users and for unknown
             // users (the decoy): thousands of HMACs, so it runs on the pool, under the same
             // per-address quota and cancellation as any hash (issue 10).
-            guard let server = scram else { return authFailed(user: "?") }
+            guard let server = scram else { return authFailed(user: "?", mechanism: mechanism) }
             let message = step.message
             submitAuthJob({ ScramFinal(result: server.receiveClientFinal(message)) },
                           isFailure: { !$0.verified }) { connection, final in
@@ -229,7 +250,7 @@ extension POP3Connection {
                     connection.scramEntry = f.entry
                     connection.challenge(f.serverFinal)
                 case .success, .failure:
-                    connection.authFailed(user: server.username ?? "?")
+                    connection.authFailed(user: server.username ?? "?", mechanism: mechanism)
                 }
             }
         default:
@@ -237,7 +258,7 @@ extension POP3Connection {
             let entry = scramEntry
             scram = nil
             scramEntry = nil
-            credentialsChecked(user: user, entry: entry)
+            credentialsChecked(user: user, entry: entry, mechanism: mechanism)
         }
     }
 

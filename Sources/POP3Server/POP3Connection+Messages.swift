@@ -93,6 +93,7 @@ extension POP3Connection {
             if n == 0 || stream.encoder.isComplete {
                 stream.encoder.finish(out: &sink)
                 sink.finish()
+                session.messageStreamed(stream.encoder)
                 resume()  // leaving `.streaming` closes the file
                 return
             }

@@ -31,20 +31,20 @@ extension POP3Connection {
                             metadata: logMetadata)
                 return
             }
-            self.updateFinished(failed: result.failed)
+            self.updateFinished(failed: result.failed, failedOctets: result.failedOctets)
         }
         if case .queued = submitted { return }
         // No worker will take it (queue full, shutting down): nothing is removed, and the
         // client is told so (RFC 1939 §6 -ERR); the next session can try again.
         maildrop.close()
         logger.error("UPDATE: storage workers unavailable, \(indices.count) message(s) not removed", metadata: logMetadata)
-        updateFinished(failed: indices.count)
+        updateFinished(failed: indices.count, failedOctets: .max)
     }
 
-    private func updateFinished(failed: Int) {
+    private func updateFinished(failed: Int, failedOctets: Int) {
         enter(.reading)
         var sink = ConnectionSink(connection: connection)
-        let action = session.updateFinished(failed: failed, out: &sink)
+        let action = session.updateFinished(failed: failed, failedOctets: failedOctets, out: &sink)
         perform(action)
     }
 }

@@ -92,7 +92,7 @@ final class POP3Connection: ConnectionDelegate {
     /// handshake runs inside the transport's reads, whatever the phase.
     var handshakeTimer: TimerID?
     /// The mechanism of the login under way, for `pop3d_logins_total`.
-    var loginMechanism = LoginMechanismLabel.user
+    var loginMechanism = LoginMechanism.user
     var loggedIn = false
     /// pump() is on the stack.
     var pumping = false
@@ -260,7 +260,10 @@ final class POP3Connection: ConnectionDelegate {
     }
 
     var metadata: Logger.Metadata {
-        clientMetadata(["connection.id": "\(connection.id)", "user": "\(session.user ?? "-")"])
+        var fields: Logger.Metadata = ["connection.id": "\(connection.id)"]
+        // Cut like the failed-login line's name (`LoggedOctets.maxOctets`).
+        if let user = session.user { fields.setUserName(user.utf8) } else { fields["user"] = "-" }
+        return clientMetadata(fields)
     }
 
     /// The client as log lines name it: the PROXY header's source when there was one (the

@@ -12,6 +12,7 @@ extension POP3Service {
     public static let restartOnlyKeys: Set<String> = [
         "listen", "listen_tls", "user", "reuse_port", "auth_workers", "shutdown_timeout",
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
+        "metrics_listen",
     ]
 
     /// SIGHUP: reads the configuration (when `configSource` is set), the passwd-file and the
@@ -77,6 +78,7 @@ extension POP3Service {
         merged.workerWatchdogTimeoutSeconds = old.workerWatchdogTimeoutSeconds
         merged.workerStartLimitBurst = old.workerStartLimitBurst
         merged.workerStartLimitIntervalSeconds = old.workerStartLimitIntervalSeconds
+        merged.metricsListen = old.metricsListen
         guard let mail = merged.mail else { throw ConfigError("mail: required") }
         let newLocation: MailLocation
         do {

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Configuration
+import Reactor
 import SystemPackage
 
 extension ServerConfig {
@@ -19,6 +20,7 @@ extension ServerConfig {
         "maildir_allow_root_symlink",
         "proxy_networks", "proxy_header_timeout",
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
+        "metrics_listen",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -102,6 +104,7 @@ extension ServerConfig {
         workerStartLimitBurst = try v.int("worker_start_limit_burst", min: 1, max: 1_000) ?? workerStartLimitBurst
         workerStartLimitIntervalSeconds = try v.int("worker_start_limit_interval", min: 1, max: 3_600)
             ?? workerStartLimitIntervalSeconds
+        metricsListen = try v.string("metrics_listen").flatMap(Self.validMetricsListen) ?? metricsListen
         try validate()
     }
 
@@ -144,6 +147,18 @@ extension ServerConfig {
     /// `workers: auto`: the CPUs this process may run on (sched_getaffinity, so taskset and
     /// systemd's CPUAffinity= count), else the online CPUs.
     static func usableCPUs() -> Int { Int(cshim_usable_cpus()) }
+
+    /// `metrics_listen`: an empty value (or `off`) is off; anything else must be an address
+    /// the listener can bind, checked here so a typo stops the start instead of leaving the
+    /// host without metrics.
+    static func validMetricsListen(_ s: String) throws -> String? {
+        let text = s.trimmingSpaces()
+        if text.isEmpty || text.lowercased() == "off" { return nil }
+        guard SocketAddress(parsing: text) != nil else {
+            throw ConfigError("metrics_listen: '\(s)' is not HOST:PORT or [IPV6]:PORT (an address, not a name)")
+        }
+        return text
+    }
 
     static func validExpire(_ s: String) throws -> String {
         if s == "NEVER" { return s }

@@ -102,6 +102,10 @@ public struct ServerConfig: Sendable, Equatable {
     public var workerStartLimitBurst: Int = 5
     /// See `workerStartLimitBurst` (systemd's StartLimitIntervalSec=).
     public var workerStartLimitIntervalSeconds: Int = 10
+    /// `metrics_listen`: where `GET /metrics` is served (Prometheus text format), `HOST:PORT`
+    /// or `[V6]:PORT`; nil = off. A systemd socket named `metrics` is used instead when
+    /// passed. With `workers` > 1 the master serves it (MetricsEndpoint.swift).
+    public var metricsListen: String? = nil
 
     public init() {}
 }

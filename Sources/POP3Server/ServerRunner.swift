@@ -21,7 +21,10 @@ public final class ServerRunner {
     let loop: EventLoop
     let worker: WorkerContext?
     private(set) var listeners: [(listener: Listener, implicitTLS: Bool)] = []
-    private var service: POP3Service!
+    /// `metrics_listen` (or systemd's `metrics` socket): single process only, never a worker.
+    var metricsListener: Listener?
+    var metrics: MetricsEndpoint?
+    private(set) var service: POP3Service!
     private var scoreboard: Scoreboard?
     /// Worker of a master that serves `/metrics`: where this worker leaves its snapshot.
     private var metricsShare: MetricsShare?
@@ -92,7 +95,7 @@ public final class ServerRunner {
             }
         } else {
             Self.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger)
-            listeners = try Self.openListeners(config: config)
+            (listeners, metricsListener) = try Self.openListeners(config: config)
         }
         service = try POP3Service(config: config, loop: loop, logger: logger)
         service.configSource = configSource
@@ -123,6 +126,7 @@ public final class ServerRunner {
                 "tls": "\(implicitTLS)", "inherited": "\(listener.inherited)",
             ])
         }
+        try startMetrics()
         try loop.onSignals([SIGTERM, SIGINT, SIGHUP]) { [unowned self] signo in
             if signo == SIGHUP { self.reload() } else { self.beginShutdown(signo) }
         }
@@ -147,6 +151,7 @@ public final class ServerRunner {
             scoreboard.slot(worker.id).state = .stopped
         }
         for (listener, _) in listeners { listener.close() }
+        metrics?.close()
         logger.info("stopped", metadata: ["sessions.served": "\(service.sessionsServed)"])
         if let worker, let scoreboard { publishCounts(scoreboard.slot(worker.id)) }
         // The last counts, so the master's host totals include this worker's final sessions.
@@ -186,9 +191,12 @@ public final class ServerRunner {
     // MARK: listeners
 
     /// The listeners of `config`: systemd's (by FileDescriptorName=) when socket-activated,
-    /// else bound here. Throws `ConfigError` naming the problem.
-    static func openListeners(config: ServerConfig) throws -> [(listener: Listener, implicitTLS: Bool)] {
+    /// else bound here. The metrics listener is systemd's socket named `metrics`, else
+    /// `metrics_listen` bound here (also under socket activation: a unit may pass only the
+    /// POP3 sockets), else none. Throws `ConfigError` naming the problem.
+    static func openListeners(config: ServerConfig) throws -> (pop3: [(listener: Listener, implicitTLS: Bool)], metrics: Listener?) {
         var listeners: [(listener: Listener, implicitTLS: Bool)] = []
+        var metrics: Listener?
         let inherited = Systemd.listenFDs()
         if !inherited.isEmpty {
             for (fd, name) in inherited {
@@ -203,11 +211,19 @@ public final class ServerRunner {
                         throw ConfigError("systemd passed fd \(fd) named pop3s (implicit TLS) but no tls_cert/tls_key is configured")
                     }
                     listeners.append((try Listener(inheritedFD: fd, name: name), true))
+                case "metrics":
+                    guard metrics == nil else {
+                        throw ConfigError("systemd passed two sockets named metrics (fd \(fd) is the second); give one")
+                    }
+                    metrics = try Listener(inheritedFD: fd, name: name)
                 case let other?:
-                    throw ConfigError("systemd passed fd \(fd) named '\(other)'; use FileDescriptorName=pop3 or pop3s")
+                    throw ConfigError("systemd passed fd \(fd) named '\(other)'; use FileDescriptorName=pop3, pop3s or metrics")
                 }
             }
-            return listeners
+            guard !listeners.isEmpty else {
+                throw ConfigError("systemd passed no pop3 or pop3s socket (only metrics); name the POP3 socket FileDescriptorName=pop3")
+            }
+            return (listeners, try metrics ?? bindMetrics(config: config))
         }
         for text in config.listen {
             listeners.append((try bind(text, config: config), false))
@@ -218,7 +234,20 @@ public final class ServerRunner {
         if listeners.isEmpty {
             throw ConfigError("no listeners: give --listen HOST:PORT (or listen: in the config), or start under systemd socket activation")
         }
-        return listeners
+        return (listeners, try bindMetrics(config: config))
+    }
+
+    /// `metrics_listen` bound (nil when it is off).
+    private static func bindMetrics(config: ServerConfig) throws -> Listener? {
+        guard let text = config.metricsListen else { return nil }
+        guard let address = SocketAddress(parsing: text) else {
+            throw ConfigError("metrics_listen: '\(text)' is not HOST:PORT or [IPV6]:PORT")
+        }
+        do {
+            return try Listener(bind: address, name: "metrics")
+        } catch {
+            throw ConfigError("metrics_listen: cannot listen on \(text): \(error)")
+        }
     }
 
     private static func bind(_ text: String, config: ServerConfig) throws -> Listener {
@@ -368,6 +397,7 @@ public final class ServerRunner {
         // unanswered in the backlog. An inherited socket is only closed, never shut down:
         // systemd keeps its copy and queues connections for the next pop3d.
         for (listener, _) in listeners { listener.close() }
+        metrics?.stopAccepting()
         service.onDrained = { [weak self] in self?.loop.stop() }
         let timeout = UInt64(config.shutdownTimeoutSeconds) * 1_000_000_000
         _ = loop.scheduleTimer(after: timeout) { [weak self] in

@@ -54,9 +54,18 @@ public struct StderrLogHandler: LogHandler {
         var all = metadata
         if let extra { all.merge(extra) { $1 } }
         for (key, value) in all.sorted(by: { $0.key < $1.key }) {
-            line += " " + LogEscaping.text(key) + "=" + LogEscaping.value("\(value)")
+            line += " " + LogEscaping.text(key) + "=" + Self.escaped(value)
         }
         return line
+    }
+
+    /// A metadata value as the line writes it: octets given as octets (`LoggedOctets`: a user
+    /// name that may not be UTF-8) are escaped as octets, everything else as its text.
+    static func escaped(_ value: Logger.Metadata.Value) -> String {
+        if case .stringConvertible(let convertible) = value, let octets = convertible as? LoggedOctets {
+            return LogEscaping.value(bytes: octets.octets)
+        }
+        return LogEscaping.value("\(value)")
     }
 
     static func priority(_ level: Logger.Level) -> Int {

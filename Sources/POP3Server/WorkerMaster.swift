@@ -66,6 +66,10 @@ public final class WorkerMaster {
     /// The workers publish their metrics and this master serves the host's `/metrics`.
     public var collectsMetrics = false
     private var listeners: [(listener: Listener, implicitTLS: Bool)] = []
+    /// `metrics_listen`: served here, from this loop, with every worker's series summed
+    /// (`renderMetrics`). Close-on-exec, so no worker inherits it.
+    private var metricsListener: Listener?
+    private var metrics: MetricsEndpoint?
     private var scoreboard: Scoreboard!
     /// The workers' metrics snapshots, when this master serves `/metrics` (WorkerMaster+Metrics.swift).
     var metricsShare: MetricsShare?
@@ -100,7 +104,9 @@ public final class WorkerMaster {
         // each needs the whole descriptor budget. Raised here (root can raise the hard
         // limit) and inherited; each worker checks again.
         ServerRunner.raiseDescriptorLimit(maxConnections: config.maxConnections, logger: logger)
-        listeners = try ServerRunner.openListeners(config: config)
+        (listeners, metricsListener) = try ServerRunner.openListeners(config: config)
+        // `metrics_listen` or systemd's `metrics` socket: the workers publish, this loop serves.
+        if metricsListener != nil { collectsMetrics = true }
         scoreboard = try Scoreboard(creatingFor: config.workers)
         waker = try loop.makeWaker { [unowned self] in self.readScoreboard() }
         // The descriptors a worker inherits. Kept inheritable for the master's life: it
@@ -125,6 +131,12 @@ public final class WorkerMaster {
                 "tls": "\(implicitTLS)", "inherited": "\(listener.inherited)",
             ])
         }
+        if let metricsListener {
+            metrics = try MetricsEndpoint(loop: loop, listener: metricsListener, logger: logger) { [unowned self] in
+                self.renderMetrics(into: &$0)
+            }
+            MetricsEndpoint.logListening(metricsListener, logger: logger)
+        }
         logger.info("master starting workers", metadata: ["workers": "\(config.workers)"])
         workers = (1...config.workers).map { Worker(id: $0) }
         for id in 1...config.workers {
@@ -135,6 +147,7 @@ public final class WorkerMaster {
         tick()
         try loop.run()
         for (listener, _) in listeners { listener.close() }
+        metrics?.close()
         logger.info("master stopped", metadata: ["sessions.served": "\(totals().served)", "status": "\(exitStatus)"])
         return exitStatus
     }
@@ -446,6 +459,7 @@ public final class WorkerMaster {
         Systemd.notify("STOPPING=1\nSTATUS=\(statusLine())")
         // Our copies must go too, or the kernel would keep queueing clients nobody accepts.
         for (listener, _) in listeners { listener.close() }
+        metrics?.stopAccepting()
         for worker in workers { if let pid = worker.pid { kill(pid, SIGTERM) } }
         if workers.allSatisfy({ $0.pid == nil }) {
             exitStatus = status

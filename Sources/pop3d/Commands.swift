@@ -38,6 +38,8 @@ struct ServeOptions: ParsableArguments {
     var tlsKey: [String] = []
     @Option(name: .customLong("workers"), help: "Worker processes under one master: a number or 'auto' (one per usable CPU; default 1).")
     var workers: String?
+    @Option(name: .customLong("metrics-listen"), help: "Serve Prometheus metrics (GET /metrics) on HOST:PORT or [V6]:PORT (default off).")
+    var metricsListen: String?
 
     /// Flags as configuration keys: they win over the environment and the file.
     var flags: [String: [String]] {
@@ -51,6 +53,7 @@ struct ServeOptions: ParsableArguments {
         if let idleTimeout { f["idle_timeout"] = [idleTimeout] }
         if let shutdownTimeout { f["shutdown_timeout"] = [shutdownTimeout] }
         if let workers { f["workers"] = [workers] }
+        if let metricsListen { f["metrics_listen"] = [metricsListen] }
         return f
     }
 }

@@ -93,6 +93,30 @@ import Testing
         #expect((s["pop3d_start_time_seconds"] ?? 0) > 1_700_000_000)
     }
 
+    /// The mechanism label comes from the login request: SASL PLAIN is `plain`, not `user`;
+    /// a malformed SASL response is a failed login of its mechanism. TOP counts.
+    @Test func saslLoginsCountUnderTheirMechanism() throws {
+        let server = try Self.metricsServer()
+        try server.deliver("bob", Array("Subject: x\r\n\r\nline\r\n".utf8))
+        let c = try server.client()
+        _ = try c.line()
+        // "bob\0secret" (one NUL: malformed PLAIN), then "\0bob\0secret".
+        #expect(try c.command("AUTH PLAIN Ym9iAHNlY3JldA==").hasPrefix("-ERR"))
+        #expect(try c.command("AUTH PLAIN AGJvYgBzZWNyZXQ=").hasPrefix("+OK"))
+        #expect(try c.command("TOP 1 0").hasPrefix("+OK"))
+        _ = try c.multiline()
+        #expect(try c.command("QUIT").hasPrefix("+OK"))
+        #expect(try c.waitForClose())
+        #expect(try waitFor { try server.counts() == .zero })
+        let s = Self.samples(try Self.scrape(server))
+        #expect(s[#"pop3d_logins_total{mechanism="plain",result="ok"}"#] == 1)
+        #expect(s[#"pop3d_logins_total{mechanism="plain",result="auth_failed"}"#] == 1)
+        #expect(s[#"pop3d_logins_total{mechanism="user",result="ok"}"#] == 0)
+        #expect(s["pop3d_top_messages_total"] == 1)
+        #expect(s[#"pop3d_commands_total{command="AUTH"}"#] == 2)
+        #expect(s[#"pop3d_commands_total{command="TOP"}"#] == 1)
+    }
+
     /// Sessions by state while they are open: one before login, one after.
     @Test func sessionsGaugeFollowsTheStates() throws {
         let server = try Self.metricsServer()

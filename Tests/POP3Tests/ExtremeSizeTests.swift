@@ -33,7 +33,7 @@ import Testing
             session.start(out: &out)
             _ = send("USER a")
             let action = send("PASS b")
-            #expect(action == .authenticate(.password(user: "a", password: Array("b".utf8))))
+            #expect(action == .authenticate(.password(user: "a", password: Array("b".utf8), mechanism: .user)))
             let uids = sizes.indices.map { "uid\($0)" }
             _ = session.loginFinished(.success(MaildropListing(sizes: sizes, uids: uids)), out: &out)
         }

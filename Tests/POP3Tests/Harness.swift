@@ -19,6 +19,10 @@ struct Harness {
     var out = ByteArraySink()
     var closed = false
     var deletions: [[Int]] = []
+    /// What the fake UPDATE could not remove: messages and their listed octets.
+    var updateFailures = (count: 0, octets: 0)
+    /// Every `.authenticate` request, in order.
+    var requests: [AuthRequest] = []
     var produceChunk = 8
     /// What the fake maildrop answers to `.openMessage`.
     var openOutcome = MessageOpenOutcome.opened
@@ -83,7 +87,7 @@ struct Harness {
         case .authenticate(let request):
             let outcome: LoginOutcome
             switch request {
-            case .password(let user, let password):
+            case .password(let user, let password, _):
                 if user == "busy" {
                     outcome = .inUse
                 } else if user == "broken" {
@@ -96,7 +100,10 @@ struct Harness {
                     ? listing : .authFailed
             case .cramMD5(let user, let digest, _):
                 outcome = user == "alice" && digest == String(repeating: "cd", count: 16) ? listing : .authFailed
+            case .undecodable:
+                outcome = .authFailed
             }
+            requests.append(request)
             perform(session.loginFinished(outcome, out: &out))
         case .saslStep(let step):
             switch step.index {
@@ -123,6 +130,7 @@ struct Harness {
                 start = end
             }
             encoder.finish(out: &out)
+            session.messageStreamed(encoder)
         case .startTLS:
             session.stlsReady(tlsAvailable, out: &out)
             guard tlsAvailable else { return }
@@ -132,7 +140,7 @@ struct Harness {
             session.tlsStarted()
         case .commitDeletions(let indices):
             deletions.append(indices)
-            perform(session.updateFinished(failed: 0, out: &out))
+            perform(session.updateFinished(failed: updateFailures.count, failedOctets: updateFailures.octets, out: &out))
         }
     }
 

@@ -69,7 +69,7 @@ import Testing
         var out = ByteArraySink()
         session.start(out: &out)
         _ = command("USER alice", session: &session, out: &out)
-        #expect(command("PASS secret", session: &session, out: &out) == .authenticate(.password(user: "alice", password: Array("secret".utf8))))
+        #expect(command("PASS secret", session: &session, out: &out) == .authenticate(.password(user: "alice", password: Array("secret".utf8), mechanism: .user)))
         let listing = MaildropListing(sizes: maildrop.messages.map(\.size), uids: maildrop.messages.map(\.uid))
         _ = session.loginFinished(.success(listing), out: &out)
         let expectedTotal = messages.reduce(0) { $0 + model($1).wireOctets }

@@ -1,0 +1,150 @@
+import Glibc
+import Logging
+import Reactor
+import Synchronization
+@testable import POP3Server
+
+/// A `MetricsEndpoint` on its own loop thread, listening on 127.0.0.1:<port>, the way
+/// `ServerHarness` runs a `POP3Service`. Its `render` appends `renders_total N` (N counts the
+/// calls) and `padding` octets of comment, so a test sees which render answered which request.
+final class MetricsHarness {
+    let port: UInt16
+    let logs = LogRecorder()
+    private let inbox = SideInbox()
+    private var waker: Waker?
+    private var thread: pthread_t?
+
+    /// Everything on the loop thread.
+    final class Side {
+        let loop: EventLoop
+        var endpoint: MetricsEndpoint!
+        var renders = 0
+        init(loop: EventLoop) { self.loop = loop }
+    }
+
+    init(limits: MetricsEndpoint.Limits = .init(), padding: Int = 0) throws {
+        signal(SIGPIPE, SIG_IGN)
+        let started = Handoff<StartResult>()
+        let context = MetricsThread(limits: limits, padding: padding, logs: logs, inbox: inbox, started: started)
+        let box = Unmanaged.passRetained(context).toOpaque()
+        var tid = pthread_t()
+        guard pthread_create(&tid, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<MetricsThread>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, box) == 0 else {
+            Unmanaged<MetricsThread>.fromOpaque(box).release()
+            throw HarnessError("pthread_create failed")
+        }
+        thread = tid
+        switch try started.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "metrics endpoint start") {
+        case .running(let port, let waker):
+            self.port = port
+            self.waker = waker
+        case .failed(let why):
+            pthread_join(tid, nil)
+            thread = nil
+            throw HarnessError("metrics endpoint did not start: \(why)")
+        }
+    }
+
+    deinit { stop() }
+
+    @discardableResult
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (Side) -> T) throws -> T {
+        guard let waker else { throw HarnessError("stopped") }
+        let answer = Handoff<T>()
+        inbox.post { side in answer.put(body(side)) }
+        waker.wake()
+        return try answer.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "onLoop")
+    }
+
+    /// Renders so far.
+    func renders() throws -> Int { try onLoop { $0.renders } }
+
+    /// Metrics connections open.
+    func connections() throws -> Int { try onLoop { $0.endpoint.connectionCount } }
+
+    func client(receiveBufferBytes: Int32? = nil) throws -> TestClient {
+        try TestClient(port: port, receiveBufferBytes: receiveBufferBytes)
+    }
+
+    func stop() {
+        guard let tid = thread, let waker else { return }
+        inbox.post { side in
+            side.endpoint.close()
+            side.loop.stop()
+        }
+        waker.wake()
+        pthread_join(tid, nil)
+        thread = nil
+        self.waker = nil
+    }
+}
+
+/// Closures for the loop thread of a `MetricsHarness` (as `Inbox` is for `ServerHarness`).
+private final class SideInbox: Sendable {
+    typealias Job = @Sendable (MetricsHarness.Side) -> Void
+    let jobs = Mutex<[Job]>([])
+
+    func post(_ job: @escaping Job) { jobs.withLock { $0.append(job) } }
+
+    func takeAll() -> [Job] {
+        jobs.withLock { jobs in
+            defer { jobs.removeAll() }
+            return jobs
+        }
+    }
+}
+
+private final class MetricsThread: Sendable {
+    let limits: MetricsEndpoint.Limits
+    let padding: Int
+    let logs: LogRecorder
+    let inbox: SideInbox
+    let started: Handoff<StartResult>
+
+    init(limits: MetricsEndpoint.Limits, padding: Int, logs: LogRecorder, inbox: SideInbox, started: Handoff<StartResult>) {
+        self.limits = limits
+        self.padding = padding
+        self.logs = logs
+        self.inbox = inbox
+        self.started = started
+    }
+
+    func run() {
+        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
+        let side: MetricsHarness.Side
+        do {
+            let loop = try EventLoop(logger: logger)
+            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
+            let listener = try Listener(bind: any, name: "metrics")
+            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+            side = MetricsHarness.Side(loop: loop)
+            let padding = self.padding
+            side.endpoint = try MetricsEndpoint(loop: loop, listener: listener, logger: logger, limits: limits) { [unowned side] out in
+                side.renders += 1
+                out.append(contentsOf: "# HELP renders_total Calls of render.\n# TYPE renders_total counter\n".utf8)
+                out.append(contentsOf: "renders_total \(side.renders)\n".utf8)
+                if padding > 0 {
+                    out.append(contentsOf: "#".utf8)
+                    out.append(contentsOf: [UInt8](repeating: UInt8(ascii: "p"), count: padding))
+                    out.append(10)
+                }
+            }
+            let inbox = self.inbox
+            let waker = try loop.makeWaker { [unowned side] in
+                for job in inbox.takeAll() { job(side) }
+            }
+            started.put(.running(port: port, waker: waker))
+        } catch {
+            started.put(.failed("\(error)"))
+            return
+        }
+        do {
+            try side.loop.run()
+        } catch {
+            logs.append("error harness: loop.run threw \(error)")
+        }
+    }
+}
