@@ -187,11 +187,17 @@ class Pop3d(Server):
     name = "pop3d"
 
     def __init__(self, run, data, port, processes=1, extra_env=None, workers=1, cpus="0",
-                 log_level="warning", log_name="pop3d.log"):
+                 log_level="warning", log_name="pop3d.log", wrapper=None, start_timeout=30, binary=None):
         """`processes`: separate pop3d processes sharing the port (SO_REUSEPORT). `workers`:
         `--workers N` of each (one master and N worker processes; 1 = the single process).
-        `cpus`: the taskset CPU list every process inherits, or None for no pinning."""
+        `cpus`: the taskset CPU list every process inherits, or None for no pinning.
+        `wrapper`: arguments run before pop3d's path (e.g. valgrind and its options);
+        `start_timeout`: seconds to wait for READY=1 (longer under valgrind); `binary`: another
+        pop3d than the release build's (e.g. a copy without DWARF for valgrind)."""
         super().__init__(run, data, port)
+        self.wrapper = list(wrapper or [])
+        self.start_timeout = start_timeout
+        self.binary = binary or os.path.join(ROOT, ".build/release/pop3d")
         self.processes = processes
         self.workers = workers
         self.cpus = cpus
@@ -244,8 +250,8 @@ class Pop3d(Server):
         env.update(self.extra_env)
         if self.processes > 1:
             env["POP3D_REUSE_PORT"] = "true"
-        cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [
-               os.path.join(ROOT, ".build/release/pop3d"), "serve",
+        cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + self.wrapper + [
+               self.binary, "serve",
                "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
                "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", self.log_level]
         if self.workers > 1:
@@ -260,7 +266,7 @@ class Pop3d(Server):
                 if proc.poll() is not None:
                     raise RuntimeError(f"pop3d exited with {proc.returncode} during start")
             return self.ready >= set(self.root_pids())
-        wait_until(all_ready, 30, f"READY=1 from {self.processes} pop3d process(es)")
+        wait_until(all_ready, self.start_timeout, f"READY=1 from {self.processes} pop3d process(es)")
         self.wait_port()
 
     def count_logged_in(self):
