@@ -150,6 +150,10 @@ extension POP3Connection {
                 // the messages again until the cause is fixed.
                 service.logger.warning("size cache not written: \(error)", metadata: metadata)
             }
+            if let why = drop.statistics.uidlFallback {
+                // Once per login: the client sees maildir UIDLs this session (issue 14).
+                service.logger.warning("uidl_format \(service.config.uidlFormat.rawValue) not applied, UIDLs fall back to maildir for this session: \(why)", metadata: metadata)
+            }
             if let error = drop.statistics.loginRecordError {
                 // Logged once per failed write: the login works, without LOGIN-DELAY.
                 service.logger.warning("LOGIN-DELAY record not written: \(error)", metadata: metadata)

@@ -1,0 +1,119 @@
+import Glibc
+
+extension Maildrop {
+    /// `uidl_format: dovecot | uw | cyrus`: every message's UIDL from its `dovecot-uidlist`
+    /// record (its `P` extension when it has one, whatever the format), and the messages in
+    /// Dovecot POP3's order (records with an `O` extension first, by it, then by UID).
+    ///
+    /// Messages without a record get UIDs as Dovecot would give them: under
+    /// `dovecot-uidlist.lock` (`DovecotDotlock`), the list is read again, the messages still
+    /// missing get UIDs from its next UID on in Dovecot's order for new files, and the list
+    /// is written anew and renamed into place; a missing list is created (UIDVALIDITY from the
+    /// clock). A list that cannot be used (too large, truncated, garbage, wrong version,
+    /// UIDs not increasing) is left alone and this session's UIDLs stay `maildir` ones, with
+    /// the reason in `statistics.uidlFallback`.
+    ///
+    /// With `quick` (on the event loop) this throws `.wouldBlock` instead of reading a list
+    /// larger than `DovecotUIDList.quickReadBytes` or taking the lock to write one.
+    /// Throws `.temporary` when the lock stays held for `DovecotUIDList.lockWaitSeconds`, and
+    /// the error of a failed write (the list is then unchanged).
+    func assignDovecotUIDLs(rootfd: Int32, format: UIDLFormat, quick: Bool) throws(MaildropError) {
+        let maxBytes = quick ? DovecotUIDList.quickReadBytes : DovecotUIDList.maxFileBytes
+        var list: DovecotUIDList
+        var mode: mode_t = 0o600
+        switch try DovecotUIDList.load(rootfd: rootfd, maxBytes: maxBytes, quick: quick) {
+        case .unusable(let why):
+            statistics.uidlFallback = why
+            return
+        case .absent:
+            if messages.isEmpty { return }
+            if quick { throw .wouldBlock }
+            list = DovecotUIDList(uidValidity: 0, guid: "")
+        case .valid(let l, _):
+            list = l
+        }
+        let bases = messages.map { DovecotUIDList.baseName($0.fileName) }
+        if bases.contains(where: { list.byName[$0] == nil }) {
+            if quick { throw .wouldBlock }
+            let lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: path)
+            defer { lock.release() }
+            // Read again under the lock: another writer may have added records (ours among
+            // them) since the read above.
+            switch try DovecotUIDList.load(rootfd: rootfd, maxBytes: DovecotUIDList.maxFileBytes, quick: false) {
+            case .unusable(let why):
+                statistics.uidlFallback = why
+                return
+            case .absent:
+                list = DovecotUIDList(uidValidity: DovecotUIDList.newUIDValidity(), guid: DovecotUIDList.newGUID())
+            case .valid(let l, let st):
+                list = l
+                mode = st.st_mode & 0o666
+            }
+            if list.guid == nil { list.guid = DovecotUIDList.newGUID() }  // Dovecot adds one too
+            let missing = bases.filter { list.byName[$0] == nil }
+            if !missing.isEmpty {
+                let added = list.append(names: missing)
+                if added > 0 {
+                    try list.save(rootfd: rootfd, rootPath: path, mode: mode)
+                    statistics.uidsAssigned = added
+                }
+                if added < missing.count {
+                    statistics.uidlFallback = "\(DovecotUIDList.fileName): the next UID reached 2^32-1"
+                    return
+                }
+            }
+        }
+
+        // UIDLs, then Dovecot POP3's order.
+        var keyed: [(order: UInt64, info: MessageInfo)] = []
+        keyed.reserveCapacity(messages.count)
+        for (i, base) in bases.enumerated() {
+            var info = messages[i]
+            guard let index = list.byName[base] else { continue }  // not reached: all were assigned
+            let record = list.records[index]
+            info.uid = record.pop3UIDL ?? DovecotUIDList.uidl(format: format, uid: record.uid, uidValidity: list.uidValidity)
+            // Records with an O extension first (by it), then the rest by UID.
+            let order = record.pop3Order.map { UInt64($0) } ?? (UInt64(1) << 32 | UInt64(record.uid))
+            keyed.append((order, info))
+        }
+        guard keyed.count == messages.count else {
+            statistics.uidlFallback = "\(DovecotUIDList.fileName) lacks records it was given"
+            return
+        }
+        keyed.sort { $0.order < $1.order }
+        messages = keyed.map(\.info)
+    }
+}
+
+extension DovecotUIDList {
+    /// A UIDL of `format` from a UID and the list's UIDVALIDITY: Dovecot's `%08Xu%08Xv`,
+    /// UW-IMAP's `%08Xv%08Xu` (upper-case hex, 8 digits each), Cyrus' `%v.%u` (decimal).
+    static func uidl(format: UIDLFormat, uid: UInt32, uidValidity: UInt32) -> String {
+        switch format {
+        case .uw: return hex8(uidValidity) + hex8(uid)
+        case .cyrus: return "\(uidValidity).\(uid)"
+        default: return hex8(uid) + hex8(uidValidity)
+        }
+    }
+
+    static func hex8(_ v: UInt32) -> String {
+        let s = String(v, radix: 16, uppercase: true)
+        return String(repeating: "0", count: 8 - s.count) + s
+    }
+
+    /// UIDVALIDITY of a new list: the current time, as Dovecot's fallback when no index or
+    /// `dovecot-uidvalidity` file gives one (never 0).
+    static func newUIDValidity() -> UInt32 {
+        let now = time(nil)
+        return now > 0 && now < Int(UInt32.max) ? UInt32(now) : 1
+    }
+
+    /// A mailbox GUID as Dovecot writes it: 128 random bits, 32 lower-case hex digits.
+    static func newGUID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<16).map { _ -> String in
+            let b = UInt8.random(in: 0...255, using: &g)
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined()
+    }
+}
