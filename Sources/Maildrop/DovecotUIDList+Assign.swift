@@ -32,7 +32,7 @@ extension Maildrop {
         case .valid(let l, _):
             list = l
         }
-        let bases = messages.map { DovecotUIDList.baseName($0.fileName) }
+        let bases = messages.map { DovecotUIDList.NameKey(DovecotUIDList.baseName($0.fileName)) }
         if bases.contains(where: { list.byName[$0] == nil }) {
             if quick { throw .wouldBlock }
             let lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: path)
@@ -50,7 +50,7 @@ extension Maildrop {
                 mode = st.st_mode & 0o666
             }
             if list.guid == nil { list.guid = DovecotUIDList.newGUID() }  // Dovecot adds one too
-            let missing = bases.filter { list.byName[$0] == nil }
+            let missing = bases.filter { list.byName[$0] == nil }.map(\.bytes)
             if !missing.isEmpty {
                 let added = list.append(names: missing)
                 if added > 0 {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Dovecot's `dovecot-uidlist`: the IMAP UID and UIDVALIDITY of every message of a Maildir,
 /// which Dovecot's default `pop3_uidl_format = %08Xu%08Xv` turns into POP3 UIDLs (issue 14).
 ///
@@ -53,7 +55,26 @@ struct DovecotUIDList {
     var records: [Record] = []
     /// Base name → index in `records`. A name listed twice maps to its later record, as in
     /// Dovecot (an expunged file moved back and appended again).
-    var byName: [ArraySlice<UInt8>: Int] = [:]
+    var byName: [NameKey: Int] = [:]
+
+    /// A base name as a dictionary key, hashed and compared as one block of octets (an
+    /// `ArraySlice`'s own hashing goes octet by octet: 10x slower on 100,000 records).
+    struct NameKey: Hashable {
+        let bytes: ArraySlice<UInt8>
+        init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
+        func hash(into hasher: inout Hasher) {
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+        static func == (a: NameKey, b: NameKey) -> Bool {
+            guard a.bytes.count == b.bytes.count else { return false }
+            return a.bytes.withUnsafeBytes { pa in
+                b.bytes.withUnsafeBytes { pb in
+                    guard let x = pa.baseAddress, let y = pb.baseAddress else { return pa.count == 0 }
+                    return memcmp(x, y, pa.count) == 0
+                }
+            }
+        }
+    }
 
     /// An empty list, as Dovecot creates it for a mailbox without one: UIDVALIDITY from the
     /// clock (Dovecot's fallback when it has no index header to take it from), next UID 1.
@@ -93,7 +114,7 @@ struct DovecotUIDList {
             case .ok(var record):
                 record.line = start..<end
                 previous = record.uid
-                list.byName[record.name] = list.records.count
+                list.byName[NameKey(record.name)] = list.records.count
                 list.records.append(record)
             case .bad(let why):
                 return .failure(ParseFailure(line: lineNumber, why))
@@ -230,9 +251,9 @@ struct DovecotUIDList {
     mutating func append(names: [ArraySlice<UInt8>]) -> Int {
         let sorted = names.sorted(by: DovecotUIDList.deliveredBefore)
         var added = 0
-        for name in sorted where byName[name] == nil {
+        for name in sorted where byName[NameKey(name)] == nil {
             guard nextUID < UInt32.max else { break }
-            byName[name] = records.count
+            byName[NameKey(name)] = records.count
             records.append(Record(uid: nextUID, line: 0..<0, name: name, pop3UIDL: nil, pop3Order: nil))
             nextUID += 1
             added += 1
