@@ -19,31 +19,40 @@ extension Maildrop {
     /// the error of a failed write (the list is then unchanged).
     func assignDovecotUIDLs(rootfd: Int32, format: UIDLFormat, quick: Bool) throws(MaildropError) {
         let maxBytes = quick ? DovecotUIDList.quickReadBytes : DovecotUIDList.maxFileBytes
-        var list: DovecotUIDList
-        var mode: mode_t = 0o600
+        var list = DovecotUIDList(uidValidity: 0, guid: "")
+        var needLock = false
         switch try DovecotUIDList.load(rootfd: rootfd, maxBytes: maxBytes, quick: quick) {
         case .unusable(let why):
             statistics.uidlFallback = why
             return
+        case .broken:
+            // Read again under the lock (Dovecot may have been appending), on a worker.
+            if quick { throw .wouldBlock }
+            needLock = true
         case .absent:
             if messages.isEmpty { return }
             if quick { throw .wouldBlock }
-            list = DovecotUIDList(uidValidity: 0, guid: "")
+            needLock = true
         case .valid(let l, _):
             list = l
         }
         let bases = messages.map { DovecotUIDList.NameKey(DovecotUIDList.baseName($0.fileName)) }
-        if bases.contains(where: { list.byName[$0] == nil }) {
+        if !needLock && bases.contains(where: { list.byName[$0] == nil }) {
             if quick { throw .wouldBlock }
+            needLock = true
+        }
+        if needLock {
             let lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: path)
             defer { lock.release() }
             // Read again under the lock: another writer may have added records (ours among
-            // them) since the read above.
+            // them) since the read above, and no writer is in the middle of an append now.
+            var mode: mode_t = 0o600
             switch try DovecotUIDList.load(rootfd: rootfd, maxBytes: DovecotUIDList.maxFileBytes, quick: false) {
-            case .unusable(let why):
+            case .unusable(let why), .broken(let why):
                 statistics.uidlFallback = why
                 return
             case .absent:
+                if messages.isEmpty { return }
                 list = DovecotUIDList(uidValidity: DovecotUIDList.newUIDValidity(), guid: DovecotUIDList.newGUID())
             case .valid(let l, let st):
                 list = l
@@ -87,7 +96,9 @@ extension Maildrop {
 
 extension DovecotUIDList {
     /// A UIDL of `format` from a UID and the list's UIDVALIDITY: Dovecot's `%08Xu%08Xv`,
-    /// UW-IMAP's `%08Xv%08Xu` (upper-case hex, 8 digits each), Cyrus' `%v.%u` (decimal).
+    /// UW-IMAP's `%08Xv%08Xu` (8 hex digits each, lower-case: Dovecot's `%X` modifier prints
+    /// with `%llx`, whatever the capital X suggests; checked against Dovecot 2.3.19 in
+    /// Tests/e2e/test_uidl_dovecot.py), Cyrus' `%v.%u` (decimal).
     static func uidl(format: UIDLFormat, uid: UInt32, uidValidity: UInt32) -> String {
         switch format {
         case .uw: return hex8(uidValidity) + hex8(uid)
@@ -97,7 +108,7 @@ extension DovecotUIDList {
     }
 
     static func hex8(_ v: UInt32) -> String {
-        let s = String(v, radix: 16, uppercase: true)
+        let s = String(v, radix: 16, uppercase: false)
         return String(repeating: "0", count: 8 - s.count) + s
     }
 

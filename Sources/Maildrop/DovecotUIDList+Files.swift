@@ -23,9 +23,13 @@ extension DovecotUIDList {
     enum Loaded {
         case absent
         case valid(DovecotUIDList, st: Glibc.stat)
-        /// Present but not usable: too large, not a regular file, unreadable, or it does not
-        /// parse. The file is left alone.
+        /// Present but not usable: too large, not a regular file, unreadable. The file is left
+        /// alone.
         case unusable(String)
+        /// Read, but it does not parse (or changed size while read): maybe caught in the middle
+        /// of an append (Dovecot appends records in place under its lock), so worth one more
+        /// read under the lock before it is called broken. The file is left alone.
+        case broken(String)
     }
 
     /// Reads the list in `rootfd` (`O_NONBLOCK|O_NOFOLLOW`: a FIFO or a symbolic link under
@@ -59,12 +63,12 @@ extension DovecotUIDList {
             }
             if n < 0 && errno == EINTR { continue }
             if n < 0 { return .unusable("read(\(fileName)) failed (errno \(errno))") }
-            if n == 0 { return .unusable("\(fileName) is shorter than its size (truncated while read)") }
+            if n == 0 { return .broken("\(fileName) is shorter than its size (truncated while read)") }
             filled += n
         }
         switch parse(bytes) {
         case .success(let list): return .valid(list, st: st)
-        case .failure(let why): return .unusable("\(fileName) \(why)")
+        case .failure(let why): return .broken("\(fileName) \(why)")
         }
     }
 

@@ -171,7 +171,8 @@ extension POP3Connection {
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
-            service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
+            service.logger.debug("logged in", metadata: metadata.merging(
+                ["messages": "\(drop.count)", "uids_assigned": "\(drop.statistics.uidsAssigned)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change)))
         case .failure(.inUse):
             loginFinished(.inUse)
