@@ -69,7 +69,7 @@ service imap-login {{
 # installed, its binaries are run from the package unpacked here by `make test-deps`
 # (apt-get download + dpkg-deb -x, nothing installed); the rest of Dovecot is dovecot-core's.
 UNPACKED_POP3 = os.environ.get("POP3D_TEST_DOVECOT_POP3_DIR",
-                               "/var/cache/pop3d-tests/dovecot-pop3d/usr/lib/dovecot")
+                               "/var/cache/pop3d-tests/dovecot-pop3d/usr/lib/dovecot")  # Makefile DOVECOT_POP3_DIR
 
 
 def pop3_dir():
