@@ -13,8 +13,13 @@ extension Maildrop {
     /// UIDs not increasing) is left alone and this session's UIDLs stay `maildir` ones, with
     /// the reason in `statistics.uidlFallback`.
     ///
+    /// A list that does not parse is read once more under the lock before it is called
+    /// broken: Dovecot appends records in place under its lock, so a read without it may end
+    /// in the middle of a line.
+    ///
     /// With `quick` (on the event loop) this throws `.wouldBlock` instead of reading a list
-    /// larger than `DovecotUIDList.quickReadBytes` or taking the lock to write one.
+    /// larger than `DovecotUIDList.quickReadBytes`, taking the lock to write one, or taking it
+    /// to read a list that did not parse again.
     /// Throws `.temporary` when the lock stays held for `DovecotUIDList.lockWaitSeconds`, and
     /// the error of a failed write (the list is then unchanged).
     func assignDovecotUIDLs(rootfd: Int32, format: UIDLFormat, quick: Bool) throws(MaildropError) {

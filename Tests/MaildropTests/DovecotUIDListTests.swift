@@ -190,6 +190,13 @@ private struct DovecotFixture {
         }
         let full = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         #expect(full.messages.map(\.uid) == ["0000000100000005"])
+        full.close()
+        // A list that does not parse (maybe caught mid-append) is read again under the lock:
+        // on a worker, not on the loop.
+        d.writeList("3 V5 N2 G\(Self.guid)\n1 :1700000001.M1P1.host,S=17,W=18\n2 :17000")
+        #expect(throws: MaildropError.wouldBlock) {
+            try Maildrop.open(path: d.root, quick: true, uidl: UIDLOptions(format: .dovecot))
+        }
     }
 
     // MARK: broken lists: fallback, file unchanged
