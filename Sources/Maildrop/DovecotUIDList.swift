@@ -37,7 +37,8 @@ struct DovecotUIDList {
         var line: Range<Int>
         /// The base file name, in `bytes` for a record read from the file.
         var name: ArraySlice<UInt8>
-        /// The `P` extension: the message's UIDL whatever the format (`pop3_save_uidl`).
+        /// The `P` extension: the message's UIDL whatever the format (`pop3_save_uidl`). An
+        /// empty one means the base file name (Dovecot's `maildir_mail_get_special`).
         var pop3UIDL: String?
         /// The `O` extension: the message's place in the POP3 listing.
         var pop3Order: UInt32?
@@ -208,7 +209,7 @@ struct DovecotUIDList {
                     return .bad("invalid extension field")
                 }
                 let value = line[(start + 1)..<i]
-                if key == UInt8(ascii: "P"), !value.isEmpty { pop3UIDL = String(decoding: value, as: UTF8.self) }
+                if key == UInt8(ascii: "P") { pop3UIDL = String(decoding: value, as: UTF8.self) }
                 if key == UInt8(ascii: "O") { pop3Order = DovecotUIDList.decimal32(value) }
                 while i < line.endIndex, line[i] == 0x20 { i += 1 }
             }

@@ -77,12 +77,14 @@ private struct DovecotFixture {
         try d.deliver("1700000001.M1P1.host")
         try d.deliver("1700000002.M1P1.host")
         try d.deliver("1700000003.M1P1.host")
-        d.writeList("3 V42 N4 G\(Self.guid)\n1 Pold-uidl-1 :1700000001.M1P1.host\n2 :1700000002.M1P1.host\n3 O1 PUID77-99 :1700000003.M1P1.host\n")
+        try d.deliver("1700000004.M1P1.host,S=17", flags: "S")
+        d.writeList("3 V42 N5 G\(Self.guid)\n1 Pold-uidl-1 :1700000001.M1P1.host\n2 :1700000002.M1P1.host\n3 O1 PUID77-99 :1700000003.M1P1.host\n4 P :1700000004.M1P1.host,S=17\n")
         for format in [UIDLFormat.dovecot, .uw, .cyrus] {
             let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: format))
             #expect(drop.messages[0].uid == "UID77-99")  // O1: first
             #expect(drop.messages[1].uid == "old-uidl-1")
             #expect(drop.messages[2].uid == DovecotUIDList.uidl(format: format, uid: 2, uidValidity: 42))
+            #expect(drop.messages[3].uid == "1700000004.M1P1.host,S=17")  // an empty P: the base name
             drop.close()
         }
     }
