@@ -42,9 +42,13 @@ extension Maildrop {
             list = l
         }
         let bases = messages.map { DovecotUIDList.NameKey(DovecotUIDList.baseName($0.fileName)) }
-        if !needLock && bases.contains(where: { list.byName[$0] == nil }) {
-            if quick { throw .wouldBlock }
-            needLock = true
+        // Each message's record (its index in `list.records`), -1 for none yet.
+        var recordOf = [Int](repeating: -1, count: bases.count)
+        if !needLock {
+            for i in bases.indices {
+                if let r = list.byName[bases[i]] { recordOf[i] = r } else { needLock = true }
+            }
+            if needLock && quick { throw .wouldBlock }
         }
         if needLock {
             let lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: path)
@@ -64,7 +68,15 @@ extension Maildrop {
                 mode = st.st_mode & 0o666
             }
             if list.guid == nil { list.guid = DovecotUIDList.newGUID() }  // Dovecot adds one too
-            let missing = bases.filter { list.byName[$0] == nil }.map(\.bytes)
+            var missing: [ArraySlice<UInt8>] = []
+            for i in bases.indices {
+                if let r = list.byName[bases[i]] {
+                    recordOf[i] = r
+                } else {
+                    recordOf[i] = -1
+                    missing.append(bases[i].bytes)
+                }
+            }
             if !missing.isEmpty {
                 let added = list.append(names: missing)
                 if added > 0 {
@@ -75,6 +87,7 @@ extension Maildrop {
                     statistics.uidlFallback = "\(DovecotUIDList.fileName): the next UID reached 2^32-1"
                     return
                 }
+                for i in bases.indices where recordOf[i] < 0 { recordOf[i] = list.byName[bases[i]] ?? -1 }
             }
         }
 
@@ -84,7 +97,8 @@ extension Maildrop {
         keys.reserveCapacity(messages.count)
         var sorted = true
         for i in bases.indices {
-            guard let r = list.byName[bases[i]] else {  // not reached: all were assigned
+            let r = recordOf[i]
+            guard r >= 0 else {  // not reached: all were assigned
                 statistics.uidlFallback = "\(DovecotUIDList.fileName) lacks records it was given"
                 return
             }

@@ -104,7 +104,12 @@ struct DovecotUIDList {
         case .ok(let h): list = h
         case .bad(let why): return .failure(ParseFailure(line: 1, why))
         }
-        list.records.reserveCapacity(bytes.count / 48)
+        // One record per line: sized once (growing a 100,000-entry dictionary step by step
+        // costs a third of the parse).
+        var lines = 0
+        for b in bytes where b == 0x0A { lines += 1 }
+        list.records.reserveCapacity(lines)
+        list.byName.reserveCapacity(lines)
         var previous: UInt32 = 0
         var start = headerEnd + 1
         while start < bytes.count {

@@ -136,6 +136,20 @@ def test_pop3d_assigns_uids_and_dovecot_pop3_and_imap_agree(mailhost, tmp_path):
         again = pop3d_listing(server)
         assert again == listing(dovecot.pop3)
         assert len(again[0]) == 8
+        # pop3d deletes message 1 (UPDATE): its record stays until Dovecot's next sync drops
+        # it; Dovecot agrees on the rest and logs nothing about it.
+        c = Raw("127.0.0.1", server.port)
+        assert c.login("alice", PASSWORD).startswith(b"+OK")
+        assert c.cmd("DELE 1").startswith(b"+OK")
+        assert c.cmd("QUIT").startswith(b"+OK")
+        c.close()
+        imap = Imap(dovecot.imap)
+        imap.login("alice", PASSWORD)
+        assert imap.uids() == [2, 3, 4, 5, 6, 7, 8]
+        imap.close()
+        after = pop3d_listing(server)
+        assert after == listing(dovecot.pop3)
+        assert [line.split()[1] for line in after[0]] == [line.split()[1] for line in again[0][1:]]
     finally:
         dovecot.stop()
         log = dovecot.log()
