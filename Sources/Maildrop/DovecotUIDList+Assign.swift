@@ -20,8 +20,8 @@ extension Maildrop {
     /// With `quick` (on the event loop) this throws `.wouldBlock` instead of reading a list
     /// larger than `DovecotUIDList.quickReadBytes`, taking the lock to write one, or taking it
     /// to read a list that did not parse again.
-    /// Throws `.temporary` when the lock stays held for `DovecotUIDList.lockWaitSeconds`, and
-    /// the error of a failed write (the list is then unchanged).
+    /// Throws `.temporary` when the lock stays held for `DovecotUIDList.lockWaitSeconds` or the
+    /// list cannot be written (the list is then unchanged), and the lock's own open errors.
     func assignDovecotUIDLs(rootfd: Int32, format: UIDLFormat, quick: Bool) throws(MaildropError) {
         let maxBytes = quick ? DovecotUIDList.quickReadBytes : DovecotUIDList.maxFileBytes
         var list = DovecotUIDList(uidValidity: 0, guid: "")
@@ -80,7 +80,14 @@ extension Maildrop {
             if !missing.isEmpty {
                 let added = list.append(names: missing)
                 if added > 0 {
-                    try list.save(rootfd: rootfd, rootPath: path, mode: mode)
+                    do throws(MaildropError) {
+                        try list.save(rootfd: rootfd, rootPath: path, mode: mode)
+                    } catch {
+                        // Always temporary (EACCES, EROFS, ENOSPC alike): the operator fixes it
+                        // and the client retries; a [SYS/PERM] would make it give up the mailbox,
+                        // and serving other UIDLs would make it download everything again.
+                        throw .temporary("\(DovecotUIDList.fileName) not written, new messages have no UID: \(error)")
+                    }
                     statistics.uidsAssigned = added
                 }
                 if added < missing.count {

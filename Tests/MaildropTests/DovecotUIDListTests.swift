@@ -201,6 +201,23 @@ private struct DovecotFixture {
         }
     }
 
+    @Test func aListThatCannotBeWrittenIsATemporaryFailureAndStaysUnchanged() throws {
+        let d = try DovecotFixture()
+        try d.deliver("1700000001.M1P1.host")
+        d.writeList("3 V5 N1 G\(Self.guid)\n")
+        // A directory where the temporary file goes: the write fails (even as root).
+        #expect(mkdir(d.root + "/dovecot-uidlist.tmp", 0o700) == 0)
+        do {
+            _ = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
+            Issue.record("open succeeded without writing the list")
+        } catch {
+            guard case .temporary(let why) = error else { Issue.record("\(error)"); return }
+            #expect(why.contains("not written"))
+        }
+        #expect(text(readFile(d.listPath)) == "3 V5 N1 G\(Self.guid)\n")
+        #expect(!exists(d.root + "/dovecot-uidlist.lock"))
+    }
+
     // MARK: broken lists: fallback, file unchanged
 
     static let brokenLists: [(String, String)] = [
