@@ -164,10 +164,9 @@ struct DovecotDotlock {
 
     /// Dovecot's `check_lock`, for a lock seen for the first time (pop3d never waits long
     /// enough to watch it change).
-    static func isStale(rootfd: Int32) -> Bool {
+    static func isStale(rootfd: Int32, now: Int = Int(time(nil))) -> Bool {
         var st = Glibc.stat()
         guard fstatat(rootfd, DovecotUIDList.lockName, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
-        let now = Int(time(nil))
         let mtime = Int(st.st_mtim.tv_sec)
         let ctime = Int(st.st_ctim.tv_sec)
         if mtime < now - DovecotUIDList.stalePIDCheckSeconds, let pid = localOwner(rootfd: rootfd) {

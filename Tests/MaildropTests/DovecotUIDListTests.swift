@@ -341,6 +341,10 @@ private struct DovecotFixture {
         times = [timespec(tv_sec: time(nil) - 10, tv_nsec: 0), timespec(tv_sec: time(nil) - 10, tv_nsec: 0)]
         _ = utimensat(AT_FDCWD, lockPath, &times, 0)
         #expect(!DovecotDotlock.isStale(rootfd: rootfd))  // another host's owner is not checked
+        // ... but 120 s without a change to it or to the list make it stale (seen from later).
+        let later = Int(time(nil)) + DovecotUIDList.staleLockSeconds
+        #expect(!DovecotDotlock.isStale(rootfd: rootfd, now: later - 2))
+        #expect(DovecotDotlock.isStale(rootfd: rootfd, now: later + 2))
         unlink(lockPath)
         lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: d.root, waitSeconds: 1)
         // A lock replaced by someone else after an override is not removed by our release.
