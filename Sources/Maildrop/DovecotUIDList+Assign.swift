@@ -62,6 +62,14 @@ extension Maildrop {
                 return
             case .absent:
                 if messages.isEmpty { return }
+                if let index = DovecotUIDList.dovecotIndex(rootfd: rootfd) {
+                    // Dovecot would take UIDVALIDITY and the next UID from its index (the main
+                    // file plus its log); a list with other values makes it reset the index
+                    // ("UIDVALIDITY changed") and every IMAP client resync. Dovecot creates it.
+                    statistics.uidlFallback = "no \(DovecotUIDList.fileName), but Dovecot's \(index) is there: "
+                        + "a login to Dovecot (IMAP or POP3) creates the list from it"
+                    return
+                }
                 list = DovecotUIDList(uidValidity: DovecotUIDList.newUIDValidity(), guid: DovecotUIDList.newGUID())
             case .valid(let l, let st):
                 list = l
@@ -154,6 +162,15 @@ extension DovecotUIDList {
             }
             return 16
         }
+    }
+
+    /// Dovecot's index files in the Maildir (`mail_location` without `INDEX=`), if any.
+    static func dovecotIndex(rootfd: Int32) -> String? {
+        var st = Glibc.stat()
+        for name in ["dovecot.index", "dovecot.index.log"] where fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+            return name
+        }
+        return nil
     }
 
     /// UIDVALIDITY of a new list: the current time, as Dovecot's fallback when no index or

@@ -160,6 +160,14 @@ private struct DovecotFixture {
         #expect(uv >= before && uv <= UInt32(time(nil)))
         #expect(lines[1] == "1 :1700000001.M1P1.host" && lines[2] == "2 :1700000002.M1P1.host")
         #expect(drop.messages.map(\.uid) == ["\(uv).1", "\(uv).2"])
+        // Dovecot's index without a list: Dovecot must create it (from the index's values).
+        let x = try DovecotFixture()
+        try x.deliver("1700000001.M1P1.host")
+        writeFile(x.root + "/dovecot.index.log", [1, 2, 3])
+        let fallback = try Maildrop.open(path: x.root, uidl: UIDLOptions(format: .dovecot))
+        #expect(fallback.statistics.uidlFallback?.contains("dovecot.index.log") == true)
+        #expect(fallback.messages.map(\.uid) == ["1700000001.M1P1.host"])
+        #expect(!exists(x.listPath))
         // An empty maildrop creates nothing.
         let e = try DovecotFixture()
         _ = try Maildrop.open(path: e.root, uidl: UIDLOptions(format: .dovecot))
