@@ -10,10 +10,16 @@ BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
 # for the metrics endpoint (Tests/e2e/test_metrics.py).
 TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban prometheus mutt perl
+# Dovecot beside pop3d on one Maildir (Tests/e2e/test_uidl_dovecot.py): dovecot-imapd, and
+# dovecot-pop3d unpacked, not installed (DOVECOT_POP3_DIR), because Debian's courier-pop
+# conflicts with it (both provide pop3-server) and installing one removes the other.
+TEST_PACKAGES += dovecot-core dovecot-imapd
+DOVECOT_POP3_DIR := /var/cache/pop3d-tests/dovecot-pop3d
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
 PROMETHEUS_WAS_INSTALLED := $(shell dpkg -s prometheus >/dev/null 2>&1 && echo yes)
+DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
@@ -62,6 +68,18 @@ ifneq ($(PROMETHEUS_WAS_INSTALLED),yes)
 	elif [ -s /run/prometheus/prometheus.pid ]; then kill "$$(cat /run/prometheus/prometheus.pid)"; fi; \
 	if command -v systemctl >/dev/null; then systemctl disable --quiet prometheus.service; fi
 endif
+ifneq ($(DOVECOT_WAS_INSTALLED),yes)
+	@# The tests run their own Dovecot (own config, base_dir and ports, stopped by PID); the
+	@# system's Dovecot that Debian's postinst started is stopped and disabled, as haproxy's is.
+	-@if [ -d /run/systemd/system ]; then systemctl stop dovecot.service dovecot.socket; \
+	elif [ -s /run/dovecot/master.pid ]; then kill "$$(cat /run/dovecot/master.pid)"; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet dovecot.service dovecot.socket; fi
+endif
+	@# dovecot-pop3d of dovecot-core's exact version, unpacked (apt-get download, dpkg-deb -x).
+	@if [ ! -x /usr/lib/dovecot/pop3 ] && [ ! -x $(DOVECOT_POP3_DIR)/usr/lib/dovecot/pop3 ]; then \
+	  v="$$(dpkg-query -W -f '$${Version}' dovecot-core)" && mkdir -p $(DOVECOT_POP3_DIR) && \
+	  cd $(DOVECOT_POP3_DIR) && apt-get download -qq "dovecot-pop3d=$$v" && \
+	  dpkg-deb -x dovecot-pop3d_*.deb . && rm -f dovecot-pop3d_*.deb; fi
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
 

@@ -31,8 +31,10 @@ extension Maildrop {
     /// The other formats are filled in by issue 14.
     func assignUIDLs(rootfd: Int32, options: UIDLOptions, quick: Bool) throws(MaildropError) {
         switch options.format {
-        case .maildir, .dovecot, .courier, .uw, .cyrus:
+        case .maildir, .courier:
             return
+        case .dovecot, .uw, .cyrus:
+            try assignDovecotUIDLs(rootfd: rootfd, format: options.format, quick: quick)
         }
     }
 }

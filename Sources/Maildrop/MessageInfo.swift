@@ -44,6 +44,11 @@ public struct OpenStatistics: Sendable, Equatable {
     /// Directory entries skipped: not regular files, non-UTF-8 names, or
     /// duplicates seen in both new/ and cur/ during a concurrent move.
     public var entriesSkipped = 0
+    /// Why this session's UIDLs fell back to `maildir` although `uidl_format` names another
+    /// source (`dovecot-uidlist` too large, truncated, garbage, ...); the file is left alone.
+    public var uidlFallback: String? = nil
+    /// UIDs this open gave to new messages in `dovecot-uidlist`.
+    public var uidsAssigned = 0
 
     public init() {}
 }

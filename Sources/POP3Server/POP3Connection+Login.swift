@@ -152,6 +152,10 @@ extension POP3Connection {
                 // the messages again until the cause is fixed.
                 service.logger.warning("size cache not written: \(error)", metadata: metadata)
             }
+            if let why = drop.statistics.uidlFallback {
+                // Once per login: the client sees maildir UIDLs this session (issue 14).
+                service.logger.warning("uidl_format \(service.config.uidlFormat.rawValue) not applied, UIDLs fall back to maildir for this session: \(why)", metadata: metadata)
+            }
             if let error = drop.statistics.loginRecordError {
                 // Logged once per failed write: the login works, without LOGIN-DELAY.
                 service.logger.warning("LOGIN-DELAY record not written: \(error)", metadata: metadata)
@@ -173,7 +177,8 @@ extension POP3Connection {
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
             service.sessionLoggedIn(self, user: user)
-            service.logger.debug("logged in", metadata: metadata.merging(["messages": "\(drop.count)"]) { $1 })
+            service.logger.debug("logged in", metadata: metadata.merging(
+                ["messages": "\(drop.count)", "uids_assigned": "\(drop.statistics.uidsAssigned)"]) { $1 })
             loginFinished(.success(MaildropListing(sizes: sizes, uids: uids, uidlChange: change, lastSeen: lastSeen)))
         case .failure(.inUse):
             loginFinished(.inUse)
