@@ -29,7 +29,9 @@ command -v taskset >/dev/null || { echo "compare.sh: taskset (util-linux) missin
 echo "[compare] swift build -c release" >&2
 swift build -c release >&2
 
-if [[ " $servers " == *" dovecot "* ]] && ! command -v dovecot >/dev/null; then
+# The pop3 binary, not the dovecot command: make test installs dovecot-core and dovecot-imapd
+# for the UIDL tests (Tests/e2e/test_uidl_dovecot.py), without dovecot-pop3d.
+if [[ " $servers " == *" dovecot "* ]] && [ ! -x /usr/lib/dovecot/pop3 ]; then
   echo "[compare] installing dovecot-pop3d" >&2
   # policy-rc.d 101 keeps the package's postinst from starting the system's Dovecot service.
   policy=/usr/sbin/policy-rc.d
