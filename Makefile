@@ -10,10 +10,16 @@ BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
 # for the metrics endpoint (Tests/e2e/test_metrics.py).
 TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 fail2ban prometheus
+# Courier's POP3 server, run by Tests/e2e/test_uidl_courier.py on the same Maildir as pop3d
+# (issue 14). It needs a mail transport agent; on a machine without one (no
+# /usr/sbin/sendmail), dma, which runs no daemon, rather than apt's default exim4.
+COURIER_PACKAGES := courier-pop $(if $(wildcard /usr/sbin/sendmail),,dma)
+TEST_PACKAGES += $(COURIER_PACKAGES)
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
 PROMETHEUS_WAS_INSTALLED := $(shell dpkg -s prometheus >/dev/null 2>&1 && echo yes)
+COURIER_WAS_INSTALLED := $(shell dpkg -s courier-pop >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
@@ -61,6 +67,19 @@ ifneq ($(PROMETHEUS_WAS_INSTALLED),yes)
 	-@if [ -d /run/systemd/system ]; then systemctl stop prometheus.service; \
 	elif [ -s /run/prometheus/prometheus.pid ]; then kill "$$(cat /run/prometheus/prometheus.pid)"; fi; \
 	if command -v systemctl >/dev/null; then systemctl disable --quiet prometheus.service; fi
+endif
+ifneq ($(COURIER_WAS_INSTALLED),yes)
+	@# Debian's courier-pop and courier-authdaemon postinsts enable and start pop3d on :110
+	@# (plain and TLS) and authdaemond. The test runs its own Courier (own port, own
+	@# authdaemond and configuration in a private mount namespace) and never the system's:
+	@# stopped at once (systemd, else by their PID files) and disabled, as haproxy's is.
+	-@if [ -d /run/systemd/system ]; then \
+	  systemctl stop courier-pop.service courier-pop-ssl.service courier-authdaemon.service; \
+	else for f in /run/courier/pop3d.pid /run/courier/pop3d-ssl.pid; do \
+	  [ -s $$f ] && kill "$$(cat $$f)"; done; \
+	  [ -x /usr/sbin/authdaemond ] && /usr/sbin/authdaemond stop; fi; \
+	if command -v systemctl >/dev/null; then \
+	  systemctl disable --quiet courier-pop.service courier-pop-ssl.service courier-authdaemon.service; fi
 endif
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
