@@ -144,7 +144,10 @@ extension Maildrop {
         statistics.importedUIDLs = applied
         if !quick && applied < state.uidls.count {
             let stale = Set(state.uidls.keys.filter { !listed.contains($0) })
+            // Part of the open, not a listing "after login" (`directoryScans` counts those).
+            let scans = directoryScans
             let stillThere = try locate(uniqueNames: stale)
+            directoryScans = scans
             var pruned = state
             for name in stale where stillThere[name] == nil { pruned.uidls[name] = nil }
             if pruned.uidls.count != state.uidls.count {
