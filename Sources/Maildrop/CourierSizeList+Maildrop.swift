@@ -24,7 +24,7 @@ extension CourierSizeList {
 
 extension Maildrop {
     /// `uidl_format: courier`. Messages are numbered in Courier's order
-    /// (`CourierSizeList.precedes`), so the listing is the one Courier served, number for
+    /// (`CourierSizeList.sortInCourierOrder`), so the listing is the one Courier served, number for
     /// number; every message with a record gets Courier's UIDL for it, and a message without
     /// one (delivered after Courier's last session) keeps its `maildir` UIDL: pop3d does not
     /// write Courier's file (it replaces Courier, it does not run beside it), and going back to
@@ -34,7 +34,7 @@ extension Maildrop {
     /// every message keeps its `maildir` UIDL for this session and `statistics.uidlFallback`
     /// says why (the glue logs it). The file is left alone. Returns whether any UIDL was set from the file.
     func assignCourierUIDLs(rootfd: Int32, quick: Bool) throws(MaildropError) -> Bool {
-        messages.sort(by: CourierSizeList.precedes)
+        CourierSizeList.sortInCourierOrder(&messages)
         let list: CourierSizeList
         switch try CourierSizeList.load(rootfd: rootfd, quick: quick) {
         case .absent:

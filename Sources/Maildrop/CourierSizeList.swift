@@ -62,7 +62,10 @@ struct CourierSizeList: Equatable {
         }
         var lineNumber = 0
         var start = 0
-        var list: CourierSizeList? = nil
+        var header: (version: Int, next: UInt64, validity: UInt64?)? = nil
+        // Built in locals, not in a copy of the struct: mutating a copy of a dictionary
+        // that is still referenced copies it whole, once per line.
+        var uidls: [String: String] = [:]
         var seenUIDLs = Set<String>()
         while start < bytes.count {
             guard let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) else { break }
@@ -70,7 +73,7 @@ struct CourierSizeList: Equatable {
             let line = bytes[start..<end]
             start = end + 1
             guard line.count <= maxLineBytes else { return bad(lineNumber, "longer than \(maxLineBytes) octets") }
-            guard var parsed = list else {
+            if header == nil {
                 // Header: "/<version> <next UID>[ <UIDVALIDITY>]".
                 guard line.first == UInt8(ascii: "/") else { return bad(lineNumber, "no \"/<version>\" header") }
                 let fields = line.dropFirst().split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
@@ -86,7 +89,10 @@ struct CourierSizeList: Equatable {
                     guard let v = parseUInt64(fields[2]) else { return bad(lineNumber, "UIDVALIDITY is not a number") }
                     validity = v
                 }
-                list = CourierSizeList(version: version, nextUID: next, uidValidity: validity, uidls: [:])
+                header = (version, next, validity)
+                let estimate = bytes.count / 48
+                uidls.reserveCapacity(estimate)
+                seenUIDLs.reserveCapacity(estimate)
                 continue
             }
             // Record: "<name> <size> <UID>:<UIDVALIDITY>[:<utf8>]", numbers taken from the end.
@@ -104,15 +110,18 @@ struct CourierSizeList: Equatable {
             guard ids.count == 2 || ids.count == 3, let uid = parseUInt64(ids[0]), let validity = parseUInt64(ids[1]),
                   ids.count == 2 || ids[2].elementsEqual([UInt8(ascii: "0")]) || ids[2].elementsEqual([UInt8(ascii: "1")])
             else { return bad(lineNumber, "\"\(String(decoding: line[(space2 + 1)...], as: UTF8.self))\" is not <UID>:<UIDVALIDITY>[:0|1]") }
-            let unique = MaildirName(nameText).uniqueName
+            // The unique name: the name up to `:` when it has no `,` fields (the usual
+            // case, no parse), else what `MaildirName` makes of it.
+            let base = name.prefix { $0 != UInt8(ascii: ":") }
+            let unique = base.contains(UInt8(ascii: ",")) ? MaildirName(nameText).uniqueName
+                : String(decoding: base, as: UTF8.self)
             let uidl = uidlFor(uid: uid, uidValidity: validity, fileName: name)
-            guard parsed.uidls[unique] == nil else { return bad(lineNumber, "a second record for \(unique)") }
+            guard uidls[unique] == nil else { return bad(lineNumber, "a second record for \(unique)") }
             guard seenUIDLs.insert(uidl).inserted else { return bad(lineNumber, "UIDL \(uidl) given twice (duplicate UID)") }
-            parsed.uidls[unique] = uidl
-            list = parsed
+            uidls[unique] = uidl
         }
-        guard let list else { return .failure(UIDLStateError("\(fileName) has no header")) }
-        return .success(list)
+        guard let header else { return .failure(UIDLStateError("\(fileName) has no header")) }
+        return .success(CourierSizeList(version: header.version, nextUID: header.next, uidValidity: header.validity, uidls: uidls))
     }
 
     /// The UIDL Courier's `print_uidl` gives a record (see the type's documentation).
@@ -154,10 +163,14 @@ struct CourierSizeList: Equatable {
     /// then the octets of the name up to `:` (a name in new/, which Courier would have moved to
     /// cur/ with `:2,`, compares as if it ended there). pop3d numbers messages in this order
     /// with `uidl_format: courier`, so that `UIDL` lists exactly what Courier listed.
-    static func precedes(_ a: MessageInfo, _ b: MessageInfo) -> Bool {
-        let ka = sortKey(a.fileName), kb = sortKey(b.fileName)
-        if ka.seconds != kb.seconds { return ka.seconds < kb.seconds }
-        return ka.base.lexicographicallyPrecedes(kb.base)
+    static func sortInCourierOrder(_ messages: inout [MessageInfo]) {
+        // Keys made once per message, not once per comparison.
+        var keyed = messages.map { (key: sortKey($0.fileName), info: $0) }
+        keyed.sort { a, b in
+            if a.key.seconds != b.key.seconds { return a.key.seconds < b.key.seconds }
+            return a.key.base.lexicographicallyPrecedes(b.key.base)
+        }
+        messages = keyed.map(\.info)
     }
 
     /// Seconds as C's `atol` reads them (leading digits, saturating instead of overflowing)

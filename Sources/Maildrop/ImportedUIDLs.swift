@@ -46,6 +46,8 @@ public struct ImportedUIDLs: Equatable, Sendable {
         }
         var result = ImportedUIDLs()
         var seen = Set<String>()
+        result.uidls.reserveCapacity(bytes.count / 48)
+        seen.reserveCapacity(bytes.count / 48)
         var start = 0
         var lineNumber = 0
         while start < bytes.count {

@@ -1,4 +1,4 @@
-"""Moving from Courier's POP3 server (issue 14): the real Debian `courier-pop` serves a
+"""Moving from Courier's POP3 server (issue 14): Debian's real `courier-pop` serves a
 Maildir first (so it writes `courierpop3dsizelist`), then pop3d with `uidl_format: courier`
 must list the same UIDLs and sizes byte for byte, and `pop3d uidl import --from courier`
 must keep them with `uidl_format: maildir`.
@@ -22,9 +22,23 @@ from pop3support import binary, free_port, port_open, wait_for
 from rawpop import Raw
 
 COURIER_TCPD = "/usr/sbin/couriertcpd"
-COURIER_LOGIN = "/usr/lib/courier/courier/courierpop3login"
-COURIER_POP3D = "/usr/lib/courier/courier/courierpop3d"
 AUTHDAEMOND = "/usr/lib/courier/courier-authlib/authdaemond"
+
+
+def courier_pop_root():
+    """Where Courier's pop3d binaries are: Debian's courier-pop conflicts with dovecot-pop3d
+    (both are a "pop3-server"), so `make test-deps` unpacks its package into
+    .build/courier-pop (COURIER_POP_ROOT) instead of installing it; an installed courier-pop
+    (root "/") is used when there is no unpacked one."""
+    env = os.environ.get("COURIER_POP_ROOT")
+    if env:
+        return env
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build", "courier-pop")
+    return os.path.abspath(here) if os.path.isdir(here) else "/"
+
+
+COURIER_LOGIN = os.path.join(courier_pop_root(), "usr/lib/courier/courier/courierpop3login")
+COURIER_POP3D = os.path.join(courier_pop_root(), "usr/lib/courier/courier/courierpop3d")
 
 
 class CourierPOP:
@@ -34,7 +48,7 @@ class CourierPOP:
     def __init__(self, tmp, user, password, maildir):
         for tool in (COURIER_TCPD, COURIER_LOGIN, COURIER_POP3D, AUTHDAEMOND, "/usr/sbin/userdb",
                      "/usr/sbin/makeuserdb", "/usr/sbin/userdbpw"):
-            assert os.path.exists(tool), f"{tool} missing: install courier-pop (make test-deps)"
+            assert os.path.exists(tool), f"{tool} missing: run make test-deps (courier-base, courier-pop unpacked)"
         self.dir = tempfile.mkdtemp(prefix="courier-", dir=str(tmp))
         etc = os.path.join(self.dir, "etc")
         os.makedirs(etc)
