@@ -101,7 +101,7 @@ struct CourierSizeList: Equatable {
             else { return bad(lineNumber, "not \"<file name> <size> <UID>:<UIDVALIDITY>\"") }
             let name = line[line.startIndex..<space1]
             guard !name.contains(UInt8(ascii: "/")), !name.contains(0),
-                  let nameText = String(validating: name, as: UTF8.self)
+                  String(validating: name, as: UTF8.self) != nil
             else { return bad(lineNumber, "file name is not a Maildir file name") }
             guard MaildirName.parseDecimal(line[(space1 + 1)..<space2]) != nil else {
                 return bad(lineNumber, "size is not a number")
@@ -110,11 +110,7 @@ struct CourierSizeList: Equatable {
             guard ids.count == 2 || ids.count == 3, let uid = parseUInt64(ids[0]), let validity = parseUInt64(ids[1]),
                   ids.count == 2 || ids[2].elementsEqual([UInt8(ascii: "0")]) || ids[2].elementsEqual([UInt8(ascii: "1")])
             else { return bad(lineNumber, "\"\(String(decoding: line[(space2 + 1)...], as: UTF8.self))\" is not <UID>:<UIDVALIDITY>[:0|1]") }
-            // The unique name: the name up to `:` when it has no `,` fields (the usual
-            // case, no parse), else what `MaildirName` makes of it.
-            let base = name.prefix { $0 != UInt8(ascii: ":") }
-            let unique = base.contains(UInt8(ascii: ",")) ? MaildirName(nameText).uniqueName
-                : String(decoding: base, as: UTF8.self)
+            let unique = uniqueName(name)
             let uidl = uidlFor(uid: uid, uidValidity: validity, fileName: name)
             guard uidls[unique] == nil else { return bad(lineNumber, "a second record for \(unique)") }
             guard seenUIDLs.insert(uidl).inserted else { return bad(lineNumber, "UIDL \(uidl) given twice (duplicate UID)") }
@@ -122,6 +118,27 @@ struct CourierSizeList: Equatable {
         }
         guard let header else { return .failure(UIDLStateError("\(fileName) has no header")) }
         return .success(CourierSizeList(version: header.version, nextUID: header.next, uidValidity: header.validity, uidls: uidls))
+    }
+
+    /// `MaildirName(name).uniqueName` without its parse of times and sizes (a login with
+    /// `uidl_format: courier` makes one per record): the name up to `:`, without the `,S=`
+    /// and `,W=` fields after the first piece.
+    static func uniqueName(_ name: ArraySlice<UInt8>) -> String {
+        let base = name.prefix { $0 != UInt8(ascii: ":") }
+        guard base.contains(UInt8(ascii: ",")) else { return String(decoding: base, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(base.count)
+        var first = true
+        for piece in base.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            if !first, piece.count >= 2, piece[piece.startIndex + 1] == UInt8(ascii: "="),
+               piece[piece.startIndex] == UInt8(ascii: "S") || piece[piece.startIndex] == UInt8(ascii: "W") {
+                continue
+            }
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: piece)
+            first = false
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The UIDL Courier's `print_uidl` gives a record (see the type's documentation).

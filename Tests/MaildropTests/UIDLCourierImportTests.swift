@@ -39,6 +39,13 @@ import Testing
         #expect(drop.statistics.uidlFallback == nil)
     }
 
+    @Test func courierUniqueNamesAreMaildirNames() {
+        for name in ["1.M1P1.host", "1.M1P1.host,S=12:2,S", "1.M1P1.host,S=12,W=13:2,", "1.a,X=1,S=x,W=:2,",
+                     ",S=1", "1.a,,S=2,b:2,", "1.a:2,,S=3", "1.a,S", "1.a,s=1,W=2"] {
+            #expect(CourierSizeList.uniqueName(ArraySlice(name.utf8)) == MaildirName(name).uniqueName, "\(name)")
+        }
+    }
+
     @Test func courierUIDLForms() {
         #expect(CourierSizeList.uidlFor(uid: 5, uidValidity: 0, fileName: ArraySlice("a".utf8)) == "UID5")
         #expect(CourierSizeList.uidlFor(uid: 0, uidValidity: 9, fileName: ArraySlice("12.a+b'c\" d:2,S".utf8)) == "12.a+2Bb+27c+22+20d")
