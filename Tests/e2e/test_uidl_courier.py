@@ -97,10 +97,21 @@ exec env -i PATH=/usr/bin:/bin:/usr/sbin {COURIER_TCPD} -address=127.0.0.1 -nodn
         return text
 
     def stop(self):
-        # unshare --fork ignores SIGTERM while it waits; SIGKILL ends it, --kill-child then
-        # kills its child, the namespace's init, and every process of the namespace with it.
+        # The namespace's init is unshare's child: killing it kills every process of the
+        # namespace, and unshare reaps it and exits. (unshare --fork ignores SIGTERM while it
+        # waits; if the child is not found, SIGKILL to unshare makes --kill-child do the same.)
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    children = [int(p) for p in f.read().split()]
+            except OSError:
+                children = []
+            for child in children:
+                os.kill(child, signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=20)
         self.out.close()
         wait_for(lambda: not port_open("127.0.0.1", self.port), what="Courier's port to close")
