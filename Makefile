@@ -15,11 +15,18 @@ TEST_PACKAGES := systemd curl mpop fetchmail getmail6 python3 haproxy iproute2 f
 # conflicts with it (both provide pop3-server) and installing one removes the other.
 TEST_PACKAGES += dovecot-core dovecot-imapd
 DOVECOT_POP3_DIR := /var/cache/pop3d-tests/dovecot-pop3d
+# Courier's POP3 server, run by Tests/e2e/test_uidl_courier.py on the same Maildir as pop3d
+# (issue 14): couriertcpd, authdaemond and userdb come from these packages; courier-pop
+# itself conflicts with dovecot-pop3d (both are a "pop3-server"), so its package is not
+# installed: `courier-pop` below unpacks it into .build/courier-pop (COURIER_POP_ROOT).
+TEST_PACKAGES += courier-base courier-authdaemon courier-authlib-userdb
+COURIER_POP_ROOT := .build/courier-pop
 # Whether haproxy was installed before this run (read when make starts, before test-deps).
 HAPROXY_WAS_INSTALLED := $(shell dpkg -s haproxy >/dev/null 2>&1 && echo yes)
 FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
 PROMETHEUS_WAS_INSTALLED := $(shell dpkg -s prometheus >/dev/null 2>&1 && echo yes)
 DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo yes)
+COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps build release unit e2e clean
 
@@ -80,6 +87,20 @@ endif
 	  v="$$(dpkg-query -W -f '$${Version}' dovecot-core)" && mkdir -p $(DOVECOT_POP3_DIR) && \
 	  cd $(DOVECOT_POP3_DIR) && apt-get download -qq "dovecot-pop3d=$$v" && \
 	  dpkg-deb -x dovecot-pop3d_*.deb . && rm -f dovecot-pop3d_*.deb; fi
+ifneq ($(COURIER_WAS_INSTALLED),yes)
+	@# Debian's courier-authdaemon postinst enables and starts authdaemond. The Courier test
+	@# runs its own (own configuration and socket, in a private mount namespace), never the
+	@# system's: stopped at once (systemd, else its own stop command) and disabled, as
+	@# haproxy's is.
+	-@if [ -d /run/systemd/system ]; then systemctl stop courier-authdaemon.service; \
+	elif [ -s /run/courier/authdaemon/pid ]; then /usr/sbin/authdaemond stop; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet courier-authdaemon.service; fi
+endif
+	@# Courier's pop3d binaries, unpacked, not installed (see COURIER_POP_ROOT).
+	@if [ ! -x $(COURIER_POP_ROOT)/usr/lib/courier/courier/courierpop3d ]; then \
+	  rm -rf $(COURIER_POP_ROOT) && mkdir -p $(COURIER_POP_ROOT) && cd $(COURIER_POP_ROOT) && \
+	  { apt-get download courier-pop 2>/dev/null || { apt-get update -qq && apt-get download courier-pop; }; } && \
+	  dpkg-deb -x courier-pop_*.deb . && rm -f courier-pop_*.deb; fi
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
 

@@ -28,13 +28,22 @@ public struct UIDLOptions: Sendable, Equatable {
 extension Maildrop {
     /// Gives every listed message its unique-id for `options` (called by `open` after the
     /// listing, with the Maildir's descriptor). `.maildir` keeps the names' UIDLs.
-    /// The other formats are filled in by issue 14.
+    /// Then pop3d's own imported UIDLs (`pop3d.uidls`, `ImportedUIDLs`) win over every
+    /// format, and RFC 1939 §7 is enforced on the result (`enforceUIDLRules`).
     func assignUIDLs(rootfd: Int32, options: UIDLOptions, quick: Bool) throws(MaildropError) {
+        // Whether a UIDL may differ from the listing's own (`MaildirName.uid`, valid and
+        // unique by construction): only then is the listing checked again.
+        var changed = false
         switch options.format {
-        case .maildir, .courier:
-            return
+        case .maildir:
+            break
+        case .courier:
+            changed = try assignCourierUIDLs(rootfd: rootfd, quick: quick)
         case .dovecot, .uw, .cyrus:
             try assignDovecotUIDLs(rootfd: rootfd, format: options.format, quick: quick)
+            changed = true
         }
+        if try applyImportedUIDLs(rootfd: rootfd, quick: quick) { changed = true }
+        if changed { enforceUIDLRules() }
     }
 }

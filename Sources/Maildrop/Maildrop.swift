@@ -46,7 +46,7 @@ public final class Maildrop {
     let allowRootSymlink: Bool
     /// Device and inode of the root at login: new/ and cur/ are opened again later through
     /// the path, and a root replaced meanwhile must not be mistaken for this maildrop.
-    private let rootIdentity: (dev: UInt, ino: UInt)
+    let rootIdentity: (dev: UInt, ino: UInt)
     /// Directory listings made after login (locating renamed messages), for tests: UPDATE
     /// makes one, not one per message.
     var directoryScans = 0

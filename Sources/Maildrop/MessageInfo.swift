@@ -44,9 +44,23 @@ public struct OpenStatistics: Sendable, Equatable {
     /// Directory entries skipped: not regular files, non-UTF-8 names, or
     /// duplicates seen in both new/ and cur/ during a concurrent move.
     public var entriesSkipped = 0
-    /// Why this session's UIDLs fell back to `maildir` although `uidl_format` names another
-    /// source (`dovecot-uidlist` too large, truncated, garbage, ...); the file is left alone.
+    /// Why the format's UIDLs could not be used and this session serves `maildir` UIDLs
+    /// instead (the format's state file is missing, unreadable or does not parse; it is
+    /// left alone). Logged at every login until fixed.
     public var uidlFallback: String? = nil
+    /// Messages served the UIDL recorded by `pop3d uidl import` (`pop3d.uidls`).
+    public var importedUIDLs = 0
+    /// Why an existing `pop3d.uidls` was not used (the format's UIDLs are served; the file
+    /// is never rewritten while it does not parse).
+    public var importedUIDLsIgnored: String? = nil
+    /// Entries of messages confirmed gone that were dropped from `pop3d.uidls`.
+    public var importedUIDLsPruned = 0
+    /// Why rewriting `pop3d.uidls` without the gone messages failed (the login still works).
+    public var importedUIDLsWriteError: MaildropError? = nil
+    /// UIDLs that broke RFC 1939 §7 (length, octets) and were replaced by their hash.
+    public var uidlsRepaired = 0
+    /// Duplicate UIDLs given a `-<n>` suffix (Dovecot's `pop3_uidl_duplicates = rename`).
+    public var uidlsRenamed = 0
     /// UIDs this open gave to new messages in `dovecot-uidlist`.
     public var uidsAssigned = 0
 

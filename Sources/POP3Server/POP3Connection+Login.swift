@@ -160,6 +160,7 @@ extension POP3Connection {
                 // Logged once per failed write: the login works, without LOGIN-DELAY.
                 service.logger.warning("LOGIN-DELAY record not written: \(error)", metadata: metadata)
             }
+            logUIDLState(drop.statistics)
             var sizes: [Int] = []
             var uids: [String] = []
             sizes.reserveCapacity(drop.count)

@@ -7,7 +7,7 @@ struct Pop3d: ParsableCommand {
         commandName: "pop3d",
         abstract: "A POP3 server (RFC 1939, 2449, 3206) on one epoll reactor per process.",
         version: pop3dVersion,
-        subcommands: [Serve.self, Demo.self, HashPassword.self],
+        subcommands: [Serve.self, Demo.self, HashPassword.self, UIDL.self],
         defaultSubcommand: Serve.self)
 }
 

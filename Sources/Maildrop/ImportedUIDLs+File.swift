@@ -1,0 +1,84 @@
+import Glibc
+
+/// Reading and replacing the small state files in a Maildir root (pop3d's `pop3d.uidls`,
+/// Courier's `courierpop3dsizelist`): opened `O_NONBLOCK|O_NOFOLLOW` relative to the root
+/// (a FIFO or a link under the name is never waited on nor followed), bounded in size, and
+/// replaced through a temporary file and a rename.
+enum StateFile {
+    /// What `read` found.
+    enum Read {
+        case absent
+        case bytes([UInt8])
+        /// There, but not readable as a file of at most the size asked (the reason).
+        case unusable(String)
+    }
+
+    /// Reads `name` in `rootfd` whole. Larger than `maxBytes`: with `quick` `.wouldBlock`
+    /// (the storage workers read it), otherwise `.unusable`, without reading it.
+    static func read(rootfd: Int32, name: String, maxBytes: Int, quick: Bool) throws(MaildropError) -> Read {
+        let fd: Int32
+        do throws(MaildropError) {
+            switch try Sys.openRegularFile(rootfd, name, path: name) {
+            case .ok(let f): fd = f
+            case .missing: return .absent
+            case .wrongKind(let mode): return .unusable("\(name) is \(Sys.kindName(mode))")
+            }
+        } catch {
+            return .unusable("\(error)")
+        }
+        defer { Sys.close(fd) }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { return .unusable("fstat(\(name)) failed (errno \(errno))") }
+        let size = Int(st.st_size)
+        guard size <= maxBytes else {
+            if quick { throw .wouldBlock }
+            return .unusable("\(name) has \(size) octets, above the \(maxBytes) read at most")
+        }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return Glibc.read(fd, base + filled, raw.count - filled)
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return .unusable("read(\(name)) failed (errno \(errno))") }
+            if n == 0 { return .unusable("\(name) is shorter than its size") }
+            filled += n
+        }
+        return .bytes(bytes)
+    }
+
+    /// Replaces `name` in `rootfd` with `bytes`: written to `name.tmp` (removed first, created
+    /// `O_EXCL|O_NOFOLLOW`), fsynced (this file is not a cache: it holds UIDLs no listing can
+    /// give back), renamed over `name`. The caller holds the maildrop lock, so there is one
+    /// writer at a time.
+    static func replace(rootfd: Int32, rootPath: String, name: String, bytes: [UInt8]) throws(MaildropError) {
+        let tempName = name + ".tmp"
+        let tempPath = rootPath + "/" + tempName
+        if unlinkat(rootfd, tempName, 0) != 0 && errno != ENOENT {
+            throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
+        }
+        let fd: Int32
+        switch try Sys.openRegularFile(rootfd, tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, path: tempPath) {
+        case .ok(let f): fd = f
+        case .missing: throw MaildropError.temporary("openat(\(tempPath)): vanished while being created")
+        case .wrongKind(let mode): throw Maildrop.refused(tempPath, mode, root: false)
+        }
+        do throws(MaildropError) {
+            try Sys.writeAll(fd, bytes, path: tempPath)
+            _ = try Sys.call("fsync", tempPath) { fsync(fd) }
+        } catch {
+            Sys.close(fd)
+            _ = unlinkat(rootfd, tempName, 0)
+            throw error
+        }
+        Sys.close(fd)
+        do throws(MaildropError) {
+            _ = try Sys.call("renameat", rootPath + "/" + name) { renameat(rootfd, tempName, rootfd, name) }
+        } catch {
+            _ = unlinkat(rootfd, tempName, 0)
+            throw error
+        }
+    }
+}
