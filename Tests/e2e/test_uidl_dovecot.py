@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -14,12 +15,17 @@ import time
 import pytest
 
 from conftest import MailHost
-from dovecotsupport import Dovecot, Imap, available, share_maildir
-from pop3support import wait_for
+from dovecotsupport import Dovecot, Imap, available, mail_ids, share_maildir
+from pop3support import binary, wait_for
 from rawpop import Raw
 
-pytestmark = pytest.mark.skipif(not available(), reason="dovecot-pop3d/dovecot-imapd not installed "
-                                "(make test-deps installs them)")
+
+
+@pytest.fixture(autouse=True)
+def dovecot_installed():
+    """make test installs Dovecot: a missing one fails the test, never a silent skip."""
+    if not available():
+        pytest.fail("dovecot-core/dovecot-imapd or the dovecot-pop3d binaries missing (make test-deps installs them)")
 
 @pytest.fixture
 def mailhost():
@@ -293,3 +299,30 @@ def test_a_broken_uidlist_is_left_alone_and_logged(mailhost, tmp_path):
     log = server.output()
     assert log.count("fall back to maildir") == 1, log
     assert "UIDs not increasing" in log, log
+
+
+def test_import_from_dovecot_keeps_its_uidls_under_maildir_format(mailhost, tmp_path):
+    """`pop3d uidl import --from dovecot`: after Dovecot listed the Maildir, the import records
+    Dovecot's UIDLs in pop3d.uidls, and pop3d with the default `maildir` format then serves
+    exactly Dovecot's UIDL listing (the host leaves Dovecot for good)."""
+    fill(mailhost, 1, 5)
+    dovecot = Dovecot(tmp_path, mailhost, FORMATS["dovecot"])
+    try:
+        theirs = listing(dovecot.pop3)
+    finally:
+        dovecot.stop()
+        dovecot.cleanup()
+    md = mailhost.maildir("alice")
+    r = subprocess.run([binary(), "uidl", "import", "--from", "dovecot", md], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(os.path.join(md, "pop3d.uidls"))
+    # The import ran as root: what it created (pop3d.uidls, pop3d.lock) goes to the mail user
+    # the server runs as, as an operator would `chown` after importing.
+    uid, gid = mail_ids()
+    for name in ("pop3d.uidls", "pop3d.lock"):
+        if os.path.exists(os.path.join(md, name)):
+            os.chown(os.path.join(md, name), uid, gid)
+    server = mailhost.serve(env={"POP3D_USER": "mail"})
+    ours = pop3d_listing(server)
+    assert ours[0] == theirs[0], (ours[0], theirs[0])
+    assert ours[1] == theirs[1]
