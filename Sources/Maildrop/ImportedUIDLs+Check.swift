@@ -54,9 +54,8 @@ extension Maildrop {
             }
             var dovecot: [String: String] = [:]
             switch try drop.dovecotUIDLsForImport(rootfd: rootfd) {
-            case nil: out.notes.append("dovecot: this build has no dovecot-uidlist reader")
-            case .failure(let error)?: out.notes.append("dovecot: \(error)")
-            case .success(let u)?: dovecot = u
+            case .failure(let error): out.notes.append("dovecot: \(error)")
+            case .success(let u): dovecot = u
             }
             var imported: [String: String] = [:]
             switch try ImportedUIDLs.load(rootfd: rootfd, quick: false) {

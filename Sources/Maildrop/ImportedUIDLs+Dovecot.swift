@@ -4,7 +4,7 @@ extension Maildrop {
     /// place the import meets Dovecot's `dovecot-uidlist` (`DovecotUIDList*.swift`). A failure:
     /// the file is missing or cannot be used (the reason). Messages without a record are left
     /// out (Dovecot would give them a UID at its next listing; the import records none).
-    func dovecotUIDLsForImport(rootfd: Int32) throws(MaildropError) -> Result<[String: String], UIDLStateError>? {
+    func dovecotUIDLsForImport(rootfd: Int32) throws(MaildropError) -> Result<[String: String], UIDLStateError> {
         switch try DovecotUIDList.load(rootfd: rootfd, maxBytes: DovecotUIDList.maxFileBytes, quick: false) {
         case .absent:
             return .failure(UIDLStateError("no \(DovecotUIDList.fileName) in \(path)"))

@@ -203,9 +203,8 @@ extension Maildrop {
             }
         case .dovecot:
             switch try dovecotUIDLsForImport(rootfd: rootfd) {
-            case nil: throw unusable("this build of pop3d has no dovecot-uidlist reader")
-            case .failure(let error)?: throw unusable(error.description)
-            case .success(let uidls)?: return uidls
+            case .failure(let error): throw unusable(error.description)
+            case .success(let uidls): return uidls
             }
         case .xUIDL:
             var out: [String: String] = [:]
