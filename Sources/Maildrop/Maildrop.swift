@@ -37,7 +37,9 @@ public final class Maildrop {
     /// maildrop again on every RETR (`openMessage`).
     var removedSinceLogin = Set<Int>()
 
-    private var lockfd: Int32
+    /// The locked lock file (`-1` once closed); the login index reads the filesystem's clock
+    /// through it (`LoginIndex.fileSystemClock`).
+    private(set) var lockfd: Int32
     /// new/ and cur/, open only while needed (listing, a RETR, UPDATE): an idle logged-in
     /// session holds just its socket and the lock, so 50,000 sessions fit the fd budget.
     private var newfd: Int32
@@ -46,7 +48,7 @@ public final class Maildrop {
     let allowRootSymlink: Bool
     /// Device and inode of the root at login: new/ and cur/ are opened again later through
     /// the path, and a root replaced meanwhile must not be mistaken for this maildrop.
-    private let rootIdentity: (dev: UInt, ino: UInt)
+    let rootIdentity: (dev: UInt, ino: UInt)
     /// Directory listings made after login (locating renamed messages), for tests: UPDATE
     /// makes one, not one per message.
     var directoryScans = 0
