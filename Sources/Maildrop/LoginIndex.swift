@@ -121,6 +121,19 @@ struct LoginIndex {
         return recorded.ctime < clock && recorded.mtime < clock
     }
 
+    /// The entry of `uniqueName`, through `byUnique` (built on first use: most logins that
+    /// list a folder find only known names and new mail, no renamed file).
+    func entry(uniqueName: String, byUnique: inout [String: Int]?) -> Entry? {
+        if byUnique == nil {
+            var map: [String: Int] = [:]
+            map.reserveCapacity(entries.count)
+            for (i, e) in entries.enumerated() { map[e.info.uniqueName] = i }
+            byUnique = map
+        }
+        guard let i = byUnique?[uniqueName], entries.indices.contains(i) else { return nil }
+        return entries[i]
+    }
+
     // MARK: reading
 
     enum Loaded {

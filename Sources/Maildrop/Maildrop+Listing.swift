@@ -68,6 +68,8 @@ extension Maildrop {
         var used = Set<String>()
         var seen = Set<String>()
         var listed: [LoginIndex.Entry] = []
+        /// The index's entries by unique name, built at the first renamed message.
+        var byUnique: [String: Int]? = nil
 
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
         defer { buffer.deallocate() }
@@ -142,6 +144,11 @@ extension Maildrop {
                 if let w = name.wField, Maildrop.consistent(w: w, s: name.sField, fileSize: fileSize) {
                     size = w
                     stats.sizesFromName += 1
+                } else if let index, let e = index.entry(uniqueName: name.uniqueName, byUnique: &byUnique),
+                          e.info.fileSize == fileSize, e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
+                    // Renamed by another program (flags, new/ → cur/): the same file, sized before.
+                    size = e.info.size
+                    stats.sizesFromIndex += 1
                 } else if let e = cache.entries[name.uniqueName], e.fileSize == fileSize,
                           e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
                     // `parse` checked the size against this file size, which is the file's.
@@ -182,6 +189,8 @@ extension Maildrop {
             if a.microseconds != b.microseconds { return a.microseconds < b.microseconds }
             return a.info.uniqueName.utf8.lexicographicallyPrecedes(b.info.uniqueName.utf8)
         }
+
+        Maildrop.runTestHook(path)
 
         // A large maildrop keeps its index (which replaces the size cache for it); a small one
         // none, so that the loop can list it (`quick` opens leave maildrops with an index to
