@@ -245,7 +245,7 @@ class Pop3d(Server):
         if self.processes > 1:
             env["POP3D_REUSE_PORT"] = "true"
         cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [
-               os.path.join(ROOT, ".build/release/pop3d"), "serve",
+               os.environ.get("COMPARE_POP3D_BIN") or os.path.join(ROOT, ".build/release/pop3d"), "serve",
                "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
                "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", self.log_level]
         if self.workers > 1:

@@ -6,6 +6,7 @@
 #   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot"] [--out FILE]
 #                         [--only "huge Maildir,huge2 Maildir"]   (those steps only: the login rows)
 #
+# COMPARE_POP3D_BIN=/path/to/pop3d runs that binary as pop3d (an older build, for before/after).
 # Needs root (Dovecot drops privileges to the `pop3bench` user that owns the data; /proc of
 # every server process is read for PSS and CPU). Never starts the system's Dovecot service.
 set -euo pipefail
