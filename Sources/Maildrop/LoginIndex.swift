@@ -241,18 +241,18 @@ struct LoginIndex {
                 let nameBytes = UnsafeRawBufferPointer(rebasing: raw[at..<(at + nameLen)])
                 // A plain file name of new/ or cur/: never a path, never a dot-file, never NUL.
                 guard nameBytes[0] != UInt8(ascii: "."), !nameBytes.contains(UInt8(ascii: "/")), !nameBytes.contains(0),
-                      let name = String(validating: nameBytes, as: UTF8.self) else {
+                      let name = makeString(nameBytes) else {
                     return fail("an entry whose name is not a file name")
                 }
                 at += nameLen
                 let unique: String
                 if flags & 1 != 0 {
-                    guard uniqueLen <= nameLen, let u = String(validating: nameBytes[0..<uniqueLen], as: UTF8.self) else {
+                    guard uniqueLen <= nameLen, let u = makeString(UnsafeRawBufferPointer(rebasing: nameBytes[0..<uniqueLen])) else {
                         return fail("an entry whose unique name is not a prefix")
                     }
                     unique = uniqueLen == nameLen ? name : u
                 } else {
-                    guard let u = String(validating: UnsafeRawBufferPointer(rebasing: raw[at..<(at + uniqueLen)]), as: UTF8.self) else {
+                    guard let u = makeString(UnsafeRawBufferPointer(rebasing: raw[at..<(at + uniqueLen)])) else {
                         return fail("an entry whose unique name is not UTF-8")
                     }
                     unique = u
@@ -269,7 +269,7 @@ struct LoginIndex {
                           uidBytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) else {
                         return fail("an entry with a UIDL outside RFC 1939 section 7")
                     }
-                    uid = String(decoding: uidBytes, as: UTF8.self)
+                    uid = makeString(uidBytes) ?? ""  // checked printable ASCII above
                     at += uidLen
                 }
                 let info = MessageInfo(folder: folderByte == 0 ? .new : .cur, fileName: name, uniqueName: unique,
@@ -279,6 +279,23 @@ struct LoginIndex {
             }
             guard at == raw.count else { return fail("octets after the last entry") }
             return .success(index)
+        }
+    }
+
+    /// The string of `bytes` if they are UTF-8. ASCII (every Maildir name in practice) is
+    /// copied without `String(validating:as:)`, whose generic path looked up type metadata
+    /// once per call: 14 % of a warm 100,000-message login.
+    static func makeString(_ bytes: UnsafeRawBufferPointer) -> String? {
+        var ascii = true
+        for b in bytes where b >= 0x80 {
+            ascii = false
+            break
+        }
+        guard ascii else { return String(validating: bytes, as: UTF8.self) }
+        return String(unsafeUninitializedCapacity: bytes.count) { out in
+            guard let dst = out.baseAddress, let src = bytes.baseAddress else { return 0 }
+            dst.update(from: src.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+            return bytes.count
         }
     }
 
@@ -305,7 +322,7 @@ struct LoginIndex {
             let name = e.info.fileName.utf8, unique = e.info.uniqueName.utf8, uid = e.info.uid.utf8
             guard name.count <= LoginIndex.maxNameBytes, unique.count <= UInt16.max, uid.count <= UInt16.max,
                   !name.isEmpty, !unique.isEmpty, !uid.isEmpty, e.info.fileSize >= 0, e.info.size >= 0 else { return nil }
-            let prefix = unique.count <= name.count && name.starts(with: unique)
+            let prefix = unique.count <= name.count && LoginIndex.hasPrefix(e.info.fileName, e.info.uniqueName)
             let uidIsUnique = e.info.uid == e.info.uniqueName
             put(UInt64(e.info.size)); put(UInt64(e.info.fileSize)); put(Int64(e.mtimeSec))
             put(UInt32(truncatingIfNeeded: e.mtimeNsec))
@@ -323,6 +340,17 @@ struct LoginIndex {
         let sum = out.withUnsafeBytes { LoginIndex.checksum(UnsafeRawBufferPointer(rebasing: $0[24...])) }
         withUnsafeBytes(of: sum.littleEndian) { out.replaceSubrange(16..<24, with: $0) }
         return out
+    }
+
+    /// Whether `name`'s UTF-8 starts with `prefix`'s (a memcmp, not the generic `starts(with:)`).
+    static func hasPrefix(_ name: String, _ prefix: String) -> Bool {
+        var name = name, prefix = prefix
+        return name.withUTF8 { n in
+            prefix.withUTF8 { p in
+                guard p.count <= n.count, let nb = n.baseAddress, let pb = p.baseAddress else { return p.isEmpty }
+                return memcmp(nb, pb, p.count) == 0
+            }
+        }
     }
 
     /// Replaces the index atomically (temporary file created `O_EXCL|O_NOFOLLOW|O_NONBLOCK`
