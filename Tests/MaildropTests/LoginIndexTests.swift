@@ -94,13 +94,15 @@ import Testing
         _ = try f.writer.deliver(Array("Subject: late\n\nlate\n".utf8), fileName: "1800000000.M0P1.late")
         var st = stat()
         stat(f.root + "/new", &st)
-        guard case .valid(var index) = LoginIndex.load(rootfd: try Self.rootFD(f)) else {
+        let rootfd = try Self.rootFD(f)
+        defer { close(rootfd) }
+        guard case .valid(var index) = LoginIndex.load(rootfd: rootfd) else {
             Issue.record("no index")
             return
         }
         index.new = LoginIndex.FolderState(st)
         index.clock = LoginIndex.Stamp(st.st_ctim)
-        #expect(index.save(rootfd: try Self.rootFD(f), rootPath: f.root) == nil)
+        #expect(index.save(rootfd: rootfd, rootPath: f.root) == nil)
         let md = try Self.open(f)
         #expect(md.count == Self.count + 1)
         #expect(md.messages.last?.fileName == "1800000000.M0P1.late")
@@ -243,6 +245,20 @@ import Testing
         if let forged = index.serialize() {
             if case .success = LoginIndex.parse(forged) { Issue.record("an impossible size was accepted") }
         }
+        // A symbolic link under the index's name (or its temporary name) is never followed:
+        // the index is rewritten in its place and the link's target stays as it was.
+        let victim = f.temp.path + "/victim"
+        writeFile(victim, good)
+        unlink(path)
+        #expect(symlink(victim, path) == 0)
+        #expect(symlink(victim, f.root + "/" + LoginIndex.tempName) == 0)
+        let linked = try Self.open(f)
+        #expect(linked.statistics.indexDiscarded != nil)
+        #expect(linked.statistics.indexWritten)
+        #expect(linked.messages == cold.messages)
+        #expect(Self.readFile(victim) == good)
+        var lst = stat()
+        #expect(lstat(path, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFREG)
         // A FIFO under the index's name neither blocks nor is trusted; it is replaced.
         unlink(path)
         #expect(mkfifo(path, 0o600) == 0)
