@@ -234,7 +234,7 @@ struct LoginIndex {
                 }
                 let uniqueStored = flags & 1 == 0 ? uniqueLen : 0
                 let uidStored = flags & 2 == 0 ? uidLen : 0
-                guard nameLen > 0, nameLen <= maxNameBytes, uniqueLen > 0, uniqueLen <= nameLen || flags & 1 == 0,
+                guard nameLen > 0, nameLen <= maxNameBytes, uniqueLen <= nameLen || flags & 1 == 0,
                       at + nameLen + uniqueStored + uidStored <= raw.count else {
                     return fail("an entry with impossible lengths")
                 }
@@ -321,7 +321,7 @@ struct LoginIndex {
         for e in entries {
             let name = e.info.fileName.utf8, unique = e.info.uniqueName.utf8, uid = e.info.uid.utf8
             guard name.count <= LoginIndex.maxNameBytes, unique.count <= UInt16.max, uid.count <= UInt16.max,
-                  !name.isEmpty, !unique.isEmpty, !uid.isEmpty, e.info.fileSize >= 0, e.info.size >= 0 else { return nil }
+                  !name.isEmpty, !uid.isEmpty, e.info.fileSize >= 0, e.info.size >= 0 else { return nil }
             let prefix = unique.count <= name.count && LoginIndex.hasPrefix(e.info.fileName, e.info.uniqueName)
             let uidIsUnique = e.info.uid == e.info.uniqueName
             put(UInt64(e.info.size)); put(UInt64(e.info.fileSize)); put(Int64(e.mtimeSec))
@@ -359,7 +359,7 @@ struct LoginIndex {
     func save(rootfd: Int32, rootPath: String) -> MaildropError? {
         guard let bytes = serialize() else {
             LoginIndex.remove(rootfd: rootfd)
-            return .temporary("\(rootPath)/\(LoginIndex.fileName): too large to keep (above \(LoginIndex.maxFileBytes) octets)")
+            return .temporary("\(rootPath)/\(LoginIndex.fileName): not kept (above \(LoginIndex.maxFileBytes) octets, or a name longer than \(LoginIndex.maxNameBytes))")
         }
         let tempPath = rootPath + "/" + LoginIndex.tempName
         do throws(MaildropError) {
