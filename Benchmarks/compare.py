@@ -42,11 +42,11 @@ BENCH_USER = "pop3bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Scenario sizes. `users` must be a multiple of every session concurrency (see mkdata.py).
-FULL = dict(users=1024, messages=10, huge=10_000, big_mib=10, idle=[1000, 10_000],
+FULL = dict(users=1024, messages=10, huge=10_000, huge2=100_000, big_mib=10, idle=[1000, 10_000],
             session_concurrency=[1, 16, 128], session_duration=5.0, noop_duration=5.0,
             noop_commands=1000, retr_commands=50, hold={"pop3d": 10.0, "dovecot": 30.0},
             hold_per_1000={"pop3d": 0.5, "dovecot": 25.0})
-SMOKE = dict(users=128, messages=10, huge=100, big_mib=1, idle=[20, 100],
+SMOKE = dict(users=128, messages=10, huge=100, huge2=1_000, big_mib=1, idle=[20, 100],
              session_concurrency=[1, 16, 128], session_duration=1.0, noop_duration=1.0,
              noop_commands=200, retr_commands=3, hold={"pop3d": 3.0, "dovecot": 5.0},
              hold_per_1000={"pop3d": 0.5, "dovecot": 12.0})
@@ -197,7 +197,7 @@ class Pop3d(Server):
         super().__init__(run, data, port)
         self.wrapper = list(wrapper or [])
         self.start_timeout = start_timeout
-        self.binary = binary or os.path.join(ROOT, ".build/release/pop3d")
+        self.binary = binary or os.environ.get("COMPARE_POP3D_BIN") or os.path.join(ROOT, ".build/release/pop3d")
         self.processes = processes
         self.workers = workers
         self.cpus = cpus
@@ -378,20 +378,20 @@ def make_data(run, p):
     data = os.path.join(run, "data")
     log(f"creating data in {data}")
     subprocess.run([sys.executable, os.path.join(HERE, "mkdata.py"), data, "--users", str(p["users"]),
-                    "--messages", str(p["messages"]), "--huge", str(p["huge"]),
+                    "--messages", str(p["messages"]), "--huge", str(p["huge"]), "--huge2", str(p["huge2"]),
                     "--big-mib", str(p["big_mib"]), "--idle", str(max(p["idle"]))], check=True)
     os.chmod(run, 0o755)
     subprocess.run(["chown", "-R", f"{BENCH_USER}:{BENCH_USER}", data], check=True)
     return data
 
 
-def reset_huge(data):
-    """Makes the 10,000-message Maildir cold again for both servers: Dovecot's index files and
-    pop3d's size cache go, and the messages Dovecot moved to cur/ go back to new/ under their
+def reset_huge(data, user="huge"):
+    """Makes a large Maildir cold again for both servers: Dovecot's index files and pop3d's size
+    cache and login index go, and the messages Dovecot moved to cur/ go back to new/ under their
     delivered names (new/ holds no flags, RFC-less Maildir convention: `name:2,flags` in cur/)."""
-    md = os.path.join(data, "mail", "huge", "Maildir")
+    md = os.path.join(data, "mail", user, "Maildir")
     for name in os.listdir(md):
-        if name.startswith("dovecot") or name == "pop3d.sizes":
+        if name.startswith("dovecot") or name in ("pop3d.sizes", "pop3d.index"):
             os.unlink(os.path.join(md, name))
     for name in os.listdir(os.path.join(md, "cur")):
         os.rename(os.path.join(md, "cur", name), os.path.join(md, "new", name.split(":2,")[0]))
@@ -399,7 +399,7 @@ def reset_huge(data):
 
 # ---------------------------------------------------------------- one run against one server
 
-def measure(server, p, data, first_run, holds, r, failures, run_number, idle_sizes):
+def measure(server, p, data, first_run, holds, r, failures, run_number, idle_sizes, only=()):
     """Runs every scenario once against a started server, filling `r`: the throughput and
     latency scenarios when `first_run` is not None, and the idle storms of `idle_sizes`. A
     scenario that fails (pop3bench counted errors, a wait timed out) is listed in `failures`;
@@ -438,13 +438,13 @@ def measure(server, p, data, first_run, holds, r, failures, run_number, idle_siz
         r["retr"] = rep["throughput"]["retr_mb_per_s"]
         r["retr_p99"] = p99_ms(rep, "retr")
 
-    def huge():
-        reset_huge(data)
+    def huge(user="huge", key="huge"):
+        reset_huge(data, user)
         for kind in ("cold", "warm"):
-            rep = pop3bench(server, "session", "--users", "huge", "--password", "huge", "--concurrency", 1,
+            rep = pop3bench(server, "session", "--users", user, "--password", user, "--concurrency", 1,
                             "--count", 1, "--sample", 1)
             lat = rep["latency_us"]
-            r[f"huge_{kind}"] = sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
+            r[f"{key}_{kind}"] = sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
             server.wait_quiet()
 
     def idle(n):
@@ -478,8 +478,11 @@ def measure(server, p, data, first_run, holds, r, failures, run_number, idle_siz
     steps = [("warm-up", warm_up)] if first_run else []
     if first_run is not None:
         steps += [(f"session c={c}", lambda c=c: sessions(c)) for c in p["session_concurrency"]]
-        steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge)]
+        steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge),
+                  ("huge2 Maildir", lambda: huge("huge2", "huge2"))]
     steps += [(f"idle {n}", lambda n=n: idle(n)) for n in idle_sizes]
+    if only:
+        steps = [(name, step) for name, step in steps if name in only]
     for name, step in steps:
         log(f"{server.name}: {name}")
         try:
@@ -504,6 +507,8 @@ def rows(p):
             ("retr", f"RETR MB/s, {p['big_mib']} MiB message", True),
             ("huge_cold", f"login+STAT+LIST+UIDL ms, {p['huge']:,}-msg Maildir, cold", False),
             ("huge_warm", f"login+STAT+LIST+UIDL ms, {p['huge']:,}-msg Maildir, warm", False),
+            ("huge2_cold", f"login+STAT+LIST+UIDL ms, {p['huge2']:,}-msg Maildir, cold", False),
+            ("huge2_warm", f"login+STAT+LIST+UIDL ms, {p['huge2']:,}-msg Maildir, warm", False),
             (f"mem{n_small}", f"KiB PSS per idle session, {n_small:,} sessions", False),
             (f"mem{n_big}", f"KiB PSS per idle session, {n_big:,} sessions", False),
             ("login_all", f"s to log in {n_big:,} sessions", False),
@@ -550,7 +555,10 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--servers", default="pop3d dovecot")
     ap.add_argument("--out")
+    ap.add_argument("--only", default="", help="comma-separated step names to run, e.g. "
+                    "'huge Maildir,huge2 Maildir' (default: every step)")
     a = ap.parse_args()
+    only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     p = SMOKE if a.smoke else FULL
     runs = 1 if a.smoke else max(a.runs, 1)
     servers = a.servers.split()
@@ -585,7 +593,7 @@ def main():
                     + (f" ({processes} processes)" if processes > 1 else ""))
                 try:
                     server.start()
-                    measure(server, p, data, first_run, holds, results[s][-1], failures, i + 1, idle_sizes)
+                    measure(server, p, data, first_run, holds, results[s][-1], failures, i + 1, idle_sizes, only)
                 except (BenchError, TimeoutError, RuntimeError) as e:
                     failures.append(f"run {i + 1}, {s}: {e}")
                     log(f"FAILED: {e}")

@@ -4,7 +4,9 @@
 # core 0 and pop3bench on core 1, and prints one markdown table.
 #
 #   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot"] [--out FILE]
+#                         [--only "huge Maildir,huge2 Maildir"]   (those steps only: the login rows)
 #
+# COMPARE_POP3D_BIN=/path/to/pop3d runs that binary as pop3d (an older build, for before/after).
 # Needs root (Dovecot drops privileges to the `pop3bench` user that owns the data; /proc of
 # every server process is read for PSS and CPU). Never starts the system's Dovecot service.
 set -euo pipefail
@@ -14,10 +16,10 @@ servers="pop3d dovecot"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs|--out) args+=("$1" "$2"); shift 2 ;;
+    --runs|--out|--only) args+=("$1" "$2"); shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --smoke) args+=("$1"); shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done

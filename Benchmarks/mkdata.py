@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--users", type=int, default=1024)
     ap.add_argument("--messages", type=int, default=10)
     ap.add_argument("--huge", type=int, default=10_000)
+    ap.add_argument("--huge2", type=int, default=100_000)
     ap.add_argument("--big-mib", type=int, default=10)
     ap.add_argument("--idle", type=int, default=10_000)
     a = ap.parse_args()
@@ -33,6 +34,7 @@ def main():
     users = {f"u{i:04d}": f"p{i:04d}" for i in range(a.users)}
     users["big"] = "big"
     users["huge"] = "huge"
+    users["huge2"] = "huge2"
     users.update({f"i{i:05d}": f"pi{i:05d}" for i in range(a.idle)})
     maildata.write_passwd(os.path.join(a.dir, "passwd"), users)
     rng = random.Random(1)
@@ -46,6 +48,9 @@ def main():
     maildata.deliver(os.path.join(mail, "big", "Maildir"), big, seconds=base)
     md = os.path.join(mail, "huge", "Maildir")
     for j in range(a.huge):
+        maildata.deliver(md, maildata.message(j, body_size=1000, rng=rng), seconds=base + j)
+    md = os.path.join(mail, "huge2", "Maildir")
+    for j in range(a.huge2):
         maildata.deliver(md, maildata.message(j, body_size=1000, rng=rng), seconds=base + j)
     small = b"Subject: hello\nFrom: a@example.org\n\nhello\n"
     for i in range(a.idle):

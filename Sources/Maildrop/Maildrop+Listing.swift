@@ -3,37 +3,103 @@ import Glibc
 extension Maildrop {
     /// Lists new/ and cur/, sizes every message (W= field, cache, or a read)
     /// and numbers them in delivery order.
+    ///
+    /// A maildrop of more than `LoginIndex.minimumMessages` messages keeps a login index
+    /// (`pop3d.index`, `LoginIndex`): a login whose folders are as the index recorded them reads
+    /// it instead of listing and `stat`ing anything; a folder that changed is listed, and only
+    /// the names the index does not hold are `stat`ed and sized. The result is the same
+    /// messages, sizes, UIDLs and order as a listing from scratch. A `quick` open never reads
+    /// an index: a maildrop that has one is large, and is left to the workers (`.wouldBlock`).
     func list(rootfd: Int32, quick: Bool = false, cancellation: CancellationFlag? = nil) throws(MaildropError) {
+        if quick && LoginIndex.present(rootfd: rootfd) { throw .wouldBlock }
         var stats = OpenStatistics()
+        var index: LoginIndex? = nil
+        var indexFound = false
+        if !quick {
+            switch LoginIndex.load(rootfd: rootfd, rule: wireSizeRule) {
+            case .absent: break
+            case .valid(let loaded):
+                indexFound = true
+                if loaded.rootDev == UInt64(rootIdentity.dev) && loaded.rootIno == UInt64(rootIdentity.ino) {
+                    index = loaded
+                } else {
+                    // Copied from another Maildir, or this one was replaced by a copy.
+                    stats.indexDiscarded = "it was written for another directory (device and inode differ)"
+                }
+            case .unusable(let why):
+                indexFound = true
+                stats.indexDiscarded = why
+            }
+            if let cancellation, cancellation.isCancelled { throw .cancelled }
+        }
+        let folderFDs = (new: try directoryFD(.new), cur: try directoryFD(.cur))
+        if let index,
+           index.trusts(.new, now: try folderState(folderFDs.new, .new)),
+           index.trusts(.cur, now: try folderState(folderFDs.cur, .cur)) {
+            // Warm: nothing was created, renamed or removed in either folder since the index
+            // was written. Its entries are already verified, deduplicated and in order.
+            messages = index.entries.map(\.info)
+            stats.sizesFromIndex = messages.count
+            statistics = stats
+            return
+        }
+        // Read before the folders' states that the new index records (`LoginIndex`, "When it is
+        // trusted"): a change after this moment stamps the folder at or after it.
+        let clock = quick ? nil : LoginIndex.fileSystemClock(lockfd: lockfd)
+        let states = (new: try folderState(folderFDs.new, .new), cur: try folderState(folderFDs.cur, .cur))
+
         var cache = SizeCache()
         cache.rule = wireSizeRule
         var cacheDirty = false
-        switch try SizeCache.load(
-            rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
-            rule: wireSizeRule) {
-        case .absent: break
-        case .valid(let loaded): cache = loaded
-        case .unusable(let why):
-            // Rewritten below (with the entries this listing can vouch for), so a broken
-            // cache costs one worker read, not one at every login.
-            stats.cacheDiscarded = why
-            cacheDirty = true
+        // With a usable index the sizes of the names it lacks are new mail: the size cache
+        // (which an indexed maildrop no longer writes) would not know them either.
+        if index == nil {
+            switch try SizeCache.load(
+                rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
+                rule: wireSizeRule) {
+            case .absent: break
+            case .valid(let loaded): cache = loaded
+            case .unusable(let why):
+                // Rewritten below (with the entries this listing can vouch for), so a broken
+                // cache costs one worker read, not one at every login.
+                stats.cacheDiscarded = why
+                cacheDirty = true
+            }
         }
         if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
         var used = Set<String>()
         var seen = Set<String>()
-        var listed: [(info: MessageInfo, key: MaildirName, mtime: Int)] = []
+        var listed: [LoginIndex.Entry] = []
+        /// The index's entries by unique name, built at the first renamed message.
+        var byUnique: [String: Int]? = nil
 
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
         defer { buffer.deallocate() }
 
-        for folder in [MessageInfo.Folder.new, .cur] {
-            let dirfd = try directoryFD(folder)
+        for (folder, dirfd, state) in [(MessageInfo.Folder.new, folderFDs.new, states.new), (.cur, folderFDs.cur, states.cur)] {
+            if let index, index.trusts(folder, now: state) {
+                // This folder did not change: its part of the index, without a listing.
+                for e in index.entries where e.info.folder == folder {
+                    guard seen.insert(e.info.uniqueName).inserted else {
+                        stats.entriesSkipped += 1
+                        continue
+                    }
+                    stats.sizesFromIndex += 1
+                    listed.append(e)
+                }
+                continue
+            }
+            // Names the index holds for this folder, verified (stat, sized) when indexed.
+            var known: [String: Int] = [:]
+            if let index {
+                for (i, e) in index.entries.enumerated() where e.info.folder == folder { known[e.info.fileName] = i }
+            }
             let dirPath = path + "/" + folder.directoryName
             // The descriptors were opened by `open` just before: already at the start. A quick
             // open stops reading the directory as soon as it is too large for the loop.
             let limit = quick ? Maildrop.quickEntryLimit - listed.count : Int.max
             let entries = try Sys.listDirectory(dirfd, path: dirPath, rewind: false, limit: limit)
+            stats.foldersListed += 1
             if quick && entries.count > limit { throw .wouldBlock }
             for entry in entries {
                 if let cancellation, cancellation.isCancelled { throw .cancelled }
@@ -41,6 +107,19 @@ extension Maildrop {
                 // stat below decides.
                 if entry.type != UInt8(DT_REG) && entry.type != UInt8(DT_UNKNOWN) {
                     stats.entriesSkipped += 1
+                    continue
+                }
+                if let i = known[entry.name], let index {
+                    // The same name as when it was stat'ed and sized: Maildir files do not
+                    // change after delivery, so no stat (issue 17's rule; a name that is new
+                    // is still checked below, its S=/W= against its file the first time).
+                    let e = index.entries[i]
+                    guard seen.insert(e.info.uniqueName).inserted else {
+                        stats.entriesSkipped += 1
+                        continue
+                    }
+                    stats.sizesFromIndex += 1
+                    listed.append(e)
                     continue
                 }
                 let st: Glibc.stat
@@ -68,6 +147,11 @@ extension Maildrop {
                    Maildrop.consistent(w: w, s: name.sField, fileSize: fileSize) {
                     size = w
                     stats.sizesFromName += 1
+                } else if let index, let e = index.entry(uniqueName: name.uniqueName, byUnique: &byUnique),
+                          e.info.fileSize == fileSize, e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
+                    // Renamed by another program (flags, new/ → cur/): the same file, sized before.
+                    size = e.info.size
+                    stats.sizesFromIndex += 1
                 } else if let e = cache.entries[name.uniqueName], e.fileSize == fileSize,
                           e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
                     // `parse` checked the size against this file size, which is the file's.
@@ -95,33 +179,70 @@ extension Maildrop {
                 let info = MessageInfo(
                     folder: folder, fileName: entry.name, uniqueName: name.uniqueName, uid: name.uid,
                     size: size ?? 0, fileSize: fileSize)
-                listed.append((info, name, mtimeSec))
+                listed.append(LoginIndex.Entry(
+                    info: info, mtimeSec: mtimeSec, mtimeNsec: mtimeNsec,
+                    seconds: name.seconds ?? UInt64(max(mtimeSec, 0)), microseconds: name.microseconds))
             }
-        }
-
-        // Entries of messages that are gone are dropped, so the cache does
-        // not grow forever.
-        if cache.entries.count != used.count {
-            cache.entries = cache.entries.filter { used.contains($0.key) }
-            cacheDirty = true
-        }
-        if cacheDirty {
-            let error = cache.save(rootfd: rootfd, rootPath: path)
-            stats.cacheWritten = error == nil
-            stats.cacheError = error
         }
 
         // Delivery order: seconds of the name (the file's mtime for names
         // without them), then microseconds, then the unique name bytes.
         listed.sort { a, b in
-            let sa = a.key.seconds ?? UInt64(max(a.mtime, 0))
-            let sb = b.key.seconds ?? UInt64(max(b.mtime, 0))
-            if sa != sb { return sa < sb }
-            if a.key.microseconds != b.key.microseconds { return a.key.microseconds < b.key.microseconds }
+            if a.seconds != b.seconds { return a.seconds < b.seconds }
+            if a.microseconds != b.microseconds { return a.microseconds < b.microseconds }
             return a.info.uniqueName.utf8.lexicographicallyPrecedes(b.info.uniqueName.utf8)
+        }
+
+        Maildrop.runTestHook(path)
+
+        // A large maildrop keeps its index (which replaces the size cache for it); a small one
+        // none, so that the loop can list it (`quick` opens leave maildrops with an index to
+        // the workers).
+        var indexSaved = false
+        if !quick && listed.count > LoginIndex.minimumMessages {
+            var fresh = LoginIndex(
+                rootDev: UInt64(rootIdentity.dev), rootIno: UInt64(rootIdentity.ino), clock: clock,
+                new: states.new, cur: states.cur, entries: listed)
+            fresh.rule = wireSizeRule
+            let error = fresh.save(rootfd: rootfd, rootPath: path)
+            indexSaved = error == nil
+            stats.indexWritten = indexSaved
+            stats.indexError = error
+        } else if indexFound {
+            LoginIndex.remove(rootfd: rootfd)
+        }
+
+        if !indexSaved {
+            // Sizes the index gave go to the size cache, which takes over from it.
+            for e in listed where e.fromIndex && SizeCache.storable(e.info.uniqueName) {
+                cache.entries[e.info.uniqueName] = SizeCache.Entry(
+                    fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: e.info.size)
+                used.insert(e.info.uniqueName)
+                cacheDirty = true
+            }
+            // Entries of messages that are gone are dropped, so the cache does
+            // not grow forever.
+            if cache.entries.count != used.count {
+                cache.entries = cache.entries.filter { used.contains($0.key) }
+                cacheDirty = true
+            }
+            if cacheDirty {
+                let error = cache.save(rootfd: rootfd, rootPath: path)
+                stats.cacheWritten = error == nil
+                stats.cacheError = error
+            }
         }
         messages = listed.map(\.info)
         statistics = stats
+    }
+
+    /// What `fstat` says of the folder open at `fd` (the login index compares it).
+    private func folderState(_ fd: Int32, _ folder: MessageInfo.Folder) throws(MaildropError) -> LoginIndex.FolderState {
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else {
+            throw MaildropError.fromErrno(errno, call: "fstat", path: path + "/" + folder.directoryName)
+        }
+        return LoginIndex.FolderState(st)
     }
 
     /// The largest CRLF size a file of `fileSize` octets can have: every octet an LF that

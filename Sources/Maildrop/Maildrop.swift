@@ -37,7 +37,9 @@ public final class Maildrop {
     /// maildrop again on every RETR (`openMessage`).
     var removedSinceLogin = Set<Int>()
 
-    private var lockfd: Int32
+    /// The locked lock file (`-1` once closed); the login index reads the filesystem's clock
+    /// through it (`LoginIndex.fileSystemClock`).
+    private(set) var lockfd: Int32
     /// new/ and cur/, open only while needed (listing, a RETR, UPDATE): an idle logged-in
     /// session holds just its socket and the lock, so 50,000 sessions fit the fd budget.
     private var newfd: Int32

@@ -63,6 +63,20 @@ public struct OpenStatistics: Sendable, Equatable {
     public var uidlsRenamed = 0
     /// UIDs this open gave to new messages in `dovecot-uidlist`.
     public var uidsAssigned = 0
+    /// Sizes (and names, UIDLs, order) taken from the login index `pop3d.index` without a
+    /// `stat` of the message: every message of a warm login, the known names of a folder that
+    /// changed otherwise.
+    public var sizesFromIndex = 0
+    /// Folders (new/, cur/) whose directory was read by this open: 0 for a warm login.
+    public var foldersListed = 0
+    /// Whether `pop3d.index` was rewritten.
+    public var indexWritten = false
+    /// Why writing `pop3d.index` failed, if it did (the login still works; the size cache
+    /// is written instead).
+    public var indexError: MaildropError? = nil
+    /// Why an existing `pop3d.index` was not used (torn, garbage, another version, another
+    /// directory's); it is rewritten by the same open.
+    public var indexDiscarded: String? = nil
 
     public init() {}
 }

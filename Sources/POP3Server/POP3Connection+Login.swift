@@ -156,6 +156,13 @@ extension POP3Connection {
                 // Once per login: the client sees maildir UIDLs this session (issue 14).
                 service.logger.warning("uidl_format \(service.config.uidlFormat.rawValue) not applied, UIDLs fall back to maildir for this session: \(why)", metadata: metadata)
             }
+            if let why = drop.statistics.indexDiscarded {
+                service.logger.notice("login index \(drop.path)/pop3d.index discarded and rebuilt: \(why)", metadata: metadata)
+            }
+            if let error = drop.statistics.indexError {
+                // The login works; the next ones list the folders until the cause is fixed.
+                service.logger.warning("login index not written: \(error)", metadata: metadata)
+            }
             if let error = drop.statistics.loginRecordError {
                 // Logged once per failed write: the login works, without LOGIN-DELAY.
                 service.logger.warning("LOGIN-DELAY record not written: \(error)", metadata: metadata)
