@@ -12,8 +12,8 @@ extension CourierSizeList {
         switch try StateFile.read(rootfd: rootfd, name: fileName,
                                   maxBytes: quick ? Maildrop.quickCacheBytes : maxFileBytes, quick: quick) {
         case .absent: return .absent
-        case .unusable(let why): return .unusable(why)
-        case .bytes(let bytes):
+        case .unusable(let why), .shorter(let why): return .unusable(why)
+        case .bytes(let bytes, _):
             switch parse(bytes) {
             case .success(let list): return .valid(list)
             case .failure(let error): return .unusable(error.description)

@@ -36,35 +36,13 @@ extension DovecotUIDList {
     /// its name is refused, never waited on or followed). A file larger than `maxBytes` is not
     /// read: `.wouldBlock` with `quick` (a worker reads it), `.unusable` otherwise.
     static func load(rootfd: Int32, maxBytes: Int, quick: Bool) throws(MaildropError) -> Loaded {
-        let fd: Int32
-        do throws(MaildropError) {
-            switch try Sys.openRegularFile(rootfd, fileName, path: fileName) {
-            case .ok(let f): fd = f
-            case .missing: return .absent
-            case .wrongKind(let mode): return .unusable("\(fileName) is \(Sys.kindName(mode))")
-            }
-        } catch {
-            return .unusable("\(error)")
-        }
-        defer { Sys.close(fd) }
-        var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else { return .unusable("fstat(\(fileName)) failed (errno \(errno))") }
-        let size = Int(st.st_size)
-        guard size <= maxBytes else {
-            if quick { throw .wouldBlock }
-            return .unusable("\(fileName) has \(size) octets, above the \(maxBytes) read at most")
-        }
-        var bytes = [UInt8](repeating: 0, count: size)
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.read(fd, base + filled, raw.count - filled)
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .unusable("read(\(fileName)) failed (errno \(errno))") }
-            if n == 0 { return .broken("\(fileName) is shorter than its size (truncated while read)") }
-            filled += n
+        let bytes: [UInt8]
+        let st: Glibc.stat
+        switch try StateFile.read(rootfd: rootfd, name: fileName, maxBytes: maxBytes, quick: quick) {
+        case .absent: return .absent
+        case .unusable(let why): return .unusable(why)
+        case .shorter(let why): return .broken(why + " (truncated while read)")
+        case .bytes(let read, let stat): bytes = read; st = stat
         }
         switch parse(bytes) {
         case .success(let list): return .valid(list, st: st)

@@ -1,16 +1,21 @@
 import Glibc
 
-/// Reading and replacing the small state files in a Maildir root (pop3d's `pop3d.uidls`,
-/// Courier's `courierpop3dsizelist`): opened `O_NONBLOCK|O_NOFOLLOW` relative to the root
+/// Reading and replacing the state files in a Maildir root (pop3d's `pop3d.uidls`,
+/// `pop3d.sizes` and `pop3d.index`, Courier's `courierpop3dsizelist`, Dovecot's
+/// `dovecot-uidlist`): the one reader of them all, opened `O_NONBLOCK|O_NOFOLLOW` relative to the root
 /// (a FIFO or a link under the name is never waited on nor followed), bounded in size, and
 /// replaced through a temporary file and a rename.
 enum StateFile {
     /// What `read` found.
     enum Read {
         case absent
-        case bytes([UInt8])
+        /// The whole file, and its `fstat` as it was opened.
+        case bytes([UInt8], Glibc.stat)
         /// There, but not readable as a file of at most the size asked (the reason).
         case unusable(String)
+        /// Fewer octets than its size: cut while being read (another program rewriting it in
+        /// place); the reason.
+        case shorter(String)
     }
 
     /// Reads `name` in `rootfd` whole. Larger than `maxBytes`: with `quick` `.wouldBlock`
@@ -43,10 +48,10 @@ enum StateFile {
             }
             if n < 0 && errno == EINTR { continue }
             if n < 0 { return .unusable("read(\(name)) failed (errno \(errno))") }
-            if n == 0 { return .unusable("\(name) is shorter than its size") }
+            if n == 0 { return .shorter("\(name) is shorter than its size") }
             filled += n
         }
-        return .bytes(bytes)
+        return .bytes(bytes, st)
     }
 
     /// Replaces `name` in `rootfd` with `bytes`: written to `name.tmp` (removed first, created

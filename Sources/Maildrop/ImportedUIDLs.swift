@@ -105,8 +105,8 @@ public struct ImportedUIDLs: Equatable, Sendable {
         switch try StateFile.read(rootfd: rootfd, name: fileName,
                                   maxBytes: quick ? Maildrop.quickCacheBytes : maxFileBytes, quick: quick) {
         case .absent: return .absent
-        case .unusable(let why): return .unusable(why)
-        case .bytes(let bytes):
+        case .unusable(let why), .shorter(let why): return .unusable(why)
+        case .bytes(let bytes, _):
             switch parse(bytes) {
             case .success(let state): return .valid(state)
             case .failure(let error): return .unusable(error.description)

@@ -162,34 +162,16 @@ struct LoginIndex {
     /// Reads and checks the index in `rootfd` (opened `O_NONBLOCK|O_NOFOLLOW`, regular files
     /// only). I/O errors are `.unusable`: an index can always be rebuilt.
     static func load(rootfd: Int32, rule: WireSizeRule = WireSizeRule()) -> Loaded {
-        let fd: Int32
+        let bytes: [UInt8]
         do throws(MaildropError) {
-            switch try Sys.openRegularFile(rootfd, fileName, path: fileName) {
-            case .ok(let f): fd = f
-            case .missing: return .absent
-            case .wrongKind(let mode): return .unusable("it is \(Sys.kindName(mode))")
+            switch try StateFile.read(rootfd: rootfd, name: fileName, maxBytes: maxFileBytes, quick: false) {
+            case .absent: return .absent
+            case .unusable(let why), .shorter(let why): return .unusable(why)
+            case .bytes(let read, _): bytes = read
             }
         } catch {
             return .unusable("\(error)")
         }
-        defer { Sys.close(fd) }
-        var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else { return .unusable("fstat failed (errno \(errno))") }
-        let size = Int(st.st_size)
-        guard size <= maxFileBytes else { return .unusable("\(size) octets, above the \(maxFileBytes) read at most") }
-        var failure: String? = nil
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            var filled = 0
-            while filled < size, let base = buffer.baseAddress {
-                let n = Glibc.read(fd, base + filled, size - filled)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { failure = "read failed (errno \(errno))"; break }
-                if n == 0 { failure = "shorter than its size"; break }
-                filled += n
-            }
-            count = filled
-        }
-        if let failure { return .unusable(failure) }
         switch parse(bytes, rule: rule) {
         case .success(let index): return .valid(index)
         case .failure(let why): return .unusable(why.text)

@@ -54,35 +54,11 @@ struct SizeCache {
     /// read it), otherwise it is `.unusable`. I/O errors give `.unusable` too: sizes can
     /// always be recomputed, so a broken cache must never fail a login.
     static func load(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule = WireSizeRule()) throws(MaildropError) -> Loaded {
-        let fd: Int32
-        do throws(MaildropError) {
-            switch try Sys.openRegularFile(rootfd, fileName, path: fileName) {
-            case .ok(let f): fd = f
-            case .missing: return .absent
-            case .wrongKind(let mode): return .unusable("it is \(Sys.kindName(mode))")
-            }
-        } catch {
-            return .unusable("\(error)")
-        }
-        defer { Sys.close(fd) }
-        var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else { return .unusable("fstat failed (errno \(errno))") }
-        let size = Int(st.st_size)
-        guard size <= maxBytes else {
-            if quick { throw .wouldBlock }
-            return .unusable("\(size) octets, above the \(maxBytes) read at most")
-        }
-        var bytes = [UInt8](repeating: 0, count: size)
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.read(fd, base + filled, raw.count - filled)
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .unusable("read failed (errno \(errno))") }
-            if n == 0 { return .unusable("shorter than its size") }
-            filled += n
+        let bytes: [UInt8]
+        switch try StateFile.read(rootfd: rootfd, name: fileName, maxBytes: maxBytes, quick: quick) {
+        case .absent: return .absent
+        case .unusable(let why), .shorter(let why): return .unusable(why)
+        case .bytes(let read, _): bytes = read
         }
         guard let cache = parse(bytes, rule: rule) else {
             let other = header(for: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd))
