@@ -26,26 +26,7 @@ final class MetricsHarness {
         signal(SIGPIPE, SIG_IGN)
         let started = Handoff<StartResult>()
         let context = MetricsThread(limits: limits, padding: padding, logs: logs, inbox: inbox, started: started)
-        let box = Unmanaged.passRetained(context).toOpaque()
-        var tid = pthread_t()
-        guard pthread_create(&tid, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<MetricsThread>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, box) == 0 else {
-            Unmanaged<MetricsThread>.fromOpaque(box).release()
-            throw HarnessError("pthread_create failed")
-        }
-        thread = tid
-        switch try started.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "metrics endpoint start") {
-        case .running(let port, let waker):
-            self.port = port
-            self.waker = waker
-        case .failed(let why):
-            pthread_join(tid, nil)
-            thread = nil
-            throw HarnessError("metrics endpoint did not start: \(why)")
-        }
+        (thread, port, waker) = try startLoopThread(context, started: started, what: "metrics endpoint")
     }
 
     deinit { stop() }
@@ -97,7 +78,7 @@ private final class SideInbox: Sendable {
     }
 }
 
-private final class MetricsThread: Sendable {
+private final class MetricsThread: LoopThreadBody {
     let limits: MetricsEndpoint.Limits
     let padding: Int
     let logs: LogRecorder

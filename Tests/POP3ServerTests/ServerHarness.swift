@@ -206,26 +206,7 @@ final class ServerHarness {
 
             let started = Handoff<StartResult>()
             let context = ThreadContext(config: config, logs: logs, inbox: inbox, started: started)
-            let box = Unmanaged.passRetained(context).toOpaque()
-            var tid = pthread_t()
-            guard pthread_create(&tid, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<ThreadContext>.fromOpaque(raw).takeRetainedValue().run()
-                return nil
-            }, box) == 0 else {
-                Unmanaged<ThreadContext>.fromOpaque(box).release()
-                throw HarnessError("pthread_create failed")
-            }
-            thread = tid
-            switch try started.take(timeoutSeconds: Self.loopAnswerSeconds, what: "server start") {
-            case .running(let port, let waker):
-                self.port = port
-                self.waker = waker
-            case .failed(let why):
-                pthread_join(tid, nil)
-                thread = nil
-                throw HarnessError("server did not start: \(why)")
-            }
+            (thread, port, waker) = try startLoopThread(context, started: started, what: "server")
         } catch {
             root.remove()
             throw error
@@ -302,7 +283,36 @@ enum StartResult: Sendable {
 }
 
 /// What the loop thread starts from; retained by the thread until it returns.
-private final class ThreadContext: Sendable {
+/// What a harness runs on its own loop thread (`startLoopThread`).
+protocol LoopThreadBody: AnyObject, Sendable {
+    func run()
+}
+
+/// Runs `body.run()` on a new thread and waits (at most `ServerHarness.loopAnswerSeconds`)
+/// for the start result it puts into `started`: the thread, the port it listens on, and the
+/// waker of its loop. Throws when the thread cannot start or its loop did not.
+func startLoopThread(_ body: some LoopThreadBody, started: Handoff<StartResult>,
+                     what: String) throws -> (pthread_t, UInt16, Waker) {
+    let box = Unmanaged.passRetained(body as AnyObject).toOpaque()
+    var tid = pthread_t()
+    guard pthread_create(&tid, nil, { raw in
+        guard let raw else { return nil }
+        (Unmanaged<AnyObject>.fromOpaque(raw).takeRetainedValue() as? any LoopThreadBody)?.run()
+        return nil
+    }, box) == 0 else {
+        Unmanaged<AnyObject>.fromOpaque(box).release()
+        throw HarnessError("pthread_create failed")
+    }
+    switch try started.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "\(what) start") {
+    case .running(let port, let waker):
+        return (tid, port, waker)
+    case .failed(let why):
+        pthread_join(tid, nil)
+        throw HarnessError("\(what) did not start: \(why)")
+    }
+}
+
+private final class ThreadContext: LoopThreadBody {
     let config: ServerConfig
     let logs: LogRecorder
     let inbox: Inbox
