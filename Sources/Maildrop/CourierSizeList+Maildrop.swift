@@ -1,24 +1,8 @@
 extension CourierSizeList {
-    /// What `load` found.
-    enum Loaded {
-        case absent
-        case valid(CourierSizeList)
-        case unusable(String)
-    }
-
     /// Reads and parses `courierpop3dsizelist` in `rootfd`; a `quick` open reads at most
     /// `Maildrop.quickCacheBytes` (more: `.wouldBlock`, a worker reads it).
-    static func load(rootfd: Int32, quick: Bool) throws(MaildropError) -> Loaded {
-        switch try StateFile.read(rootfd: rootfd, name: fileName,
-                                  maxBytes: quick ? Maildrop.quickCacheBytes : maxFileBytes, quick: quick) {
-        case .absent: return .absent
-        case .unusable(let why), .shorter(let why): return .unusable(why)
-        case .bytes(let bytes, _):
-            switch parse(bytes) {
-            case .success(let list): return .valid(list)
-            case .failure(let error): return .unusable(error.description)
-            }
-        }
+    static func load(rootfd: Int32, quick: Bool) throws(MaildropError) -> StateFile.Loaded<CourierSizeList> {
+        try StateFile.load(rootfd: rootfd, name: fileName, maxBytes: maxFileBytes, quick: quick, parse: parse)
     }
 }
 

@@ -18,6 +18,31 @@ enum StateFile {
         case shorter(String)
     }
 
+    /// What `load` found: a parsed file, none, or the reason it cannot be used.
+    enum Loaded<Value> {
+        case absent
+        case valid(Value)
+        case unusable(String)
+    }
+
+    /// Reads `name` whole (at most `Maildrop.quickCacheBytes` when `quick`: more is
+    /// `.wouldBlock`, a worker reads it; at most `maxBytes` otherwise) and parses it; a file
+    /// that cannot be read or parsed is `.unusable` with the reason, and left alone.
+    static func load<Value, Failure: Error & CustomStringConvertible>(
+        rootfd: Int32, name: String, maxBytes: Int, quick: Bool,
+        parse: ([UInt8]) -> Result<Value, Failure>
+    ) throws(MaildropError) -> Loaded<Value> {
+        switch try read(rootfd: rootfd, name: name, maxBytes: quick ? Maildrop.quickCacheBytes : maxBytes, quick: quick) {
+        case .absent: return .absent
+        case .unusable(let why), .shorter(let why): return .unusable(why)
+        case .bytes(let bytes, _):
+            switch parse(bytes) {
+            case .success(let value): return .valid(value)
+            case .failure(let error): return .unusable(error.description)
+            }
+        }
+    }
+
     /// Reads `name` in `rootfd` whole. Larger than `maxBytes`: with `quick` `.wouldBlock`
     /// (the storage workers read it), otherwise `.unusable`, without reading it.
     static func read(rootfd: Int32, name: String, maxBytes: Int, quick: Bool) throws(MaildropError) -> Read {

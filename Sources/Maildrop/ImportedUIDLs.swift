@@ -94,24 +94,9 @@ public struct ImportedUIDLs: Equatable, Sendable {
         UIDLRules.isValid(uidl.utf8) && !name.isEmpty && !name.utf8.contains(UInt8(ascii: "\n")) && !name.utf8.contains(0)
     }
 
-    /// What `load` found.
-    enum Loaded {
-        case absent
-        case valid(ImportedUIDLs)
-        case unusable(String)
-    }
-
-    static func load(rootfd: Int32, quick: Bool) throws(MaildropError) -> Loaded {
-        switch try StateFile.read(rootfd: rootfd, name: fileName,
-                                  maxBytes: quick ? Maildrop.quickCacheBytes : maxFileBytes, quick: quick) {
-        case .absent: return .absent
-        case .unusable(let why), .shorter(let why): return .unusable(why)
-        case .bytes(let bytes, _):
-            switch parse(bytes) {
-            case .success(let state): return .valid(state)
-            case .failure(let error): return .unusable(error.description)
-            }
-        }
+    /// Reads and parses `pop3d.uidls` in `rootfd` (`quick`: at most `Maildrop.quickCacheBytes`).
+    static func load(rootfd: Int32, quick: Bool) throws(MaildropError) -> StateFile.Loaded<ImportedUIDLs> {
+        try StateFile.load(rootfd: rootfd, name: fileName, maxBytes: maxFileBytes, quick: quick, parse: parse)
     }
 }
 
