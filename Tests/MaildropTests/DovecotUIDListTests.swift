@@ -2,21 +2,6 @@ import Glibc
 import Testing
 @testable import Maildrop
 
-/// Reads the whole file at `path` (nil when absent).
-private func readFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return out
-}
-
 private func text(_ bytes: [UInt8]?) -> String { String(decoding: bytes ?? [], as: UTF8.self) }
 
 /// A Maildir with messages under Dovecot-style names, and its dovecot-uidlist.
@@ -57,13 +42,13 @@ private struct DovecotFixture {
             7 GABC :1700000001.M1P1.host
 
             """)
-        let before = readFile(d.listPath)
+        let before = fileBytes(d.listPath)
         let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         #expect(drop.statistics.uidlFallback == nil)
         #expect(drop.messages.map(\.uid) == ["000000036553f100", "000000056553f100", "000000076553f100"])
         #expect(drop.messages.map(\.uniqueName) == ["1700000003.M1P1.host", "1700000002.M1P1.host", "1700000001.M1P1.host"])
         #expect(drop.statistics.uidsAssigned == 0)
-        #expect(readFile(d.listPath) == before)  // nothing to add: not rewritten
+        #expect(fileBytes(d.listPath) == before)  // nothing to add: not rewritten
         drop.close()
         let uw = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .uw))
         #expect(uw.messages.map(\.uid) == ["6553f10000000003", "6553f10000000005", "6553f10000000007"])
@@ -98,7 +83,7 @@ private struct DovecotFixture {
         let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         #expect(drop.messages.map(\.uid) == ["0000000200000007", "0000000300000007"])
         #expect(drop.statistics.uidsAssigned == 1)
-        #expect(text(readFile(d.listPath)).hasSuffix("2 :1700000002.M1P1.host\n3 :1700000001.M1P1.host,S=17\n"))
+        #expect(text(fileBytes(d.listPath)).hasSuffix("2 :1700000002.M1P1.host\n3 :1700000001.M1P1.host,S=17\n"))
     }
 
     @Test func version1IsReadAndRewrittenAsVersion3() throws {
@@ -109,7 +94,7 @@ private struct DovecotFixture {
         let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         #expect(drop.statistics.uidlFallback == nil)
         #expect(drop.messages.map(\.uid) == ["00000002000004d2", "00000003000004d2"])
-        let lines = text(readFile(d.listPath)).split(separator: "\n")
+        let lines = text(fileBytes(d.listPath)).split(separator: "\n")
         #expect(lines.count == 3)
         #expect(lines[0].hasPrefix("3 V1234 N4 G") && lines[0].count == "3 V1234 N4 G".count + 32)
         #expect(lines[1] == "2 :1700000001.M1P1.host")
@@ -130,7 +115,7 @@ private struct DovecotFixture {
         #expect(drop.statistics.uidsAssigned == 2)
         #expect(drop.messages.map(\.uid) == ["keep-me", "0000000500000063", "0000000600000063"])
         #expect(drop.messages.map(\.uniqueName) == ["1700000001.M1P1.host", "1700000005.M9P1.host", "1700000005.M10P1.host"])
-        #expect(text(readFile(d.listPath)) == """
+        #expect(text(fileBytes(d.listPath)) == """
             3 V99 N7 G\(Self.guid) Pfmt
             4 W20 Pkeep-me :1700000001.M1P1.host
             5 :1700000005.M9P1.host
@@ -152,7 +137,7 @@ private struct DovecotFixture {
         try d.deliver("1700000001.M1P1.host")
         let before = UInt32(time(nil))
         let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .cyrus))
-        let lines = text(readFile(d.listPath)).split(separator: "\n")
+        let lines = text(fileBytes(d.listPath)).split(separator: "\n")
         #expect(lines.count == 3)
         let header = lines[0].split(separator: " ")
         #expect(header.count == 4 && header[0] == "3" && header[2] == "N3" && header[3].count == 33)
@@ -178,11 +163,11 @@ private struct DovecotFixture {
         let d = try DovecotFixture()
         try d.deliver("1700000001.M1P1.host,S=17,W=18")
         d.writeList("3 V5 N1 G\(Self.guid)\n")
-        let before = readFile(d.listPath)
+        let before = fileBytes(d.listPath)
         #expect(throws: MaildropError.wouldBlock) {
             try Maildrop.open(path: d.root, quick: true, uidl: UIDLOptions(format: .dovecot))
         }
-        #expect(readFile(d.listPath) == before)
+        #expect(fileBytes(d.listPath) == before)
         _ = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot)).close()
         let quick = try Maildrop.open(path: d.root, quick: true, uidl: UIDLOptions(format: .dovecot))
         #expect(quick.messages.map(\.uid) == ["0000000100000005"])
@@ -222,7 +207,7 @@ private struct DovecotFixture {
             guard case .temporary(let why) = error else { Issue.record("\(error)"); return }
             #expect(why.contains("not written"))
         }
-        #expect(text(readFile(d.listPath)) == "3 V5 N1 G\(Self.guid)\n")
+        #expect(text(fileBytes(d.listPath)) == "3 V5 N1 G\(Self.guid)\n")
         #expect(!exists(d.root + "/dovecot-uidlist.lock"))
     }
 
@@ -253,12 +238,12 @@ private struct DovecotFixture {
         try d.deliver("1700000002.M1P1.host")
         try d.deliver("1700000003.M1P1.host")
         d.writeList(list)
-        let before = readFile(d.listPath)
+        let before = fileBytes(d.listPath)
         let drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         let why = try #require(drop.statistics.uidlFallback)
         #expect(why.contains(reason), "\(why)")
         #expect(drop.messages.map(\.uid) == ["1700000001.M1P1.host", "1700000002.M1P1.host", "1700000003.M1P1.host"])
-        #expect(readFile(d.listPath) == before)
+        #expect(fileBytes(d.listPath) == before)
         #expect(!exists(d.root + "/dovecot-uidlist.lock"))
     }
 
@@ -273,7 +258,7 @@ private struct DovecotFixture {
         var drop = try Maildrop.open(path: d.root, uidl: UIDLOptions(format: .dovecot))
         #expect(drop.statistics.uidlFallback != nil)
         #expect(drop.messages.map(\.uid) == ["1700000001.M1P1.host"])
-        #expect(readFile(d.listPath) == chunk)
+        #expect(fileBytes(d.listPath) == chunk)
         drop.close()
         // 100 MB: above maxFileBytes, refused without being read (and quickly).
         let fd = open(d.listPath, O_WRONLY | O_TRUNC | O_CLOEXEC)
@@ -287,7 +272,7 @@ private struct DovecotFixture {
         #expect(elapsed < 2)
         var st = stat()
         #expect(stat(d.listPath, &st) == 0 && st.st_size == 100 << 20)
-        let after = readFile(d.listPath) ?? []
+        let after = fileBytes(d.listPath) ?? []
         #expect(after.count == 100 << 20)
         var same = true
         for k in 0..<100 where Array(after[(k << 20)..<((k + 1) << 20)]) != chunk { same = false }
@@ -315,7 +300,7 @@ private struct DovecotFixture {
         let t0 = monotonicSeconds()
         #expect(throws: MaildropError.self) { try DovecotDotlock.acquire(rootfd: rootfd, rootPath: d.root, waitSeconds: 1) }
         #expect(monotonicSeconds() - t0 >= 0.9)
-        #expect(text(readFile(d.root + "/dovecot-uidlist.lock")) == "1:\(DovecotDotlock.hostName())")
+        #expect(text(fileBytes(d.root + "/dovecot-uidlist.lock")) == "1:\(DovecotDotlock.hostName())")
         // Through open: [SYS/TEMP] (.temporary), the list untouched.
         try d.deliver("1700000001.M1P1.host")
         d.writeList("3 V5 N1 G\(Self.guid)\n")
@@ -326,7 +311,7 @@ private struct DovecotFixture {
             guard case .temporary(let why) = error else { Issue.record("\(error)"); return }
             #expect(why.contains("dovecot-uidlist.lock"))
         }
-        #expect(text(readFile(d.listPath)) == "3 V5 N1 G\(Self.guid)\n")
+        #expect(text(fileBytes(d.listPath)) == "3 V5 N1 G\(Self.guid)\n")
     }
 
     @Test func aDeadOwnersLockAndAStaleLockAreOverridden() throws {
@@ -339,7 +324,7 @@ private struct DovecotFixture {
         var times = [timespec(tv_sec: time(nil) - 10, tv_nsec: 0), timespec(tv_sec: time(nil) - 10, tv_nsec: 0)]
         _ = utimensat(AT_FDCWD, lockPath, &times, 0)
         var lock = try DovecotDotlock.acquire(rootfd: rootfd, rootPath: d.root, waitSeconds: 1)
-        #expect(text(readFile(lockPath)) == "\(getpid()):\(DovecotDotlock.hostName())")
+        #expect(text(fileBytes(lockPath)) == "\(getpid()):\(DovecotDotlock.hostName())")
         lock.release()
         #expect(!exists(lockPath))
         // Another host's lock, unchanged for longer than the stale timeout: overridden. The

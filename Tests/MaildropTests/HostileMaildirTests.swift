@@ -15,19 +15,6 @@ import Testing
         for i in 0..<count { try f.writer.deliver(body, fileName: sizedName(i)) }
     }
 
-    static func readFile(_ path: String) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
-    }
 
     static func isRegularFile(_ path: String) -> Bool {
         var st = stat()
@@ -129,7 +116,7 @@ import Testing
         #expect(md.statistics.cacheWritten)
         md.close()
         // Rewritten: it parses now (and holds nothing it cannot vouch for).
-        let rewritten = SizeCache.parse(Self.readFile(cachePath))
+        let rewritten = SizeCache.parse((fileBytes(cachePath) ?? []))
         #expect(rewritten != nil)
         #expect(rewritten?.entries.isEmpty == true)
         let second = try Maildrop.open(path: f.root, quick: true)
@@ -161,7 +148,7 @@ import Testing
         try Maildrop.open(path: f.root).close()
         let cachePath = f.root + "/" + SizeCache.fileName
         // Same file size and mtime as the file (so the entry would be used), absurd size.
-        let good = String(decoding: Self.readFile(cachePath), as: UTF8.self)
+        let good = String(decoding: (fileBytes(cachePath) ?? []), as: UTF8.self)
         let forged = good.replacingFirst(" 20 ", with: " 999999999999999999 ")
         #expect(forged != good)
         writeFile(cachePath, Array(forged.utf8))
@@ -169,7 +156,7 @@ import Testing
         #expect(md.size(0) == 20)
         #expect(md.statistics.messagesRead == 1)
         md.close()
-        #expect(String(decoding: Self.readFile(cachePath), as: UTF8.self) == good)
+        #expect(String(decoding: (fileBytes(cachePath) ?? []), as: UTF8.self) == good)
     }
 
     @Test func sizeBoundsAndSumsDoNotTrapOnHugeFiles() throws {
@@ -282,7 +269,7 @@ import Testing
         let md = try Maildrop.open(path: f.root)
         #expect(md.size(0) == 20)
         #expect(md.statistics.cacheWritten)
-        #expect(Self.readFile(victim) == original)
+        #expect((fileBytes(victim) ?? []) == original)
         #expect(Self.isRegularFile(f.root + "/" + SizeCache.fileName))
     }
 

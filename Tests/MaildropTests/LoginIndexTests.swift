@@ -186,7 +186,7 @@ import Testing
         let f = try Fixture()
         try Self.fill(f)
         _ = try Self.open(f)
-        let index = Self.readFile(f.root + "/" + LoginIndex.fileName)
+        let index = (fileBytes(f.root + "/" + LoginIndex.fileName) ?? [])
         // Wiped, state files included, and made anew (new inodes) with other mail, then the
         // old index put back (a restore from backup): it describes other directories.
         TempDir.removeTree(f.root)
@@ -216,7 +216,7 @@ import Testing
         try Self.fill(f)
         let cold = try Self.open(f)
         let path = f.root + "/" + LoginIndex.fileName
-        let good = Self.readFile(path)
+        let good = (fileBytes(path) ?? [])
         var flipped = good
         flipped[good.count / 2] ^= 0x40
         var badVersion = good
@@ -230,7 +230,7 @@ import Testing
             #expect(md.statistics.indexDiscarded != nil, "\(what)")
             #expect(md.statistics.indexWritten, "\(what)")
             #expect(md.messages == cold.messages, "\(what)")
-            if case .success = LoginIndex.parse(Self.readFile(path)) {} else { Issue.record("not rewritten: \(what)") }
+            if case .success = LoginIndex.parse((fileBytes(path) ?? [])) {} else { Issue.record("not rewritten: \(what)") }
         }
         // A well-formed index (right checksum) whose entry names a path is refused as a whole.
         guard case .success(var index) = LoginIndex.parse(good) else {
@@ -257,7 +257,7 @@ import Testing
         #expect(linked.statistics.indexDiscarded != nil)
         #expect(linked.statistics.indexWritten)
         #expect(linked.messages == cold.messages)
-        #expect(Self.readFile(victim) == good)
+        #expect((fileBytes(victim) ?? []) == good)
         var lst = stat()
         #expect(lstat(path, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFREG)
         // A FIFO under the index's name neither blocks nor is trusted; it is replaced.
@@ -314,19 +314,6 @@ import Testing
         return fd
     }
 
-    static func readFile(_ path: String) -> [UInt8] {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
-    }
 }
 
 extension LoginIndexTests {

@@ -268,15 +268,6 @@ import Testing
 }
 
 func readBytes(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw MaildropError.permanent("open \(path)") }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n <= 0 { break }
-        out += buf[0..<n]
-    }
-    return out
+    guard let bytes = fileBytes(path) else { throw MaildropError.permanent("open \(path)") }
+    return bytes
 }
