@@ -266,7 +266,9 @@ def session_checks(retrieved_bytes, selector=""):
 def test_curl_scrape_is_200_in_the_exposition_format_and_passes_promtool(mailhost, tmp_path):
     mport = free_port()
     server = mailhost.serve("--metrics-listen", f"127.0.0.1:{mport}")
-    assert re.search(rf"listening address=127\.0\.0\.1:{mport} .*metrics=/metrics", server.output()), server.output()
+    # The metrics listener's line comes after the POP3 port answers (serve() waits for that).
+    wait_for(lambda: re.search(rf"listening address=127\.0\.0\.1:{mport} .*metrics=/metrics", server.output()),
+             timeout=DEADLINE, what="the metrics listening line")
     status, content_type, body = curl_scrape(mport, tmp_path)
     assert status == 200
     assert content_type == CONTENT_TYPE
