@@ -1,4 +1,6 @@
+import Dispatch
 import Glibc
+import Synchronization
 
 extension Maildrop {
     /// Lists new/ and cur/, sizes every message (W= field, cache, or a read)
@@ -75,6 +77,9 @@ extension Maildrop {
 
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
         defer { buffer.deallocate() }
+        /// Files whose size only a read can give, measured after the listing (in parallel when
+        /// there are many: `measurePending`); their `listed` entries hold 0 until then.
+        var pending: [PendingMeasure] = []
 
         for (folder, dirfd, state) in [(MessageInfo.Folder.new, folderFDs.new, states.new), (.cur, folderFDs.cur, states.cur)] {
             if let index, index.trusts(folder, now: state) {
@@ -160,21 +165,7 @@ extension Maildrop {
                     used.insert(name.uniqueName)
                 } else {
                     if quick { throw .wouldBlock }
-                    size = try CRLFSizeCounter.measure(
-                        dirfd: dirfd, name: entry.name, path: dirPath + "/" + entry.name, buffer: buffer,
-                        cancellation: cancellation, rule: wireSizeRule)
-                    guard size != nil else {
-                        // Vanished, or replaced by something that is not a regular file.
-                        stats.entriesSkipped += 1
-                        continue
-                    }
-                    stats.messagesRead += 1
-                    if SizeCache.storable(name.uniqueName) {
-                        cache.entries[name.uniqueName] = SizeCache.Entry(
-                            fileSize: fileSize, mtimeSec: mtimeSec, mtimeNsec: mtimeNsec, crlfSize: size ?? 0)
-                        used.insert(name.uniqueName)
-                        cacheDirty = true
-                    }
+                    pending.append(PendingMeasure(listed: listed.count, dirfd: dirfd, name: entry.name))
                 }
                 let info = MessageInfo(
                     folder: folder, fileName: entry.name, uniqueName: name.uniqueName, uid: name.uid,
@@ -182,6 +173,31 @@ extension Maildrop {
                 listed.append(LoginIndex.Entry(
                     info: info, mtimeSec: mtimeSec, mtimeNsec: mtimeNsec,
                     seconds: name.seconds ?? UInt64(max(mtimeSec, 0)), microseconds: name.microseconds))
+            }
+        }
+
+        if !pending.isEmpty {
+            let sizes = try measurePending(pending, buffer: buffer, cancellation: cancellation)
+            var vanished = Set<Int>()
+            for (job, size) in zip(pending, sizes) {
+                guard let size else {
+                    // Vanished, or replaced by something that is not a regular file.
+                    vanished.insert(job.listed)
+                    stats.entriesSkipped += 1
+                    continue
+                }
+                stats.messagesRead += 1
+                listed[job.listed].info.size = size
+                let e = listed[job.listed]
+                if SizeCache.storable(e.info.uniqueName) {
+                    cache.entries[e.info.uniqueName] = SizeCache.Entry(
+                        fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: size)
+                    used.insert(e.info.uniqueName)
+                    cacheDirty = true
+                }
+            }
+            if !vanished.isEmpty {
+                listed = listed.enumerated().filter { !vanished.contains($0.offset) }.map(\.element)
             }
         }
 
@@ -299,4 +315,79 @@ extension Maildrop {
             }
         }
     }
+}
+
+/// A file `list` must read to size (no usable `W=`, cache entry or index entry).
+struct PendingMeasure: Sendable {
+    /// Its entry in `list`'s `listed`.
+    let listed: Int
+    let dirfd: Int32
+    let name: String
+}
+
+extension Maildrop {
+    /// Files measured per cold login before the reading is split across threads: below it,
+    /// one thread (thread start-up would cost more than it saves).
+    public static let parallelMeasureMinimum = 64
+    /// Threads a cold login reads message files with (the storage worker it runs on counts as
+    /// one): the reads of a cold Maildir are open/read/close of thousands of files, kernel work
+    /// that goes as fast as the cores allow. 2 is what the storage pool has (`storageWorkers`).
+    public static let coldReadThreads = 2
+
+    /// The CRLF size of each pending file, in order (nil: gone or no longer a regular file).
+    /// Many files are split into `coldReadThreads` contiguous parts read at once, each with its
+    /// own buffer (`DispatchQueue.concurrentPerform`, whose threads are the process's shared
+    /// GCD pool; it returns when every part is done). The first error (or `.cancelled`) wins.
+    func measurePending(_ pending: [PendingMeasure], buffer: UnsafeMutableRawBufferPointer,
+                        cancellation: CancellationFlag?) throws(MaildropError) -> [Int?] {
+        let rule = wireSizeRule
+        let root = path
+        @Sendable func measure(_ job: PendingMeasure, _ buf: UnsafeMutableRawBufferPointer) throws(MaildropError) -> Int? {
+            try CRLFSizeCounter.measure(
+                dirfd: job.dirfd, name: job.name, path: root + "/" + job.name, buffer: buf,
+                cancellation: cancellation, rule: rule)
+        }
+        let parts = pending.count >= Self.parallelMeasureMinimum ? Self.coldReadThreads : 1
+        if parts == 1 {
+            var out: [Int?] = []
+            out.reserveCapacity(pending.count)
+            for job in pending { out.append(try measure(job, buffer)) }
+            return out
+        }
+        let results = MeasureResults(count: pending.count)
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let lower = pending.count * part / parts
+            let upper = pending.count * (part + 1) / parts
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
+            defer { buf.deallocate() }
+            for i in lower..<upper {
+                if results.failed { return }
+                do throws(MaildropError) {
+                    results.set(i, try measure(pending[i], buf))
+                } catch {
+                    results.fail(error)
+                    return
+                }
+            }
+        }
+        if let error = results.error { throw error }
+        return results.sizes
+    }
+}
+
+/// The parts' results (each part writes only its own indices) and the first error.
+private final class MeasureResults: Sendable {
+    private struct State {
+        var sizes: [Int?]
+        var error: MaildropError?
+    }
+    private let state: Mutex<State>
+
+    init(count: Int) { state = Mutex(State(sizes: Array(repeating: nil, count: count), error: nil)) }
+
+    func set(_ i: Int, _ size: Int?) { state.withLock { $0.sizes[i] = size } }
+    func fail(_ error: MaildropError) { state.withLock { if $0.error == nil { $0.error = error } } }
+    var failed: Bool { state.withLock { $0.error != nil } }
+    var error: MaildropError? { state.withLock { $0.error } }
+    var sizes: [Int?] { state.withLock { $0.sizes } }
 }

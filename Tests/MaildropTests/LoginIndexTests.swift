@@ -341,3 +341,40 @@ extension LoginIndexTests {
         #expect(back.messages.last?.size == plainSize)
     }
 }
+
+extension LoginIndexTests {
+    /// A cold login of many files reads them on `Maildrop.coldReadThreads` threads: every size
+    /// equals the one file-by-file measuring gives, and a cancelled login stops with `.cancelled`.
+    @Test func coldReadsInParallelGiveTheSerialSizes() throws {
+        let f = try Fixture()
+        var rng = SystemRandomNumberGenerator()
+        let count = Maildrop.parallelMeasureMinimum * 3
+        for i in 0..<count {
+            var body: [UInt8] = Array("Subject: \(i)\n\n".utf8)
+            for _ in 0..<Int.random(in: 0...40, using: &rng) {
+                body += Array(String(repeating: "x", count: Int.random(in: 0...90, using: &rng)).utf8)
+                body += Bool.random(using: &rng) ? [10] : [13, 10]
+            }
+            if Bool.random(using: &rng) { body += Array(".no final newline".utf8) }
+            _ = try f.writer.deliver(body, fileName: "\(1_700_000_000 + i).M1P\(i).host")
+        }
+        let md = try Maildrop.open(path: f.root)
+        md.close()
+        #expect(md.count == count)
+        #expect(md.statistics.messagesRead == count)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
+        defer { buffer.deallocate() }
+        let newfd = Glibc.open(f.root + "/new", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(newfd) }
+        for m in md.messages {
+            let serial = try CRLFSizeCounter.measure(dirfd: newfd, name: m.fileName, path: m.fileName, buffer: buffer)
+            #expect(m.size == serial, "\(m.fileName)")
+        }
+        // A cold login cancelled before it starts reading stops with .cancelled.
+        unlink(f.root + "/" + LoginIndex.fileName)
+        unlink(f.root + "/" + SizeCache.fileName)
+        let flag = CancellationFlag()
+        flag.cancel()
+        #expect(throws: MaildropError.cancelled) { try Maildrop.open(path: f.root, cancellation: flag) }
+    }
+}
