@@ -2,7 +2,7 @@
 """Login-index probes (issue 14), pop3d only, pinned as compare.py pins (server core 0,
 pop3bench core 1), on data made by mkdata.py. Needs root (the data belongs to `pop3bench`).
 
-  sudo python3 Benchmarks/login_index.py ab BEFORE_BIN AFTER_BIN [--rounds 5]
+  sudo python3 Benchmarks/login_index.py ab BEFORE_BIN AFTER_BIN [--rounds 5] [--huge2 N] [--server-cpus LIST]
       interleaved before/after of the login rows (10,000 and 100,000 messages, cold and warm),
       the two binaries alternating in order each round, one data set
   sudo python3 Benchmarks/login_index.py newmail [--bin BIN] [--rounds 5]
@@ -44,9 +44,9 @@ def session(server, user):
     return sum(lat[k]["max"] for k in ("login", "stat", "list", "uidl")) / 1000
 
 
-def start(run, data, binary):
+def start(run, data, binary, cpus="0"):
     os.environ["COMPARE_POP3D_BIN"] = binary
-    server = c.Pop3d(run, data, c.free_port())
+    server = c.Pop3d(run, data, c.free_port(), cpus=cpus or None)
     server.start()
     return server
 
@@ -58,14 +58,14 @@ def show(results):
 
 
 def ab(a):
-    run, data = make_data(10_000, 100_000)
+    run, data = make_data(10_000, a.huge2)
     bins = [("before", a.before), ("after", a.after)]
     results = {}
     for i in range(a.rounds):
         for name, binary in (bins if i % 2 == 0 else bins[::-1]):
-            server = start(run, data, binary)
+            server = start(run, data, binary, a.server_cpus)
             try:
-                for user in ("huge", "huge2"):
+                for user in (("huge", "huge2") if a.huge2 > 1 else ("huge",)):
                     c.reset_huge(data, user)
                     for kind in ("cold", "warm"):
                         results.setdefault(f"{name} {user} {kind}", []).append(session(server, user))
@@ -102,6 +102,9 @@ def main():
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--huge2", type=int, default=100_000, help="messages of the second Maildir (1: only the 10,000 one)")
+    p.add_argument("--server-cpus", default="0",
+                   help="taskset list for pop3d ('' = not pinned: cold reads on two threads can use both cores)")
     p = sub.add_parser("newmail")
     p.add_argument("--bin", default=os.path.join(c.ROOT, ".build/release/pop3d"))
     p.add_argument("--rounds", type=int, default=5)
