@@ -5,7 +5,8 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 # Build and run-time needs.
-BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev pkg-config openssl
+# libpq-dev: the PostgreSQL client library for passdb=sql (issue 15).
+BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev libpq-dev pkg-config openssl
 # What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
 # for the metrics endpoint (Tests/e2e/test_metrics.py).
@@ -42,6 +43,7 @@ deps:
 	$(call apt_install,$(BUILD_PACKAGES))
 	@pkg-config --exists libsystemd || { echo "libsystemd not found by pkg-config"; exit 1; }
 	@pkg-config --exists openssl || { echo "OpenSSL not found by pkg-config"; exit 1; }
+	@pkg-config --exists libpq || { echo "libpq not found by pkg-config"; exit 1; }
 
 test-deps: deps
 	@# prometheus alone first, without its Recommends: prometheus-node-exporter and its

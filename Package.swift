@@ -46,6 +46,10 @@ let package = Package(
                 .linkedLibrary("crypt"),
             ]
         ),
+        // libpq for the SQL user database (issue 15): a system-library target, not CShim,
+        // so that only the code that talks to PostgreSQL links libpq (and its GSSAPI/LDAP
+        // dependencies); pop3bench and the other modules' tests do not.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(
             name: "Reactor",
             dependencies: ["CShim", .product(name: "Logging", package: "swift-log")],
@@ -57,6 +61,9 @@ let package = Package(
         .target(name: "ProxyProtocol", swiftSettings: strict),
         .target(name: "Maildrop", dependencies: ["CShim"], swiftSettings: strict),
         .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
+        // The SQL user database (issue 15): libpq on the reactor. Its own module so that it
+        // has unit tests against a throwaway PostgreSQL and the glue sees no C types.
+        .target(name: "SQL", dependencies: ["CLibPQ"], swiftSettings: strict),
         .target(
             name: "POP3Server",
             dependencies: [
@@ -93,6 +100,7 @@ let package = Package(
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
+        .testTarget(name: "SQLTests", dependencies: ["SQL"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
         // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the
         // service's pools (Auth).
