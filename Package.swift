@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
         // The SQL user database (issue 15): libpq on the reactor. Its own module so that it
         // has unit tests against a throwaway PostgreSQL and the glue sees no C types.
-        .target(name: "SQL", dependencies: ["CLibPQ"], swiftSettings: strict),
+        .target(name: "SQL", dependencies: ["CLibPQ", "Reactor"], swiftSettings: strict),
         .target(
             name: "POP3Server",
             dependencies: [
@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
-        .testTarget(name: "SQLTests", dependencies: ["SQL"], swiftSettings: strict),
+        .testTarget(name: "SQLTests", dependencies: ["SQL", "Reactor"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
         // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the
         // service's pools (Auth).
