@@ -28,8 +28,9 @@ FAIL2BAN_WAS_INSTALLED := $(shell dpkg -s fail2ban >/dev/null 2>&1 && echo yes)
 PROMETHEUS_WAS_INSTALLED := $(shell dpkg -s prometheus >/dev/null 2>&1 && echo yes)
 DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo yes)
 COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && echo yes)
+POSTGRESQL_WAS_INSTALLED := $(shell dpkg -s postgresql >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test deps test-deps build release unit e2e clean
+.PHONY: demo test deps test-deps postgres-deps build release unit e2e clean
 
 # Installs only what is missing, so a prepared machine never touches apt. $(2): more
 # apt-get install options.
@@ -45,7 +46,20 @@ deps:
 	@pkg-config --exists openssl || { echo "OpenSSL not found by pkg-config"; exit 1; }
 	@pkg-config --exists libpq || { echo "libpq not found by pkg-config"; exit 1; }
 
-test-deps: deps
+# PostgreSQL's server for the SQL user database tests (Tests/SQLTests, issue 15): each test
+# runs a throwaway cluster of its own (initdb into a temporary folder, Unix socket only,
+# stopped by PID), never the system's. Debian's postinst creates and starts the cluster
+# 15/main: stopped at once (systemd, else pg_ctlcluster) and disabled, as haproxy's is.
+postgres-deps:
+	$(call apt_install,postgresql)
+ifneq ($(POSTGRESQL_WAS_INSTALLED),yes)
+	-@if [ -d /run/systemd/system ]; then systemctl stop postgresql.service; \
+	elif command -v pg_lsclusters >/dev/null; then pg_lsclusters -h | while read v c rest; do \
+	  pg_ctlcluster "$$v" "$$c" stop; done; fi; \
+	if command -v systemctl >/dev/null; then systemctl disable --quiet postgresql.service; fi
+endif
+
+test-deps: deps postgres-deps
 	@# prometheus alone first, without its Recommends: prometheus-node-exporter and its
 	@# collectors (smartmontools, nvme-cli, ipmitool...) would bring services and timers
 	@# enabled for the next boot that no test uses.
@@ -115,7 +129,7 @@ release: deps
 demo: release
 	.build/release/pop3d demo
 
-unit: build
+unit: build postgres-deps
 	$(SWIFT) test --no-parallel
 
 e2e: build test-deps
