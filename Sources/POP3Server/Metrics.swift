@@ -125,8 +125,10 @@ public final class POP3Metrics {
 
     @inline(__always) func refused(_ reason: RefusalReason) { refused[reason.index].increment() }
 
+    private static let mechanismPositions = casePositions(LoginMechanism.self)
+
     @inline(__always) func login(_ mechanism: LoginMechanism, _ result: LoginResultLabel) {
-        let m = LoginMechanism.allCases.firstIndex(of: mechanism) ?? 0
+        let m = Self.mechanismPositions[mechanism] ?? 0
         logins[m * LoginResultLabel.allCases.count + result.index].increment()
     }
 
@@ -164,6 +166,12 @@ public final class POP3Metrics {
 
 // MARK: label values (each a closed set: the series count is fixed)
 
+/// Each case's position in `allCases`, built once per type: the counter arrays are indexed by
+/// it. (`allCases.firstIndex` would build the cases array at every login and session end.)
+func casePositions<T: CaseIterable & Hashable>(_: T.Type) -> [T: Int] {
+    Dictionary(uniqueKeysWithValues: T.allCases.enumerated().map { ($1, $0) })
+}
+
 /// `listener` of `pop3d_connections_accepted_total`.
 enum ListenerLabel: String, CaseIterable {
     case pop3, pop3s
@@ -181,13 +189,15 @@ enum RefusalReason: String, CaseIterable {
     /// SIGTERM: draining.
     case shuttingDown = "shutting_down"
 
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `state` of `pop3d_sessions`: RFC 1939's states (§3).
 enum SessionStateLabel: String, CaseIterable {
     case authorization, transaction, update
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `result` of `pop3d_logins_total`: RFC 3206's distinctions.
@@ -203,7 +213,8 @@ enum LoginResultLabel: String, CaseIterable {
     case tempFailure = "temp_failure"
     /// `-ERR [SYS/PERM]`: the maildrop is refused for good (a symbolic link, a bad location).
     case unavailable
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 extension LoginResultLabel {
@@ -232,7 +243,8 @@ enum TLSVersionLabel: String, CaseIterable {
         default: self = .other
         }
     }
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `reason` of `pop3d_sessions_ended_total`: `EndReason` without its free text.
@@ -270,7 +282,8 @@ enum EndReasonLabel: String, CaseIterable {
         case .error: self = .error
         }
     }
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 // MARK: the factory
