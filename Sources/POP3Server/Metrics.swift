@@ -15,9 +15,6 @@ import Reactor
 /// Lives on the loop thread. The handles are swift-prometheus' atomics, so an increment is
 /// one relaxed atomic add behind one dynamic call; nothing is allocated per event.
 public final class POP3Metrics {
-    /// The exposition format's content type (Prometheus' text format 0.0.4).
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
     /// Buckets of `pop3d_loop_turn_duration_seconds`, seconds: from a busy but healthy turn
     /// (0.1 ms) to a stall anyone notices (1 s); `loop_lag_warning` defaults to 0.05.
     public static let loopTurnBuckets: [Duration] = [
