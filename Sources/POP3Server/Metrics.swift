@@ -15,9 +15,6 @@ import Reactor
 /// Lives on the loop thread. The handles are swift-prometheus' atomics, so an increment is
 /// one relaxed atomic add behind one dynamic call; nothing is allocated per event.
 public final class POP3Metrics {
-    /// The exposition format's content type (Prometheus' text format 0.0.4).
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
     /// Buckets of `pop3d_loop_turn_duration_seconds`, seconds: from a busy but healthy turn
     /// (0.1 ms) to a stall anyone notices (1 s); `loop_lag_warning` defaults to 0.05.
     public static let loopTurnBuckets: [Duration] = [
@@ -125,8 +122,10 @@ public final class POP3Metrics {
 
     @inline(__always) func refused(_ reason: RefusalReason) { refused[reason.index].increment() }
 
+    private static let mechanismPositions = casePositions(LoginMechanism.self)
+
     @inline(__always) func login(_ mechanism: LoginMechanism, _ result: LoginResultLabel) {
-        let m = LoginMechanism.allCases.firstIndex(of: mechanism) ?? 0
+        let m = Self.mechanismPositions[mechanism] ?? 0
         logins[m * LoginResultLabel.allCases.count + result.index].increment()
     }
 
@@ -164,6 +163,12 @@ public final class POP3Metrics {
 
 // MARK: label values (each a closed set: the series count is fixed)
 
+/// Each case's position in `allCases`, built once per type: the counter arrays are indexed by
+/// it. (`allCases.firstIndex` would build the cases array at every login and session end.)
+func casePositions<T: CaseIterable & Hashable>(_: T.Type) -> [T: Int] {
+    Dictionary(uniqueKeysWithValues: T.allCases.enumerated().map { ($1, $0) })
+}
+
 /// `listener` of `pop3d_connections_accepted_total`.
 enum ListenerLabel: String, CaseIterable {
     case pop3, pop3s
@@ -181,13 +186,15 @@ enum RefusalReason: String, CaseIterable {
     /// SIGTERM: draining.
     case shuttingDown = "shutting_down"
 
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `state` of `pop3d_sessions`: RFC 1939's states (§3).
 enum SessionStateLabel: String, CaseIterable {
     case authorization, transaction, update
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `result` of `pop3d_logins_total`: RFC 3206's distinctions.
@@ -203,7 +210,8 @@ enum LoginResultLabel: String, CaseIterable {
     case tempFailure = "temp_failure"
     /// `-ERR [SYS/PERM]`: the maildrop is refused for good (a symbolic link, a bad location).
     case unavailable
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 extension LoginResultLabel {
@@ -232,7 +240,8 @@ enum TLSVersionLabel: String, CaseIterable {
         default: self = .other
         }
     }
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 /// `reason` of `pop3d_sessions_ended_total`: `EndReason` without its free text.
@@ -270,7 +279,8 @@ enum EndReasonLabel: String, CaseIterable {
         case .error: self = .error
         }
     }
-    var index: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
 }
 
 // MARK: the factory

@@ -378,3 +378,24 @@ extension LoginIndexTests {
         #expect(throws: MaildropError.cancelled) { try Maildrop.open(path: f.root, cancellation: flag) }
     }
 }
+
+extension LoginIndexTests {
+    /// An index larger than `LoginIndex.maxFileBytes` is not read (a sparse file: no octet is
+    /// written), discarded and rebuilt by the same login, which lists the folders.
+    @Test func indexAboveItsLimitIsNotReadAndIsRebuilt() throws {
+        let f = try Fixture()
+        try Self.fill(f)
+        Self.waitForFileSystemClock(f.root)
+        _ = try Self.open(f)
+        let path = f.root + "/" + LoginIndex.fileName
+        #expect(truncate(path, off_t(LoginIndex.maxFileBytes + 1)) == 0)
+        let md = try Self.open(f)
+        let why = try #require(md.statistics.indexDiscarded)
+        #expect(why.contains("above the \(LoginIndex.maxFileBytes) read at most"), "\(why)")
+        #expect(md.statistics.foldersListed == 2)
+        #expect(md.count == Self.count)
+        #expect(md.statistics.indexWritten)
+        var st = stat()
+        #expect(stat(path, &st) == 0 && Int(st.st_size) < LoginIndex.maxFileBytes)
+    }
+}

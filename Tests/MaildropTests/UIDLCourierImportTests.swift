@@ -87,6 +87,8 @@ import Testing
         ("garbage", "\u{1}\u{2}garbage\n", "header"),
         ("bad field", "/3 4 1\na:2, forty 1:1:0\n", "size"),
         ("empty", "", "empty"),
+        ("line too long", "/3 4 1\n" + String(repeating: "a", count: CourierSizeList.maxLineBytes) + ":2, 40 1:1:0\n",
+         "longer than \(CourierSizeList.maxLineBytes) octets"),
     ]
 
     @Test(arguments: broken) func brokenCourierFileFallsBackToMaildirAndIsLeftAlone(_ c: (String, String, String)) throws {
