@@ -7,6 +7,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import maildata  # noqa: E402
 from pop3support import Server  # noqa: E402
+from pgsupport import pg, pg_cluster  # noqa: E402,F401  (PostgreSQL fixtures, test_sql.py)
 
 USERS = {"alice": "secret-alice", "bob": "secret-bob", "carol": "secret-carol"}
 # Every mechanism pop3d can offer; the default `auth_mechanisms` is only `plain login`.

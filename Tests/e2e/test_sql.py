@@ -1,0 +1,441 @@
+"""Issue 15, "Tests" 1-5: `passdb: sql` end to end against a real throwaway PostgreSQL cluster
+(pgsupport.PgCluster: initdb into /tmp, Unix socket only, never the system's cluster) with a
+PostfixAdmin-style `mailbox` table, read through the view `mailbox_v` (which can make one user's
+lookup slow and counts every row it returns in the sequence `lookups`).
+
+pop3d gets the README's PostfixAdmin query: `SELECT password, '<root>/' || maildir AS home, mail
+FROM mailbox_v WHERE username = $1 AND active`, and `mail: maildir:%h`, so every login below that
+sees its messages also shows that `home` became `%h`."""
+import base64
+import hmac
+import os
+import poplib
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+
+import pytest
+
+import maildata
+from conftest import ALL_MECHANISMS
+from pgsupport import MailboxTable, hash_secret, sql_literal
+from pop3support import Server, binary, wait_for
+from rawpop import Raw
+from test_sasl import scram_login
+
+DOMAIN = "example.org"
+SCHEMES = ["PLAIN", "SHA512-CRYPT", "BLF-CRYPT", "SCRAM-SHA-256"]
+# The warning pop3d logs once per outage and the notice when the database is back (the
+# issue's contract, docs/design-15-pgsql.md "Logging once per outage").
+OUTAGE = "user database unavailable"
+BACK = "user database back"
+# Seconds within which logins must work again after the database comes back: the pool's
+# backoff tops out at 5 s (design memo); the bound leaves room for a loaded debug build.
+RECOVERY_DEADLINE = 15.0
+B64 = lambda b: base64.b64encode(b).decode()
+
+
+def user(name):
+    return f"{name}@{DOMAIN}"
+
+
+def password_of(name):
+    return f"pw-{name}-secret"
+
+
+class SQLHost:
+    """The table, the Maildirs under `tmp/mail`, and the pop3d servers started on them."""
+
+    def __init__(self, pg, tmp_path):
+        self.pg = pg
+        self.root = str(tmp_path)
+        self.table = MailboxTable(pg, os.path.join(self.root, "mail"))
+        self.pg.psql("DROP SEQUENCE IF EXISTS lookups; CREATE SEQUENCE lookups;")
+        self.servers = []
+
+    def lookups(self):
+        """Rows the view has returned to anyone (pop3d's lookups of known users)."""
+        return int(self.pg.scalar("SELECT coalesce(pg_sequence_last_value('lookups'), 0);"))
+
+    def add(self, name, scheme="PLAIN", active=True, messages=1):
+        """A user with a secret in `scheme` made by `pop3d hash-password`, and `messages`
+        messages in the Maildir its row points to."""
+        secret = ("{PLAIN}" + password_of(name)) if scheme == "PLAIN" else hash_secret(password_of(name), scheme)
+        md = self.table.add(user(name), secret, active=active)
+        for i in range(messages):
+            maildata.deliver(md, maildata.message(i + 1), seconds=1_700_000_000 + i)
+        return md
+
+    def serve(self, *extra, env=None, counted=True):
+        query = self.table.query()
+        if counted:
+            query = query.replace("SELECT password", "SELECT password, nextval('lookups') AS n", 1)
+        args = ["--passdb", "sql", "--sql-connect", self.pg.conninfo, "--sql-password-query", query,
+                "--mail", "maildir:%h"] + list(extra)
+        server = Server(args, self.root, env=dict(ALL_MECHANISMS, **(env or {})))
+        self.servers.append(server)
+        return server
+
+
+@pytest.fixture
+def sqlhost(pg, tmp_path):
+    host = SQLHost(pg, tmp_path)
+    yield host
+    for s in host.servers:
+        s.stop()
+
+
+def connect(server, timeout=20):
+    r = Raw(server.host, server.port, timeout=timeout)
+    greeting = r.line()
+    assert greeting.startswith(b"+OK"), greeting
+    return r
+
+
+def userpass(server, name, password):
+    """USER/PASS on a raw connection; returns (reply to PASS, connection)."""
+    r = connect(server)
+    assert r.cmd(b"USER " + name).startswith(b"+OK")
+    return r.cmd(b"PASS " + password.encode()), r
+
+
+def login_reply(server, name, password):
+    reply, r = userpass(server, name.encode(), password)
+    r.close()
+    return reply
+
+
+def log_lines(server, text):
+    return [l for l in server.output().splitlines() if text in l]
+
+
+# MARK: - 1. every mechanism, every scheme
+
+def curl_list(server, name, password, options):
+    """curl's POP3 LIST with `--login-options` choosing the mechanism; the listed lines."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "30", "-u", f"{name}:{password}",
+                        "--login-options", options, f"pop3://{server.host}:{server.port}/"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, (options, name, r.stderr, server.output())
+    return [l for l in r.stdout.split(b"\r\n") if l]
+
+
+def test_logins_by_every_mechanism_and_scheme(sqlhost):
+    """USER/PASS (poplib), SASL PLAIN and LOGIN (curl), SCRAM-SHA-256 (test_sasl's RFC 5802
+    client) for secrets in all four schemes; APOP (poplib) and CRAM-MD5 (curl) for the {PLAIN}
+    one (the others cannot answer them). Each login sees the one message in the Maildir its
+    row's `home` points to. Then: a `mail` column overrides the location for one user; an
+    inactive user with the right password and a wrong password get [AUTH]."""
+    for scheme in SCHEMES:
+        sqlhost.add(scheme.lower())
+    moved = os.path.join(sqlhost.root, "elsewhere", "moved", "Maildir")
+    sqlhost.add("moved", messages=0)
+    sqlhost.table.override_mail(user("moved"), f"maildir:{moved}")
+    for i in range(2):
+        maildata.deliver(moved, maildata.message(i + 1))
+    sqlhost.add("gone", active=False)
+    if not os.path.exists("/usr/bin/curl"):
+        pytest.fail("curl is not installed (make test installs it)")
+    server = sqlhost.serve()
+
+    for scheme in SCHEMES:
+        name, pw = user(scheme.lower()), password_of(scheme.lower())
+        p = poplib.POP3(server.host, server.port, timeout=20)
+        p.user(name)
+        assert p.pass_(pw).startswith(b"+OK"), (scheme, server.output())
+        assert p.stat()[0] == 1, scheme
+        p.quit()
+        for mech in ("PLAIN", "LOGIN"):
+            listed = curl_list(server, name, pw, f"AUTH={mech}")
+            assert len(listed) == 1 and listed[0].startswith(b"1 "), (scheme, mech, listed)
+        raw = connect(server)
+        assert scram_login(raw, name, pw).startswith(b"+OK"), (scheme, server.output())
+        assert raw.cmd("STAT").startswith(b"+OK 1 ")
+        raw.close()
+
+    name, pw = user("plain"), password_of("plain")
+    p = poplib.POP3(server.host, server.port, timeout=20)
+    assert p.timestamp.search(p.getwelcome()), p.getwelcome()
+    assert p.apop(name, pw).startswith(b"+OK")
+    assert p.stat()[0] == 1
+    p.quit()
+    listed = curl_list(server, name, pw, "AUTH=CRAM-MD5")
+    assert len(listed) == 1, listed
+    failed = [l for l in server.output().splitlines() if "login failed" in l]
+    assert failed == [], failed
+
+    # The `mail` column: this user's messages are where it says, not under `home`.
+    reply, r = userpass(server, user("moved").encode(), password_of("moved"))
+    assert reply.startswith(b"+OK"), (reply, server.output())
+    assert r.cmd("STAT").startswith(b"+OK 2 ")
+    r.close()
+
+    # CRAM-MD5 with a hashed secret cannot work: [AUTH], not a crash or [SYS/TEMP].
+    raw = connect(server)
+    challenge = base64.b64decode(raw.cmd("AUTH CRAM-MD5")[2:])
+    digest = hmac.new(password_of("sha512-crypt").encode(), challenge, "md5").hexdigest()
+    assert raw.cmd(B64(f"{user('sha512-crypt')} {digest}".encode())).startswith(b"-ERR [AUTH]")
+    raw.close()
+
+    assert login_reply(server, user("gone"), password_of("gone")).startswith(b"-ERR [AUTH]")
+    assert login_reply(server, user("blf-crypt"), "wrong").startswith(b"-ERR [AUTH]")
+    assert login_reply(server, user("nobody"), "x").startswith(b"-ERR [AUTH]")
+    assert not log_lines(server, OUTAGE), server.output()
+
+
+# MARK: - 2. a slow query holds up nobody else
+
+P99_BOUND = 0.010  # seconds: the issue's figure
+NOOPS = 200
+
+
+def test_slow_lookup_does_not_hold_up_other_sessions(sqlhost):
+    """`slow`'s row takes 2 s (pg_sleep in the view). While its login waits: 200 NOOPs of a
+    logged-in session, one at a time, p99 under 10 ms; and other users log in at once (the
+    pool's second connection answers them)."""
+    sqlhost.add("slow")
+    others = [f"quick{i}" for i in range(5)]
+    for name in ["probe"] + others:
+        sqlhost.add(name)
+    sqlhost.table.make_slow(user("slow"), 2)
+    server = sqlhost.serve("--auth-cache-size", "0")
+    probe, r = userpass(server, user("probe").encode(), password_of("probe"))
+    assert probe.startswith(b"+OK"), (probe, server.output())
+
+    result = {}
+
+    def slow_login():
+        t0 = time.monotonic()
+        result["reply"] = login_reply(server, user("slow"), password_of("slow"))
+        result["elapsed"] = time.monotonic() - t0
+    thread = threading.Thread(target=slow_login)
+    thread.start()
+    try:
+        # The slow query is running on the server once the backend sleeps in it.
+        wait_for(lambda: sqlhost.pg.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep';") == "1",
+            timeout=10, what="the slow lookup to be in pg_sleep")
+        rtts = []
+        for _ in range(NOOPS):
+            t0 = time.monotonic()
+            assert r.cmd("NOOP") == b"+OK"
+            rtts.append(time.monotonic() - t0)
+        quick = []
+        for name in others:
+            t0 = time.monotonic()
+            reply = login_reply(server, user(name), password_of(name))
+            quick.append(time.monotonic() - t0)
+            assert reply.startswith(b"+OK"), (name, reply, server.output())
+        # Everything above happened while the slow login was still waiting.
+        still_waiting = thread.is_alive()
+    finally:
+        thread.join(timeout=30)
+    p99 = statistics.quantiles(rtts, n=100)[98]
+    print(f"\nduring a 2 s lookup: {NOOPS} NOOPs p50 {statistics.median(rtts) * 1000:.2f} ms, "
+          f"p99 {p99 * 1000:.2f} ms, max {max(rtts) * 1000:.2f} ms; "
+          f"other logins {[round(q * 1000, 1) for q in quick]} ms; slow login {result.get('elapsed', 0):.2f} s")
+    assert still_waiting, "the slow login ended before the measurements: they did not overlap it"
+    assert p99 < P99_BOUND, f"NOOP p99 {p99 * 1000:.1f} ms while a lookup was in pg_sleep"
+    assert max(quick) < 0.5, quick
+    assert result["reply"].startswith(b"+OK"), (result, server.output())
+    assert 2.0 <= result["elapsed"] < 5.0, result
+    r.cmd("QUIT")
+
+
+# MARK: - 3. the database goes away and comes back
+
+def test_database_stopped_and_restarted(sqlhost):
+    """Cached users log in while the database is down (stale entries: the TTL of 1 s has
+    passed), uncached ones get [SYS/TEMP] (never [AUTH]); one warning per outage; after a
+    restart logins work again without restarting pop3d, and one notice says so."""
+    for name in ("cached", "uncached1", "uncached2", "later"):
+        sqlhost.add(name)
+    server = sqlhost.serve("--auth-cache-ttl", "1", "--sql-query-timeout", "2")
+    assert login_reply(server, user("cached"), password_of("cached")).startswith(b"+OK")
+    cached_at = time.monotonic()
+
+    sqlhost.pg.stop_server()
+    # Past the TTL: the entry is stale, used only because the database is unreachable.
+    wait_for(lambda: time.monotonic() > cached_at + 1.5, what="the cache TTL to pass")
+    for attempt in range(3):
+        reply = login_reply(server, user("cached"), password_of("cached"))
+        assert reply.startswith(b"+OK"), (attempt, reply, server.output())
+    refused = []
+    for name in ("uncached1", "uncached2", "uncached1", "nosuchuser"):
+        t0 = time.monotonic()
+        refused.append((login_reply(server, user(name), password_of(name)), time.monotonic() - t0))
+    assert all(reply.startswith(b"-ERR [SYS/TEMP]") for reply, _ in refused), (refused, server.output())
+    # The database is down (connection refused), not slow: the answer comes at once.
+    assert max(t for _, t in refused) < 3.0, refused
+    # SASL too: [SYS/TEMP], not [AUTH].
+    raw = connect(server)
+    reply = raw.cmd("AUTH PLAIN " + B64(b"\0" + user("uncached2").encode() + b"\0" + password_of("uncached2").encode()))
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
+    raw.close()
+    warnings = log_lines(server, OUTAGE)
+    assert len([l for l in warnings if "warning" in l.lower()]) == 1, server.output()
+    assert not log_lines(server, BACK)
+
+    sqlhost.pg.start_server()
+    t0 = time.monotonic()
+    wait_for(lambda: login_reply(server, user("uncached1"), password_of("uncached1")).startswith(b"+OK"),
+             timeout=RECOVERY_DEADLINE, interval=0.2, what="logins to work again")
+    print(f"\nlogins work again {time.monotonic() - t0:.2f} s after the database started")
+    assert login_reply(server, user("later"), password_of("later")).startswith(b"+OK")
+    wait_for(lambda: log_lines(server, BACK), timeout=5, what="the recovery notice")
+    assert len(log_lines(server, BACK)) == 1, server.output()
+    assert len([l for l in log_lines(server, OUTAGE) if "warning" in l.lower()]) == 1, server.output()
+    assert server.proc.poll() is None
+
+
+def test_terminated_connections_are_reopened(sqlhost):
+    """pg_terminate_backend on pop3d's connections (an admin, a failover, idle_session_timeout):
+    the next login works, and pop3d opens its connections again by itself."""
+    names = [f"t{i}" for i in range(4)]
+    for name in names:
+        sqlhost.add(name)
+    server = sqlhost.serve("--auth-cache-size", "0")
+    wait_for(lambda: sqlhost.pg.client_backends() == 2, timeout=10, what="pop3d's 2 connections")
+    assert login_reply(server, user("t0"), password_of("t0")).startswith(b"+OK")
+    before = sqlhost.pg.scalar("SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                               "backend_type = 'client backend' AND pid <> pg_backend_pid();").split(",")
+    assert sqlhost.pg.terminate_backends() == 2
+    reply = login_reply(server, user("t1"), password_of("t1"))
+    assert reply.startswith(b"+OK"), (reply, server.output())
+
+    def reopened():
+        now = sqlhost.pg.scalar("SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE "
+                                "backend_type = 'client backend' AND pid <> pg_backend_pid();")
+        pids = now.split(",") if now else []
+        return len(pids) == 2 and not set(pids) & set(before)
+    wait_for(reopened, timeout=10, what="pop3d to re-open both connections")
+    for name in names[2:]:
+        assert login_reply(server, user(name), password_of(name)).startswith(b"+OK")
+
+
+def test_changed_password_and_sighup_empties_the_cache(sqlhost):
+    """With the cache on: a password changed in the table works at once (the cached one no
+    longer matches, so one fresh lookup), the old one fails. SIGHUP empties the cache: with
+    the database down, a user cached before the SIGHUP gets [SYS/TEMP] after it."""
+    sqlhost.add("changer")
+    sqlhost.add("kept")
+    server = sqlhost.serve()
+    name = user("changer")
+    assert login_reply(server, name, password_of("changer")).startswith(b"+OK")
+    looked_up = sqlhost.lookups()
+    assert login_reply(server, name, password_of("changer")).startswith(b"+OK")
+    assert sqlhost.lookups() == looked_up, "a cached user was looked up again"
+    sqlhost.pg.psql(f"UPDATE mailbox SET password = '{{PLAIN}}new-password' WHERE username = {sql_literal(name)};")
+    assert login_reply(server, name, "new-password").startswith(b"+OK"), server.output()
+    assert sqlhost.lookups() == looked_up + 1
+    reply = login_reply(server, name, password_of("changer"))
+    assert reply.startswith(b"-ERR [AUTH]"), reply
+
+    assert login_reply(server, user("kept"), password_of("kept")).startswith(b"+OK")
+    sqlhost.pg.stop_server()
+    assert login_reply(server, user("kept"), password_of("kept")).startswith(b"+OK")
+    reloads = server.output().count("reloading")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_for(lambda: server.output().count("reloading") > reloads, timeout=10, what="the SIGHUP to be handled")
+    reply = login_reply(server, user("kept"), password_of("kept"))
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+
+
+# MARK: - 4. hostile user names
+
+INJECTIONS = [b"x' OR '1'='1", b"a;DROP TABLE mailbox", b"a\x00b", b"n" * 300, b"\xff\xfeuser\xc3(",
+              b"x'OR'1'='1", b"a';DROP/**/TABLE/**/mailbox;--"]
+
+
+def test_injection_names_are_parameters(sqlhost):
+    """Names that would change the statement if they were pasted into it get a clean -ERR
+    [AUTH] (the password sent is a real user's: a query turned into `OR '1'='1` would have
+    matched that user's row), the table is intact, the server still serves. A name with a
+    quote in it is an ordinary user."""
+    sqlhost.add("first")
+    sqlhost.add("o'brien")
+    server = sqlhost.serve()
+    rows = sqlhost.table.count()
+    real = password_of("first").encode()
+    assert login_reply(server, user("o'brien"), password_of("o'brien")).startswith(b"+OK")
+
+    for name in INJECTIONS:
+        # AUTH PLAIN: any octets but NUL reach the lookup (the response on a continuation line
+        # may be 8,192 octets long, RFC 5034 §4); a NUL in the authcid breaks PLAIN's framing.
+        raw = connect(server)
+        assert raw.cmd("AUTH PLAIN") == b"+ "
+        reply = raw.cmd(B64(b"\0" + name + b"\0" + real))
+        expected = b"-ERR" if b"\0" in name else b"-ERR [AUTH]"
+        assert reply.startswith(expected), (name, reply, server.output())
+        raw.close()
+        # USER/PASS: the line's own rules first (255 octets, one argument, UTF-8).
+        raw = connect(server)
+        reply = raw.cmd(b"USER " + name)
+        if len(name) > 250:
+            assert reply == b"-ERR line too long", (name, reply)
+        elif b" " in name:
+            assert reply == b"-ERR usage: USER name", (name, reply)
+        elif name.startswith(b"\xff"):
+            assert reply == b"-ERR usage: USER name", (name, reply)
+        else:
+            assert reply.startswith(b"+OK"), (name, reply)
+            reply = raw.cmd(b"PASS " + real)
+            assert reply.startswith(b"-ERR [AUTH]"), (name, reply, server.output())
+        assert raw.cmd("QUIT").startswith(b"+OK")
+        raw.close()
+
+    assert sqlhost.table.count() == rows
+    assert sqlhost.pg.scalar("SELECT to_regclass('mailbox') IS NOT NULL;") == "t"
+    assert not log_lines(server, OUTAGE), server.output()
+    assert "SQLSTATE" not in server.output(), server.output()
+    assert login_reply(server, user("first"), password_of("first")).startswith(b"+OK")
+
+
+# MARK: - 5. pop3bench against 1,000 SQL users
+
+BENCH_USERS = 1000
+BENCH_SECONDS = 10
+
+
+def bench(server, *extra):
+    import json
+    cmd = [binary("pop3bench"), "session", "--port", str(server.port), "--users", "u%04d@bench.test",
+           "--password", "p%04d", "--user-count", str(BENCH_USERS), "--json", "--quiet",
+           "--timeout", "10", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON from {cmd}: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc.returncode, report
+
+
+@pytest.mark.parametrize("cache", ["warm", "off"])
+def test_pop3bench_sessions_against_1000_sql_users(sqlhost, cache):
+    """10 s of `pop3bench session` over 1,000 users (PLAIN secrets: the database is what is
+    measured), zero errors. Warm: every user was looked up once before, and the run queries
+    nothing. Off (`--auth-cache-size 0`): every login is one query."""
+    sqlhost.table.add_plain_users({f"u{i:04d}@bench.test": f"p{i:04d}" for i in range(BENCH_USERS)})
+    server = sqlhost.serve(*(["--auth-cache-size", "0"] if cache == "off" else []))
+    if cache == "warm":
+        rc, r = bench(server, "--concurrency", "8", "--count", str(BENCH_USERS), "--max-time", "90")
+        assert (rc, r["errors"]["total"]) == (0, 0), r["first_error"]
+        assert sqlhost.lookups() == BENCH_USERS
+    before = sqlhost.lookups()
+    rc, r = bench(server, "--concurrency", "4", "--duration", str(BENCH_SECONDS),
+                  "--max-time", str(BENCH_SECONDS + 30))
+    assert r["errors"]["total"] == 0, (r["first_error"], server.output()[-3000:])
+    assert rc == 0
+    logins = r["commands"]["login"]
+    queried = sqlhost.lookups() - before
+    print(f"\ncache {cache}: {logins} logins in {BENCH_SECONDS} s ({logins / BENCH_SECONDS:.0f}/s), "
+          f"{queried} queries")
+    assert r["sessions"]["failed"] == 0 and r["sessions"]["ok"] == logins
+    assert logins >= 100, r
+    if cache == "warm":
+        assert queried == 0, queried
+    else:
+        assert queried == logins, (queried, logins)
