@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 import Reactor
 
 /// The rows of one query result, copied out of libpq's PGresult: `columns` are the result's
@@ -75,7 +76,14 @@ public final class PGConnection {
     /// unless closed.
     public func connect() {
         guard state == .closed else { return }
-        guard let started = PQconnectStart(info.text) else {
+        // gssencmode=disable first, the admin's string after it (expand_dbname: later
+        // keywords win): libpq's default `prefer` looks up Kerberos credentials inside
+        // PQconnectPoll, which can block; an admin who wants GSSAPI says so in sql_connect.
+        let keywords = ["gssencmode", "dbname"], values = ["disable", info.text]
+        let started: OpaquePointer? = withCStrings(keywords) { k in
+            withCStrings(values) { v in PQconnectStartParams(k, v, 1) }
+        }
+        guard let started else {
             return fail("out of memory starting a connection")
         }
         conn = started
@@ -315,4 +323,13 @@ extension String {
         while let last = result.last, last == "\n" || last == " " { result.removeLast() }
         return String(result)
     }
+}
+
+/// Runs `body` with a NULL-terminated array of C strings that live for the call.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { for c in copies { free(c) } }
+    var pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } }
+    pointers.append(nil)
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
 }
