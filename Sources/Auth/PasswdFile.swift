@@ -135,7 +135,7 @@ public struct PasswdFile: Sendable {
     }
 
     /// crypt_r hashes from the setting part only, so any hash text after it works.
-    static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
+    public static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
 
     /// Reads the whole file. Opened with `O_NONBLOCK` and checked with `fstat` before any
     /// read: a FIFO (or a device) at the path would otherwise block the open or the read
@@ -178,6 +178,9 @@ public struct PasswdFile: Sendable {
 }
 
 extension PasswdFile {
+    /// What an unknown user's password is verified against (see `verifyOrDummy`).
+    public var dummy: UserEntry { dummyEntry }
+
     /// Verifies `password` for `user`. An unknown user still costs one
     /// verification against `dummyEntry`, so unknown user and wrong password
     /// take comparable time and give the same nil.

@@ -23,7 +23,8 @@ public final class SQLUserDB {
     }
 
     public let pool: PGPool
-    public let query: String
+    /// `sql_password_query`; a SIGHUP may replace it.
+    public var query: String
     /// Problems worth a log line that are not outages: a failing query (reported once until
     /// a query succeeds again), a row whose password cannot be used, several rows.
     public var onProblem: ((String) -> Void)?
