@@ -169,9 +169,9 @@ class MailboxTable:
     (`maildir` = `domain/local/`, as PostfixAdmin writes it), and the query pop3d runs."""
 
     SCHEMA = """
-DROP VIEW IF EXISTS mailbox_v;
-DROP TABLE IF EXISTS mailbox, mail_override;
-DROP FUNCTION IF EXISTS slow_password(text, text);
+DROP VIEW IF EXISTS mailbox_v CASCADE;
+DROP TABLE IF EXISTS mailbox, mail_override CASCADE;
+DROP FUNCTION IF EXISTS slow_password(text, text) CASCADE;
 CREATE TABLE mailbox (username text PRIMARY KEY, password text NOT NULL, maildir text NOT NULL,
                       active boolean NOT NULL DEFAULT true, domain text NOT NULL);
 -- A per-user mail location (the optional `mail` column), kept out of PostfixAdmin's table.

@@ -105,7 +105,11 @@ def userpass(server, name, password):
 
 
 def login_reply(server, name, password):
+    """The reply to USER/PASS; a session that logged in is ended with QUIT (its maildrop lock
+    released before the next login of the same user, which another worker may serve)."""
     reply, r = userpass(server, name.encode(), password)
+    if reply.startswith(b"+OK"):
+        assert r.cmd("QUIT").startswith(b"+OK")
     r.close()
     return reply
 
@@ -527,3 +531,93 @@ def test_pop3bench_sessions_against_1000_sql_users(sqlhost, cache):
         assert queried == 0, queried
     else:
         assert queried == logins, (queried, logins)
+
+
+# MARK: - configuration, workers, odd rows
+
+def test_configuration_file_keys(sqlhost, tmp_path):
+    """The issue's key names in a configuration file (deployment scripts use them):
+    `sql_connections: 3` opens three connections, `auth_cache_size: 0` queries every login."""
+    sqlhost.add("keyed")
+    config = tmp_path / "pop3d.yaml"
+    config.write_text(
+        "passdb: sql\n"
+        f"sql_connect: \"{sqlhost.pg.conninfo}\"\n"
+        f"sql_password_query: \"{sqlhost.table.query()}\"\n"
+        f"mail: \"maildir:%h\"\n"
+        "sql_connections: 3\nsql_query_timeout: 2\n"
+        "auth_cache_size: 0\nauth_cache_ttl: 60\nauth_cache_negative_ttl: 10\n")
+    server = Server(["--config", str(config)], sqlhost.root)
+    sqlhost.servers.append(server)
+    wait_for(lambda: sqlhost.pg.client_backends() == 3, timeout=10, what="3 connections")
+    for _ in range(3):
+        assert login_reply(server, user("keyed"), password_of("keyed")).startswith(b"+OK"), server.output()
+
+
+def test_host_name_needing_dns_is_refused_at_start(tmp_path):
+    """libpq resolves host names synchronously: `sql_connect` must name a socket directory or
+    an address, else pop3d does not start."""
+    server = Server(["--passdb", "sql", "--sql-connect", "host=db.example.org dbname=mail user=pop3d",
+                     "--sql-password-query", "SELECT password FROM mailbox WHERE username = $1",
+                     "--mail", "maildir:%h"], str(tmp_path), wait=False)
+    wait_for(lambda: server.proc.poll() is not None, timeout=20, what="pop3d to refuse the setting")
+    assert server.proc.returncode != 0
+    assert "db.example.org" in server.output(), server.output()
+    server.stop()
+
+
+def test_two_rows_or_a_broken_query(sqlhost):
+    """A query returning two rows for one name is a configuration problem: [AUTH] for that
+    user, logged (as Dovecot does). A query the database refuses (no such column) is
+    [SYS/TEMP], logged once, not once per login."""
+    sqlhost.add("twice")
+    sqlhost.pg.psql(f"INSERT INTO mail_override VALUES ({sql_literal(user('other'))}, 'x');")
+    sqlhost.pg.psql("CREATE VIEW doubled AS SELECT * FROM mailbox_v UNION ALL SELECT * FROM mailbox_v;")
+    query = sqlhost.table.query().replace("FROM mailbox_v", "FROM doubled")
+    server = Server(["--passdb", "sql", "--sql-connect", sqlhost.pg.conninfo, "--sql-password-query", query,
+                     "--mail", "maildir:%h", "--trusted-network", "127.0.0.0/8"], sqlhost.root)
+    sqlhost.servers.append(server)
+    assert login_reply(server, user("twice"), password_of("twice")).startswith(b"-ERR [AUTH]")
+    wait_for(lambda: log_lines(server, "2 rows"), timeout=5, what="the two-row problem logged")
+
+    broken = sqlhost.table.query().replace("SELECT password", "SELECT no_such_column, password")
+    server = Server(["--passdb", "sql", "--sql-connect", sqlhost.pg.conninfo, "--sql-password-query", broken,
+                     "--mail", "maildir:%h", "--trusted-network", "127.0.0.0/8"], sqlhost.root)
+    sqlhost.servers.append(server)
+    for _ in range(3):
+        reply = login_reply(server, user("twice"), password_of("twice"))
+        assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+    assert len(log_lines(server, "no_such_column")) == 1, server.output()
+
+
+def test_workers_each_have_a_cache_and_sighup_empties_all(sqlhost):
+    """`--workers 2`: each worker opens its own connections (after the fork: 2 x 2) and keeps
+    its own cache; one SIGHUP to the master empties both. A user is logged in until both
+    workers have looked it up (the view counts lookups), so both hold it in their caches; with
+    the database down it still logs in; after the SIGHUP it gets [SYS/TEMP] whichever worker
+    takes the connection."""
+    sqlhost.add("everywhere")
+    server = sqlhost.serve("--workers", "2")
+    wait_for(lambda: sqlhost.pg.client_backends() == 4, timeout=15, what="2 connections per worker")
+
+    def batch():
+        # Connections opened together are spread over the workers (one after another, they
+        # mostly land on the same one); each then logs the user in and out in turn.
+        conns = [connect(server) for _ in range(16)]
+        for c in conns:
+            assert c.cmd(b"USER " + user("everywhere").encode()).startswith(b"+OK")
+            assert c.cmd(b"PASS " + password_of("everywhere").encode()).startswith(b"+OK")
+            assert c.cmd("QUIT").startswith(b"+OK")
+            c.close()
+        return sqlhost.lookups() >= 2
+    wait_for(batch, timeout=30, interval=0, what="both workers to cache the user")
+    assert sqlhost.lookups() == 2
+    sqlhost.pg.stop_server()
+    for _ in range(10):
+        assert login_reply(server, user("everywhere"), password_of("everywhere")).startswith(b"+OK")
+    os.kill(server.pid, signal.SIGHUP)
+    wait_for(lambda: "every worker has reloaded" in server.output(), timeout=15, what="the reload")
+    assert server.output().count("auth cache emptied") == 2, server.output()
+    for _ in range(10):
+        reply = login_reply(server, user("everywhere"), password_of("everywhere"))
+        assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
