@@ -354,6 +354,22 @@ def test_database_stopped_and_restarted(sqlhost):
     assert server.proc.poll() is None
 
 
+def test_database_down_when_pop3d_starts(sqlhost):
+    """pop3d starts while the database is down (it is no start-up error: the database may
+    come up later): logins get [SYS/TEMP], and work once the database is up."""
+    sqlhost.add("early")
+    sqlhost.pg.stop_server()
+    server = sqlhost.serve()
+    reply = login_reply(server, user("early"), password_of("early"))
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+    sqlhost.pg.start_server()
+    t0 = time.monotonic()
+    wait_for(lambda: login_reply(server, user("early"), password_of("early")).startswith(b"+OK"),
+             timeout=RECOVERY_DEADLINE, interval=0.2, what="logins to work once the database is up")
+    print(f"\nlogins work {time.monotonic() - t0:.2f} s after the database started")
+    wait_for(lambda: log_lines(server, BACK), timeout=5, what="the recovery notice")
+
+
 def test_terminated_connections_are_reopened(sqlhost):
     """pg_terminate_backend on pop3d's connections (an admin, a failover, idle_session_timeout):
     the next login works, and pop3d opens its connections again by itself."""
@@ -396,6 +412,14 @@ def test_changed_password_and_sighup_empties_the_cache(sqlhost):
     assert sqlhost.lookups() == looked_up + 1
     reply = login_reply(server, name, password_of("changer"))
     assert reply.startswith(b"-ERR [AUTH]"), reply
+    # SCRAM asks the database at every login (its proof is checked against one secret only).
+    for _ in range(2):
+        raw = connect(server)
+        assert scram_login(raw, name, "new-password").startswith(b"+OK")
+        assert raw.cmd("QUIT").startswith(b"+OK")
+        raw.close()
+    # +1 the new password (cached mismatch, fresh lookup), +1 the old one (the same), +2 SCRAM.
+    assert sqlhost.lookups() == looked_up + 4
 
     # An unknown user is remembered as unknown (auth_cache_negative_ttl, 600 s): a row added
     # now is not seen before the SIGHUP below.
@@ -621,3 +645,43 @@ def test_workers_each_have_a_cache_and_sighup_empties_all(sqlhost):
     for _ in range(10):
         reply = login_reply(server, user("everywhere"), password_of("everywhere"))
         assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+
+
+def test_penalties_and_login_delay_with_sql_users(sqlhost):
+    """As with the passwd-file: a failed login delays the address's next attempt (not from a
+    trusted network), and LOGIN-DELAY refuses a second login within the delay."""
+    sqlhost.add("penalised")
+    server = sqlhost.serve(trusted=False, env={"POP3D_LOGIN_DELAY": "3600"})
+    assert login_reply(server, user("penalised"), "wrong").startswith(b"-ERR [AUTH]")
+    t0 = time.monotonic()
+    assert login_reply(server, user("penalised"), "wrong").startswith(b"-ERR [AUTH]")
+    delayed = time.monotonic() - t0
+    assert delayed >= 1.5, f"the second failure was answered after {delayed:.2f} s: no penalty"
+    r = connect(server)
+    assert r.cmd("CAPA").startswith(b"+OK")
+    assert b"LOGIN-DELAY 3600" in r.multiline()
+    r.close()
+    assert login_reply(server, user("penalised"), password_of("penalised")).startswith(b"+OK")
+    reply = login_reply(server, user("penalised"), password_of("penalised"))
+    assert reply.startswith(b"-ERR [LOGIN-DELAY]"), reply
+
+
+def test_sighup_reads_a_changed_query(sqlhost, tmp_path):
+    """`sql_password_query` in the configuration file changes on SIGHUP (the README)."""
+    sqlhost.add("requery")
+    config = tmp_path / "pop3d.yaml"
+
+    def write(query):
+        config.write_text("passdb: sql\n"
+                          f"sql_connect: \"{sqlhost.pg.conninfo}\"\n"
+                          f"sql_password_query: \"{query}\"\n"
+                          "mail: \"maildir:%h\"\nauth_cache_size: 0\n")
+    write(sqlhost.table.query())
+    server = Server(["--config", str(config), "--trusted-network", "127.0.0.0/8"], sqlhost.root)
+    sqlhost.servers.append(server)
+    assert login_reply(server, user("requery"), password_of("requery")).startswith(b"+OK")
+    write(sqlhost.table.query().replace("SELECT password", "SELECT '{PLAIN}from-the-new-query' AS password"))
+    os.kill(server.pid, signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in server.output(), timeout=15, what="the reload")
+    assert login_reply(server, user("requery"), "from-the-new-query").startswith(b"+OK"), server.output()
+    assert login_reply(server, user("requery"), password_of("requery")).startswith(b"-ERR [AUTH]")
