@@ -325,6 +325,19 @@ def test_database_stopped_and_restarted(sqlhost):
     for attempt in range(3):
         reply = login_reply(server, user("cached"), password_of("cached"))
         assert reply.startswith(b"+OK"), (attempt, reply, server.output())
+    # Every mechanism: SCRAM (which asks the database first), APOP, SASL PLAIN.
+    raw = connect(server)
+    assert scram_login(raw, user("cached"), password_of("cached")).startswith(b"+OK"), server.output()
+    assert raw.cmd("QUIT").startswith(b"+OK")
+    raw.close()
+    p = poplib.POP3(server.host, server.port, timeout=20)
+    assert p.apop(user("cached"), password_of("cached")).startswith(b"+OK")
+    p.quit()
+    raw = connect(server)
+    reply = raw.cmd("AUTH PLAIN " + B64(b"\0" + user("cached").encode() + b"\0" + password_of("cached").encode()))
+    assert reply.startswith(b"+OK"), reply
+    assert raw.cmd("QUIT").startswith(b"+OK")
+    raw.close()
     refused = []
     for name in ("uncached1", "uncached2", "uncached1", "nosuchuser"):
         t0 = time.monotonic()
@@ -351,6 +364,16 @@ def test_database_stopped_and_restarted(sqlhost):
     wait_for(lambda: log_lines(server, BACK), timeout=5, what="the recovery notice")
     assert len(log_lines(server, BACK)) == 1, server.output()
     assert len([l for l in log_lines(server, OUTAGE) if "warning" in l.lower()]) == 1, server.output()
+
+    # A second outage is a second warning and a second notice.
+    sqlhost.pg.stop_server()
+    for _ in range(3):
+        assert login_reply(server, user("nosuchuser2"), "x").startswith(b"-ERR [SYS/TEMP]")
+    assert len([l for l in log_lines(server, OUTAGE) if "warning" in l.lower()]) == 2, server.output()
+    sqlhost.pg.start_server()
+    wait_for(lambda: login_reply(server, user("uncached2"), password_of("uncached2")).startswith(b"+OK"),
+             timeout=RECOVERY_DEADLINE, interval=0.2, what="logins to work after the second outage")
+    wait_for(lambda: len(log_lines(server, BACK)) == 2, timeout=5, what="the second recovery notice")
     assert server.proc.poll() is None
 
 
