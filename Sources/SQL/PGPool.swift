@@ -97,6 +97,8 @@ public final class PGPool {
     public var readyCount: Int { slots.reduce(0) { $0 + ($1.connection.state == .ready ? 1 : 0) } }
     /// Lookups waiting for a connection.
     public private(set) var waitingCount = 0
+    /// The state of each connection (tests): `.closed` ones are waiting out their backoff.
+    var connectionStates: [PGConnection.State] { slots.map(\.connection.state) }
 
     /// Runs `sql` with `parameters` (binary-format octets, `PGConnection.query`) on a free
     /// connection, or waits (up to the timeout) for one. `completion` runs exactly once on
