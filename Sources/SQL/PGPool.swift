@@ -10,9 +10,11 @@ import Reactor
 /// costs one connect attempt per connection every `maxBackoff` seconds, and logins work again
 /// within about `maxBackoff` of the database coming back.
 ///
-/// Outages: the pool is *up* until a connection fails; the first failure calls `onOutage`
-/// (once per outage, however many logins fail during it); the next successful connect calls
-/// `onRecovery` with the outage's length and the lookups refused meanwhile. While every
+/// Outages: the pool is *up* until a connect attempt fails or a query is lost (timed out,
+/// connection broken); the first such failure calls `onOutage` (once per outage, however
+/// many logins fail during it); the next successful connect calls `onRecovery` with the
+/// outage's length and the lookups refused meanwhile. A ready connection that the server
+/// closes (`pg_terminate_backend`) and that re-opens at once is no outage. While every
 /// connection is closed and waiting out its backoff, a lookup fails at once (`.unavailable`):
 /// there is nothing to wait for. Call on the loop.
 public final class PGPool {
@@ -134,7 +136,11 @@ public final class PGPool {
     private func send(_ slot: Slot, _ sql: String, _ parameters: [[UInt8]],
                       _ completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
         let sent = slot.connection.query(sql, parameters: parameters) { [weak self] result in
-            if case .failure(.unavailable) = result { self?.refusedDuringOutage &+= 1 }
+            if case .failure(.unavailable(let why)) = result, let self, !self.stopped {
+                // A query timed out or its connection broke: this login is refused.
+                self.outage(why)
+                self.refusedDuringOutage &+= 1
+            }
             completion(result)
             self?.dispatchWaiting()
         }
@@ -202,18 +208,25 @@ public final class PGPool {
         dispatchWaiting()
     }
 
+    /// The first failure while up starts an outage; later ones are only counted.
+    private func outage(_ reason: String) {
+        guard isUp else { return }
+        isUp = false
+        downSince = cshimNow()
+        onOutage?(reason)
+    }
+
     private func closed(_ slot: Slot, reason: String) {
-        if isUp {
-            isUp = false
-            downSince = cshimNow()
-            onOutage?(reason)
-        }
         guard !stopped else { return }
         let delay: Double
         if slot.wasReady {
+            // The server closed a ready connection (pg_terminate_backend, a restart, an idle
+            // timeout) or its query failed (counted in `send`): re-opened at once. Not an outage
+            // by itself: only if the re-open fails, or a lookup is refused meanwhile.
             delay = 0
             slot.wasReady = false
         } else {
+            outage(reason)
             delay = slot.backoff
             slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
         }

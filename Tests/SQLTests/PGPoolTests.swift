@@ -173,6 +173,29 @@ struct PGPoolTests {
         pool.query("SELECT $1::text", parameters: [Array("ok".utf8)]) { outcome = $0 }
         #expect(try runner.run(seconds: 20) { outcome != nil })
         #expect(try outcome?.get().rows == [[Array("ok".utf8)]])
+        // Re-opened at once, no lookup refused: not an outage (no "user database
+        // unavailable" warning for an administrator's pg_terminate_backend).
+        #expect(events.outages.isEmpty, "closing a ready connection that re-opened at once was reported: \(events.outages)")
+        #expect(events.recoveries.isEmpty, "\(events.recoveries.map(\.seconds))")
+        pool.stop()
+    }
+
+    @Test func aQueryPastTheTimeoutIsOneOutageAndTheReopenedConnectionItsRecovery() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let pool = PGPool(loop: loop, info: try ConnectInfo(cluster.conninfo), connections: 1, timeoutNanoseconds: 500_000_000)
+        let events = Events(pool)
+        pool.start()
+        #expect(try runner.run(seconds: 20) { pool.readyCount == 1 })
+        var outcome: Outcome?
+        pool.query("SELECT pg_sleep(30)", parameters: []) { outcome = $0 }
+        #expect(try runner.run(seconds: 20) { outcome != nil })
+        #expect(outcome == .failure(.unavailable("query timed out")))
+        #expect(try runner.run(seconds: 20) { pool.readyCount == 1 })
+        #expect(events.outages == ["query timed out"])
+        #expect(events.recoveries.map(\.refused) == [1])
         pool.stop()
     }
 
