@@ -218,26 +218,28 @@ public final class PGPool {
 
     private func closed(_ slot: Slot, reason: String) {
         guard !stopped else { return }
-        let delay: Double
+        if let t = slot.timer { loop.cancelTimer(t) }
+        slot.timer = nil
         if slot.wasReady {
             // The server closed a ready connection (pg_terminate_backend, a restart, an idle
-            // timeout) or its query failed (counted in `send`): re-opened at once. Not an outage
-            // by itself: only if the re-open fails, or a lookup is refused meanwhile.
-            delay = 0
+            // timeout) or its query failed (counted in `send`): re-opened now, not from a timer,
+            // so that a lookup arriving meanwhile waits for it instead of finding every
+            // connection closed and being refused. Not an outage by itself: only if the re-open
+            // fails (then this runs again, with `wasReady` false), or a lookup was lost.
             slot.wasReady = false
-        } else {
-            outage(reason)
-            delay = slot.backoff
-            slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
+            slot.connection.connect()
+            return
         }
-        if let t = slot.timer { loop.cancelTimer(t) }
+        outage(reason)
+        let delay = slot.backoff
+        slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
         slot.timer = loop.scheduleTimer(after: UInt64(delay * 1e9)) { [weak self, unowned slot] in
             slot.timer = nil
             guard let self, !self.stopped else { return }
             slot.connection.connect()
         }
         // Lookups waiting for this connection: if no other can serve them, fail them now.
-        if !slots.contains(where: { $0.connection.state != .closed }) && delay > 0 {
+        if !slots.contains(where: { $0.connection.state != .closed }) {
             failWaiting("user database unreachable: \(reason)")
         }
     }

@@ -182,6 +182,28 @@ struct PGPoolTests {
         pool.stop()
     }
 
+    /// Between the server closing a ready connection and the pool re-opening it, a lookup
+    /// waits for the new connection: it is not refused as if the database were down.
+    @Test func aLookupRightAfterTheServerClosedTheConnectionWaitsForTheReopenedOne() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let pool = PGPool(loop: loop, info: try ConnectInfo(cluster.conninfo), connections: 1, timeoutNanoseconds: 5_000_000_000)
+        let events = Events(pool)
+        pool.start()
+        #expect(try runner.run(seconds: 20) { pool.readyCount == 1 })
+        try cluster.terminateClientBackends()
+        // Stops at the end of the loop turn in which the pool saw the connection go.
+        #expect(try runner.run(seconds: 20) { pool.readyCount == 0 })
+        var outcome: Outcome?
+        pool.query("SELECT $1::text", parameters: [Array("waited".utf8)]) { outcome = $0 }
+        #expect(try runner.run(seconds: 20) { outcome != nil })
+        #expect(try outcome?.get().rows == [[Array("waited".utf8)]], "\(String(describing: outcome))")
+        #expect(events.outages.isEmpty, "\(events.outages)")
+        pool.stop()
+    }
+
     @Test func aQueryPastTheTimeoutIsOneOutageAndTheReopenedConnectionItsRecovery() throws {
         let cluster = try Cluster()
         defer { cluster.stop() }
