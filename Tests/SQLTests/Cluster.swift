@@ -55,11 +55,20 @@ final class Cluster {
         guard pid > 0 else { return }
         kill(pid, SIGINT)
         var waited = 0
-        while kill(pid, 0) == 0 && waited < 2000 {
+        while Self.isRunning(pid) && waited < 2000 {
             usleep(10_000)
             waited += 1
         }
         pid = 0
+    }
+
+    /// Whether `pid` exists and has not exited: the postmaster is reparented to PID 1, which
+    /// may reap it a second or two after it exited (a zombie still answers kill(pid, 0)).
+    static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z"
     }
 
     /// `pg_terminate_backend` on every client backend of `user` except psql's own: the
