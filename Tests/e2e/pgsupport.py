@@ -172,6 +172,7 @@ class MailboxTable:
 DROP VIEW IF EXISTS mailbox_v CASCADE;
 DROP TABLE IF EXISTS mailbox, mail_override CASCADE;
 DROP FUNCTION IF EXISTS slow_password(text, text) CASCADE;
+DROP FUNCTION IF EXISTS slow_lookup(text) CASCADE;
 CREATE TABLE mailbox (username text PRIMARY KEY, password text NOT NULL, maildir text NOT NULL,
                       active boolean NOT NULL DEFAULT true, domain text NOT NULL);
 -- A per-user mail location (the optional `mail` column), kept out of PostfixAdmin's table.

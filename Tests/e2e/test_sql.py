@@ -143,6 +143,8 @@ def test_logins_by_every_mechanism_and_scheme(sqlhost):
     for i in range(2):
         maildata.deliver(moved, maildata.message(i + 1))
     sqlhost.add("gone", active=False)
+    sqlhost.add("badmail")
+    sqlhost.table.override_mail(user("badmail"), "mbox:/var/mail/%u")
     if not os.path.exists("/usr/bin/curl"):
         pytest.fail("curl is not installed (make test installs it)")
     server = sqlhost.serve()
@@ -189,6 +191,11 @@ def test_logins_by_every_mechanism_and_scheme(sqlhost):
     digest = hmac.new(password_of("sha512-crypt").encode(), challenge, "md5").hexdigest()
     assert raw.cmd(B64(f"{user('sha512-crypt')} {digest}".encode())).startswith(b"-ERR [AUTH]")
     raw.close()
+
+    # A `mail` column that is no mail location: that user only is refused, logged.
+    reply = login_reply(server, user("badmail"), password_of("badmail"))
+    assert reply.startswith(b"-ERR [SYS/PERM]"), (reply, server.output())
+    assert log_lines(server, "mail location refused"), server.output()
 
     assert login_reply(server, user("gone"), password_of("gone")).startswith(b"-ERR [AUTH]")
     assert login_reply(server, user("blf-crypt"), "wrong").startswith(b"-ERR [AUTH]")
@@ -708,3 +715,46 @@ def test_sighup_reads_a_changed_query(sqlhost, tmp_path):
     wait_for(lambda: "configuration reloaded" in server.output(), timeout=15, what="the reload")
     assert login_reply(server, user("requery"), "from-the-new-query").startswith(b"+OK"), server.output()
     assert login_reply(server, user("requery"), password_of("requery")).startswith(b"-ERR [AUTH]")
+
+
+def test_abandoned_lookups_do_not_delay_a_real_login(sqlhost):
+    """Every lookup takes 0.1 s here (a function that sleeps before it reads the view), and
+    200 clients from 200 addresses (no penalty has started for any of them) send USER/PASS
+    for names nobody has and close before the answer. A lookup whose client has gone is
+    dropped from the pool's queue instead of taking a connection for 0.1 s: a real login from
+    another address right after is answered in well under a second. Before the fix the 200
+    abandoned lookups ran one after another on the 2 connections (10 s) and the real login
+    waited its `sql_query_timeout` (5 s) in the queue and got [SYS/TEMP]."""
+    sqlhost.add("real")
+    sqlhost.pg.psql(f"""
+CREATE FUNCTION slow_lookup(u text) RETURNS TABLE(password text, home text, mail text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM nextval('lookups');
+  PERFORM pg_sleep(0.1);
+  RETURN QUERY SELECT m.password, {sql_literal(sqlhost.table.mail_root + '/')} || m.maildir, m.mail
+               FROM mailbox_v m WHERE m.username = u AND m.active;
+END $$;""")
+    server = Server(["--passdb", "sql", "--sql-connect", sqlhost.pg.conninfo,
+                     "--sql-password-query", "SELECT password, home, mail FROM slow_lookup($1)",
+                     "--mail", "maildir:%h", "--auth-cache-size", "0"], sqlhost.root,
+                    env={"POP3D_DISABLE_PLAINTEXT_AUTH": "false"})
+    sqlhost.servers.append(server)
+    for i in range(200):
+        s = socket.create_connection((server.host, server.port), timeout=20,
+                                     source_address=(f"127.0.1.{i + 1}", 0))
+        assert s.recv(512).startswith(b"+OK")
+        s.sendall(f"USER guess{i}@{DOMAIN}\r\n".encode())
+        assert s.recv(512).startswith(b"+OK")
+        s.sendall(b"PASS not-this-one\r\n")
+        s.close()
+    r = Raw(server.host, server.port, timeout=30, source="127.0.0.2")
+    assert r.line().startswith(b"+OK")
+    assert r.cmd(f"USER {user('real')}").startswith(b"+OK")
+    t0 = time.monotonic()
+    reply = r.cmd(f"PASS {password_of('real')}")
+    elapsed = time.monotonic() - t0
+    print(f"\nreal login after 200 abandoned lookups: {elapsed:.2f} s, {sqlhost.lookups()} queries ran")
+    assert reply.startswith(b"+OK"), (reply, elapsed)
+    assert elapsed < 1.0, elapsed
+    r.cmd("QUIT")
