@@ -80,13 +80,25 @@ extension POP3Connection {
     /// user database that cannot answer ends the login with `-ERR [SYS/TEMP]`: the password
     /// was not found wrong, so no failure is recorded.
     func lookUp(_ user: String, mode: LookupMode = .cached, then: @escaping (POP3Connection, UserLookup) -> Void) {
-        service.lookupUser(user, mode: mode) { [weak self] found in
+        service.lookupUser(user, mode: mode, abandoned: loginAbandoned) { [weak self] found in
             guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return }
             if case .unavailable(let why) = found {
                 self.service.logger.debug("user database unavailable: \(why)", metadata: self.metadata)
                 return self.loginFinished(.temporaryFailure("user database unavailable, try again later"))
             }
             then(self, found)
+        }
+    }
+
+    /// For the user database's queue: true once this login no longer waits for its lookup
+    /// (the session left the authenticating phase, or the client closed: while a login waits
+    /// the session reads nothing, so its end-of-stream is seen only by `clientHasClosed`'s
+    /// peek, one syscall when the lookup's turn comes). The pool then skips the query: a flood
+    /// of USER/PASS-and-close would otherwise hold every connection (issue 15).
+    var loginAbandoned: () -> Bool {
+        { [weak self] in
+            guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return true }
+            return self.clientHasClosed()
         }
     }
 
@@ -133,7 +145,7 @@ extension POP3Connection {
         guard case .found(let cachedEntry, cached: true) = lookup else {
             return credentialsChecked(user: user, entry: nil, mechanism: mechanism)
         }
-        service.lookupUser(user, mode: .fresh) { [weak self] fresh in
+        service.lookupUser(user, mode: .fresh, abandoned: loginAbandoned) { [weak self] fresh in
             guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return }
             switch fresh {
             case .found(let entry, _) where entry != cachedEntry:

@@ -62,8 +62,10 @@ extension POP3Service {
     }
 
     /// Looks `name` up in the user database; `completion` runs on the loop (synchronously for
-    /// the passwd-file and for cache hits). See `LookupMode` for the cache rules.
-    func lookupUser(_ name: String, mode: LookupMode = .cached, _ completion: @escaping (UserLookup) -> Void) {
+    /// the passwd-file and for cache hits). See `LookupMode` for the cache rules. `abandoned`
+    /// tells the pool that the login no longer waits (`PGPool.query`).
+    func lookupUser(_ name: String, mode: LookupMode = .cached, abandoned: (() -> Bool)? = nil,
+                    _ completion: @escaping (UserLookup) -> Void) {
         guard let db = userDB else {
             return completion(passwd.lookup(name).map { .found($0, cached: false) } ?? .unknown)
         }
@@ -79,8 +81,10 @@ extension POP3Service {
             case .miss: break
             }
         }
-        db.lookup(key) { [weak self] answer in
+        db.lookup(key, abandoned: abandoned) { [weak self] answer in
             guard let self else { return }
+            // Not run: nobody waits for it, and it is no outage.
+            if case .unavailable(let why) = answer, abandoned?() == true { return completion(.unavailable(why)) }
             self.countLookup(answer, staleUsed: mode != .fresh && self.authCache.stale(key) != nil)
             switch answer {
             case .found(let entry):

@@ -57,6 +57,8 @@ public final class PGPool {
         var timer: TimerID?
         /// False once served, failed or expired: dispatch skips it.
         var live = true
+        /// True once nobody waits for the answer (the client closed its connection).
+        var abandoned: (() -> Bool)?
     }
 
     /// `connections` ≥ 1; `timeoutNanoseconds` bounds each connect, each query and each wait
@@ -104,8 +106,11 @@ public final class PGPool {
 
     /// Runs `sql` with `parameters` (binary-format octets, `PGConnection.query`) on a free
     /// connection, or waits (up to the timeout) for one. `completion` runs exactly once on
-    /// the loop; `.unavailable` when no connection can be had.
-    public func query(_ sql: String, parameters: [[UInt8]],
+    /// the loop; `.unavailable` when no connection can be had. `abandoned`, asked when a
+    /// waiting lookup's turn comes (and when the queue is full), says that nobody wants the
+    /// answer any more (its client closed): it then completes with `.unavailable` without a
+    /// query, so that lookups of clients that left never hold a connection others wait for.
+    public func query(_ sql: String, parameters: [[UInt8]], abandoned: (() -> Bool)? = nil,
                       completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
         if slots.contains(where: { $0.connection.state == .ready }) {
             // Earlier lookups first (the FIFO is empty unless a connection just came back).
@@ -119,13 +124,14 @@ public final class PGPool {
             refusedDuringOutage &+= 1
             return completion(.failure(.unavailable(isUp ? "no connection to the user database" : "user database unreachable")))
         }
+        if waitingCount >= Self.maxWaiting { dropAbandoned() }
         guard waitingCount < Self.maxWaiting else {
             refusedDuringOutage &+= 1
             return completion(.failure(.unavailable("\(Self.maxWaiting) lookups already waiting for a connection")))
         }
         compactWaiting()
         let index = waiting.count
-        var item = Waiting(sql: sql, parameters: parameters, completion: completion)
+        var item = Waiting(sql: sql, parameters: parameters, completion: completion, abandoned: abandoned)
         item.timer = loop.scheduleTimer(after: timeoutNanoseconds) { [weak self] in
             self?.waitExpired(index: index)
         }
@@ -156,9 +162,27 @@ public final class PGPool {
             guard item.live else { continue }
             waitingCount -= 1
             if let t = item.timer { loop.cancelTimer(t) }
+            if item.abandoned?() == true {
+                item.completion(.failure(.unavailable("the client went away")))
+                continue
+            }
             send(slot, item.sql, item.parameters, item.completion)
         }
         compactWaiting()
+    }
+
+    /// The queue is full: completes (without a query) the waiting lookups nobody wants any
+    /// more, in place (the other items' timers hold their indices). O(queue), only when full.
+    private func dropAbandoned() {
+        for index in waitingHead..<waiting.count where waiting[index].live && waiting[index].abandoned?() == true {
+            let item = waiting[index]
+            waiting[index].live = false
+            waiting[index].parameters = []
+            waiting[index].completion = { _ in }
+            waitingCount -= 1
+            if let t = item.timer { loop.cancelTimer(t) }
+            item.completion(.failure(.unavailable("the client went away")))
+        }
     }
 
     /// The FIFO is reset only when everything in it has been served, so an index stays

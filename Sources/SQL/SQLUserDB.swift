@@ -47,11 +47,12 @@ public final class SQLUserDB {
 
     /// Looks `user` up; `completion` runs once on the loop (at once for a name no row can
     /// match: one holding NUL or invalid UTF-8, which PostgreSQL's `text` cannot hold).
-    public func lookup(_ user: UserName, completion: @escaping (Answer) -> Void) {
+    /// `abandoned`: see `PGPool.query` (a lookup whose client has gone is not run).
+    public func lookup(_ user: UserName, abandoned: (() -> Bool)? = nil, completion: @escaping (Answer) -> Void) {
         guard !user.bytes.contains(0), let name = String(validating: user.bytes, as: UTF8.self) else {
             return completion(.unknown)
         }
-        pool.query(query, parameters: Self.parameters(user.bytes)) { [weak self] result in
+        pool.query(query, parameters: Self.parameters(user.bytes), abandoned: abandoned) { [weak self] result in
             guard let self else { return completion(.unavailable("user database closed")) }
             completion(self.answer(result, user: name))
         }

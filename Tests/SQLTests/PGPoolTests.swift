@@ -147,6 +147,64 @@ struct PGPoolTests {
         pool.stop()
     }
 
+    @Test func anAbandonedLookupIsSkippedWhenItsTurnComes() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let pool = PGPool(loop: loop, info: try ConnectInfo(cluster.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
+        var finished: [(String, Outcome, Double)] = []
+        let started = cshimFreeMonotonicSeconds()
+        var gone: Set<String> = []
+        func ask(_ label: String, _ sql: String) {
+            pool.query(sql, parameters: [Array(label.utf8)], abandoned: { gone.contains(label) }) {
+                finished.append((label, $0, cshimFreeMonotonicSeconds() - started))
+            }
+        }
+        pool.start()
+        // A runs 0-1 s; B (1 s more) and C wait behind it. B's client leaves while it waits:
+        // when A is done, B is completed without a query and C runs at once (at ~1 s, not ~2 s).
+        ask("A", "SELECT $1::text, pg_sleep(1)")
+        ask("B", "SELECT $1::text, pg_sleep(1)")
+        ask("C", "SELECT $1::text")
+        gone.insert("B")
+        #expect(try runner.run(seconds: 30) { finished.count == 3 })
+        #expect(finished.map(\.0) == ["A", "B", "C"])
+        guard finished.count == 3 else { return }
+        guard case .failure(.unavailable(let why)) = finished[1].1 else {
+            Issue.record("B: \(finished[1].1)")
+            return
+        }
+        #expect(why.contains("went away"), "\(why)")
+        #expect(try finished[2].1.get().rows.first?.first == Array("C".utf8))
+        #expect(finished[2].2 < 1.8, "C waited for B's query: \(finished[2].2) s")
+        pool.stop()
+    }
+
+    @Test func aFullQueueDropsItsAbandonedLookupsBeforeRefusing() throws {
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let fake = try FakeServer(loop: loop, mode: .hold)
+        defer { fake.close() }
+        let pool = PGPool(loop: loop, info: try ConnectInfo(fake.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
+        pool.start()
+        #expect(try runner.run(seconds: 20) { fake.accepted.count == 1 })
+        var outcomes: [Int: Outcome] = [:]
+        var gone = false
+        // Every other waiting lookup belongs to a client that then leaves.
+        for i in 0..<PGPool.maxWaiting {
+            pool.query("SELECT 1", parameters: [], abandoned: i % 2 == 0 ? { gone } : nil) { outcomes[i] = $0 }
+        }
+        gone = true
+        var next: Outcome?
+        pool.query("SELECT 1", parameters: []) { next = $0 }
+        #expect(next == nil, "queued, not refused: \(String(describing: next))")
+        #expect(pool.waitingCount == PGPool.maxWaiting / 2 + 1)
+        #expect(outcomes.count == PGPool.maxWaiting / 2)
+        #expect(outcomes.keys.allSatisfy { $0 % 2 == 0 } && outcomes.values.allSatisfy { Self.isUnavailable($0) })
+        pool.stop()
+    }
+
     static let backends = """
         SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity
          WHERE usename = 'pop3test' AND backend_type = 'client backend' AND pid <> pg_backend_pid();
