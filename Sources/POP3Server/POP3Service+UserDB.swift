@@ -37,6 +37,7 @@ extension POP3Service {
         let db = SQLUserDB(loop: loop, info: info, query: query, connections: config.sqlConnections,
                            timeoutSeconds: Double(config.sqlQueryTimeoutSeconds))
         db.onProblem = { message in logger.error("\(message)") }
+        db.pool.onNotice = { message in logger.notice("user database says: \(message)") }
         db.pool.onRecovery = { seconds, refused in
             let rounded = (seconds * 10).rounded() / 10
             logger.notice("user database back after \(rounded) s, \(refused) lookup(s) refused meanwhile")

@@ -26,6 +26,8 @@ public final class PGPool {
     /// process already has that many logins stuck behind the database).
     public static let maxWaiting = 4096
 
+    /// Server notices and warnings of any connection.
+    public var onNotice: ((String) -> Void)?
     /// Runs once when an outage starts, with libpq's reason.
     public var onOutage: ((String) -> Void)?
     /// Runs once when a connection succeeds after an outage: its length in seconds and the
@@ -71,6 +73,7 @@ public final class PGPool {
                                                     timeoutNanoseconds: timeoutNanoseconds))
             slot.connection.onReady = { [weak self, unowned slot] in self?.ready(slot) }
             slot.connection.onClosed = { [weak self, unowned slot] reason in self?.closed(slot, reason: reason) }
+            slot.connection.onNotice = { [weak self] message in self?.onNotice?(message) }
             slots.append(slot)
         }
     }
