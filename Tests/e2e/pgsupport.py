@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -217,9 +216,8 @@ CREATE TABLE mail_override (username text PRIMARY KEY, mail text NOT NULL);
         return int(self.pg.scalar("SELECT count(*) FROM mailbox;"))
 
     def make_slow(self, user, seconds):
-        """`mailbox_v`: the table (plus the `mail` override) with the password of `user` taking
-        `seconds` to compute (pg_sleep in a volatile function, evaluated only for the matched
-        row). The query below reads the view."""
+        """Makes the lookup of `user` take `seconds` (pg_sleep in `slow_password`, which the
+        view calls for the matched row only): other users' lookups stay fast."""
         self.pg.psql(f"""
 CREATE OR REPLACE FUNCTION slow_password(u text, p text) RETURNS text LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -228,6 +226,8 @@ BEGIN
 END $$;""")
 
     def create_view(self):
+        """`mailbox_v`: the table plus the `mail` override, the password through
+        `slow_password` (fast until `make_slow`). `query()` reads the view."""
         self.pg.psql("""
 CREATE OR REPLACE FUNCTION slow_password(u text, p text) RETURNS text LANGUAGE plpgsql VOLATILE AS $$
 BEGIN RETURN p; END $$;
@@ -256,7 +256,8 @@ def pg_cluster():
 
 @pytest.fixture
 def pg(pg_cluster):
-    """The module's cluster, running, with the schema made afresh for this test."""
+    """The module's cluster, started again if a test stopped it (each test makes its own
+    schema: `MailboxTable`)."""
     if not pg_cluster.running:
         pg_cluster.start_server()
     return pg_cluster
