@@ -79,9 +79,29 @@ extension POP3Connection {
     /// hits, else a query on the loop) and runs `then` if this login still waits for it. A
     /// user database that cannot answer ends the login with `-ERR [SYS/TEMP]`: the password
     /// was not found wrong, so no failure is recorded.
+    ///
+    /// A query holds one unit of the address's `auth_max_queued_per_ip` while it waits or
+    /// runs, as a hash does: one address cannot fill the pool's queue (and make every other
+    /// client's login wait its `sql_query_timeout`) by sending many logins at once.
     func lookUp(_ user: String, mode: LookupMode = .cached, then: @escaping (POP3Connection, UserLookup) -> Void) {
-        service.lookupUser(user, mode: mode, abandoned: loginAbandoned) { [weak self] found in
+        let service = self.service
+        let address = self.address
+        var held = false
+        var overQuota = false
+        let beforeQuery: () -> Bool = {
+            guard let address else { return true }
+            held = service.authQuota.acquire(address)
+            overQuota = !held
+            return held
+        }
+        service.lookupUser(user, mode: mode, abandoned: loginAbandoned, beforeQuery: beforeQuery) { [weak self] found in
+            if held, let address { service.authQuota.release(address) }
             guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return }
+            if overQuota {
+                service.logger.notice("login refused: auth_max_queued_per_ip (\(service.authQuota.limit)) reached",
+                                      metadata: self.metadata)
+                return self.loginFinished(.temporaryFailure("too many logins in progress from your address"))
+            }
             if case .unavailable(let why) = found {
                 self.service.logger.debug("user database unavailable: \(why)", metadata: self.metadata)
                 return self.loginFinished(.temporaryFailure("user database unavailable, try again later"))

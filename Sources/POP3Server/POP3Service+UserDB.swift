@@ -64,9 +64,11 @@ extension POP3Service {
 
     /// Looks `name` up in the user database; `completion` runs on the loop (synchronously for
     /// the passwd-file and for cache hits). See `LookupMode` for the cache rules. `abandoned`
-    /// tells the pool that the login no longer waits (`PGPool.query`).
+    /// tells the pool that the login no longer waits (`PGPool.query`). `beforeQuery` runs when
+    /// the database must be asked (not for cache hits); false = do not ask: the completion
+    /// then gets `.unavailable` at once (the caller knows why: its per-address quota).
     func lookupUser(_ name: String, mode: LookupMode = .cached, abandoned: (() -> Bool)? = nil,
-                    _ completion: @escaping (UserLookup) -> Void) {
+                    beforeQuery: (() -> Bool)? = nil, _ completion: @escaping (UserLookup) -> Void) {
         guard let db = userDB else {
             return completion(passwd.lookup(name).map { .found($0, cached: false) } ?? .unknown)
         }
@@ -82,6 +84,7 @@ extension POP3Service {
             case .miss: break
             }
         }
+        if let beforeQuery, !beforeQuery() { return completion(.unavailable("refused before the query")) }
         db.lookup(key, abandoned: abandoned) { [weak self] answer in
             guard let self else { return }
             // Not run: nobody waits for it, and it is no outage.
