@@ -717,14 +717,9 @@ def test_sighup_reads_a_changed_query(sqlhost, tmp_path):
     assert login_reply(server, user("requery"), password_of("requery")).startswith(b"-ERR [AUTH]")
 
 
-def test_abandoned_lookups_do_not_delay_a_real_login(sqlhost):
-    """Every lookup takes 0.1 s here (a function that sleeps before it reads the view), and
-    200 clients from 200 addresses (no penalty has started for any of them) send USER/PASS
-    for names nobody has and close before the answer. A lookup whose client has gone is
-    dropped from the pool's queue instead of taking a connection for 0.1 s: a real login from
-    another address right after is answered in well under a second. Before the fix the 200
-    abandoned lookups ran one after another on the 2 connections (10 s) and the real login
-    waited its `sql_query_timeout` (5 s) in the queue and got [SYS/TEMP]."""
+def slow_everywhere(sqlhost, env=None):
+    """pop3d (cache off, nothing trusted) on a query that takes 0.1 s for every name, known
+    or not (a function that sleeps before it reads the view); `real` is a user."""
     sqlhost.add("real")
     sqlhost.pg.psql(f"""
 CREATE FUNCTION slow_lookup(u text) RETURNS TABLE(password text, home text, mail text)
@@ -738,8 +733,34 @@ END $$;""")
     server = Server(["--passdb", "sql", "--sql-connect", sqlhost.pg.conninfo,
                      "--sql-password-query", "SELECT password, home, mail FROM slow_lookup($1)",
                      "--mail", "maildir:%h", "--auth-cache-size", "0"], sqlhost.root,
-                    env={"POP3D_DISABLE_PLAINTEXT_AUTH": "false"})
+                    env=dict({"POP3D_DISABLE_PLAINTEXT_AUTH": "false"}, **(env or {})))
     sqlhost.servers.append(server)
+    return server
+
+
+def timed_real_login(server):
+    """USER/PASS of `real` from 127.0.0.2 (another address than the flood's): (reply, seconds)."""
+    r = Raw(server.host, server.port, timeout=30, source="127.0.0.2")
+    assert r.line().startswith(b"+OK")
+    assert r.cmd(f"USER {user('real')}").startswith(b"+OK")
+    t0 = time.monotonic()
+    reply = r.cmd(f"PASS {password_of('real')}")
+    elapsed = time.monotonic() - t0
+    if reply.startswith(b"+OK"):
+        r.cmd("QUIT")
+    r.close()
+    return reply, elapsed
+
+
+def test_abandoned_lookups_do_not_delay_a_real_login(sqlhost):
+    """Every lookup takes 0.1 s here (a function that sleeps before it reads the view), and
+    200 clients from 200 addresses (no penalty has started for any of them) send USER/PASS
+    for names nobody has and close before the answer. A lookup whose client has gone is
+    dropped from the pool's queue instead of taking a connection for 0.1 s: a real login from
+    another address right after is answered in well under a second. Before the fix the 200
+    abandoned lookups ran one after another on the 2 connections (10 s) and the real login
+    waited its `sql_query_timeout` (5 s) in the queue and got [SYS/TEMP]."""
+    server = slow_everywhere(sqlhost)
     for i in range(200):
         s = socket.create_connection((server.host, server.port), timeout=20,
                                      source_address=(f"127.0.1.{i + 1}", 0))
@@ -748,13 +769,36 @@ END $$;""")
         assert s.recv(512).startswith(b"+OK")
         s.sendall(b"PASS not-this-one\r\n")
         s.close()
-    r = Raw(server.host, server.port, timeout=30, source="127.0.0.2")
-    assert r.line().startswith(b"+OK")
-    assert r.cmd(f"USER {user('real')}").startswith(b"+OK")
-    t0 = time.monotonic()
-    reply = r.cmd(f"PASS {password_of('real')}")
-    elapsed = time.monotonic() - t0
+    reply, elapsed = timed_real_login(server)
     print(f"\nreal login after 200 abandoned lookups: {elapsed:.2f} s, {sqlhost.lookups()} queries ran")
     assert reply.startswith(b"+OK"), (reply, elapsed)
     assert elapsed < 1.0, elapsed
-    r.cmd("QUIT")
+
+
+def test_one_address_cannot_fill_the_lookup_queue(sqlhost):
+    """100 connections from one address send USER/PASS at once and wait (no failure has been
+    recorded yet, so no penalty holds them back). Lookups count against the address's
+    `auth_max_queued_per_ip` (4 here) as hashes do: the rest are refused at once with
+    [SYS/TEMP], and a real login from another address waits for 4 lookups at most (0.2 s on
+    2 connections), well under a second.
+    Before the fix all 100 queued (10 s of queries for 2 connections) and the real login
+    waited its `sql_query_timeout` (5 s) and got [SYS/TEMP]."""
+    server = slow_everywhere(sqlhost, env={"POP3D_AUTH_MAX_QUEUED_PER_IP": "4"})
+    flood = []
+    for i in range(100):
+        c = Raw(server.host, server.port, timeout=60)
+        assert c.line().startswith(b"+OK")
+        assert c.cmd(f"USER guess{i}@{DOMAIN}").startswith(b"+OK")
+        c.send(b"PASS not-this-one\r\n")
+        flood.append(c)
+    reply, elapsed = timed_real_login(server)
+    replies = [c.line() for c in flood]
+    for c in flood:
+        c.close()
+    refused = [r for r in replies if r.startswith(b"-ERR [SYS/TEMP] too many logins in progress")]
+    print(f"\nreal login beside 100 waiting logins from one address: {elapsed:.2f} s; "
+          f"{len(refused)} refused at once, {sqlhost.lookups()} queries ran")
+    assert reply.startswith(b"+OK"), (reply, elapsed, server.output()[-2000:])
+    assert elapsed < 1.0, elapsed
+    assert len(refused) >= 100 - 4 - 5, replies
+    assert all(r.startswith(b"-ERR [AUTH]") for r in replies if r not in refused), set(replies)
