@@ -63,11 +63,11 @@ let package = Package(
         .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
         // The SQL user database (issue 15): libpq on the reactor. Its own module so that it
         // has unit tests against a throwaway PostgreSQL and the glue sees no C types.
-        .target(name: "SQL", dependencies: ["CLibPQ", "Reactor"], swiftSettings: strict),
+        .target(name: "SQL", dependencies: ["CLibPQ", "Reactor", "Auth"], swiftSettings: strict),
         .target(
             name: "POP3Server",
             dependencies: [
-                "CShim", "Reactor", "POP3", "Maildrop", "Auth", "ProxyProtocol",
+                "CShim", "Reactor", "POP3", "Maildrop", "Auth", "ProxyProtocol", "SQL",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -80,7 +80,22 @@ public struct PasswdFile: Sendable {
         guard fields.count >= 2, !fields[1].isEmpty else {
             return .failure(LineProblem(message: "user \"\(user)\" has no password: cannot log in"))
         }
-        let stored = fields[1]
+        let spec: SchemeSpec, secret: [UInt8]
+        switch parseStoredPassword(fields[1], user: user) {
+        case .success(let parsed): (spec, secret) = parsed
+        case .failure(let problem): return .failure(problem)
+        }
+        func field(_ i: Int) -> String? { i < fields.count && !fields[i].isEmpty ? String(fields[i]) : nil }
+        let extra = field(7).map { $0.split(separator: " ").map(String.init) } ?? []
+        return .success(UserEntry(user: user, scheme: spec.scheme, encoding: spec.encoding, secret: secret,
+                                  uid: field(2), gid: field(3), gecos: field(4), home: field(5),
+                                  shell: field(6), extraFields: extra))
+    }
+
+    /// Parses a stored password as the passwd-file's second field (and SQL's `password`
+    /// column) holds it: `{SCHEME}secret`, `{SCHEME.HEX}`/`{SCHEME.B64}` for an explicit
+    /// encoding, no prefix = CRYPT (Dovecot's passwd-file default). The problem names `user`.
+    static func parseStoredPassword(_ stored: Substring, user: String) -> Result<(SchemeSpec, [UInt8]), LineProblem> {
         let spec: SchemeSpec
         var secretText: Substring
         if stored.hasPrefix("{") {
@@ -103,11 +118,7 @@ public struct PasswdFile: Sendable {
         if let problem = SecretCheck.problem(scheme: spec.scheme, secret: secret) {
             return .failure(LineProblem(message: "user \"\(user)\": \(problem): cannot log in"))
         }
-        func field(_ i: Int) -> String? { i < fields.count && !fields[i].isEmpty ? String(fields[i]) : nil }
-        let extra = field(7).map { $0.split(separator: " ").map(String.init) } ?? []
-        return .success(UserEntry(user: user, scheme: spec.scheme, encoding: spec.encoding, secret: secret,
-                                  uid: field(2), gid: field(3), gecos: field(4), home: field(5),
-                                  shell: field(6), extraFields: extra))
+        return .success((spec, secret))
     }
 
     /// A representative entry to burn time against for unknown users: the
@@ -124,7 +135,7 @@ public struct PasswdFile: Sendable {
     }
 
     /// crypt_r hashes from the setting part only, so any hash text after it works.
-    static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
+    public static let defaultDummyCrypt = "$6$pop3ddummysalt0$" + String(repeating: "x", count: 86)
 
     /// Reads the whole file. Opened with `O_NONBLOCK` and checked with `fstat` before any
     /// read: a FIFO (or a device) at the path would otherwise block the open or the read
@@ -167,6 +178,9 @@ public struct PasswdFile: Sendable {
 }
 
 extension PasswdFile {
+    /// What an unknown user's password is verified against (see `verifyOrDummy`).
+    public var dummy: UserEntry { dummyEntry }
+
     /// Verifies `password` for `user`. An unknown user still costs one
     /// verification against `dummyEntry`, so unknown user and wrong password
     /// take comparable time and give the same nil.

@@ -64,6 +64,14 @@ public struct ScramServer: Sendable {
     /// The authentication identity from client-first, once parsed.
     public var username: String? { exchange?.username }
 
+    /// The authentication identity (`n=`) of a client-first-message, or nil when the message
+    /// is too long or malformed: lets the glue look the user up (asynchronously, SQL) before
+    /// `receiveClientFirst`, which then gets the looked-up entry.
+    public static func authenticationIdentity(_ message: [UInt8]) -> String? {
+        guard message.count <= maxMessageLength, case .success(let parsed) = ClientFirst.parse(message) else { return nil }
+        return parsed.username
+    }
+
     /// Parses client-first-message and returns server-first-message.
     public mutating func receiveClientFirst(_ message: [UInt8], lookup: (String) -> UserEntry?) -> Result<[UInt8], Failure> {
         guard exchange == nil else { return .failure(.outOfOrder) }

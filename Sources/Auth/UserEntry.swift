@@ -20,10 +20,13 @@ public struct UserEntry: Sendable, Hashable {
     public var shell: String?
     /// Dovecot's space-separated `key=value` extra fields (field 8 onwards).
     public var extraFields: [String]
+    /// A mail location for this user only, overriding the `mail` setting (SQL's `mail`
+    /// column, issue 15; Dovecot's userdb field `mail`). Nil = the global one.
+    public var mail: String?
 
     public init(user: String, scheme: PasswordScheme, encoding: SecretEncoding? = nil, secret: [UInt8],
                 uid: String? = nil, gid: String? = nil, gecos: String? = nil, home: String? = nil,
-                shell: String? = nil, extraFields: [String] = []) {
+                shell: String? = nil, extraFields: [String] = [], mail: String? = nil) {
         self.user = user
         self.scheme = scheme
         self.encoding = encoding ?? scheme.defaultEncoding
@@ -34,10 +37,36 @@ public struct UserEntry: Sendable, Hashable {
         self.home = home
         self.shell = shell
         self.extraFields = extraFields
+        self.mail = mail
     }
 
     /// True when the cleartext is known, which APOP and CRAM-MD5 need.
     public var hasPlainSecret: Bool { scheme == .plain }
+}
+
+extension UserEntry {
+    /// Why a database row gives no usable entry; the message never holds the secret.
+    public struct Problem: Error, Sendable, CustomStringConvertible {
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// Builds the entry for a user database row (SQL, issue 15): `password` is the stored
+    /// secret in passwd-file syntax (`{SCHEME}secret`, no prefix = CRYPT), `home` gives `%h`,
+    /// `mail` overrides the mail location. Fails with the reason (never the secret) when the
+    /// secret cannot be used, or is not UTF-8.
+    public static func fromDatabase(user: String, password: [UInt8], home: String?, mail: String?) -> Result<UserEntry, Problem> {
+        guard let text = String(validating: password, as: UTF8.self), !text.isEmpty else {
+            return .failure(Problem(message: "user \"\(user)\": password is empty or not UTF-8: cannot log in"))
+        }
+        switch PasswdFile.parseStoredPassword(Substring(text), user: user) {
+        case .success(let (spec, secret)):
+            return .success(UserEntry(user: user, scheme: spec.scheme, encoding: spec.encoding, secret: secret,
+                                      home: home, mail: mail))
+        case .failure(let problem):
+            return .failure(Problem(message: problem.message))
+        }
+    }
 }
 
 /// A problem found while reading a passwd-file, naming file and line (1-based).

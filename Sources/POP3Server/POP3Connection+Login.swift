@@ -44,7 +44,6 @@ extension POP3Connection {
     }
 
     private func verify(_ request: AuthRequest) {
-        let passwd = service.passwd
         let mechanism = request.mechanism
         switch request {
         case .password(let user, let password, _):
@@ -54,30 +53,100 @@ extension POP3Connection {
                                       metadata: metadata)
                 return authFailed(user: user, mechanism: mechanism)
             }
-            if passwd.verificationIsCheap(user: user) {
-                // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
-                // thread wake-ups, an eventfd round trip) would cost more than the work.
-                return credentialsChecked(user: user, entry: passwd.verifyOrDummy(user: user, password: password),
-                                          mechanism: mechanism)
-            }
-            submitAuthJob({ passwd.verifyOrDummy(user: user, password: password) },
-                          isFailure: { $0 == nil }) { connection, entry in
-                connection.credentialsChecked(user: user, entry: entry, mechanism: mechanism)
+            lookUp(user) { connection, found in
+                connection.verifyPassword(password, user: user, mechanism: mechanism, lookup: found)
             }
         case .apop(let user, let digest, let timestamp):
             // MD5 is cheap: no need for the pool. Unknown user and wrong digest look alike.
-            let entry = passwd.lookup(user).flatMap {
-                apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest) ? $0 : nil
+            lookUp(user) { connection, found in
+                connection.checkOnLoop(user: user, mechanism: mechanism, lookup: found) {
+                    apopDigestMatches(entry: $0, timestamp: timestamp, digestHex: digest)
+                }
             }
-            credentialsChecked(user: user, entry: entry, mechanism: mechanism)
         case .cramMD5(let user, let digest, let challenge):
-            let entry = passwd.lookup(user).flatMap {
-                CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8)) ? $0 : nil
+            lookUp(user) { connection, found in
+                connection.checkOnLoop(user: user, mechanism: mechanism, lookup: found) {
+                    CramMD5.digestMatches(entry: $0, challenge: Array(challenge.utf8), digestHex: Array(digest.utf8))
+                }
             }
-            credentialsChecked(user: user, entry: entry, mechanism: mechanism)
         case .undecodable(let user, _):
             // Nothing to verify, but a failed login all the same: logged, counted, penalised.
             authFailed(userOctets: user, mechanism: mechanism)
+        }
+    }
+
+    /// Looks the user up (`POP3Service.lookupUser`: at once for the passwd-file and cache
+    /// hits, else a query on the loop) and runs `then` if this login still waits for it. A
+    /// user database that cannot answer ends the login with `-ERR [SYS/TEMP]`: the password
+    /// was not found wrong, so no failure is recorded.
+    func lookUp(_ user: String, mode: LookupMode = .cached, then: @escaping (POP3Connection, UserLookup) -> Void) {
+        service.lookupUser(user, mode: mode) { [weak self] found in
+            guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return }
+            if case .unavailable(let why) = found {
+                self.service.logger.debug("user database unavailable: \(why)", metadata: self.metadata)
+                return self.loginFinished(.temporaryFailure("user database unavailable, try again later"))
+            }
+            then(self, found)
+        }
+    }
+
+    /// USER/PASS, SASL PLAIN and LOGIN: the password verified against the entry (an unknown
+    /// user against `dummyEntry`, same cost), on the loop when a digest suffices, else on the
+    /// worker pool.
+    private func verifyPassword(_ password: [UInt8], user: String, mechanism: LoginMechanism, lookup: UserLookup) {
+        let entry: UserEntry?
+        if case .found(let e, _) = lookup { entry = e } else { entry = nil }
+        let target = entry ?? service.dummyEntry
+        let matches: @Sendable () -> Bool = { Auth.verify(password: password, entry: target) && entry != nil }
+        if target.scheme.isCheap {
+            // PLAIN, SSHA and friends cost a digest: a trip through the worker pool (two
+            // thread wake-ups, an eventfd round trip) would cost more than the work.
+            return verified(matches(), user: user, mechanism: mechanism, lookup: lookup) {
+                $0.verifyPassword(password, user: user, mechanism: mechanism, lookup: $1)
+            }
+        }
+        submitAuthJob(matches, isFailure: { !$0 }) { connection, ok in
+            connection.verified(ok, user: user, mechanism: mechanism, lookup: lookup) {
+                $0.verifyPassword(password, user: user, mechanism: mechanism, lookup: $1)
+            }
+        }
+    }
+
+    /// APOP and CRAM-MD5: the digest checked on the loop against the entry's cleartext.
+    private func checkOnLoop(user: String, mechanism: LoginMechanism, lookup: UserLookup,
+                             matches: @escaping (UserEntry) -> Bool) {
+        var ok = false
+        if case .found(let entry, _) = lookup { ok = matches(entry) }
+        verified(ok, user: user, mechanism: mechanism, lookup: lookup) {
+            $0.checkOnLoop(user: user, mechanism: mechanism, lookup: $1, matches: matches)
+        }
+    }
+
+    /// The check's outcome. A mismatch against a *cached* entry gets one fresh lookup (the
+    /// password may have changed since it was cached: issue 15) and, when the database gives
+    /// another entry, `recheck` runs on it; otherwise the login fails.
+    private func verified(_ ok: Bool, user: String, mechanism: LoginMechanism, lookup: UserLookup,
+                          recheck: @escaping (POP3Connection, UserLookup) -> Void) {
+        if ok, case .found(let entry, _) = lookup {
+            return credentialsChecked(user: user, entry: entry, mechanism: mechanism)
+        }
+        guard case .found(let cachedEntry, cached: true) = lookup else {
+            return credentialsChecked(user: user, entry: nil, mechanism: mechanism)
+        }
+        service.lookupUser(user, mode: .fresh) { [weak self] fresh in
+            guard let self, case .authenticating = self.phase, !self.connection.isClosed else { return }
+            switch fresh {
+            case .found(let entry, _) where entry != cachedEntry:
+                recheck(self, .found(entry, cached: false))
+            case .unavailable:
+                // The cached secret did not match and the database cannot say whether it
+                // changed: a temporary failure, but counted against the address, so that an
+                // outage is no time to guess passwords at full speed.
+                if let address = self.address { _ = self.service.penalties.recordFailure(from: address) }
+                self.loginFinished(.temporaryFailure("user database unavailable, try again later"))
+            default:
+                self.credentialsChecked(user: user, entry: nil, mechanism: mechanism)
+            }
         }
     }
 
@@ -91,7 +160,9 @@ extension POP3Connection {
         if let address { service.penalties.recordSuccess(from: address) }
         let path: String
         do {
-            path = try service.location.path(user: user, home: entry.home)
+            // A `mail` column (SQL) overrides the global location for this user.
+            let location = try entry.mail.map { try MailLocation(template: $0) } ?? service.location
+            path = try location.path(user: user, home: entry.home)
         } catch {
             service.logger.warning("mail location refused: \(error)", metadata: metadata)
             return loginFinished(.permanentFailure("invalid mailbox name"))
@@ -242,18 +313,16 @@ extension POP3Connection {
             // The start of a SCRAM exchange is the start of an attempt: the penalty comes first.
             let message = step.message
             afterPenalty { connection in
-                let passwd = connection.service.passwd
-                connection.submitAuthJob({ () -> ScramFirst in
-                    var server = ScramServer()
-                    let r = server.receiveClientFirst(message, lookup: { passwd.lookup($0) })
-                    return ScramFirst(server: server, result: r)
-                }) { connection, first in
-                    switch first.result {
-                    case .success(let serverFirst):
-                        connection.scram = first.server
-                        connection.challenge(serverFirst)
-                    case .failure:
-                        connection.authFailed(user: first.server.username ?? "?", mechanism: mechanism)
+                guard let name = ScramServer.authenticationIdentity(message) else {
+                    return connection.scramFirst(message, entry: nil, mechanism: mechanism)
+                }
+                // SCRAM's proof is checked against one entry per exchange, so a cached entry
+                // is used only when the database is down (`LookupMode.freshOrStale`).
+                connection.lookUp(name, mode: .freshOrStale) { connection, found in
+                    if case .found(let entry, _) = found {
+                        connection.scramFirst(message, entry: entry, mechanism: mechanism)
+                    } else {
+                        connection.scramFirst(message, entry: nil, mechanism: mechanism)
                     }
                 }
             }
@@ -279,6 +348,24 @@ extension POP3Connection {
             scram = nil
             scramEntry = nil
             credentialsChecked(user: user, entry: entry, mechanism: mechanism)
+        }
+    }
+
+    /// SCRAM's first step with the looked-up entry (nil: unknown, a decoy exchange), on the
+    /// worker pool (random nonce, and it keeps SCRAM's cost off the loop).
+    private func scramFirst(_ message: [UInt8], entry: UserEntry?, mechanism: LoginMechanism) {
+        submitAuthJob({ () -> ScramFirst in
+            var server = ScramServer()
+            let r = server.receiveClientFirst(message, lookup: { _ in entry })
+            return ScramFirst(server: server, result: r)
+        }) { connection, first in
+            switch first.result {
+            case .success(let serverFirst):
+                connection.scram = first.server
+                connection.challenge(serverFirst)
+            case .failure:
+                connection.authFailed(user: first.server.username ?? "?", mechanism: mechanism)
+            }
         }
     }
 

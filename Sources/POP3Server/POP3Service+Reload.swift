@@ -13,6 +13,9 @@ extension POP3Service {
         "listen", "listen_tls", "user", "reuse_port", "auth_workers", "shutdown_timeout",
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
         "metrics_listen",
+        // The user database's connections and the cache are built at start (issue 15).
+        "passdb", "sql_connect", "sql_connections", "sql_query_timeout", "auth_cache_size",
+        "auth_cache_ttl", "auth_cache_negative_ttl",
     ]
 
     /// SIGHUP: reads the configuration (when `configSource` is set), the passwd-file and the
@@ -79,6 +82,13 @@ extension POP3Service {
         merged.workerStartLimitBurst = old.workerStartLimitBurst
         merged.workerStartLimitIntervalSeconds = old.workerStartLimitIntervalSeconds
         merged.metricsListen = old.metricsListen
+        merged.passdb = old.passdb
+        merged.sqlConnect = old.sqlConnect
+        merged.sqlConnections = old.sqlConnections
+        merged.sqlQueryTimeoutSeconds = old.sqlQueryTimeoutSeconds
+        merged.authCacheSize = old.authCacheSize
+        merged.authCacheTTLSeconds = old.authCacheTTLSeconds
+        merged.authCacheNegativeTTLSeconds = old.authCacheNegativeTTLSeconds
         guard let mail = merged.mail else { throw ConfigError("mail: required") }
         let newLocation: MailLocation
         do {
@@ -90,9 +100,15 @@ extension POP3Service {
         if let bad = invalid.first { throw ConfigError("trusted_networks: '\(bad)' is not an address or CIDR") }
         let (newProxies, invalidProxies) = CIDRTable.parse(merged.proxyNetworks)
         if let bad = invalidProxies.first { throw ConfigError("proxy_networks: '\(bad)' is not an address or CIDR") }
-        guard merged.passwdFile != nil else { throw ConfigError("passwd_file: required") }
+        guard merged.passdb == .sql || merged.passwdFile != nil else { throw ConfigError("passwd_file: required") }
+        if merged.passdb == .sql {
+            guard let query = merged.sqlPasswordQuery, !query.isEmpty else {
+                throw ConfigError("sql_password_query: required with passdb: sql")
+            }
+        }
 
         config = merged
+        if let db = userDB, let query = merged.sqlPasswordQuery { db.query = query }
         location = newLocation
         trusted = newTrusted
         penalties.trusted = newTrusted
@@ -164,6 +180,12 @@ extension POP3Service {
     /// not a regular file (a FIFO would block) or has no valid user keeps the old table, and
     /// the log says why.
     private func reloadPasswdFile() {
+        if userDB != nil {
+            // passdb sql: nothing to read; the cache is emptied so that changed passwords and
+            // removed users are asked from the database again.
+            clearAuthCache()
+            return reloadEnded()
+        }
         guard let path = config.passwdFile else { return reloadEnded() }
         let mechanisms = config.authMechanisms
         let submitted = reloadPool.submit({ PasswdLoad(path: path, mechanisms: mechanisms) }) { [weak self] loaded in

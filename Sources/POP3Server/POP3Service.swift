@@ -4,6 +4,7 @@ import Logging
 import Maildrop
 import POP3
 import Reactor
+import SQL
 
 /// What one pop3d process shares between its sessions: configuration, the user database,
 /// the hashing pool, limits and counters. Lives on the loop thread.
@@ -27,6 +28,13 @@ public final class POP3Service {
     var logger: Logger
     /// Replaced whole by a reload (POP3Service+Reload.swift).
     var passwd: PasswdFile
+    /// `passdb: sql`: the PostgreSQL user database (POP3Service+UserDB.swift); nil for the
+    /// passwd-file.
+    var userDB: SQLUserDB?
+    /// Answers of `userDB`, `auth_cache_*` (emptied by SIGHUP).
+    var authCache: AuthCache
+    /// `dummyEntry` for SQL: follows the scheme of the last user found.
+    var sqlDummy = UserEntry(user: "", scheme: .sha512Crypt, secret: Array(PasswdFile.defaultDummyCrypt.utf8))
     // Derived from `config`; rebuilt by a reload (POP3Service+Reload.swift).
     var location: MailLocation
     var trusted: CIDRTable
@@ -98,9 +106,6 @@ public final class POP3Service {
         self.logger = logger
         loop.handshakeStepsPerTurn = config.tlsHandshakesPerTurn
         loop.loopLagWarningNanoseconds = UInt64(config.loopLagWarningMilliseconds) * 1_000_000
-        guard let passwdPath = config.passwdFile else {
-            throw ConfigError("passwd_file: required (--passwd-file FILE)")
-        }
         guard let mail = config.mail else {
             throw ConfigError("mail: required (--mail 'maildir:/srv/mail/%u/Maildir')")
         }
@@ -121,16 +126,29 @@ public final class POP3Service {
         proxyNetworks = proxies
         penalties = FailurePenalty(trusted: table)
         authQuota = AddressQuota(limit: config.authMaxQueuedPerIP, trusted: table)
-        do {
-            // At start the loop is not serving anyone yet: parsing here delays only the start.
-            let (file, diagnostics) = try PasswdFile.load(path: passwdPath)
-            passwd = file
-            Self.logPasswdDiagnostics(diagnostics, logger: logger)
-            logger.info("passwd-file loaded", metadata: ["path": "\(passwdPath)", "users": "\(file.count)"])
-            Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
-            if file.count == 0 { logger.warning("passwd-file \(passwdPath) has no valid user: nobody can log in") }
-        } catch {
-            throw ConfigError("passwd_file: \(error)")
+        authCache = AuthCache(capacity: config.authCacheSize, ttl: Double(config.authCacheTTLSeconds),
+                              negativeTTL: Double(config.authCacheNegativeTTLSeconds))
+        switch config.passdb {
+        case .sql:
+            passwd = PasswdFile.parse([], path: "-").0
+            userDB = try Self.makeUserDatabase(config, loop: loop, logger: logger)
+            logger.info("passdb sql", metadata: ["connections": "\(config.sqlConnections)",
+                                                 "auth_cache_size": "\(config.authCacheSize)"])
+        case .passwdFile:
+            guard let passwdPath = config.passwdFile else {
+                throw ConfigError("passwd_file: required (--passwd-file FILE), or passdb: sql")
+            }
+            do {
+                // At start the loop is not serving anyone yet: parsing here delays only the start.
+                let (file, diagnostics) = try PasswdFile.load(path: passwdPath)
+                passwd = file
+                Self.logPasswdDiagnostics(diagnostics, logger: logger)
+                logger.info("passwd-file loaded", metadata: ["path": "\(passwdPath)", "users": "\(file.count)"])
+                Self.warnAboutMechanisms(file, enabled: config.authMechanisms, logger: logger)
+                if file.count == 0 { logger.warning("passwd-file \(passwdPath) has no valid user: nobody can log in") }
+            } catch {
+                throw ConfigError("passwd_file: \(error)")
+            }
         }
         hostname = config.hostname ?? Self.systemHostname()
         implementation = config.announceImplementation ? "pop3d \(pop3dVersion)" : nil

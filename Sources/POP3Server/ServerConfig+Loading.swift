@@ -24,6 +24,8 @@ extension ServerConfig {
         "workers", "worker_watchdog_timeout", "worker_start_limit_burst", "worker_start_limit_interval",
         "metrics_listen", "uidl_format",
         "pop3_enable_last", "pop3_client_workarounds",
+        "passdb", "sql_connect", "sql_password_query", "sql_connections", "sql_query_timeout",
+        "auth_cache_size", "auth_cache_ttl", "auth_cache_negative_ttl",
     ]
 
     /// Builds the configuration from flags (which win), `POP3D_*` environment variables and
@@ -122,6 +124,20 @@ extension ServerConfig {
                 throw ConfigError("pop3_client_workarounds: '\(unknown.name)' is not one of \(ClientWorkarounds.names.map(\.name).joined(separator: ", "))")
             }
         }
+        if let text = v.string("passdb") {
+            guard let value = PassDB(rawValue: text.trimmingSpaces().lowercased()) else {
+                throw ConfigError("passdb: '\(text)' is not one of \(PassDB.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            passdb = value
+        }
+        sqlConnect = v.string("sql_connect") ?? sqlConnect
+        sqlPasswordQuery = v.string("sql_password_query") ?? sqlPasswordQuery
+        sqlConnections = try v.int("sql_connections", min: 1, max: 64) ?? sqlConnections
+        sqlQueryTimeoutSeconds = try v.int("sql_query_timeout", min: 1, max: 300) ?? sqlQueryTimeoutSeconds
+        authCacheSize = try v.int("auth_cache_size", min: 0, max: 10_000_000) ?? authCacheSize
+        authCacheTTLSeconds = try v.int("auth_cache_ttl", min: 1, max: 31_536_000) ?? authCacheTTLSeconds
+        authCacheNegativeTTLSeconds = try v.int("auth_cache_negative_ttl", min: 0, max: 31_536_000)
+            ?? authCacheNegativeTTLSeconds
         try validate()
     }
 
@@ -139,6 +155,13 @@ extension ServerConfig {
         }
         if !listenTLS.isEmpty && tlsCert.isEmpty {
             throw ConfigError("listen_tls needs tls_cert and tls_key")
+        }
+        if passdb == .sql {
+            // Checked here too, so that a master with workers refuses a bad value at start.
+            _ = try checkedConnectInfo()
+            guard let query = sqlPasswordQuery, !query.isEmpty else {
+                throw ConfigError("sql_password_query: required with passdb: sql")
+            }
         }
     }
 

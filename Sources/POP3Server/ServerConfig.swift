@@ -117,6 +117,27 @@ public struct ServerConfig: Sendable, Equatable {
     /// `pop3_client_workarounds` (Dovecot's name and words): `outlook-no-nuls`, `oe-ns-eoh`
     /// (ClientWorkarounds.swift); the listed sizes follow what is sent.
     public var pop3ClientWorkarounds: ClientWorkarounds = []
+    /// `passdb`: where users and their secrets come from: the `passwd_file`, or PostgreSQL
+    /// (`sql`, issue 15; Dovecot's passdb driver names).
+    public var passdb: PassDB = .passwdFile
+    /// `sql_connect`: a libpq connection string (`host=/run/postgresql dbname=mail
+    /// user=pop3d`). Host names needing DNS are refused at start (`SQL.ConnectInfo`).
+    public var sqlConnect: String? = nil
+    /// `sql_password_query`: `$1` whole user name, `$2` local part, `$3` domain; returns
+    /// `password` and optionally `home`, `mail` (`SQL.SQLUserDB`).
+    public var sqlPasswordQuery: String? = nil
+    /// `sql_connections`: PostgreSQL connections per process.
+    public var sqlConnections: Int = 2
+    /// `sql_query_timeout`: seconds a connect, a query or a wait for a free connection may
+    /// take before the login gets `-ERR [SYS/TEMP]` (the connection is closed and re-opened).
+    public var sqlQueryTimeoutSeconds: Int = 5
+    /// `auth_cache_size`: users whose database answer is remembered per process (0 = off).
+    /// Dovecot's `auth_cache_size` counts bytes; this counts users.
+    public var authCacheSize: Int = 100_000
+    /// `auth_cache_ttl`: seconds a found user is served from the cache.
+    public var authCacheTTLSeconds: Int = 3_600
+    /// `auth_cache_negative_ttl`: seconds an unknown name is answered from the cache.
+    public var authCacheNegativeTTLSeconds: Int = 600
 
     public init() {}
 }
@@ -131,6 +152,12 @@ extension ServerConfig {
         share.maxUnauthenticated = (maxUnauthenticated + n - 1) / n
         return share
     }
+}
+
+/// `passdb`: the source of users.
+public enum PassDB: String, Sendable, Equatable, CaseIterable {
+    case passwdFile = "passwd-file"
+    case sql
 }
 
 /// A setting that could not be used; the message names the key and the value.

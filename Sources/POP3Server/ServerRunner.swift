@@ -110,6 +110,8 @@ public final class ServerRunner {
             }
         }
         try dropPrivileges()
+        // After the switch to `user`: the database sees pop3d's user, not root.
+        service.startUserDatabase()
         if let worker {
             // The kernel sends SIGTERM (a drain) if the master dies. Set after the switch to
             // `user`: a change of the effective uid or gid clears it (prctl(2),

@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 import Reactor
 
 /// The rows of one query result, copied out of libpq's PGresult: `columns` are the result's
@@ -75,7 +76,14 @@ public final class PGConnection {
     /// unless closed.
     public func connect() {
         guard state == .closed else { return }
-        guard let started = PQconnectStart(info.text) else {
+        // gssencmode=disable first, the admin's string after it (expand_dbname: later
+        // keywords win): libpq's default `prefer` looks up Kerberos credentials inside
+        // PQconnectPoll, which can block; an admin who wants GSSAPI says so in sql_connect.
+        let keywords = ["gssencmode", "dbname"], values = ["disable", info.text]
+        let started: OpaquePointer? = withCStrings(keywords) { k in
+            withCStrings(values) { v in PQconnectStartParams(k, v, 1) }
+        }
+        guard let started else {
             return fail("out of memory starting a connection")
         }
         conn = started
@@ -144,8 +152,7 @@ public final class PGConnection {
     // MARK: querying
 
     /// Sends `sql` with `parameters` (`$1`...), each sent in binary format as the octets
-    /// given, so no byte is interpreted or needs escaping (type inferred by the server,
-    /// `text` for a comparison with a text column). `completion` runs once on the loop.
+    /// given as type `text` (`textOID`), so no byte is interpreted or needs escaping. `completion` runs once on the loop.
     /// Returns false (and does not call `completion`) unless the state is `.ready`.
     @discardableResult
     public func query(_ sql: String, parameters: [[UInt8]],
@@ -155,10 +162,11 @@ public final class PGConnection {
         let values = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(count, 1))
         let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
         let formats = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
+        let types = UnsafeMutablePointer<Oid>.allocate(capacity: max(count, 1))
         var storage: [UnsafeMutablePointer<CChar>] = []
         defer {
             for pointer in storage { pointer.deallocate() }
-            values.deallocate(); lengths.deallocate(); formats.deallocate()
+            values.deallocate(); lengths.deallocate(); formats.deallocate(); types.deallocate()
         }
         for (i, parameter) in parameters.enumerated() {
             let copy = UnsafeMutablePointer<CChar>.allocate(capacity: max(parameter.count, 1))
@@ -169,9 +177,10 @@ public final class PGConnection {
             values[i] = UnsafePointer(copy)
             lengths[i] = Int32(clamping: parameter.count)
             formats[i] = 1
+            types[i] = Self.textOID
         }
         // libpq copies the parameters into its output buffer during the call.
-        guard PQsendQueryParams(conn, sql, Int32(clamping: count), nil, values, lengths, formats, 0) == 1 else {
+        guard PQsendQueryParams(conn, sql, Int32(clamping: count), types, values, lengths, formats, 0) == 1 else {
             completion(.failure(.unavailable(errorMessage())))
             fail(errorMessage())
             return true
@@ -228,6 +237,11 @@ public final class PGConnection {
         result = nil
         done?(outcome)
     }
+
+    /// The OID of `text` (PostgreSQL's pg_type.dat). Every parameter is declared `text`, so
+    /// the statement has all of them even when it uses only some (`$3` alone): the server
+    /// refuses a bind that supplies more parameters than the statement declares.
+    static let textOID: Oid = 25
 
     static func copy(_ res: OpaquePointer) -> Result<PGRows, PGFailure> {
         let status = PQresultStatus(res)
@@ -315,4 +329,13 @@ extension String {
         while let last = result.last, last == "\n" || last == " " { result.removeLast() }
         return String(result)
     }
+}
+
+/// Runs `body` with a NULL-terminated array of C strings that live for the call.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { for c in copies { free(c) } }
+    var pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } }
+    pointers.append(nil)
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
 }

@@ -40,6 +40,22 @@ struct ServeOptions: ParsableArguments {
     var workers: String?
     @Option(name: .customLong("metrics-listen"), help: "Serve Prometheus metrics (GET /metrics) on HOST:PORT or [V6]:PORT (default off).")
     var metricsListen: String?
+    @Option(name: .customLong("passdb"), help: "Where users come from: passwd-file (default) or sql.")
+    var passdb: String?
+    @Option(name: .customLong("sql-connect"), help: "passdb sql: libpq connection string, e.g. 'host=/run/postgresql dbname=mail user=pop3d'.")
+    var sqlConnect: String?
+    @Option(name: .customLong("sql-password-query"), help: "passdb sql: query with $1 user, $2 local part, $3 domain, returning password [, home, mail].")
+    var sqlPasswordQuery: String?
+    @Option(name: .customLong("sql-connections"), help: "passdb sql: connections per process (default 2).")
+    var sqlConnections: String?
+    @Option(name: .customLong("sql-query-timeout"), help: "passdb sql: seconds before a query is abandoned (default 5).")
+    var sqlQueryTimeout: String?
+    @Option(name: .customLong("auth-cache-size"), help: "Users whose database answer is cached per process (default 100000, 0 = off).")
+    var authCacheSize: String?
+    @Option(name: .customLong("auth-cache-ttl"), help: "Seconds a cached user is trusted (default 3600).")
+    var authCacheTTL: String?
+    @Option(name: .customLong("auth-cache-negative-ttl"), help: "Seconds an unknown user is cached (default 600).")
+    var authCacheNegativeTTL: String?
 
     /// Flags as configuration keys: they win over the environment and the file.
     var flags: [String: [String]] {
@@ -54,6 +70,14 @@ struct ServeOptions: ParsableArguments {
         if let shutdownTimeout { f["shutdown_timeout"] = [shutdownTimeout] }
         if let workers { f["workers"] = [workers] }
         if let metricsListen { f["metrics_listen"] = [metricsListen] }
+        if let passdb { f["passdb"] = [passdb] }
+        if let sqlConnect { f["sql_connect"] = [sqlConnect] }
+        if let sqlPasswordQuery { f["sql_password_query"] = [sqlPasswordQuery] }
+        if let sqlConnections { f["sql_connections"] = [sqlConnections] }
+        if let sqlQueryTimeout { f["sql_query_timeout"] = [sqlQueryTimeout] }
+        if let authCacheSize { f["auth_cache_size"] = [authCacheSize] }
+        if let authCacheTTL { f["auth_cache_ttl"] = [authCacheTTL] }
+        if let authCacheNegativeTTL { f["auth_cache_negative_ttl"] = [authCacheNegativeTTL] }
         return f
     }
 }

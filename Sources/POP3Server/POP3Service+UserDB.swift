@@ -1,0 +1,127 @@
+import Auth
+import Logging
+import Reactor
+import SQL
+
+/// What a user lookup gave the login path.
+enum UserLookup {
+    /// `cached`: the entry came from the auth cache (fresh or, during an outage, stale), so a
+    /// password that does not match it is worth one fresh lookup.
+    case found(UserEntry, cached: Bool)
+    case unknown
+    /// The user database could not answer: `-ERR [SYS/TEMP]`, never `[AUTH]`.
+    case unavailable(String)
+}
+
+/// How far a lookup may trust the auth cache.
+enum LookupMode {
+    /// A fresh cache entry answers; else the database; stale entries while it is down.
+    case cached
+    /// The database answers; nothing cached is used (the retry after a cached mismatch).
+    case fresh
+    /// The database answers; a cached entry only while it is down (SCRAM, whose proof cannot
+    /// be re-checked against a second entry within one exchange).
+    case freshOrStale
+}
+
+/// `passdb: sql` (issue 15): the PostgreSQL user database and the auth cache in front of it.
+/// With `passwd-file` the lookup is the in-memory table, answered synchronously.
+extension POP3Service {
+    /// Builds the SQL user database from the configuration (no connection yet: `startUserDatabase`).
+    /// - Throws: `ConfigError` when `sql_connect` or `sql_password_query` is missing or refused.
+    static func makeUserDatabase(_ config: ServerConfig, loop: EventLoop, logger: Logger) throws -> SQLUserDB {
+        guard let query = config.sqlPasswordQuery, !query.isEmpty else {
+            throw ConfigError("sql_password_query: required with passdb: sql")
+        }
+        let info = try config.checkedConnectInfo()
+        let db = SQLUserDB(loop: loop, info: info, query: query, connections: config.sqlConnections,
+                           timeoutSeconds: Double(config.sqlQueryTimeoutSeconds))
+        db.onProblem = { message in logger.error("\(message)") }
+        db.pool.onOutage = { reason in
+            // Once per outage: the logins refused meanwhile are counted in the recovery line.
+            logger.warning("user database unavailable: \(reason)")
+        }
+        db.pool.onRecovery = { seconds, refused in
+            let rounded = (seconds * 10).rounded() / 10
+            logger.notice("user database back after \(rounded) s, \(refused) lookup(s) refused meanwhile")
+        }
+        return db
+    }
+
+    /// Opens the user database's connections: after the switch to `user`, so that the
+    /// database sees pop3d's user (peer authentication on a Unix socket), not root.
+    public func startUserDatabase() {
+        userDB?.start()
+    }
+
+    /// Closes the user database's connections (shutdown).
+    public func stopUserDatabase() {
+        userDB?.stop()
+    }
+
+    /// Looks `name` up in the user database; `completion` runs on the loop (synchronously for
+    /// the passwd-file and for cache hits). See `LookupMode` for the cache rules.
+    func lookupUser(_ name: String, mode: LookupMode = .cached, _ completion: @escaping (UserLookup) -> Void) {
+        guard let db = userDB else {
+            return completion(passwd.lookup(name).map { .found($0, cached: false) } ?? .unknown)
+        }
+        let key = UserName(name)
+        if mode == .cached {
+            switch authCache.lookup(key, now: loopSeconds) {
+            case .found(let entry): return completion(.found(entry, cached: true))
+            case .unknown: return completion(.unknown)
+            case .miss: break
+            }
+        }
+        db.lookup(key) { [weak self] answer in
+            guard let self else { return }
+            switch answer {
+            case .found(let entry):
+                self.authCache.store(key, entry: entry, now: self.loopSeconds)
+                // Unknown users are verified against a secret of the kind real users have.
+                if entry.scheme != self.sqlDummy.scheme {
+                    self.sqlDummy = UserEntry(user: "", scheme: entry.scheme, encoding: entry.encoding, secret: entry.secret)
+                }
+                completion(.found(entry, cached: false))
+            case .unknown:
+                self.authCache.store(key, entry: nil, now: self.loopSeconds)
+                completion(.unknown)
+            case .unavailable(let why):
+                if mode != .fresh, let stale = self.authCache.stale(key) {
+                    return completion(.found(stale, cached: true))
+                }
+                completion(.unavailable(why))
+            }
+        }
+    }
+
+    /// What an unknown user's password is verified against, so that unknown and known users
+    /// cost alike: the passwd-file's commonest scheme, or for SQL the scheme of the last user
+    /// found (SHA512-CRYPT until one is).
+    var dummyEntry: UserEntry { userDB == nil ? passwd.dummy : sqlDummy }
+
+    /// SIGHUP: forget every cached answer (a changed password, a deleted user).
+    func clearAuthCache() {
+        guard authCache.isEnabled else { return }
+        let dropped = authCache.count
+        authCache.removeAll()
+        logger.info("auth cache emptied", metadata: ["entries": "\(dropped)"])
+    }
+
+    var loopSeconds: Double { Double(loop.now) / 1e9 }
+}
+
+extension ServerConfig {
+    /// `sql_connect` checked by `SQL.ConnectInfo` (no DNS names, no `service=`).
+    /// - Throws: `ConfigError` naming the problem.
+    func checkedConnectInfo() throws -> ConnectInfo {
+        guard let text = sqlConnect, !text.isEmpty else {
+            throw ConfigError("sql_connect: required with passdb: sql (e.g. 'host=/run/postgresql dbname=mail user=pop3d')")
+        }
+        do {
+            return try ConnectInfo(text)
+        } catch {
+            throw ConfigError(error.description)
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Reactor
+
+/// `sql_connections` PostgreSQL connections of one process, on its loop: opened at start,
+/// re-opened with backoff, each running one query at a time; lookups that find every
+/// connection busy or connecting wait in a bounded FIFO.
+///
+/// Reconnecting: a connection that was ready and then closed (a server restart,
+/// `pg_terminate_backend`, a query timeout) is re-opened at once; a connect that fails waits
+/// `initialBackoff`, doubling up to `maxBackoff`, before the next try. So a stopped database
+/// costs one connect attempt per connection every `maxBackoff` seconds, and logins work again
+/// within about `maxBackoff` of the database coming back.
+///
+/// Outages: the pool is *up* until a connection fails; the first failure calls `onOutage`
+/// (once per outage, however many logins fail during it); the next successful connect calls
+/// `onRecovery` with the outage's length and the lookups refused meanwhile. While every
+/// connection is closed and waiting out its backoff, a lookup fails at once (`.unavailable`):
+/// there is nothing to wait for. Call on the loop.
+public final class PGPool {
+    /// Seconds before the first retry of a failed connect.
+    public static let initialBackoff = 0.1
+    /// Longest wait between connect attempts, in seconds.
+    public static let maxBackoff = 2.0
+    /// Lookups waiting for a free connection at most; more fail with `.unavailable` (the
+    /// process already has that many logins stuck behind the database).
+    public static let maxWaiting = 4096
+
+    /// Runs once when an outage starts, with libpq's reason.
+    public var onOutage: ((String) -> Void)?
+    /// Runs once when a connection succeeds after an outage: its length in seconds and the
+    /// lookups that failed meanwhile.
+    public var onRecovery: ((Double, Int) -> Void)?
+
+    private let loop: EventLoop
+    private let timeoutNanoseconds: UInt64
+    private var slots: [Slot] = []
+    private var waiting: [Waiting] = []
+    private var waitingHead = 0
+    private var isUp = true
+    private var downSince: UInt64 = 0
+    private var refusedDuringOutage = 0
+    private var stopped = false
+
+    private final class Slot {
+        let connection: PGConnection
+        var backoff = PGPool.initialBackoff
+        var timer: TimerID?
+        var wasReady = false
+        init(connection: PGConnection) { self.connection = connection }
+    }
+
+    private struct Waiting {
+        var sql: String
+        var parameters: [[UInt8]]
+        var completion: (Result<PGRows, PGFailure>) -> Void
+        var timer: TimerID?
+        /// False once served, failed or expired: dispatch skips it.
+        var live = true
+    }
+
+    /// `connections` ≥ 1; `timeoutNanoseconds` bounds each connect, each query and each wait
+    /// for a free connection.
+    public init(loop: EventLoop, info: ConnectInfo, connections: Int, timeoutNanoseconds: UInt64) {
+        self.loop = loop
+        self.timeoutNanoseconds = timeoutNanoseconds
+        for i in 0..<max(1, connections) {
+            let slot = Slot(connection: PGConnection(loop: loop, info: info, label: "#\(i + 1)",
+                                                    timeoutNanoseconds: timeoutNanoseconds))
+            slot.connection.onReady = { [weak self, unowned slot] in self?.ready(slot) }
+            slot.connection.onClosed = { [weak self, unowned slot] reason in self?.closed(slot, reason: reason) }
+            slots.append(slot)
+        }
+    }
+
+    deinit {
+        for slot in slots { if let t = slot.timer { loop.cancelTimer(t) } }
+    }
+
+    /// Opens every connection (returns at once; they connect on the loop).
+    public func start() {
+        stopped = false
+        for slot in slots where slot.connection.state == .closed && slot.timer == nil { slot.connection.connect() }
+    }
+
+    /// Closes every connection and fails the waiting lookups (shutdown, or a new
+    /// `sql_connect` on reload).
+    public func stop() {
+        stopped = true
+        for slot in slots {
+            if let t = slot.timer { loop.cancelTimer(t) }
+            slot.timer = nil
+            slot.connection.close()
+        }
+        failWaiting("user database connections closed")
+    }
+
+    /// Connections ready now (tests, metrics).
+    public var readyCount: Int { slots.reduce(0) { $0 + ($1.connection.state == .ready ? 1 : 0) } }
+    /// Lookups waiting for a connection.
+    public private(set) var waitingCount = 0
+
+    /// Runs `sql` with `parameters` (binary-format octets, `PGConnection.query`) on a free
+    /// connection, or waits (up to the timeout) for one. `completion` runs exactly once on
+    /// the loop; `.unavailable` when no connection can be had.
+    public func query(_ sql: String, parameters: [[UInt8]],
+                      completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
+        if slots.contains(where: { $0.connection.state == .ready }) {
+            // Earlier lookups first (the FIFO is empty unless a connection just came back).
+            if waitingCount > 0 { dispatchWaiting() }
+            if waitingCount == 0, let slot = slots.first(where: { $0.connection.state == .ready }) {
+                return send(slot, sql, parameters, completion)
+            }
+        }
+        let anyComing = slots.contains { $0.connection.state == .connecting || $0.connection.state == .busy }
+        guard !stopped, anyComing else {
+            refusedDuringOutage &+= 1
+            return completion(.failure(.unavailable(isUp ? "no connection to the user database" : "user database unreachable")))
+        }
+        guard waitingCount < Self.maxWaiting else {
+            refusedDuringOutage &+= 1
+            return completion(.failure(.unavailable("\(Self.maxWaiting) lookups already waiting for a connection")))
+        }
+        compactWaiting()
+        let index = waiting.count
+        var item = Waiting(sql: sql, parameters: parameters, completion: completion)
+        item.timer = loop.scheduleTimer(after: timeoutNanoseconds) { [weak self] in
+            self?.waitExpired(index: index)
+        }
+        waiting.append(item)
+        waitingCount += 1
+    }
+
+    private func send(_ slot: Slot, _ sql: String, _ parameters: [[UInt8]],
+                      _ completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
+        let sent = slot.connection.query(sql, parameters: parameters) { [weak self] result in
+            if case .failure(.unavailable) = result { self?.refusedDuringOutage &+= 1 }
+            completion(result)
+            self?.dispatchWaiting()
+        }
+        if !sent { completion(.failure(.notReady)) }
+    }
+
+    private func dispatchWaiting() {
+        while waitingHead < waiting.count, let slot = slots.first(where: { $0.connection.state == .ready }) {
+            let item = waiting[waitingHead]
+            waiting[waitingHead].live = false
+            waiting[waitingHead].parameters = []
+            waitingHead += 1
+            guard item.live else { continue }
+            waitingCount -= 1
+            if let t = item.timer { loop.cancelTimer(t) }
+            send(slot, item.sql, item.parameters, item.completion)
+        }
+        compactWaiting()
+    }
+
+    /// The FIFO is reset only when everything in it has been served, so an index stays
+    /// valid while its item waits (its timer is cancelled when it is served).
+    private func compactWaiting() {
+        if waitingHead == waiting.count {
+            waiting.removeAll(keepingCapacity: true)
+            waitingHead = 0
+        }
+    }
+
+    private func waitExpired(index: Int) {
+        guard index >= waitingHead, index < waiting.count, waiting[index].live else { return }
+        let item = waiting[index]
+        // Removing from the middle of the FIFO would shift the indices the other timers hold:
+        // the item stays as a dead entry that dispatch skips.
+        waiting[index].live = false
+        waiting[index].parameters = []
+        waiting[index].completion = { _ in }
+        waitingCount -= 1
+        refusedDuringOutage &+= 1
+        item.completion(.failure(.unavailable("no free user database connection within the timeout")))
+    }
+
+    private func failWaiting(_ reason: String) {
+        let pending = waiting[waitingHead...]
+        waiting.removeAll(keepingCapacity: true)
+        waitingHead = 0
+        waitingCount = 0
+        for item in pending where item.live {
+            if let t = item.timer { loop.cancelTimer(t) }
+            item.completion(.failure(.unavailable(reason)))
+        }
+    }
+
+    // MARK: connection events
+
+    private func ready(_ slot: Slot) {
+        slot.backoff = Self.initialBackoff
+        slot.wasReady = true
+        if !isUp {
+            isUp = true
+            let seconds = Double(cshimNow() &- downSince) / 1e9
+            onRecovery?(seconds, refusedDuringOutage)
+        }
+        refusedDuringOutage = 0
+        dispatchWaiting()
+    }
+
+    private func closed(_ slot: Slot, reason: String) {
+        if isUp {
+            isUp = false
+            downSince = cshimNow()
+            onOutage?(reason)
+        }
+        guard !stopped else { return }
+        let delay: Double
+        if slot.wasReady {
+            delay = 0
+            slot.wasReady = false
+        } else {
+            delay = slot.backoff
+            slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
+        }
+        if let t = slot.timer { loop.cancelTimer(t) }
+        slot.timer = loop.scheduleTimer(after: UInt64(delay * 1e9)) { [weak self, unowned slot] in
+            slot.timer = nil
+            guard let self, !self.stopped else { return }
+            slot.connection.connect()
+        }
+        // Lookups waiting for this connection: if no other can serve them, fail them now.
+        if !slots.contains(where: { $0.connection.state != .closed }) && delay > 0 {
+            failWaiting("user database unreachable: \(reason)")
+        }
+    }
+
+    private func cshimNow() -> UInt64 { loop.now }
+}
