@@ -1,6 +1,8 @@
 # make demo: install what is missing, build, serve a demo mailbox on 127.0.0.1:1110.
 # make test: install what is missing, build, run every test (Swift units, then the
 #            end-to-end suite against the built binaries with real clients).
+# make bench-sql: release build, then logins/s with users from PostgreSQL (Benchmarks/sql_logins.py,
+#            as root; BENCH_ARGS="--runs 5").
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
