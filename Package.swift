@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"], swiftSettings: strict),
         .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
-        .testTarget(name: "SQLTests", dependencies: ["SQL", "Reactor"], swiftSettings: strict),
+        .testTarget(name: "SQLTests", dependencies: ["SQL", "Reactor", "Auth"], swiftSettings: strict),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
         // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the
         // service's pools (Auth).

@@ -43,6 +43,8 @@ public final class POP3Metrics {
     let authQueue: CoreMetrics.Gauge
     let storageQueue: CoreMetrics.Gauge
     let loopTurn: CoreMetrics.Timer
+    let userdbLookups: [CoreMetrics.Counter]  // by `UserDBResultLabel`
+    let userdbOutages: CoreMetrics.Counter
 
     /// Creates every series of the catalogue at 0 in a new registry.
     public init() {
@@ -86,6 +88,8 @@ public final class POP3Metrics {
         authQueue = gauge("pop3d_auth_queue_depth")
         storageQueue = gauge("pop3d_storage_queue_depth")
         loopTurn = CoreMetrics.Timer(label: "pop3d_loop_turn_duration_seconds", dimensions: [], factory: f)
+        userdbLookups = UserDBResultLabel.allCases.map { counter("pop3d_userdb_lookups_total", [("result", $0.rawValue)]) }
+        userdbOutages = counter("pop3d_userdb_outages_total")
         Self.recordProcessFacts(factory: f)
     }
 
@@ -198,6 +202,23 @@ enum SessionStateLabel: String, CaseIterable {
 }
 
 /// `result` of `pop3d_logins_total`: RFC 3206's distinctions.
+/// `pop3d_userdb_lookups_total{result}` (`passdb: sql`, issue 15): how each user lookup was
+/// answered.
+enum UserDBResultLabel: String, CaseIterable {
+    /// A fresh auth cache entry (found or unknown): no query.
+    case cache
+    /// The database found the user.
+    case found
+    /// The database has no such user.
+    case unknown
+    /// The database could not answer and no cached entry stood in (`-ERR [SYS/TEMP]`).
+    case unavailable
+    /// The database could not answer; an expired cached entry was used.
+    case stale
+    private static let positions = casePositions(Self.self)
+    var index: Int { Self.positions[self] ?? 0 }
+}
+
 enum LoginResultLabel: String, CaseIterable {
     case ok
     /// Wrong secret or unknown user (`-ERR [AUTH]`).
@@ -309,6 +330,8 @@ struct HelpedPrometheusFactory: MetricsFactory {
         "pop3d_auth_penalty_seconds_total": "Seconds of failure penalty waited.",
         "pop3d_auth_queue_depth": "Password hashes waiting for the hashing pool.",
         "pop3d_storage_queue_depth": "Maildrop jobs waiting for the storage pool.",
+        "pop3d_userdb_lookups_total": "User lookups with passdb sql, by how they were answered (cache, found, unknown, unavailable, stale).",
+        "pop3d_userdb_outages_total": "Times the SQL user database became unreachable (one per outage, however many logins it refused).",
         "pop3d_loop_turn_duration_seconds": "Duration of event loop turns (the extra latency every session of the process waits).",
         "pop3d_start_time_seconds": "Unix time the process started, seconds.",
         "pop3d_build_info": "pop3d's version and the Swift compiler version; always 1.",

@@ -37,10 +37,7 @@ extension POP3Service {
         let db = SQLUserDB(loop: loop, info: info, query: query, connections: config.sqlConnections,
                            timeoutSeconds: Double(config.sqlQueryTimeoutSeconds))
         db.onProblem = { message in logger.error("\(message)") }
-        db.pool.onOutage = { reason in
-            // Once per outage: the logins refused meanwhile are counted in the recovery line.
-            logger.warning("user database unavailable: \(reason)")
-        }
+        db.pool.onNotice = { message in logger.notice("user database says: \(message)") }
         db.pool.onRecovery = { seconds, refused in
             let rounded = (seconds * 10).rounded() / 10
             logger.notice("user database back after \(rounded) s, \(refused) lookup(s) refused meanwhile")
@@ -51,7 +48,13 @@ extension POP3Service {
     /// Opens the user database's connections: after the switch to `user`, so that the
     /// database sees pop3d's user (peer authentication on a Unix socket), not root.
     public func startUserDatabase() {
-        userDB?.start()
+        guard let db = userDB else { return }
+        db.pool.onOutage = { [weak self] reason in
+            // Once per outage: the logins refused meanwhile are counted in the recovery line.
+            self?.logger.warning("user database unavailable: \(reason)")
+            self?.metrics?.userdbOutages.increment()
+        }
+        db.start()
     }
 
     /// Closes the user database's connections (shutdown).
@@ -68,13 +71,18 @@ extension POP3Service {
         let key = UserName(name)
         if mode == .cached {
             switch authCache.lookup(key, now: loopSeconds) {
-            case .found(let entry): return completion(.found(entry, cached: true))
-            case .unknown: return completion(.unknown)
+            case .found(let entry):
+                metrics?.userdbLookups[UserDBResultLabel.cache.index].increment()
+                return completion(.found(entry, cached: true))
+            case .unknown:
+                metrics?.userdbLookups[UserDBResultLabel.cache.index].increment()
+                return completion(.unknown)
             case .miss: break
             }
         }
         db.lookup(key) { [weak self] answer in
             guard let self else { return }
+            self.countLookup(answer, staleUsed: mode != .fresh && self.authCache.stale(key) != nil)
             switch answer {
             case .found(let entry):
                 self.authCache.store(key, entry: entry, now: self.loopSeconds)
@@ -109,6 +117,17 @@ extension POP3Service {
     }
 
     var loopSeconds: Double { Double(loop.now) / 1e9 }
+
+    private func countLookup(_ answer: SQLUserDB.Answer, staleUsed: Bool) {
+        guard let metrics else { return }
+        let label: UserDBResultLabel
+        switch answer {
+        case .found: label = .found
+        case .unknown: label = .unknown
+        case .unavailable: label = staleUsed ? .stale : .unavailable
+        }
+        metrics.userdbLookups[label.index].increment()
+    }
 }
 
 extension ServerConfig {

@@ -41,6 +41,9 @@ public final class PGConnection {
     public private(set) var state: State = .closed
     /// Runs when the connection is ready after `connect()`.
     public var onReady: (() -> Void)?
+    /// Runs for each notice or warning the server sends (PostgreSQL's NOTICE/WARNING messages;
+    /// libpq would print them on stderr).
+    public var onNotice: ((String) -> Void)?
     /// Runs when the connection closes by itself (failure, timeout, server gone), with why.
     public var onClosed: ((String) -> Void)?
 
@@ -87,6 +90,12 @@ public final class PGConnection {
             return fail("out of memory starting a connection")
         }
         conn = started
+        // Server notices go to `onNotice`, not to libpq's default, which prints on stderr.
+        PQsetNoticeProcessor(started, { arg, message in
+            guard let arg, let message else { return }
+            let connection = Unmanaged<PGConnection>.fromOpaque(arg).takeUnretainedValue()
+            connection.onNotice?(String(cString: message).trimmed())
+        }, Unmanaged.passUnretained(self).toOpaque())
         state = .connecting
         armTimer()
         guard PQstatus(started) != CONNECTION_BAD else { return fail(errorMessage()) }

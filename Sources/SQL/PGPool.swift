@@ -10,9 +10,11 @@ import Reactor
 /// costs one connect attempt per connection every `maxBackoff` seconds, and logins work again
 /// within about `maxBackoff` of the database coming back.
 ///
-/// Outages: the pool is *up* until a connection fails; the first failure calls `onOutage`
-/// (once per outage, however many logins fail during it); the next successful connect calls
-/// `onRecovery` with the outage's length and the lookups refused meanwhile. While every
+/// Outages: the pool is *up* until a connect attempt fails or a query is lost (timed out,
+/// connection broken); the first such failure calls `onOutage` (once per outage, however
+/// many logins fail during it); the next successful connect calls `onRecovery` with the
+/// outage's length and the lookups refused meanwhile. A ready connection that the server
+/// closes (`pg_terminate_backend`) and that re-opens at once is no outage. While every
 /// connection is closed and waiting out its backoff, a lookup fails at once (`.unavailable`):
 /// there is nothing to wait for. Call on the loop.
 public final class PGPool {
@@ -24,6 +26,8 @@ public final class PGPool {
     /// process already has that many logins stuck behind the database).
     public static let maxWaiting = 4096
 
+    /// Server notices and warnings of any connection.
+    public var onNotice: ((String) -> Void)?
     /// Runs once when an outage starts, with libpq's reason.
     public var onOutage: ((String) -> Void)?
     /// Runs once when a connection succeeds after an outage: its length in seconds and the
@@ -67,6 +71,7 @@ public final class PGPool {
                                                     timeoutNanoseconds: timeoutNanoseconds))
             slot.connection.onReady = { [weak self, unowned slot] in self?.ready(slot) }
             slot.connection.onClosed = { [weak self, unowned slot] reason in self?.closed(slot, reason: reason) }
+            slot.connection.onNotice = { [weak self] message in self?.onNotice?(message) }
             slots.append(slot)
         }
     }
@@ -97,6 +102,8 @@ public final class PGPool {
     public var readyCount: Int { slots.reduce(0) { $0 + ($1.connection.state == .ready ? 1 : 0) } }
     /// Lookups waiting for a connection.
     public private(set) var waitingCount = 0
+    /// The state of each connection (tests): `.closed` ones are waiting out their backoff.
+    var connectionStates: [PGConnection.State] { slots.map(\.connection.state) }
 
     /// Runs `sql` with `parameters` (binary-format octets, `PGConnection.query`) on a free
     /// connection, or waits (up to the timeout) for one. `completion` runs exactly once on
@@ -132,7 +139,11 @@ public final class PGPool {
     private func send(_ slot: Slot, _ sql: String, _ parameters: [[UInt8]],
                       _ completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
         let sent = slot.connection.query(sql, parameters: parameters) { [weak self] result in
-            if case .failure(.unavailable) = result { self?.refusedDuringOutage &+= 1 }
+            if case .failure(.unavailable(let why)) = result, let self, !self.stopped {
+                // A query timed out or its connection broke: this login is refused.
+                self.outage(why)
+                self.refusedDuringOutage &+= 1
+            }
             completion(result)
             self?.dispatchWaiting()
         }
@@ -200,29 +211,38 @@ public final class PGPool {
         dispatchWaiting()
     }
 
+    /// The first failure while up starts an outage; later ones are only counted.
+    private func outage(_ reason: String) {
+        guard isUp else { return }
+        isUp = false
+        downSince = cshimNow()
+        onOutage?(reason)
+    }
+
     private func closed(_ slot: Slot, reason: String) {
-        if isUp {
-            isUp = false
-            downSince = cshimNow()
-            onOutage?(reason)
-        }
         guard !stopped else { return }
-        let delay: Double
-        if slot.wasReady {
-            delay = 0
-            slot.wasReady = false
-        } else {
-            delay = slot.backoff
-            slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
-        }
         if let t = slot.timer { loop.cancelTimer(t) }
+        slot.timer = nil
+        if slot.wasReady {
+            // The server closed a ready connection (pg_terminate_backend, a restart, an idle
+            // timeout) or its query failed (counted in `send`): re-opened now, not from a timer,
+            // so that a lookup arriving meanwhile waits for it instead of finding every
+            // connection closed and being refused. Not an outage by itself: only if the re-open
+            // fails (then this runs again, with `wasReady` false), or a lookup was lost.
+            slot.wasReady = false
+            slot.connection.connect()
+            return
+        }
+        outage(reason)
+        let delay = slot.backoff
+        slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
         slot.timer = loop.scheduleTimer(after: UInt64(delay * 1e9)) { [weak self, unowned slot] in
             slot.timer = nil
             guard let self, !self.stopped else { return }
             slot.connection.connect()
         }
         // Lookups waiting for this connection: if no other can serve them, fail them now.
-        if !slots.contains(where: { $0.connection.state != .closed }) && delay > 0 {
+        if !slots.contains(where: { $0.connection.state != .closed }) {
             failWaiting("user database unreachable: \(reason)")
         }
     }

@@ -25,8 +25,9 @@ public final class SQLUserDB {
     public let pool: PGPool
     /// `sql_password_query`; a SIGHUP may replace it.
     public var query: String
-    /// Problems worth a log line that are not outages: a failing query (reported once until
-    /// a query succeeds again), a row whose password cannot be used, several rows.
+    /// Problems worth a log line that are not outages: a failing query or one without a
+    /// `password` column (reported once until a query answers properly again), a row whose
+    /// password cannot be used, several rows.
     public var onProblem: ((String) -> Void)?
     private var queryFailureReported = false
 
@@ -78,11 +79,15 @@ public final class SQLUserDB {
             }
             return .unavailable("query failed (SQLSTATE \(sqlstate))")
         case .success(let rows):
-            queryFailureReported = false
             guard let passwordColumn = rows.column("password") else {
-                onProblem?("sql_password_query returned no column named password")
+                // A configuration mistake like a failing query: once, not once per login.
+                if !queryFailureReported {
+                    queryFailureReported = true
+                    onProblem?("sql_password_query returned no column named password")
+                }
                 return .unavailable("query has no password column")
             }
+            queryFailureReported = false
             guard let row = rows.rows.first else { return .unknown }
             guard rows.rows.count == 1 else {
                 onProblem?("sql_password_query returned \(rows.rows.count) rows for one user: treated as unknown")

@@ -32,12 +32,52 @@ final class Cluster {
             guard chown(dir, pw.pointee.pw_uid, pw.pointee.pw_gid) == 0 else { throw Failure("chown: errno \(errno)") }
         }
         try shell("\(bin)/initdb -D \(dir)/data -U \(user) -A trust --no-sync -E UTF8 > \(dir)/initdb.log 2>&1")
+        try startServer()
+    }
+
+    /// Starts the postmaster on the cluster's data (again, after `stopServer()`); waits until
+    /// it accepts connections (`pg_ctl -w`).
+    func startServer() throws {
+        guard pid == 0 else { return }
+        let bin = try Self.binDirectory()
         try shell("\(bin)/pg_ctl -D \(dir)/data -o \"-k \(dir) -h ''\" -l \(dir)/server.log -w start > /dev/null 2>&1")
         let pidFile = try Self.read("\(dir)/data/postmaster.pid")
         guard let first = pidFile.split(separator: "\n").first, let number = pid_t(first) else {
             throw Failure("no PID in postmaster.pid")
         }
         pid = number
+    }
+
+    /// Fast shutdown (SIGINT) of the postmaster by PID, keeping the data for `startServer()`.
+    /// Returns when the postmaster has exited (at most 20 s); its clients' connections are
+    /// closed by the server and its socket file is gone.
+    func stopServer() {
+        guard pid > 0 else { return }
+        kill(pid, SIGINT)
+        var waited = 0
+        while Self.isRunning(pid) && waited < 2000 {
+            usleep(10_000)
+            waited += 1
+        }
+        pid = 0
+    }
+
+    /// Whether `pid` exists and has not exited: the postmaster is reparented to PID 1, which
+    /// may reap it a second or two after it exited (a zombie still answers kill(pid, 0)).
+    static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        return state != "Z"
+    }
+
+    /// `pg_terminate_backend` on every client backend of `user` except psql's own: the
+    /// server closes those connections, as an administrator or a restart would.
+    func terminateClientBackends() throws {
+        try psql("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE usename = '\(user)' AND backend_type = 'client backend' AND pid <> pg_backend_pid();
+            """)
     }
 
     /// `host=<dir> dbname=postgres user=pop3test`.
@@ -51,17 +91,21 @@ final class Cluster {
         try shell("\(bin)/psql -X -q -v ON_ERROR_STOP=1 -h \(dir) -U \(user) -d postgres -f \(file) > /dev/null 2>&1")
     }
 
+    /// Runs one statement through psql and returns its unaligned, tuples-only output
+    /// (`psql -tA`), trimmed.
+    func psqlOutput(_ sql: String) throws -> String {
+        let bin = try Self.binDirectory()
+        let file = "\(dir)/script.sql", out = "\(dir)/output.txt"
+        try Self.write(file, sql)
+        try shell("\(bin)/psql -X -q -tA -v ON_ERROR_STOP=1 -h \(dir) -U \(user) -d postgres -f \(file) > \(out) 2>/dev/null")
+        var text = Substring(try Self.read(out))
+        while let last = text.last, last == "\n" || last == " " { text.removeLast() }
+        return String(text)
+    }
+
     /// Fast shutdown (SIGINT) by PID, waits up to 20 s for the postmaster to exit, removes the folder.
     func stop() {
-        if pid > 0 {
-            kill(pid, SIGINT)
-            var waited = 0
-            while kill(pid, 0) == 0 && waited < 2000 {
-                usleep(10_000)
-                waited += 1
-            }
-            pid = 0
-        }
+        stopServer()
         _ = Self.run(["/bin/rm", "-rf", dir])
     }
 

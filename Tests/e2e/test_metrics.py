@@ -40,6 +40,7 @@ FAMILIES = [
     "pop3d_deleted_messages_total", "pop3d_tls_handshakes_total", "pop3d_auth_penalties_total",
     "pop3d_auth_penalty_seconds_total", "pop3d_auth_queue_depth", "pop3d_storage_queue_depth",
     "pop3d_loop_turn_duration_seconds", "pop3d_start_time_seconds", "pop3d_build_info",
+    "pop3d_userdb_lookups_total", "pop3d_userdb_outages_total",
 ]
 MECHANISMS = ["user", "apop", "plain", "login", "cram-md5", "scram-sha-256"]
 RESULTS = ["ok", "auth_failed", "in_use", "login_delay", "temp_failure", "unavailable"]
