@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Logins per second with users from PostgreSQL (issue 15), four servers side by side in one run:
+"""Logins per second with users from PostgreSQL (issue 15), five servers side by side in one run:
 
     sudo python3 Benchmarks/sql_logins.py --runs 3 --out /tmp/sql.md   # after swift build -c release
-    make bench-sql                                                        # the same, installing what is missing
+    sudo make bench-sql BENCH_ARGS="--runs 3"                             # the same, building release and installing what is missing
 
 - file:        pop3d with a passwd-file of the same users (`--passwd-file`), the baseline;
 - sql:         pop3d with `--passdb sql`, auth cache on (its default size) and warm: every
