@@ -1,6 +1,8 @@
 # make demo: install what is missing, build, serve a demo mailbox on 127.0.0.1:1110.
 # make test: install what is missing, build, run every test (Swift units, then the
 #            end-to-end suite against the built binaries with real clients).
+# make bench-sql: release build, then logins/s with users from PostgreSQL (Benchmarks/sql_logins.py,
+#            as root; BENCH_ARGS="--runs 5").
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
@@ -30,7 +32,7 @@ DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo ye
 COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && echo yes)
 POSTGRESQL_WAS_INSTALLED := $(shell dpkg -s postgresql >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test deps test-deps postgres-deps build release unit e2e clean
+.PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean
 
 # Installs only what is missing, so a prepared machine never touches apt. $(2): more
 # apt-get install options.
@@ -38,6 +40,15 @@ define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing; fi
+endef
+
+# dovecot-pop3d of dovecot-core's exact version, unpacked (apt-get download, dpkg-deb -x),
+# unless it is installed.
+define dovecot_pop3d_unpack
+	@if [ ! -x /usr/lib/dovecot/pop3 ] && [ ! -x $(DOVECOT_POP3_DIR)/usr/lib/dovecot/pop3 ]; then \
+	  v="$$(dpkg-query -W -f '$${Version}' dovecot-core)" && mkdir -p $(DOVECOT_POP3_DIR) && \
+	  cd $(DOVECOT_POP3_DIR) && apt-get download -qq "dovecot-pop3d=$$v" && \
+	  dpkg-deb -x dovecot-pop3d_*.deb . && rm -f dovecot-pop3d_*.deb; fi
 endef
 
 deps:
@@ -98,11 +109,7 @@ ifneq ($(DOVECOT_WAS_INSTALLED),yes)
 	elif [ -s /run/dovecot/master.pid ]; then kill "$$(cat /run/dovecot/master.pid)"; fi; \
 	if command -v systemctl >/dev/null; then systemctl disable --quiet dovecot.service dovecot.socket; fi
 endif
-	@# dovecot-pop3d of dovecot-core's exact version, unpacked (apt-get download, dpkg-deb -x).
-	@if [ ! -x /usr/lib/dovecot/pop3 ] && [ ! -x $(DOVECOT_POP3_DIR)/usr/lib/dovecot/pop3 ]; then \
-	  v="$$(dpkg-query -W -f '$${Version}' dovecot-core)" && mkdir -p $(DOVECOT_POP3_DIR) && \
-	  cd $(DOVECOT_POP3_DIR) && apt-get download -qq "dovecot-pop3d=$$v" && \
-	  dpkg-deb -x dovecot-pop3d_*.deb . && rm -f dovecot-pop3d_*.deb; fi
+	$(dovecot_pop3d_unpack)
 ifneq ($(COURIER_WAS_INSTALLED),yes)
 	@# Debian's courier-authdaemon postinst enables and starts authdaemond. The Courier test
 	@# runs its own (own configuration and socket, in a private mount namespace), never the
@@ -119,6 +126,32 @@ endif
 	  dpkg-deb -x courier-pop_*.deb . && rm -f courier-pop_*.deb; fi
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || { \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest; }
+
+# Benchmarks (run as root, on the release build). bench-deps: what they need beyond the build:
+# PostgreSQL's server (postgres-deps), Dovecot with its pgsql driver and Dovecot's POP3
+# binaries (unpacked as for the tests) for Benchmarks/sql_logins.py (issue 15). Installing
+# dovecot-pgsql runs dovecot-core's trigger, which restarts the system's Dovecot: a
+# policy-rc.d that refuses (exit 101) keeps every postinst and trigger from starting it
+# during the install, as Benchmarks/compare.sh does, and a Dovecot this run installed is
+# disabled, as test-deps does. The benchmarks run their own Dovecot and cluster.
+BENCH_PACKAGES := dovecot-core dovecot-pgsql
+
+bench-deps: deps postgres-deps
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; policy=/usr/sbin/policy-rc.d; made=0; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && made=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; status=$$?; \
+	  if [ $$made = 1 ]; then rm -f $$policy; fi; exit $$status; fi
+ifneq ($(DOVECOT_WAS_INSTALLED),yes)
+	-@if command -v systemctl >/dev/null; then systemctl disable --quiet dovecot.service dovecot.socket; fi
+endif
+	$(dovecot_pop3d_unpack)
+	@id pop3bench >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin pop3bench
+
+# Logins/s with users from PostgreSQL: pop3d with a passwd-file, with SQL (auth cache warm and
+# off), Dovecot with pgsql and with a passwd-file; BENCH_ARGS="--runs 5" and so on.
+bench-sql: release bench-deps
+	$(PYTHON) Benchmarks/sql_logins.py $(BENCH_ARGS)
 
 build: deps
 	$(SWIFT) build

@@ -187,17 +187,22 @@ class Pop3d(Server):
     name = "pop3d"
 
     def __init__(self, run, data, port, processes=1, extra_env=None, workers=1, cpus="0",
-                 log_level="warning", log_name="pop3d.log", wrapper=None, start_timeout=30, binary=None):
+                 log_level="warning", log_name="pop3d.log", wrapper=None, start_timeout=30, binary=None,
+                 userdb_args=None):
         """`processes`: separate pop3d processes sharing the port (SO_REUSEPORT). `workers`:
         `--workers N` of each (one master and N worker processes; 1 = the single process).
         `cpus`: the taskset CPU list every process inherits, or None for no pinning.
         `wrapper`: arguments run before pop3d's path (e.g. valgrind and its options);
         `start_timeout`: seconds to wait for READY=1 (longer under valgrind); `binary`: another
-        pop3d than the release build's (e.g. a copy without DWARF for valgrind)."""
+        pop3d than the release build's (e.g. a copy without DWARF for valgrind). `userdb_args`:
+        the users and mail location flags instead of the data's passwd-file and
+        `maildir:DATA/mail/%u/Maildir` (e.g. `--passdb sql ...`, Benchmarks/sql_logins.py)."""
         super().__init__(run, data, port)
         self.wrapper = list(wrapper or [])
         self.start_timeout = start_timeout
         self.binary = binary or os.environ.get("COMPARE_POP3D_BIN") or os.path.join(ROOT, ".build/release/pop3d")
+        self.userdb_args = list(map(str, userdb_args)) if userdb_args else [
+            "--passwd-file", os.path.join(data, "passwd"), "--mail", f"maildir:{data}/mail/%u/Maildir"]
         self.processes = processes
         self.workers = workers
         self.cpus = cpus
@@ -252,8 +257,7 @@ class Pop3d(Server):
             env["POP3D_REUSE_PORT"] = "true"
         cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + self.wrapper + [
                self.binary, "serve",
-               "--listen", f"127.0.0.1:{self.port}", "--passwd-file", os.path.join(self.data, "passwd"),
-               "--mail", f"maildir:{self.data}/mail/%u/Maildir", "--log-level", self.log_level]
+               "--listen", f"127.0.0.1:{self.port}", *self.userdb_args, "--log-level", self.log_level]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         self.log = open(self.log_path, "ab")
@@ -294,13 +298,17 @@ class Pop3d(Server):
 class Dovecot(Server):
     name = "dovecot"
 
-    def __init__(self, run, data, port):
+    def __init__(self, run, data, port, template="dovecot.conf.in", substitutions=None, cpus="0"):
+        """`template`: a file of Benchmarks/ whose @KEY@s are replaced (@RUN@, @DATA@, @UID@,
+        @GID@, @PORT@, and `substitutions`); `cpus`: the master's taskset list (every Dovecot
+        process inherits it), or None for no pinning."""
         super().__init__(run, data, port)
+        self.cpus = cpus
         user = pwd.getpwnam(BENCH_USER)
-        with open(os.path.join(HERE, "dovecot.conf.in")) as f:
+        with open(os.path.join(HERE, template)) as f:
             conf = f.read()
         for key, value in {"@RUN@": run, "@DATA@": data, "@UID@": str(user.pw_uid),
-                           "@GID@": str(user.pw_gid), "@PORT@": str(port)}.items():
+                           "@GID@": str(user.pw_gid), "@PORT@": str(port), **(substitutions or {})}.items():
             conf = conf.replace(key, value)
         self.conf = os.path.join(run, "dovecot.conf")
         with open(self.conf, "w") as f:
@@ -309,7 +317,7 @@ class Dovecot(Server):
     def start(self):
         # -F: the master stays our child, so its PID is the root of the tree we sample and stop.
         self.log = open(os.path.join(self.run, "dovecot.stderr"), "ab")
-        self.proc = subprocess.Popen(["taskset", "-c", "0", "dovecot", "-F", "-c", self.conf],
+        self.proc = subprocess.Popen((["taskset", "-c", self.cpus] if self.cpus else []) + ["dovecot", "-F", "-c", self.conf],
                                      stdout=self.log, stderr=self.log)
         self.wait_port()
 
@@ -345,7 +353,7 @@ def pop3bench(server, scenario, *args, limit=600.0, timeout=120, allow_errors=Fa
     `timeout`: seconds a server may stay silent before pop3bench counts a timeout error (the
     10,000-session storm needs minutes for Dovecot's greetings)."""
     cmd = (["taskset", "-c", cpus] if cpus else []) + [
-           os.path.join(ROOT, ".build/release/pop3bench"), scenario,
+           os.environ.get("COMPARE_POP3BENCH_BIN") or os.path.join(ROOT, ".build/release/pop3bench"), scenario,
            "--port", str(server.port), "--json", "--quiet", "--timeout", str(timeout),
            "--max-time", str(limit), *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
