@@ -252,6 +252,10 @@ public final class PGConnection {
     /// refuses a bind that supplies more parameters than the statement declares.
     static let textOID: Oid = 25
 
+    /// The `.unavailable` reason of a query that passed the timeout (the pool does not run
+    /// such a query again: the database is slow, not gone).
+    public static let queryTimedOut = "query timed out"
+
     static func copy(_ res: OpaquePointer) -> Result<PGRows, PGFailure> {
         let status = PQresultStatus(res)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
@@ -316,7 +320,7 @@ public final class PGConnection {
             guard let self else { return }
             self.timer = nil
             // Never PQcancel: it connects to the server and waits, blocking the loop.
-            self.fail(self.state == .connecting ? "connect timed out" : "query timed out")
+            self.fail(self.state == .connecting ? "connect timed out" : Self.queryTimedOut)
         }
     }
 

@@ -61,6 +61,8 @@ public final class PGPool {
         var live = true
         /// True once nobody waits for the answer (the client closed its connection).
         var abandoned: (() -> Bool)?
+        /// Times it may still be run again after its connection broke under it (`send`).
+        var retries: Int
     }
 
     /// `connections` ≥ 1; `timeoutNanoseconds` bounds each connect, each query and each wait
@@ -119,7 +121,7 @@ public final class PGPool {
             // Earlier lookups first (the FIFO is empty unless a connection just came back).
             if waitingCount > 0 { dispatchWaiting() }
             if waitingCount == 0, let slot = slots.first(where: { $0.connection.state == .ready }) {
-                return send(slot, sql, parameters, completion)
+                return send(slot, sql, parameters, abandoned: abandoned, retries: slots.count, completion)
             }
         }
         let anyComing = slots.contains { $0.connection.state == .connecting || $0.connection.state == .busy }
@@ -132,9 +134,14 @@ public final class PGPool {
             refusedDuringOutage &+= 1
             return completion(.failure(.unavailable("\(Self.maxWaiting) lookups already waiting for a connection")))
         }
+        enqueue(Waiting(sql: sql, parameters: parameters, completion: completion, abandoned: abandoned,
+                        retries: slots.count))
+    }
+
+    private func enqueue(_ item: Waiting) {
         compactWaiting()
         let index = waiting.count
-        var item = Waiting(sql: sql, parameters: parameters, completion: completion, abandoned: abandoned)
+        var item = item
         item.timer = loop.scheduleTimer(after: timeoutNanoseconds) { [weak self] in
             self?.waitExpired(index: index)
         }
@@ -142,9 +149,24 @@ public final class PGPool {
         waitingCount += 1
     }
 
-    private func send(_ slot: Slot, _ sql: String, _ parameters: [[UInt8]],
-                      _ completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
+    /// Runs the query on `slot`. When the connection breaks under it (the server ended it:
+    /// `pg_terminate_backend`, a restart, an idle connection dropped on the way; libpq sees
+    /// it only when it sends on it), the lookup, a read that is safe to repeat, is run again
+    /// on another or the re-opened connection, up to `retries` times (as Dovecot's SQL
+    /// driver retries a query once after a lost connection), instead of failing a login
+    /// the database can answer. Not after a timeout: the database is slow, not gone.
+    private func send(_ slot: Slot, _ sql: String, _ parameters: [[UInt8]], abandoned: (() -> Bool)?,
+                      retries: Int, _ completion: @escaping (Result<PGRows, PGFailure>) -> Void) {
         let sent = slot.connection.query(sql, parameters: parameters) { [weak self] result in
+            if case .failure(.unavailable(let why)) = result, let self, !self.stopped, retries > 0,
+               why != PGConnection.queryTimedOut, self.waitingCount < Self.maxWaiting {
+                // Queued, not sent now: the broken connection is re-opened right after this
+                // completion (`closed`), and another that looks ready may be broken too
+                // (pg_terminate_backend of every connection). If none comes back, the
+                // queue is failed at once (`closed`).
+                return self.enqueue(Waiting(sql: sql, parameters: parameters, completion: completion,
+                                            abandoned: abandoned, retries: retries - 1))
+            }
             if case .failure(.unavailable(let why)) = result, let self, !self.stopped {
                 // A query timed out or its connection broke: this login is refused.
                 self.outage(why)
@@ -169,7 +191,7 @@ public final class PGPool {
                 item.completion(.failure(.unavailable("the client went away")))
                 continue
             }
-            send(slot, item.sql, item.parameters, item.completion)
+            send(slot, item.sql, item.parameters, abandoned: item.abandoned, retries: item.retries, item.completion)
         }
         compactWaiting()
     }

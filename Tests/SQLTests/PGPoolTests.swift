@@ -181,6 +181,24 @@ struct PGPoolTests {
         pool.stop()
     }
 
+    @Test func aLookupWhoseConnectionIsKilledUnderItRunsAgainOnTheReopenedOne() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let pool = PGPool(loop: loop, info: try ConnectInfo(cluster.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
+        pool.start()
+        #expect(try runner.run(seconds: 20) { pool.readyCount == 1 })
+        var outcome: Outcome?
+        pool.query("SELECT $1::text, pg_sleep(0.5)", parameters: [Array("again".utf8)]) { outcome = $0 }
+        #expect(pool.connectionStates == [.busy])
+        // The loop is not running while psql kills the backend under the query.
+        try cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();")
+        #expect(try runner.run(seconds: 20) { outcome != nil })
+        #expect(try outcome?.get().rows.first?.first == Array("again".utf8), "\(String(describing: outcome))")
+        pool.stop()
+    }
+
     @Test func aFullQueueDropsItsAbandonedLookupsBeforeRefusing() throws {
         let loop = try EventLoop()
         let runner = Runner(loop)
