@@ -618,6 +618,12 @@ def finish(text, *, runs, started, run, failures, out, data, notes=()):
     text += (f"\n\n{runs} run(s), {time.monotonic() - started:.0f} s; load average at the end "
              f"{' '.join(load)}; logs in {run}.\n")
     text += "".join(f"\n{note}\n" for note in notes)
+    report(text, failures=failures, out=out, data=data)
+
+
+def report(text, *, failures, out, data):
+    """Prints `text` and the failures (and writes them to `out`); deletes `data` when all went
+    well; exits 1 when anything failed."""
     if failures:
         text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
     print(text)

@@ -355,15 +355,7 @@ def main():
             f"pop3bench on {a.bench_cpus or 'any'}. Medians (min–max) of {a.runs} run(s), the variants' "
             f"order rotating; load average before {load_before}, after {loadavg()}; "
             f"{time.monotonic() - started:.0f} s; logs in {run}.\n")
-    if failures:
-        text += "\nFailures:\n" + "".join(f"- {f}\n" for f in failures)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
-    if not failures:
-        shutil.rmtree(data, ignore_errors=True)
-    sys.exit(1 if failures else 0)
+    c.report(text, failures=failures, out=a.out, data=data)
 
 
 if __name__ == "__main__":

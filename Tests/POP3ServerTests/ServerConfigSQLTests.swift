@@ -13,13 +13,7 @@ import Testing
     static let sqlFlags: [String: [String]] = ["passdb": ["sql"], "sql_connect": [connect], "sql_password_query": [query]]
 
     func withFile(_ text: String, _ body: (String) async throws -> Void) async throws {
-        let path = "/tmp/pop3d-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        try #require(fd >= 0)
-        _ = text.withCString { write(fd, $0, strlen($0)) }
-        close(fd)
-        defer { unlink(path) }
-        try await body(path)
+        try await ServerConfigTests().withFile(text, body)
     }
 
     @Test func defaultsAreTheIssuesTable() async throws {

@@ -29,18 +29,43 @@ struct SQLUserDBClusterTests {
         try ask(db, runner, Array(name.utf8))
     }
 
-    @Test func usersComeFromTheTableAndNoInputChangesTheStatement() throws {
-        let cluster = try Cluster()
-        defer { cluster.stop() }
-        try cluster.psql(Self.setup)
-        let loop = try EventLoop()
-        let runner = PGConnectionTests.Runner(loop)
-        let db = SQLUserDB(loop: loop, info: try ConnectInfo(cluster.conninfo), query: Self.postfixAdmin,
-                           connections: 2, timeoutSeconds: 5)
+    /// A cluster with `setup`'s table, a loop, and a started SQLUserDB running `query`;
+    /// `problems` collects what it reports. `stop()` closes the connections and the cluster.
+    final class Fixture {
+        let cluster: Cluster
+        let runner: PGConnectionTests.Runner
+        let db: SQLUserDB
         var problems: [String] = []
-        db.onProblem = { problems.append($0) }
-        db.start()
-        defer { db.stop() }
+
+        init(query: String, connections: Int) throws {
+            cluster = try Cluster()
+            do {
+                try cluster.psql(SQLUserDBClusterTests.setup)
+                let loop = try EventLoop()
+                runner = PGConnectionTests.Runner(loop)
+                db = SQLUserDB(loop: loop, info: try ConnectInfo(cluster.conninfo), query: query,
+                               connections: connections, timeoutSeconds: 5)
+            } catch {
+                cluster.stop()
+                throw error
+            }
+            db.onProblem = { [unowned self] in self.problems.append($0) }
+            db.start()
+        }
+
+        func stop() {
+            db.stop()
+            cluster.stop()
+        }
+
+        func ask(_ name: String) throws -> SQLUserDB.Answer? { try SQLUserDBClusterTests.ask(db, runner, name) }
+        func ask(_ name: [UInt8]) throws -> SQLUserDB.Answer? { try SQLUserDBClusterTests.ask(db, runner, name) }
+    }
+
+    @Test func usersComeFromTheTableAndNoInputChangesTheStatement() throws {
+        let fixture = try Fixture(query: Self.postfixAdmin, connections: 2)
+        defer { fixture.stop() }
+        let (cluster, runner, db) = (fixture.cluster, fixture.runner, fixture.db)
         #expect(try runner.run(seconds: 20) { db.pool.readyCount == 2 })
 
         #expect(try Self.ask(db, runner, "alice@example.org") == .found(UserEntry(
@@ -58,30 +83,21 @@ struct SQLUserDBClusterTests {
         #expect(try Self.ask(db, runner, [0x61, 0x00, 0x40, 0x62]) == .unknown)
         #expect(try Self.ask(db, runner, [0x61, 0xff, 0x40, 0x62]) == .unknown)
         #expect(try cluster.psqlOutput("SELECT count(*) FROM mailbox") == "4", "the table is intact")
-        #expect(problems.isEmpty, "\(problems)")
+        #expect(fixture.problems.isEmpty, "\(fixture.problems)")
     }
 
     @Test func localPartAndDomainAreTheirOwnParameters() throws {
-        let cluster = try Cluster()
-        defer { cluster.stop() }
-        try cluster.psql(Self.setup)
-        let loop = try EventLoop()
-        let runner = PGConnectionTests.Runner(loop)
-        let db = SQLUserDB(loop: loop, info: try ConnectInfo(cluster.conninfo),
-                           query: "SELECT password FROM mailbox WHERE local_part = $2 AND domain = $3",
-                           connections: 1, timeoutSeconds: 5)
-        var problems: [String] = []
-        db.onProblem = { problems.append($0) }
-        db.start()
-        defer { db.stop() }
+        let fixture = try Fixture(query: "SELECT password FROM mailbox WHERE local_part = $2 AND domain = $3", connections: 1)
+        defer { fixture.stop() }
+        let (runner, db) = (fixture.runner, fixture.db)
         guard case .found(let alice)? = try Self.ask(db, runner, "alice@example.org") else {
-            Issue.record("alice by $2/$3 not found; problems: \(problems)")
+            Issue.record("alice by $2/$3 not found; problems: \(fixture.problems)")
             return
         }
         #expect(alice.user == "alice@example.org" && alice.secret == Array("secret".utf8))
         // Split at the last @.
         guard case .found(let ab)? = try Self.ask(db, runner, "a@b@example.net") else {
-            Issue.record("a@b@example.net not found; problems: \(problems)")
+            Issue.record("a@b@example.net not found; problems: \(fixture.problems)")
             return
         }
         #expect(ab.secret == Array("odd".utf8))
@@ -90,29 +106,20 @@ struct SQLUserDBClusterTests {
         // A query may use one parameter only ($3): the others are still declared.
         db.query = "SELECT password FROM mailbox WHERE domain = $3 AND local_part = 'bob'"
         guard case .found(let bob)? = try Self.ask(db, runner, "anyone@example.org") else {
-            Issue.record("a query with $3 alone failed; problems: \(problems)")
+            Issue.record("a query with $3 alone failed; problems: \(fixture.problems)")
             return
         }
         #expect(bob.secret == Array("other".utf8))
-        #expect(problems.isEmpty, "\(problems)")
+        #expect(fixture.problems.isEmpty, "\(fixture.problems)")
     }
 
     @Test func serverErrorsAndSurprisingResults() throws {
-        let cluster = try Cluster()
-        defer { cluster.stop() }
-        try cluster.psql(Self.setup)
-        let loop = try EventLoop()
-        let runner = PGConnectionTests.Runner(loop)
-        let db = SQLUserDB(loop: loop, info: try ConnectInfo(cluster.conninfo),
-                           query: "SELECT password FROM mailbox WHERE length(username) = $1::int",
-                           connections: 1, timeoutSeconds: 5)
-        var problems: [String] = []
-        db.onProblem = { problems.append($0) }
-        db.start()
-        defer { db.stop() }
+        let fixture = try Fixture(query: "SELECT password FROM mailbox WHERE length(username) = $1::int", connections: 1)
+        defer { fixture.stop() }
+        let (runner, db) = (fixture.runner, fixture.db)
         // The server refuses the value itself (22P02, invalid input syntax for integer): unknown.
         #expect(try Self.ask(db, runner, "alice@example.org") == .unknown)
-        #expect(problems.isEmpty, "\(problems)")
+        #expect(fixture.problems.isEmpty, "\(fixture.problems)")
 
         // A statement the server cannot run: unavailable, reported once, the connection kept.
         db.query = "SELECT password FROM no_such_table WHERE username = $1"
@@ -123,14 +130,14 @@ struct SQLUserDBClusterTests {
             }
             #expect(why.contains("42P01"), "\(why)")
         }
-        #expect(problems.count == 1, "\(problems)")
-        #expect(problems.first?.contains("no_such_table") == true, "\(problems)")
+        #expect(fixture.problems.count == 1, "\(fixture.problems)")
+        #expect(fixture.problems.first?.contains("no_such_table") == true, "\(fixture.problems)")
         #expect(db.pool.readyCount == 1, "a query error does not close the connection")
 
         // Several rows for one name: unknown, reported.
         db.query = "SELECT password FROM mailbox WHERE domain = $3"
         #expect(try Self.ask(db, runner, "x@example.org") == .unknown)
-        #expect(problems.count == 2 && problems.last?.contains("3 rows") == true, "\(problems)")
+        #expect(fixture.problems.count == 2 && fixture.problems.last?.contains("3 rows") == true, "\(fixture.problems)")
 
         // No password column: unavailable, reported.
         db.query = "SELECT password AS secret FROM mailbox WHERE username = $1"
@@ -138,6 +145,6 @@ struct SQLUserDBClusterTests {
             Issue.record("a result without a password column was not unavailable")
             return
         }
-        #expect(problems.count == 3 && problems.last?.contains("password") == true, "\(problems)")
+        #expect(fixture.problems.count == 3 && fixture.problems.last?.contains("password") == true, "\(fixture.problems)")
     }
 }

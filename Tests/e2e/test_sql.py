@@ -114,6 +114,29 @@ def login_reply(server, name, password):
     return reply
 
 
+def start_slow_login(server, sqlhost):
+    """Starts the `slow` user's USER/PASS on a thread and returns (thread, result) once its
+    query sleeps in pg_sleep on the server; `result` then gets `reply`, `elapsed` (s) and
+    `at` (monotonic time of the reply). The caller joins the thread with a timeout."""
+    result = {}
+
+    def slow_login():
+        t0 = time.monotonic()
+        result["reply"] = login_reply(server, user("slow"), password_of("slow"))
+        result["at"] = time.monotonic()
+        result["elapsed"] = result["at"] - t0
+    thread = threading.Thread(target=slow_login)
+    thread.start()
+    try:
+        wait_for(lambda: sqlhost.pg.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep';") == "1",
+            timeout=10, what="the slow lookup to be in pg_sleep")
+    except BaseException:
+        thread.join(timeout=30)
+        raise
+    return thread, result
+
+
 def log_lines(server, text):
     return [l for l in server.output().splitlines() if text in l]
 
@@ -222,19 +245,8 @@ def test_slow_lookup_does_not_hold_up_other_sessions(sqlhost):
     probe, r = userpass(server, user("probe").encode(), password_of("probe"))
     assert probe.startswith(b"+OK"), (probe, server.output())
 
-    result = {}
-
-    def slow_login():
-        t0 = time.monotonic()
-        result["reply"] = login_reply(server, user("slow"), password_of("slow"))
-        result["elapsed"] = time.monotonic() - t0
-    thread = threading.Thread(target=slow_login)
-    thread.start()
+    thread, result = start_slow_login(server, sqlhost)
     try:
-        # The slow query is running on the server once the backend sleeps in it.
-        wait_for(lambda: sqlhost.pg.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep';") == "1",
-            timeout=10, what="the slow lookup to be in pg_sleep")
         rtts = []
         for _ in range(NOOPS):
             t0 = time.monotonic()
@@ -292,18 +304,8 @@ def test_shutdown_during_a_query_is_a_temporary_failure(sqlhost):
     sqlhost.add("slow")
     sqlhost.table.make_slow(user("slow"), 3)
     server = sqlhost.serve("--auth-cache-size", "0")
-    result = {}
-
-    def slow_login():
-        t0 = time.monotonic()
-        result["reply"] = login_reply(server, user("slow"), password_of("slow"))
-        result["at"] = time.monotonic()
-    thread = threading.Thread(target=slow_login)
-    thread.start()
+    thread, result = start_slow_login(server, sqlhost)
     try:
-        wait_for(lambda: sqlhost.pg.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep';") == "1",
-            timeout=10, what="the slow lookup to be in pg_sleep")
         stopped = time.monotonic()
         sqlhost.pg.stop_server()
     finally:
@@ -440,16 +442,8 @@ def test_connection_killed_under_a_query_runs_it_again(sqlhost):
     sqlhost.add("slow")
     sqlhost.table.make_slow(user("slow"), 1)
     server = sqlhost.serve("--auth-cache-size", "0")
-    result = {}
-
-    def slow_login():
-        result["reply"] = login_reply(server, user("slow"), password_of("slow"))
-    thread = threading.Thread(target=slow_login)
-    thread.start()
+    thread, result = start_slow_login(server, sqlhost)
     try:
-        wait_for(lambda: sqlhost.pg.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep';") == "1",
-            timeout=10, what="the lookup to be in pg_sleep")
         assert sqlhost.pg.terminate_backends() == 2
     finally:
         thread.join(timeout=30)
