@@ -256,12 +256,7 @@ def one_run(variant, run, data, mailroot, cluster, a):
 
 # ---------------------------------------------------------------- table
 
-def fmt(x):
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.3g}"
+fmt = c.fmt  # the same number format as compare.py's tables
 
 
 def cell(values):
