@@ -331,7 +331,7 @@ struct HelpedPrometheusFactory: MetricsFactory {
         "pop3d_auth_queue_depth": "Password hashes waiting for the hashing pool.",
         "pop3d_storage_queue_depth": "Maildrop jobs waiting for the storage pool.",
         "pop3d_userdb_lookups_total": "User lookups with passdb sql, by how they were answered (cache, found, unknown, unavailable, stale).",
-        "pop3d_userdb_outages_total": "Times the SQL user database became unreachable (one per outage, however many logins it refused).",
+        "pop3d_userdb_outages_total": "Times the SQL user database became unreachable (one per outage and process, however many logins it refused).",
         "pop3d_loop_turn_duration_seconds": "Duration of event loop turns (the extra latency every session of the process waits).",
         "pop3d_start_time_seconds": "Unix time the process started, seconds.",
         "pop3d_build_info": "pop3d's version and the Swift compiler version; always 1.",

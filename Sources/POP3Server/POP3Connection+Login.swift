@@ -172,10 +172,11 @@ extension POP3Connection {
                 recheck(self, .found(entry, cached: false))
             case .unavailable:
                 // The cached secret did not match and the database cannot say whether it
-                // changed: a temporary failure, but counted against the address, so that an
-                // outage is no time to guess passwords at full speed.
-                if let address = self.address { _ = self.service.penalties.recordFailure(from: address) }
-                self.loginFinished(.temporaryFailure("user database unavailable, try again later"))
+                // changed: a temporary failure, but a failed login all the same (logged with
+                // `reason=`, the line fail2ban matches, and counted against the address), so
+                // that an outage is no time to guess passwords unseen.
+                self.authFailed(user: user, mechanism: mechanism,
+                                outcome: .temporaryFailure("user database unavailable, try again later"))
             default:
                 self.credentialsChecked(user: user, entry: nil, mechanism: mechanism)
             }
@@ -310,16 +311,18 @@ extension POP3Connection {
     /// `LoggedOctets.maxOctets`), records the failure (the address's next attempt waits its
     /// penalty, see `afterPenalty`) and answers at once: the wait comes before the next hash,
     /// not after this one.
-    func authFailed(user: String, mechanism: LoginMechanism) {
-        authFailed(userOctets: user.utf8, mechanism: mechanism)
+    func authFailed(user: String, mechanism: LoginMechanism, outcome: LoginOutcome = .authFailed) {
+        authFailed(userOctets: user.utf8, mechanism: mechanism, outcome: outcome)
     }
 
-    func authFailed(userOctets user: some Collection<UInt8>, mechanism: LoginMechanism) {
+    func authFailed(userOctets user: some Collection<UInt8>, mechanism: LoginMechanism,
+                    outcome: LoginOutcome = .authFailed) {
         var fields: Logger.Metadata = ["connection.id": "\(connection.id)", "mechanism": "\(mechanism.logName)"]
         fields.setUserName(user)
+        if case .temporaryFailure = outcome { fields["reason"] = "user database unavailable" }
         service.logger.notice("login failed", metadata: clientMetadata(fields))
         if let address { _ = service.penalties.recordFailure(from: address) }
-        loginFinished(.authFailed)
+        loginFinished(outcome)
     }
 
     func loginFinished(_ outcome: LoginOutcome) {

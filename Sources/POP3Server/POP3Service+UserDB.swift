@@ -38,10 +38,6 @@ extension POP3Service {
                            timeoutSeconds: Double(config.sqlQueryTimeoutSeconds))
         db.onProblem = { message in logger.error("\(message)") }
         db.pool.onNotice = { message in logger.notice("user database says: \(message)") }
-        db.pool.onRecovery = { seconds, refused in
-            let rounded = (seconds * 10).rounded() / 10
-            logger.notice("user database back after \(rounded) s, \(refused) lookup(s) refused meanwhile")
-        }
         return db
     }
 
@@ -50,9 +46,18 @@ extension POP3Service {
     public func startUserDatabase() {
         guard let db = userDB else { return }
         db.pool.onOutage = { [weak self] reason in
-            // Once per outage: the logins refused meanwhile are counted in the recovery line.
-            self?.logger.warning("user database unavailable: \(reason)")
-            self?.metrics?.userdbOutages.increment()
+            // Once per outage (per process): the logins refused meanwhile are counted in the
+            // recovery line.
+            guard let self else { return }
+            self.userdbOutageCounts = (0, 0)
+            self.logger.warning("user database unavailable: \(reason)")
+            self.metrics?.userdbOutages.increment()
+        }
+        db.pool.onRecovery = { [weak self] seconds, _ in
+            guard let self else { return }
+            let rounded = (seconds * 10).rounded() / 10
+            let (refused, stale) = self.userdbOutageCounts
+            self.logger.notice("user database back after \(rounded) s, \(refused) login(s) refused and \(stale) served from the cache meanwhile")
         }
         db.start()
     }
@@ -126,6 +131,9 @@ extension POP3Service {
     var loopSeconds: Double { Double(loop.now) / 1e9 }
 
     private func countLookup(_ answer: SQLUserDB.Answer, staleUsed: Bool) {
+        if case .unavailable = answer {
+            if staleUsed { userdbOutageCounts.stale &+= 1 } else { userdbOutageCounts.refused &+= 1 }
+        }
         guard let metrics else { return }
         let label: UserDBResultLabel
         switch answer {

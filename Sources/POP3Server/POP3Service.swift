@@ -33,6 +33,9 @@ public final class POP3Service {
     var userDB: SQLUserDB?
     /// Answers of `userDB`, `auth_cache_*` (emptied by SIGHUP).
     var authCache: AuthCache
+    /// Logins refused with `[SYS/TEMP]` and served from stale cache entries since the user
+    /// database's outage began (its recovery line reports them).
+    var userdbOutageCounts = (refused: 0, stale: 0)
     /// `dummyEntry` for SQL: follows the scheme of the last user found.
     var sqlDummy = UserEntry(user: "", scheme: .sha512Crypt, secret: Array(PasswdFile.defaultDummyCrypt.utf8))
     // Derived from `config`; rebuilt by a reload (POP3Service+Reload.swift).
@@ -132,6 +135,15 @@ public final class POP3Service {
         case .sql:
             passwd = PasswdFile.parse([], path: "-").0
             userDB = try Self.makeUserDatabase(config, loop: loop, logger: logger)
+            if let path = config.passwdFile {
+                logger.warning("passwd_file \(path) is ignored: passdb is sql")
+            }
+            // The secrets' schemes are not known at start: say once what each offered
+            // mechanism needs (the passwd-file gets a count per scheme instead).
+            let needy = config.authMechanisms.filter { $0 == .cramMD5 || $0 == .apop || $0 == .scramSHA256 }
+            if !needy.isEmpty {
+                logger.notice("auth_mechanisms \(needy.map(\.rawValue).joined(separator: ", ")) with passdb sql: cram-md5 and apop work only for users whose password column holds a {PLAIN} secret, scram-sha-256 only for {PLAIN} or {SCRAM-SHA-256}; other users get [AUTH] by them")
+            }
             logger.info("passdb sql", metadata: ["connections": "\(config.sqlConnections)",
                                                  "auth_cache_size": "\(config.authCacheSize)"])
         case .passwdFile:

@@ -42,6 +42,9 @@ public final class PGPool {
     private var isUp = true
     private var downSince: UInt64 = 0
     private var refusedDuringOutage = 0
+    /// The outage began with a lost query (a timeout): connections still open, so it ends
+    /// with the next query the database answers, not with a connect.
+    private var downByQuery = false
     private var stopped = false
 
     private final class Slot {
@@ -169,8 +172,12 @@ public final class PGPool {
             }
             if case .failure(.unavailable(let why)) = result, let self, !self.stopped {
                 // A query timed out or its connection broke: this login is refused.
+                if self.isUp { self.downByQuery = true }
                 self.outage(why)
                 self.refusedDuringOutage &+= 1
+            } else if let self, !self.isUp, self.downByQuery {
+                // The database answered (rows or an error of its own): a slow spell is over.
+                self.recover()
             }
             completion(result)
             self?.dispatchWaiting()
@@ -248,13 +255,18 @@ public final class PGPool {
     private func ready(_ slot: Slot) {
         slot.backoff = Self.initialBackoff
         slot.wasReady = true
-        if !isUp {
-            isUp = true
-            let seconds = Double(cshimNow() &- downSince) / 1e9
-            onRecovery?(seconds, refusedDuringOutage)
-        }
-        refusedDuringOutage = 0
+        // A connect ends an outage of connects; one that began with a timed-out query ends
+        // when a query is answered (`send`): the re-opened connection proves nothing.
+        if !isUp && !downByQuery { recover() }
         dispatchWaiting()
+    }
+
+    private func recover() {
+        isUp = true
+        downByQuery = false
+        let seconds = Double(cshimNow() &- downSince) / 1e9
+        onRecovery?(seconds, refusedDuringOutage)
+        refusedDuringOutage = 0
     }
 
     /// The first failure while up starts an outage; later ones are only counted.
@@ -280,6 +292,8 @@ public final class PGPool {
             return
         }
         outage(reason)
+        // A connect failed: the outage is one of connectivity now, ended by a connect.
+        downByQuery = false
         let delay = slot.backoff
         slot.backoff = min(slot.backoff * 2, Self.maxBackoff)
         slot.timer = loop.scheduleTimer(after: UInt64(delay * 1e9)) { [weak self, unowned slot] in

@@ -23,8 +23,10 @@ public final class SQLUserDB {
     }
 
     public let pool: PGPool
-    /// `sql_password_query`; a SIGHUP may replace it.
-    public var query: String
+    /// `sql_password_query`; a SIGHUP may replace it (a new text's failure is reported anew).
+    public var query: String {
+        didSet { if query != oldValue { queryFailureReported = false } }
+    }
     /// Problems worth a log line that are not outages: a failing query or one without a
     /// `password` column (reported once until a query answers properly again), a row whose
     /// password cannot be used, several rows.
@@ -98,7 +100,10 @@ public final class SQLUserDB {
                 guard let c = rows.column(column), c < row.count, let value = row[c], !value.isEmpty else { return nil }
                 return String(decoding: value, as: UTF8.self)
             }
-            guard passwordColumn < row.count, let password = row[passwordColumn] else { return .unknown }
+            guard passwordColumn < row.count, let password = row[passwordColumn] else {
+                onProblem?("sql: user \"\(user)\": password is NULL: cannot log in")
+                return .unknown
+            }
             switch UserEntry.fromDatabase(user: user, password: password, home: text("home"), mail: text("mail")) {
             case .success(let entry): return .found(entry)
             case .failure(let problem):

@@ -292,8 +292,17 @@ def test_query_timeout_is_a_temporary_failure(sqlhost):
     print(f"\nslow lookup answered after {elapsed:.2f} s: {reply!r}")
     assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
     assert 0.9 <= elapsed < 2.5, elapsed
+    # A second timeout is the same slow spell: one warning, and no "back" before a query is
+    # answered (the re-opened connection proves nothing).
+    reply = login_reply(server, user("slow"), password_of("slow"))
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+    assert len([l for l in log_lines(server, OUTAGE) if "warning" in l.lower()]) == 1, server.output()
+    assert not log_lines(server, BACK), server.output()
     for name in ("after1", "after2", "after3"):
         assert login_reply(server, user(name), password_of(name)).startswith(b"+OK"), server.output()
+    wait_for(lambda: log_lines(server, BACK), timeout=5, what="the recovery notice")
+    assert len(log_lines(server, BACK)) == 1, server.output()
+    assert "2 login(s) refused" in log_lines(server, BACK)[0], server.output()
     assert server.proc.poll() is None
 
 
@@ -360,6 +369,13 @@ def test_database_stopped_and_restarted(sqlhost):
     reply = raw.cmd("AUTH PLAIN " + B64(b"\0" + user("uncached2").encode() + b"\0" + password_of("uncached2").encode()))
     assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
     raw.close()
+    # A wrong password against the stale entry: the database cannot say whether it changed,
+    # so [SYS/TEMP]; but it is a failed login, logged with the line fail2ban matches (last:
+    # its failure penalty would delay the timed logins above).
+    reply = login_reply(server, user("cached"), "wrong")
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), (reply, server.output())
+    failed = [l for l in log_lines(server, "login failed") if user("cached") in l]
+    assert len(failed) == 1 and 'reason="user database unavailable"' in failed[0], server.output()
     warnings = log_lines(server, OUTAGE)
     assert len([l for l in warnings if "warning" in l.lower()]) == 1, server.output()
     assert not log_lines(server, BACK)
@@ -372,6 +388,9 @@ def test_database_stopped_and_restarted(sqlhost):
     assert login_reply(server, user("later"), password_of("later")).startswith(b"+OK")
     wait_for(lambda: log_lines(server, BACK), timeout=5, what="the recovery notice")
     assert len(log_lines(server, BACK)) == 1, server.output()
+    # Refused: the four USER/PASS, the AUTH PLAIN, the wrong password's fresh lookup; served: the six logins of the
+    # cached user and the wrong password's first lookup, from the stale entry.
+    assert "6 login(s) refused and 7 served from the cache" in log_lines(server, BACK)[0], server.output()
     assert len([l for l in log_lines(server, OUTAGE) if "warning" in l.lower()]) == 1, server.output()
 
     # A second outage is a second warning and a second notice.
