@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import Reactor
 import Synchronization
+import TestSupport
 @testable import POP3Server
 
 /// A `MetricsEndpoint` on its own loop thread, listening on 127.0.0.1:<port>, the way
@@ -10,7 +11,7 @@ import Synchronization
 final class MetricsHarness {
     let port: UInt16
     let logs = LogRecorder()
-    private let inbox = SideInbox()
+    private let inbox = Inbox<Side>()
     private var waker: Waker?
     private var thread: pthread_t?
 
@@ -63,29 +64,14 @@ final class MetricsHarness {
     }
 }
 
-/// Closures for the loop thread of a `MetricsHarness` (as `Inbox` is for `ServerHarness`).
-private final class SideInbox: Sendable {
-    typealias Job = @Sendable (MetricsHarness.Side) -> Void
-    let jobs = Mutex<[Job]>([])
-
-    func post(_ job: @escaping Job) { jobs.withLock { $0.append(job) } }
-
-    func takeAll() -> [Job] {
-        jobs.withLock { jobs in
-            defer { jobs.removeAll() }
-            return jobs
-        }
-    }
-}
-
 private final class MetricsThread: LoopThreadBody {
     let limits: MetricsEndpoint.Limits
     let padding: Int
     let logs: LogRecorder
-    let inbox: SideInbox
+    let inbox: Inbox<MetricsHarness.Side>
     let started: Handoff<StartResult>
 
-    init(limits: MetricsEndpoint.Limits, padding: Int, logs: LogRecorder, inbox: SideInbox, started: Handoff<StartResult>) {
+    init(limits: MetricsEndpoint.Limits, padding: Int, logs: LogRecorder, inbox: Inbox<MetricsHarness.Side>, started: Handoff<StartResult>) {
         self.limits = limits
         self.padding = padding
         self.logs = logs

@@ -19,6 +19,7 @@ import Glibc
 import Logging
 import Reactor
 import Synchronization
+import TestSupport
 @testable import POP3Server
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -43,13 +44,15 @@ final class LoopSide {
 
 typealias LoopJob = @Sendable (LoopSide) -> Void
 
-/// Closures waiting for the loop thread (filled by the test thread, emptied by the Waker's body).
-final class Inbox: Sendable {
-    let jobs = Mutex<[LoopJob]>([])
+/// Closures waiting for a harness's loop thread (filled by the test thread, emptied by the
+/// Waker's body); `Side` is what lives on that thread (`LoopSide`, `MetricsHarness.Side`).
+final class Inbox<Side>: Sendable {
+    typealias Job = @Sendable (Side) -> Void
+    let jobs = Mutex<[Job]>([])
 
-    func post(_ job: @escaping LoopJob) { jobs.withLock { $0.append(job) } }
+    func post(_ job: @escaping Job) { jobs.withLock { $0.append(job) } }
 
-    func takeAll() -> [LoopJob] {
+    func takeAll() -> [Job] {
         jobs.withLock { jobs in
             defer { jobs.removeAll() }
             return jobs
@@ -72,45 +75,6 @@ final class Handoff<T: Sendable>: Sendable {
               let v = value.withLock({ $0 })
         else { throw HarnessError("\(what): no answer from the loop thread within \(timeoutSeconds) s") }
         return v
-    }
-}
-
-/// Log lines, kept for assertions (and echoed to stderr with POP3D_TEST_LOG=1).
-final class LogRecorder: Sendable {
-    let lines = Mutex<[String]>([])
-    let echo = getenv("POP3D_TEST_LOG") != nil
-
-    func append(_ line: String) {
-        lines.withLock { $0.append(line) }
-        if echo {
-            var bytes = Array((line + "\n").utf8)
-            bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-        }
-    }
-
-    var all: [String] { lines.withLock { $0 } }
-
-    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
-}
-
-struct RecordingLogHandler: LogHandler {
-    var logLevel: Logger.Level = .debug
-    var metadata: Logger.Metadata = [:]
-    let recorder: LogRecorder
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var line = "\(event.level) \(event.message)"
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { $1 } }
-        for key in all.keys.sorted() {
-            if let value = all[key] { line += " \(key)=\(value)" }
-        }
-        recorder.append(line)
     }
 }
 
@@ -145,22 +109,7 @@ struct TempRoot {
     }
 
     /// Deletes the folder and everything below it (no symlinks are followed).
-    func remove() { Self.removeTree(path) }
-
-    private static func removeTree(_ dir: String) {
-        if let d = opendir(dir) {
-            while let entry = readdir(d) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                let full = dir + "/" + name
-                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(full) } else { unlink(full) }
-            }
-            closedir(d)
-        }
-        rmdir(dir)
-    }
+    func remove() { TempDirectory.removeTree(path) }
 }
 
 /// A `POP3Service` on its own loop thread, listening on 127.0.0.1:<port>.
@@ -178,7 +127,7 @@ final class ServerHarness {
     let root: TempRoot
     let port: UInt16
     let logs = LogRecorder()
-    private let inbox = Inbox()
+    private let inbox = Inbox<LoopSide>()
     private var waker: Waker?
     private var thread: pthread_t?
 
@@ -315,10 +264,10 @@ func startLoopThread(_ body: some LoopThreadBody, started: Handoff<StartResult>,
 private final class ThreadContext: LoopThreadBody {
     let config: ServerConfig
     let logs: LogRecorder
-    let inbox: Inbox
+    let inbox: Inbox<LoopSide>
     let started: Handoff<StartResult>
 
-    init(config: ServerConfig, logs: LogRecorder, inbox: Inbox, started: Handoff<StartResult>) {
+    init(config: ServerConfig, logs: LogRecorder, inbox: Inbox<LoopSide>, started: Handoff<StartResult>) {
         self.config = config
         self.logs = logs
         self.inbox = inbox

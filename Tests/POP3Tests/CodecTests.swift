@@ -1,5 +1,6 @@
 import POP3
 import Testing
+import TestSupport
 
 func encode(_ message: String, bodyLines: Int?, chunk: Int) -> (String, Int, Bool) {
     var encoder = MessageEncoder(bodyLines: bodyLines)
@@ -148,24 +149,12 @@ let lineParserInput = "USER a\r\nPASS b c\nSTAT\r\n\r\n" + String(repeating: "x"
 
     @Test func binaryGarbageNeverTraps() {
         var harness = Harness()
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         var bytes: [UInt8] = []
         for _ in 0..<20_000 { bytes.append(UInt8(truncatingIfNeeded: generator.next())) }
         harness.feed(bytes: bytes, chunk: 97)
         #expect(harness.closed)  // ten bad commands at most
         #expect(harness.replies.hasSuffix("-ERR too many bad commands, closing connection\r\n"))
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -3,6 +3,7 @@ import POP3
 import Testing
 
 @testable import Maildrop
+import TestSupport
 
 /// `pop3_client_workarounds` under the one wire-size rule: with `outlook-no-nuls` and
 /// `oe-ns-eoh` (alone and together) the size Maildrop's counter lists (with
