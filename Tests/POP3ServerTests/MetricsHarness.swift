@@ -16,7 +16,7 @@ final class MetricsHarness {
     private var thread: pthread_t?
 
     /// Everything on the loop thread.
-    final class Side {
+    final class Side: HarnessSide {
         let loop: EventLoop
         var endpoint: MetricsEndpoint!
         var renders = 0
@@ -80,15 +80,9 @@ private final class MetricsThread: LoopThreadBody {
     }
 
     func run() {
-        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
-        let side: MetricsHarness.Side
-        do {
-            let loop = try EventLoop(logger: logger)
-            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
-            let listener = try Listener(bind: any, name: "metrics")
-            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
-            side = MetricsHarness.Side(loop: loop)
-            let padding = self.padding
+        let limits = self.limits, padding = self.padding
+        runHarnessLoop(logs: logs, inbox: inbox, started: started, listenerName: "metrics") { loop, listener, logger in
+            let side = MetricsHarness.Side(loop: loop)
             side.endpoint = try MetricsEndpoint(loop: loop, listener: listener, logger: logger, limits: limits) { [unowned side] out in
                 side.renders += 1
                 out.append(contentsOf: "# HELP renders_total Calls of render.\n# TYPE renders_total counter\n".utf8)
@@ -99,19 +93,7 @@ private final class MetricsThread: LoopThreadBody {
                     out.append(10)
                 }
             }
-            let inbox = self.inbox
-            let waker = try loop.makeWaker { [unowned side] in
-                for job in inbox.takeAll() { job(side) }
-            }
-            started.put(.running(port: port, waker: waker))
-        } catch {
-            started.put(.failed("\(error)"))
-            return
-        }
-        do {
-            try side.loop.run()
-        } catch {
-            logs.append("error harness: loop.run threw \(error)")
+            return side
         }
     }
 }

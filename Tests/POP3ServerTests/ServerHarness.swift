@@ -275,34 +275,56 @@ private final class ThreadContext: LoopThreadBody {
     }
 
     func run() {
-        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
-        let side: LoopSide
-        do {
-            let loop = try EventLoop(logger: logger)
-            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
-            let listener = try Listener(bind: any)
-            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+        runHarnessLoop(logs: logs, inbox: inbox, started: started, listenerName: nil) { loop, listener, logger in
             let service = try POP3Service(config: config, loop: loop, logger: logger)
-            side = LoopSide(loop: loop, service: service, listener: listener)
+            let side = LoopSide(loop: loop, service: service, listener: listener)
             try loop.addListener(listener) { [unowned service] socket in
                 service.accept(socket, implicitTLS: false)
             }
             service.onDrained = { [unowned side] in side.drained = true }
-            let inbox = self.inbox
-            let waker = try loop.makeWaker { [unowned side] in
-                for job in inbox.takeAll() { job(side) }
-            }
-            started.put(.running(port: port, waker: waker))
-        } catch {
-            started.put(.failed("\(error)"))
-            return
+            return side
+        } tearDown: { side in
+            side.loop.removeListener(side.listener)
+            side.listener.close()
         }
-        do {
-            try side.loop.run()
-        } catch {
-            logs.append("error harness: loop.run threw \(error)")
-        }
-        side.loop.removeListener(side.listener)
-        side.listener.close()
     }
+}
+
+/// What lives on a harness's loop thread: at least the loop.
+protocol HarnessSide: AnyObject {
+    var loop: EventLoop { get }
+}
+
+extension LoopSide: HarnessSide {}
+
+/// The body of a harness's loop thread (`ServerHarness`, `MetricsHarness`): a loop logging into
+/// `logs` and a listener on 127.0.0.1:0, the side `setUp` builds on them, the inbox's jobs run
+/// on every wake-up, the start result handed to the test thread, the loop run until stopped,
+/// then `tearDown`.
+func runHarnessLoop<Side: HarnessSide>(
+    logs: LogRecorder, inbox: Inbox<Side>, started: Handoff<StartResult>, listenerName: String?,
+    setUp: (EventLoop, Listener, Logger) throws -> Side, tearDown: (Side) -> Void = { _ in }
+) {
+    let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: logs) }
+    let side: Side
+    do {
+        let loop = try EventLoop(logger: logger)
+        guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
+        let listener = try Listener(bind: any, name: listenerName)
+        guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+        side = try setUp(loop, listener, logger)
+        let waker = try loop.makeWaker { [unowned side] in
+            for job in inbox.takeAll() { job(side) }
+        }
+        started.put(.running(port: port, waker: waker))
+    } catch {
+        started.put(.failed("\(error)"))
+        return
+    }
+    do {
+        try side.loop.run()
+    } catch {
+        logs.append("error harness: loop.run threw \(error)")
+    }
+    tearDown(side)
 }
