@@ -34,11 +34,7 @@ final class MetricsHarness {
 
     @discardableResult
     func onLoop<T: Sendable>(_ body: @escaping @Sendable (Side) -> T) throws -> T {
-        guard let waker else { throw HarnessError("stopped") }
-        let answer = Handoff<T>()
-        inbox.post { side in answer.put(body(side)) }
-        waker.wake()
-        return try answer.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "onLoop")
+        try inbox.ask(waker, body)
     }
 
     /// Renders so far.

@@ -60,6 +60,19 @@ final class Inbox<Side>: Sendable {
     }
 }
 
+extension Inbox {
+    /// Runs `body` on the loop thread behind `waker` and returns its result; throws when the
+    /// harness is stopped (no waker) or the loop does not answer within
+    /// `ServerHarness.loopAnswerSeconds` (a stalled or dead loop).
+    func ask<T: Sendable>(_ waker: Waker?, _ body: @escaping @Sendable (Side) -> T) throws -> T {
+        guard let waker else { throw HarnessError("harness stopped") }
+        let answer = Handoff<T>()
+        post { side in answer.put(body(side)) }
+        waker.wake()
+        return try answer.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "onLoop")
+    }
+}
+
 /// One value handed from the loop thread to the test thread.
 final class Handoff<T: Sendable>: Sendable {
     let value = Mutex<T?>(nil)
@@ -168,11 +181,7 @@ final class ServerHarness {
     /// answer within `loopAnswerSeconds` (a stalled or dead loop).
     @discardableResult
     func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopSide) -> T) throws -> T {
-        guard let waker else { throw HarnessError("server stopped") }
-        let answer = Handoff<T>()
-        inbox.post { side in answer.put(body(side)) }
-        waker.wake()
-        return try answer.take(timeoutSeconds: Self.loopAnswerSeconds, what: "onLoop")
+        try inbox.ask(waker, body)
     }
 
     /// The service's live counts, read on the loop thread.
