@@ -6,13 +6,12 @@ func encode(_ message: String, bodyLines: Int?, chunk: Int) -> (String, Int, Boo
     var encoder = MessageEncoder(bodyLines: bodyLines)
     var out = ByteArraySink()
     let bytes = Array(message.utf8)
-    var start = 0
-    while start < bytes.count && !encoder.isComplete {
-        let end = min(bytes.count, start + chunk)
-        Array(bytes[start..<end]).withUnsafeBytes { encoder.encode($0, out: &out) }
-        start = end
+    var fed = 0
+    for piece in bytes.pieces(of: chunk) where !encoder.isComplete {
+        piece.withUnsafeBytes { encoder.encode($0, out: &out) }
+        fed += piece.count
     }
-    let stoppedEarly = start < bytes.count
+    let stoppedEarly = fed < bytes.count
     encoder.finish(out: &out)
     return (out.text, encoder.contentOctets, stoppedEarly)
 }
@@ -162,12 +161,8 @@ func runLineParser(_ text: String, chunk: Int) -> [String] {
     var parser = LineParser()
     var buffer: [UInt8] = []
     var events: [String] = []
-    let bytes = Array(text.utf8)
-    var start = 0
-    while start < bytes.count {
-        let end = min(bytes.count, start + chunk)
-        buffer += bytes[start..<end]
-        start = end
+    for piece in Array(text.utf8).pieces(of: chunk) {
+        buffer += piece
         while true {
             let (event, consumed) = buffer.withUnsafeBytes { parser.next($0) }
             switch event {
@@ -187,13 +182,9 @@ func parseAll(_ text: String, parser: inout ReplyParser, chunk: Int) -> ([ReplyE
     var buffer: [UInt8] = []
     var events: [ReplyEvent] = []
     var texts: [String] = []
-    let bytes = Array(text.utf8)
-    var start = 0
     var partial = ""
-    while start < bytes.count {
-        let end = min(bytes.count, start + chunk)
-        buffer += bytes[start..<end]
-        start = end
+    for piece in Array(text.utf8).pieces(of: chunk) {
+        buffer += piece
         while true {
             let (event, consumed) = buffer.withUnsafeBytes { parser.next($0) }
             if event == .needMore { break }

@@ -262,11 +262,8 @@ import TestSupport
 
     func counterSize(_ bytes: [UInt8], chunks: [Int]? = nil) -> Int {
         var counter = CRLFSizeCounter()
-        var start = 0
-        for size in chunks ?? [bytes.count] where start < bytes.count {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { counter.consume($0) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks ?? [bytes.count]) {
+            piece.withUnsafeBytes { counter.consume($0) }
         }
         return counter.total
     }
@@ -274,11 +271,8 @@ import TestSupport
     func encoded(_ bytes: [UInt8], bodyLines: Int?, chunks: [Int]? = nil) -> [UInt8] {
         var encoder = MessageEncoder(bodyLines: bodyLines)
         var out = ByteArraySink()
-        var start = 0
-        for size in chunks ?? [bytes.count] where start < bytes.count && !encoder.isComplete {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { encoder.encode($0, out: &out) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks ?? [bytes.count]) where !encoder.isComplete {
+            piece.withUnsafeBytes { encoder.encode($0, out: &out) }
         }
         encoder.finish(out: &out)
         return out.bytes
