@@ -98,9 +98,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // What several test targets share (SplitMix64, temporary folders, throwaway TLS
-        // certificates, running a command, a log recorder): a plain target under Tests/, in no
-        // product.
+        // What several test targets share (SplitMix64, feeding bytes in pieces, temporary
+        // folders, throwaway TLS certificates, running a command, a log recorder): a plain target
+        // under Tests/, in no product.
         .target(
             name: "TestSupport",
             dependencies: [.product(name: "Logging", package: "swift-log")],
