@@ -55,12 +55,18 @@ let package = Package(
             dependencies: ["CShim", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        .target(name: "POP3", swiftSettings: strict),
+        // The one base64 and hex codec (issue 16): Swift stdlib only, shared by the pure
+        // protocol module and Auth (and pop3bench through POP3's use).
+        .target(name: "ByteCodec", swiftSettings: strict),
+        // Digests and HMAC from OpenSSL's EVP (issue 16): one helper for Auth, Maildrop and
+        // pop3bench, which may not import Auth.
+        .target(name: "Digests", dependencies: ["CShim", "ByteCodec"], swiftSettings: strict),
+        .target(name: "POP3", dependencies: ["ByteCodec"], swiftSettings: strict),
         // PROXY protocol v1/v2 header parser and encoder (HAProxy's doc/proxy-protocol.txt):
         // pure like POP3, Swift stdlib only.
         .target(name: "ProxyProtocol", swiftSettings: strict),
-        .target(name: "Maildrop", dependencies: ["CShim"], swiftSettings: strict),
-        .target(name: "Auth", dependencies: ["CShim"], swiftSettings: strict),
+        .target(name: "Maildrop", dependencies: ["CShim", "ByteCodec", "Digests"], swiftSettings: strict),
+        .target(name: "Auth", dependencies: ["CShim", "ByteCodec", "Digests"], swiftSettings: strict),
         // The SQL user database (issue 15): libpq on the reactor. Its own module so that it
         // has unit tests against a throwaway PostgreSQL and the glue sees no C types.
         .target(name: "SQL", dependencies: ["CLibPQ", "Reactor", "Auth"], swiftSettings: strict),
@@ -86,32 +92,43 @@ let package = Package(
         .executableTarget(
             name: "pop3bench",
             dependencies: [
-                "Reactor", "POP3", "ProxyProtocol",
+                "Reactor", "POP3", "ProxyProtocol", "ByteCodec", "Digests",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),
-        .testTarget(
-            name: "ReactorTests",
-            dependencies: ["Reactor", "CShim", .product(name: "Logging", package: "swift-log")],
+        // What several test targets share (SplitMix64, feeding bytes in pieces, temporary
+        // folders, throwaway TLS certificates, running a command, a log recorder): a plain target
+        // under Tests/, in no product.
+        .target(
+            name: "TestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport",
             swiftSettings: strict
         ),
-        .testTarget(name: "POP3Tests", dependencies: ["POP3"], swiftSettings: strict),
-        .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"], swiftSettings: strict),
-        .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim"], swiftSettings: strict),
+        .testTarget(
+            name: "ReactorTests",
+            dependencies: ["Reactor", "CShim", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "POP3Tests", dependencies: ["POP3", "ByteCodec", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ByteCodecTests", dependencies: ["ByteCodec"], swiftSettings: strict),
+        .testTarget(name: "DigestsTests", dependencies: ["Digests", "ByteCodec"], swiftSettings: strict),
+        .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "MaildropTests", dependencies: ["Maildrop", "CShim", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "SQLTests", dependencies: ["SQL", "Reactor", "Auth"], swiftSettings: strict),
-        .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim"], swiftSettings: strict),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "CShim", "ByteCodec", "Digests"], swiftSettings: strict),
         // The glue's in-process harness runs a real loop and TLS client (Reactor) and reads the
         // service's pools (Auth).
         .testTarget(
             name: "POP3ServerTests",
-            dependencies: ["POP3Server", "Reactor", "Auth", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["POP3Server", "Reactor", "Auth", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // Properties that span two modules which may not import each other: the size
         // Maildrop lists equals the octets POP3's encoder sends (issue 10, item 1).
-        .testTarget(name: "StorageProtocolTests", dependencies: ["Maildrop", "POP3"], swiftSettings: strict),
+        .testTarget(name: "StorageProtocolTests", dependencies: ["Maildrop", "POP3", "TestSupport"], swiftSettings: strict),
         // End-to-end tests start the built binaries with real clients: Tests/e2e (pytest).
     ]
 )

@@ -1,51 +1,10 @@
 import CShim
+import Digests
 
-/// Thin Swift face of the OpenSSL/libxcrypt wrappers in `CShim/auth.c`.
+/// Thin Swift face of the OpenSSL/libxcrypt wrappers in `CShim/auth.c` that only Auth uses
+/// (digests and HMAC are the `Digests` target's, shared with Maildrop and pop3bench).
 /// Every function is reentrant so the worker threads can call them in parallel.
 enum Crypto {
-    enum Digest: Int32, Sendable {
-        case md5 = 0, sha1 = 1, sha256 = 2, sha512 = 3
-
-        var size: Int {
-            switch self {
-            case .md5: 16
-            case .sha1: 20
-            case .sha256: 32
-            case .sha512: 64
-            }
-        }
-    }
-
-    /// H(a || b). An empty result means OpenSSL failed (out of memory); callers
-    /// treat it as "does not match", never as a crash.
-    static func digest(_ md: Digest, _ a: some ContiguousBytes, _ b: some ContiguousBytes = [UInt8]()) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(CSHIM_MD_MAX_SIZE))
-        let n = a.withUnsafeBytes { pa in
-            b.withUnsafeBytes { pb in
-                out.withUnsafeMutableBufferPointer { po in
-                    cshim_digest2(md.rawValue, pa.baseAddress, pa.count, pb.baseAddress, pb.count, po.baseAddress)
-                }
-            }
-        }
-        guard n > 0 else { return [] }
-        out.removeSubrange(Int(n)...)
-        return out
-    }
-
-    static func hmac(_ md: Digest, key: some ContiguousBytes, data: some ContiguousBytes) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(CSHIM_MD_MAX_SIZE))
-        let n = key.withUnsafeBytes { pk in
-            data.withUnsafeBytes { pd in
-                out.withUnsafeMutableBufferPointer { po in
-                    cshim_hmac(md.rawValue, pk.baseAddress, pk.count, pd.baseAddress, pd.count, po.baseAddress)
-                }
-            }
-        }
-        guard n > 0 else { return [] }
-        out.removeSubrange(Int(n)...)
-        return out
-    }
-
     static func pbkdf2(_ md: Digest, password: some ContiguousBytes, salt: some ContiguousBytes,
                        iterations: Int, length: Int) -> [UInt8] {
         guard iterations > 0, iterations <= Int(Int32.max), length > 0 else { return [] }
@@ -53,7 +12,7 @@ enum Crypto {
         let ok = password.withUnsafeBytes { pp in
             salt.withUnsafeBytes { ps in
                 out.withUnsafeMutableBufferPointer { po in
-                    cshim_pbkdf2(md.rawValue, pp.baseAddress, pp.count, ps.baseAddress, ps.count,
+                    cshim_pbkdf2(md.shimValue, pp.baseAddress, pp.count, ps.baseAddress, ps.count,
                                  UInt32(iterations), po.baseAddress, length)
                 }
             }
@@ -106,11 +65,3 @@ enum Crypto {
         return out[0..<Int(n)].map { UInt8(bitPattern: $0) }
     }
 }
-
-/// Byte containers the crypto wrappers accept without copying.
-protocol ContiguousBytes {
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
-}
-
-extension Array: ContiguousBytes where Element == UInt8 {}
-extension ArraySlice: ContiguousBytes where Element == UInt8 {}

@@ -1,3 +1,5 @@
+import Digests
+
 /// Why `hashPassword` could not produce a line.
 public enum HashPasswordError: Error, Sendable, Equatable {
     case unknownScheme(String)
@@ -51,11 +53,11 @@ public func hashPassword(_ password: [UInt8], scheme: String = HashDefaults.sche
     case .blfCrypt: raw = try cryptWith(prefix: "$2y$", count: HashDefaults.bcryptCost)
     case .sha1, .sha256, .sha512, .plainMD5, .ldapMD5:
         guard let md = spec.scheme.digest else { throw .unknownScheme(scheme) }
-        raw = Crypto.digest(md, password)
+        raw = md.hash(password)
     case .ssha, .ssha256, .ssha512, .smd5:
         guard let md = spec.scheme.digest else { throw .unknownScheme(scheme) }
         let s = try salt()
-        raw = Crypto.digest(md, password, s) + s
+        raw = md.hash(password, s) + s
     case .scramSHA256:
         let s = try salt()
         let keys = ScramKeys(password: password, salt: s, iterations: HashDefaults.scramIterations)

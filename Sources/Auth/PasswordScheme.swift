@@ -1,3 +1,6 @@
+import ByteCodec
+import Digests
+
 /// Password schemes of Dovecot's passwd-file (`{SCHEME}secret`), by Dovecot's
 /// names. Names are case-insensitive as in Dovecot's `password_scheme_lookup`.
 public enum PasswordScheme: String, Sendable, Hashable, CaseIterable {
@@ -42,7 +45,7 @@ public enum PasswordScheme: String, Sendable, Hashable, CaseIterable {
     }
 
     /// Digest of the unsalted and salted SHA/MD5 schemes.
-    var digest: Crypto.Digest? {
+    var digest: Digest? {
         switch self {
         case .sha1, .ssha: .sha1
         case .sha256, .ssha256: .sha256
@@ -122,16 +125,16 @@ public struct SchemeSpec: Sendable, Hashable {
     func decode(_ text: [UInt8]) -> [UInt8]? {
         switch encoding {
         case .none: return text
-        case .base64: return ByteEncoding.decodeBase64(text)
-        case .hex: return ByteEncoding.decodeHex(text) ?? ByteEncoding.decodeBase64(text)
+        case .base64: return Base64.decode(text, padding: .optional)
+        case .hex: return Hex.decode(text) ?? Base64.decode(text, padding: .optional)
         }
     }
 
     func encode(_ raw: [UInt8]) -> String {
         switch encoding {
         case .none: String(decoding: raw, as: UTF8.self)
-        case .base64: ByteEncoding.base64(raw)
-        case .hex: ByteEncoding.hex(raw)
+        case .base64: Base64.encodedString(raw)
+        case .hex: Hex.encodedString(raw)
         }
     }
 }

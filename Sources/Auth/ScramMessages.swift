@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// client-first-message of RFC 5802 §7, restricted to what we support.
 struct ClientFirst {
     var gs2Header: [UInt8]
@@ -75,8 +77,8 @@ struct ClientFinal {
         let attrs = m.split(separator: comma, omittingEmptySubsequences: false)
         guard attrs.count >= 3, let last = attrs.last,
               attrs[0].starts(with: "c=".utf8), attrs[1].starts(with: "r=".utf8), last.starts(with: "p=".utf8),
-              let cb = ByteEncoding.decodeBase64(attrs[0].dropFirst(2)),
-              let proof = ByteEncoding.decodeBase64(last.dropFirst(2))
+              let cb = Base64.decode(attrs[0].dropFirst(2), padding: .optional),
+              let proof = Base64.decode(last.dropFirst(2), padding: .optional)
         else { return nil }
         // withoutProof ends right before ",p=".
         let withoutProof = Array(m[..<(last.startIndex - 1)])

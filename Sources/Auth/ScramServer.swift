@@ -1,3 +1,6 @@
+import ByteCodec
+import Digests
+
 /// Server side of SCRAM-SHA-256 (RFC 5802, RFC 7677) without channel binding.
 ///
 /// A value type: the glue keeps it in the session, calls `receiveClientFirst`
@@ -86,7 +89,7 @@ public struct ScramServer: Sendable {
             serverNonce = fixed
         } else {
             guard let r = Crypto.randomBytes(Self.serverNonceLength) else { return .failure(.randomFailed) }
-            serverNonce = Array(ByteEncoding.base64(r).utf8)
+            serverNonce = Array(Base64.encodedString(r).utf8)
         }
         let entry = lookup(parsed.username)
         let salt: [UInt8], iter: Int, keys: Keys
@@ -98,7 +101,7 @@ public struct ScramServer: Sendable {
             (salt, iter, keys) = (Self.derivedSalt(parsed.username), iterations, .decoy)
         }
         let nonce = parsed.clientNonce + serverNonce
-        let serverFirst = Array("r=".utf8) + nonce + Array(",s=\(ByteEncoding.base64(salt)),i=\(iter)".utf8)
+        let serverFirst = Array("r=".utf8) + nonce + Array(",s=\(Base64.encodedString(salt)),i=\(iter)".utf8)
         exchange = Exchange(username: parsed.username, entry: keys.isDecoy ? nil : entry,
                             gs2Header: parsed.gs2Header, clientFirstBare: parsed.bare, serverFirst: serverFirst,
                             nonce: nonce, salt: salt, iterations: iter, keys: keys)
@@ -129,16 +132,16 @@ public struct ScramServer: Sendable {
             real = false
         }
         let authMessage = ex.clientFirstBare + [UInt8(ascii: ",")] + ex.serverFirst + [UInt8(ascii: ",")] + final.withoutProof
-        let clientSignature = Crypto.hmac(.sha256, key: storedKey, data: authMessage)
+        let clientSignature = Digest.sha256.hmac(key: storedKey, data: authMessage)
         var ok = final.proof.count == clientSignature.count && clientSignature.count == 32
         var clientKey = [UInt8](repeating: 0, count: 32)
         if ok { for i in 0..<32 { clientKey[i] = final.proof[i] ^ clientSignature[i] } }
-        ok = Crypto.constantTimeEqual(Crypto.digest(.sha256, clientKey), storedKey) && ok && real
+        ok = Crypto.constantTimeEqual(Digest.sha256.hash(clientKey), storedKey) && ok && real
         guard ok else {
             return .success(Final(verified: false, serverFinal: Array("e=invalid-proof".utf8), entry: nil))
         }
-        let serverSignature = Crypto.hmac(.sha256, key: serverKey, data: authMessage)
-        return .success(Final(verified: true, serverFinal: Array("v=\(ByteEncoding.base64(serverSignature))".utf8),
+        let serverSignature = Digest.sha256.hmac(key: serverKey, data: authMessage)
+        return .success(Final(verified: true, serverFinal: Array("v=\(Base64.encodedString(serverSignature))".utf8),
                               entry: ex.entry))
     }
 
@@ -147,7 +150,7 @@ public struct ScramServer: Sendable {
     static let processSecret: [UInt8] = Crypto.randomBytes(32) ?? Array("pop3d-scram-decoy".utf8)
 
     static func derivedSalt(_ user: String) -> [UInt8] {
-        Array(Crypto.hmac(.sha256, key: processSecret, data: Array(("scram-salt:" + user).utf8)).prefix(HashDefaults.saltLength))
+        Array(Digest.sha256.hmac(key: processSecret, data: Array(("scram-salt:" + user).utf8)).prefix(HashDefaults.saltLength))
     }
 }
 

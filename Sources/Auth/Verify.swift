@@ -1,3 +1,6 @@
+import ByteCodec
+import Digests
+
 /// Checks a cleartext password against a stored entry. Every comparison is
 /// constant-time; a secret that cannot be used (bad SCRAM text, crypt failure)
 /// is a plain `false`.
@@ -10,18 +13,18 @@ public func verify(password: [UInt8], entry: UserEntry) -> Bool {
     case .plain:
         // Compare digests so that neither the length nor a prefix of the
         // secret leaks through timing.
-        return Crypto.constantTimeEqual(Crypto.digest(.sha256, password), Crypto.digest(.sha256, entry.secret))
+        return Crypto.constantTimeEqual(Digest.sha256.hash(password), Digest.sha256.hash(entry.secret))
     case .crypt, .md5Crypt, .sha256Crypt, .sha512Crypt, .blfCrypt:
         guard let computed = Crypto.crypt(phrase: password, setting: entry.secret) else { return false }
         return Crypto.constantTimeEqual(computed, entry.secret)
     case .sha1, .sha256, .sha512, .plainMD5, .ldapMD5:
         guard let md = scheme.digest else { return false }
-        return Crypto.constantTimeEqual(Crypto.digest(md, password), entry.secret)
+        return Crypto.constantTimeEqual(md.hash(password), entry.secret)
     case .ssha, .ssha256, .ssha512, .smd5:
         guard let md = scheme.digest, entry.secret.count > md.size else { return false }
         let stored = entry.secret[..<md.size]
         let salt = entry.secret[md.size...]
-        return Crypto.constantTimeEqual(Crypto.digest(md, password, salt), stored)
+        return Crypto.constantTimeEqual(md.hash(password, salt), stored)
     case .scramSHA256:
         guard let s = ScramSecret(entry.secret) else { return false }
         let keys = ScramKeys(password: password, salt: s.salt, iterations: s.iterations)
@@ -91,15 +94,15 @@ struct ScramSecret: Sendable, Equatable {
         guard parts.count == 4,
               let iter = Int(String(decoding: parts[0], as: UTF8.self)),
               iter >= 1, iter <= Self.maxIterations,
-              let salt = ByteEncoding.decodeBase64(parts[1]), !salt.isEmpty,
-              let stored = ByteEncoding.decodeBase64(parts[2]), stored.count == 32,
-              let server = ByteEncoding.decodeBase64(parts[3]), server.count == 32
+              let salt = Base64.decode(parts[1], padding: .optional), !salt.isEmpty,
+              let stored = Base64.decode(parts[2], padding: .optional), stored.count == 32,
+              let server = Base64.decode(parts[3], padding: .optional), server.count == 32
         else { return nil }
         self.init(iterations: iter, salt: salt, storedKey: stored, serverKey: server)
     }
 
     var text: String {
-        "\(iterations),\(ByteEncoding.base64(salt)),\(ByteEncoding.base64(storedKey)),\(ByteEncoding.base64(serverKey))"
+        "\(iterations),\(Base64.encodedString(salt)),\(Base64.encodedString(storedKey)),\(Base64.encodedString(serverKey))"
     }
 }
 
@@ -110,8 +113,8 @@ struct ScramKeys {
 
     init(password: [UInt8], salt: [UInt8], iterations: Int) {
         let salted = Crypto.pbkdf2(.sha256, password: password, salt: salt, iterations: iterations, length: 32)
-        let clientKey = Crypto.hmac(.sha256, key: salted, data: Array("Client Key".utf8))
-        storedKey = Crypto.digest(.sha256, clientKey)
-        serverKey = Crypto.hmac(.sha256, key: salted, data: Array("Server Key".utf8))
+        let clientKey = Digest.sha256.hmac(key: salted, data: Array("Client Key".utf8))
+        storedKey = Digest.sha256.hash(clientKey)
+        serverKey = Digest.sha256.hmac(key: salted, data: Array("Server Key".utf8))
     }
 }

@@ -1,3 +1,4 @@
+import ByteCodec
 import Glibc
 
 extension Maildrop {
@@ -183,9 +184,6 @@ extension DovecotUIDList {
     /// A mailbox GUID as Dovecot writes it: 128 random bits, 32 lower-case hex digits.
     static func newGUID() -> String {
         var g = SystemRandomNumberGenerator()
-        return (0..<16).map { _ -> String in
-            let b = UInt8.random(in: 0...255, using: &g)
-            return (b < 16 ? "0" : "") + String(b, radix: 16)
-        }.joined()
+        return Hex.encodedString((0..<16).map { _ in UInt8.random(in: 0...255, using: &g) })
     }
 }

@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// The AUTH command and its continuations (RFC 5034 §4). PLAIN, LOGIN and
 /// CRAM-MD5 run here; SCRAM-SHA-256 is framed here and relayed to the glue.
 extension Session {

@@ -1,5 +1,6 @@
 import Auth
 import Glibc
+import Maildrop
 
 /// What `pop3d demo` serves: a passwd-file with the user `demo` (password `demo`) and a Maildir
 /// with a few messages, laid out as Postfix delivers them (tmp/ then rename into new/).
@@ -41,17 +42,18 @@ public enum DemoSetup {
         let passwd = root + "/passwd"
         try writeFile(passwd, "demo:{PLAIN}demo:1000:1000::\(root)/demo::\n")
         let maildir = root + "/demo/Maildir"
-        try makeDirectory(root + "/demo")
-        for sub in ["", "/new", "/cur", "/tmp"] { try makeDirectory(maildir + sub) }
-        if try isEmpty(maildir + "/new") && isEmpty(maildir + "/cur") {
-            let now = Int(time(nil))
-            for (i, body) in messages.enumerated() {
-                let name = "\(now - 3600 * (messages.count - i)).M\(i)P\(getpid()).demo"
-                try writeFile(maildir + "/tmp/" + name, body)
-                guard rename(maildir + "/tmp/" + name, maildir + "/new/" + name) == 0 else {
-                    throw ConfigError("demo: cannot deliver into \(maildir)/new: \(errnoText())")
+        do {
+            // Maildrop's writer (tmp/ then rename into new/, as Postfix delivers).
+            var writer = try MaildirWriter(root: maildir)
+            if try isEmpty(maildir + "/new") && isEmpty(maildir + "/cur") {
+                let now = Int(time(nil))
+                for (i, body) in messages.enumerated() {
+                    let name = writer.makeUniqueName(seconds: now - 3600 * (messages.count - i), microseconds: i, host: "demo")
+                    try writer.deliver(Array(body.utf8), fileName: name)
                 }
             }
+        } catch let error as MaildropError {
+            throw ConfigError("demo: cannot deliver into \(maildir): \(error)")
         }
         return Layout(root: root, passwdFile: passwd, mailTemplate: "maildir:\(root)/%u/Maildir", maildir: maildir)
     }

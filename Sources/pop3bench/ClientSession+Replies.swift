@@ -1,3 +1,4 @@
+import Digests
 import POP3
 import Reactor
 
@@ -142,11 +143,13 @@ extension ClientSession {
         step = next
     }
 
-    /// `KEYWORD n CRLF` through a stack buffer (no String per command).
+    /// `KEYWORD n CRLF` through the slot's reused command buffer (no String, and after the
+    /// first command no allocation, per command).
     func command(_ keyword: StaticString, _ number: Int, multiLine: Bool, next: Step) {
         if let connection {
-            var sink = ConnectionSink(connection: connection)
-            CommandWriter.write(keyword, number, out: &sink)
+            commandBuffer.bytes.removeAll(keepingCapacity: true)
+            CommandWriter.write(keyword, number, out: &commandBuffer)
+            commandBuffer.bytes.withUnsafeBytes { connection.write($0) }
         }
         parser.expect(multiLine: multiLine)
         step = next
@@ -167,7 +170,7 @@ extension ClientSession {
             send(credential.plainLine)
             step = .plain
         case .apop:
-            let digest = MD5.hex(apopTimestamp + Array(credential.password.utf8))
+            let digest = Digest.md5.hexHash(apopTimestamp, Array(credential.password.utf8))
             send(Array("APOP \(credential.user) \(digest)\r\n".utf8))
             step = .apop
         }

@@ -1,12 +1,6 @@
 import POP3
 import Reactor
 
-/// Writes protocol bytes straight into a connection's output queue.
-struct ConnectionSink: ReplySink {
-    let connection: Connection
-    mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
-}
-
 /// One client slot: runs sessions one after another on fresh connections. Its buffers
 /// (LIST sizes, RETR plan, NOOP send times) are reused from session to session.
 final class ClientSession: ConnectionDelegate {
@@ -22,6 +16,8 @@ final class ClientSession: ConnectionDelegate {
 
     var connection: Connection?
     var parser = ReplyParser()
+    /// Where `command(_:_:multiLine:next:)` formats `KEYWORD n CRLF` before it is queued.
+    var commandBuffer = ByteArraySink()
     var step = Step.idle
     var credential = 0
     var sessionsRun = 0

@@ -1,3 +1,4 @@
+import ByteCodec
 import Glibc
 import POP3
 

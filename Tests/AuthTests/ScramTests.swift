@@ -1,3 +1,5 @@
+import ByteCodec
+import Digests
 import Testing
 @testable import Auth
 
@@ -16,26 +18,26 @@ struct TestScramClient {
         let sf = String(decoding: serverFirst, as: UTF8.self)
         var attrs: [Character: String] = [:]
         for a in sf.split(separator: ",") { if let k = a.first { attrs[k] = String(a.dropFirst(2)) } }
-        guard let nonce = attrs["r"], let saltText = attrs["s"], let salt = ByteEncoding.decodeBase64(saltText),
+        guard let nonce = attrs["r"], let saltText = attrs["s"], let salt = Base64.decode(saltText),
               let iter = attrs["i"].flatMap({ Int($0) }) else { return nil }
         let salted = Crypto.pbkdf2(.sha256, password: password, salt: salt, iterations: iter, length: 32)
-        let clientKey = Crypto.hmac(.sha256, key: salted, data: Array("Client Key".utf8))
-        let storedKey = Crypto.digest(.sha256, clientKey)
-        let withoutProof = "c=\(ByteEncoding.base64(Array(gs2.utf8))),r=\(nonce)"
+        let clientKey = Digest.sha256.hmac(key: salted, data: Array("Client Key".utf8))
+        let storedKey = Digest.sha256.hash(clientKey)
+        let withoutProof = "c=\(Base64.encodedString(Array(gs2.utf8))),r=\(nonce)"
         let authMessage = Array("\(clientFirstBare),\(sf),\(withoutProof)".utf8)
-        let signature = Crypto.hmac(.sha256, key: storedKey, data: authMessage)
+        let signature = Digest.sha256.hmac(key: storedKey, data: authMessage)
         let proof = zip(clientKey, signature).map { $0 ^ $1 }
-        let serverKey = Crypto.hmac(.sha256, key: salted, data: Array("Server Key".utf8))
-        let serverSig = Crypto.hmac(.sha256, key: serverKey, data: authMessage)
-        return (Array("\(withoutProof),p=\(ByteEncoding.base64(proof))".utf8),
-                Array("v=\(ByteEncoding.base64(serverSig))".utf8))
+        let serverKey = Digest.sha256.hmac(key: salted, data: Array("Server Key".utf8))
+        let serverSig = Digest.sha256.hmac(key: serverKey, data: authMessage)
+        return (Array("\(withoutProof),p=\(Base64.encodedString(proof))".utf8),
+                Array("v=\(Base64.encodedString(serverSig))".utf8))
     }
 }
 
 @Suite struct ScramTests {
     /// RFC 7677 §3, user "user", password "pencil".
     @Test func vectorFromRFC7677() throws {
-        let salt = try #require(ByteEncoding.decodeBase64("W22ZaJ0SNY7soEsUEjb6gQ=="))
+        let salt = try #require(Base64.decode("W22ZaJ0SNY7soEsUEjb6gQ=="))
         let keys = ScramKeys(password: Array("pencil".utf8), salt: salt, iterations: 4096)
         let secret = ScramSecret(iterations: 4096, salt: salt, storedKey: keys.storedKey, serverKey: keys.serverKey).text
         let entry = UserEntry(user: "user", scheme: .scramSHA256, secret: Array(secret.utf8))

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import Maildrop
+import TestSupport
 
 /// Issue 9, findings 2, 3 and 4: a Maildir's contents are not the administrator's. FIFOs
 /// must not block, symbolic links must not lead out, sizes must be checked, and work must not
@@ -210,7 +211,7 @@ import Testing
             // Keep the message: move new/ aside into cur/'s place is not needed; just relink.
             rename(f.root + "/new/" + Self.sizedName(0), f.root + "/cur/" + Self.sizedName(0))
         }
-        TempDir.removeTree(f.root + "/" + folder)
+        TempDirectory.removeTree(f.root + "/" + folder)
         #expect(symlink(outside, f.root + "/" + folder) == 0)
         do {
             let md = try Maildrop.open(path: f.root)

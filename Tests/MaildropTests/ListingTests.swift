@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import Maildrop
+import TestSupport
 
 @Suite struct ListingTests {
     @Test func ordersByDeliveryTimeThenMicrosecondsThenName() throws {
@@ -35,7 +36,7 @@ import Testing
     }
 
     @Test func createsMissingMaildirWithSubdirectories() throws {
-        let t = TempDir()
+        let t = TempDirectory(prefix: "maildrop-test")
         let root = t.path + "/alice/Maildir"
         let md = try Maildrop.open(path: root)
         #expect(md.count == 0)
@@ -46,7 +47,7 @@ import Testing
     }
 
     @Test func notADirectoryIsPermanent() throws {
-        let t = TempDir()
+        let t = TempDirectory(prefix: "maildrop-test")
         writeFile(t.path + "/file", [1])
         do {
             _ = try Maildrop.open(path: t.path + "/file", createIfMissing: false)

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import Maildrop
+import TestSupport
 
 /// The login index (`pop3d.index`, issue 14): a warm login lists no folder, and every case in
 /// which the folders changed without the index knowing is listed from disk.
@@ -189,7 +190,7 @@ import Testing
         let index = (fileBytes(f.root + "/" + LoginIndex.fileName) ?? [])
         // Wiped, state files included, and made anew (new inodes) with other mail, then the
         // old index put back (a restore from backup): it describes other directories.
-        TempDir.removeTree(f.root)
+        TempDirectory.removeTree(f.root)
         let writer = try MaildirWriter(root: f.root)
         for i in 0..<(Self.count + 3) {
             _ = try writer.deliver(Array("Subject: r\(i)\n\nrefill\n".utf8), fileName: "\(1_750_000_000 + i).M0P9.host")
@@ -202,7 +203,7 @@ import Testing
         #expect(md.statistics.indexWritten)
         #expect(md.messages == (try Self.fromScratch(f)))
         // And without any state file: the same listing.
-        TempDir.removeTree(f.root)
+        TempDirectory.removeTree(f.root)
         let again = try MaildirWriter(root: f.root)
         for i in 0..<(Self.count + 3) {
             _ = try again.deliver(Array("Subject: r\(i)\n\nrefill\n".utf8), fileName: "\(1_750_000_000 + i).M0P9.host")

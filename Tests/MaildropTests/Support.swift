@@ -1,42 +1,6 @@
 import Glibc
 @testable import Maildrop
-
-/// A fresh directory under /tmp, removed with everything in it on deinit.
-final class TempDir {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/maildrop-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buf -> String? in
-            guard let base = buf.baseAddress, mkdtemp(base) != nil else { return nil }
-            return String(cString: base)
-        }
-        path = made ?? "/tmp/maildrop-test-failed-\(getpid())"
-    }
-
-    deinit { TempDir.removeTree(path) }
-
-    static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let e = readdir(dir) {
-                    let name = withUnsafePointer(to: &e.pointee.d_name) {
-                        $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for n in names { removeTree(path + "/" + n) }
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
-    }
-}
+import TestSupport
 
 /// Writes `bytes` to `path` directly (no tmp/ step), replacing it.
 func writeFile(_ path: String, _ bytes: [UInt8]) {
@@ -83,7 +47,7 @@ func readAll(_ reader: MessageReader, chunk: Int = 4096) throws -> [UInt8] {
 
 /// A Maildir in a temp directory with a writer for it.
 struct Fixture {
-    let temp = TempDir()
+    let temp = TempDirectory(prefix: "maildrop-test")
     var root: String { temp.path + "/Maildir" }
     var writer: MaildirWriter
 

@@ -27,14 +27,10 @@ import Testing
             ("auth_mechanisms: [plain, cram-md5]\n", [AuthMechanism.plain, .cramMD5]),
             ("auth_mechanisms: \"login scram-sha-256\"\n", [.login, .scramSHA256]),
         ] {
-            let path = "/tmp/pop3d-mech-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-            try #require(fd >= 0)
-            _ = yaml.withCString { write(fd, $0, strlen($0)) }
-            close(fd)
-            defer { unlink(path) }
-            let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
-            #expect(c.authMechanisms == expected)
+            try await withConfigFile(yaml) { path in
+                let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
+                #expect(c.authMechanisms == expected)
+            }
         }
     }
 

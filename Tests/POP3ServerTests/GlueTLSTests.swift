@@ -2,6 +2,7 @@ import Glibc
 import Reactor
 import Testing
 @testable import POP3Server
+import TestSupport
 
 /// STLS through the harness, with the test process as the TLS client (Reactor's
 /// `TLSStream(client:)`); the certificate is a throwaway one made by the `openssl` command.
@@ -10,29 +11,9 @@ import Testing
     static func makeCertificate(in root: TempRoot) throws -> (cert: String, key: String) {
         let cert = root.path + "/mail.crt"
         let key = root.path + "/mail.key"
-        let status = run([
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=mail.example.org",
-            "-addext", "subjectAltName=DNS:mail.example.org", "-keyout", key, "-out", cert,
-        ])
-        guard status == 0 else { throw HarnessError("openssl req exited with \(status)") }
+        try TestCertificate.make(certPath: cert, keyPath: key, commonName: "mail.example.org",
+                                 dnsNames: ["mail.example.org"])
         return (cert, key)
-    }
-
-    /// Runs a command (PATH lookup) with stdout/stderr to /dev/null; its exit status.
-    static func run(_ args: [String]) -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, args[0], &actions, nil, &argv, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
     }
 
     static func tlsServer() throws -> ServerHarness {

@@ -1,5 +1,6 @@
 import Testing
 @testable import POP3Server
+import TestSupport
 
 /// The metrics endpoint's request-head parser (RFC 9112), as a pure table: whole, byte by
 /// byte, pipelined, and on hostile input.
@@ -238,18 +239,5 @@ import Testing
         }
         // The mutations reach every kind of outcome, so the comparison above means something.
         #expect(outcomes.count >= 4, "\(outcomes)")
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing round can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

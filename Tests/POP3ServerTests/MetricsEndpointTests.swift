@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import POP3Server
+import TestSupport
 
 /// One HTTP response as a client reads it.
 struct HTTPReply {

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import Reactor
 import Synchronization
+import TestSupport
 @testable import POP3Server
 
 /// A `MetricsEndpoint` on its own loop thread, listening on 127.0.0.1:<port>, the way
@@ -10,12 +11,12 @@ import Synchronization
 final class MetricsHarness {
     let port: UInt16
     let logs = LogRecorder()
-    private let inbox = SideInbox()
+    private let inbox = Inbox<Side>()
     private var waker: Waker?
     private var thread: pthread_t?
 
     /// Everything on the loop thread.
-    final class Side {
+    final class Side: HarnessSide {
         let loop: EventLoop
         var endpoint: MetricsEndpoint!
         var renders = 0
@@ -33,11 +34,7 @@ final class MetricsHarness {
 
     @discardableResult
     func onLoop<T: Sendable>(_ body: @escaping @Sendable (Side) -> T) throws -> T {
-        guard let waker else { throw HarnessError("stopped") }
-        let answer = Handoff<T>()
-        inbox.post { side in answer.put(body(side)) }
-        waker.wake()
-        return try answer.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "onLoop")
+        try inbox.ask(waker, body)
     }
 
     /// Renders so far.
@@ -63,29 +60,14 @@ final class MetricsHarness {
     }
 }
 
-/// Closures for the loop thread of a `MetricsHarness` (as `Inbox` is for `ServerHarness`).
-private final class SideInbox: Sendable {
-    typealias Job = @Sendable (MetricsHarness.Side) -> Void
-    let jobs = Mutex<[Job]>([])
-
-    func post(_ job: @escaping Job) { jobs.withLock { $0.append(job) } }
-
-    func takeAll() -> [Job] {
-        jobs.withLock { jobs in
-            defer { jobs.removeAll() }
-            return jobs
-        }
-    }
-}
-
 private final class MetricsThread: LoopThreadBody {
     let limits: MetricsEndpoint.Limits
     let padding: Int
     let logs: LogRecorder
-    let inbox: SideInbox
+    let inbox: Inbox<MetricsHarness.Side>
     let started: Handoff<StartResult>
 
-    init(limits: MetricsEndpoint.Limits, padding: Int, logs: LogRecorder, inbox: SideInbox, started: Handoff<StartResult>) {
+    init(limits: MetricsEndpoint.Limits, padding: Int, logs: LogRecorder, inbox: Inbox<MetricsHarness.Side>, started: Handoff<StartResult>) {
         self.limits = limits
         self.padding = padding
         self.logs = logs
@@ -94,15 +76,9 @@ private final class MetricsThread: LoopThreadBody {
     }
 
     func run() {
-        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
-        let side: MetricsHarness.Side
-        do {
-            let loop = try EventLoop(logger: logger)
-            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
-            let listener = try Listener(bind: any, name: "metrics")
-            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
-            side = MetricsHarness.Side(loop: loop)
-            let padding = self.padding
+        let limits = self.limits, padding = self.padding
+        runHarnessLoop(logs: logs, inbox: inbox, started: started, listenerName: "metrics") { loop, listener, logger in
+            let side = MetricsHarness.Side(loop: loop)
             side.endpoint = try MetricsEndpoint(loop: loop, listener: listener, logger: logger, limits: limits) { [unowned side] out in
                 side.renders += 1
                 out.append(contentsOf: "# HELP renders_total Calls of render.\n# TYPE renders_total counter\n".utf8)
@@ -113,19 +89,7 @@ private final class MetricsThread: LoopThreadBody {
                     out.append(10)
                 }
             }
-            let inbox = self.inbox
-            let waker = try loop.makeWaker { [unowned side] in
-                for job in inbox.takeAll() { job(side) }
-            }
-            started.put(.running(port: port, waker: waker))
-        } catch {
-            started.put(.failed("\(error)"))
-            return
-        }
-        do {
-            try side.loop.run()
-        } catch {
-            logs.append("error harness: loop.run threw \(error)")
+            return side
         }
     }
 }

@@ -12,10 +12,6 @@ import Testing
     /// The keys `passdb: sql` needs, as flags.
     static let sqlFlags: [String: [String]] = ["passdb": ["sql"], "sql_connect": [connect], "sql_password_query": [query]]
 
-    func withFile(_ text: String, _ body: (String) async throws -> Void) async throws {
-        try await ServerConfigTests().withFile(text, body)
-    }
-
     @Test func defaultsAreTheIssuesTable() async throws {
         let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: nil)
         #expect(c.passdb == .passwdFile)
@@ -39,7 +35,7 @@ import Testing
         auth_cache_negative_ttl: 0
 
         """
-        try await withFile(yaml) { path in
+        try await withConfigFile(yaml) { path in
             let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
             #expect(c.passdb == .sql)
             #expect(c.sqlConnect == Self.connect)
@@ -54,7 +50,7 @@ import Testing
     }
 
     @Test func flagsWinOverEnvironmentOverFile() async throws {
-        try await withFile("passdb: passwd-file\nauth_cache_size: 7\nsql_connections: 3\n") { path in
+        try await withConfigFile("passdb: passwd-file\nauth_cache_size: 7\nsql_connections: 3\n") { path in
             var flags = Self.sqlFlags
             flags["auth_cache_size"] = ["0"]
             let c = try await ServerConfig.load(

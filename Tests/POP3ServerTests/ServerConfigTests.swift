@@ -2,17 +2,19 @@ import Testing
 import Glibc
 @testable import POP3Server
 
-@Suite struct ServerConfigTests {
-    func withFile(_ text: String, _ body: (String) async throws -> Void) async throws {
-        let path = "/tmp/pop3d-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        try #require(fd >= 0)
-        _ = text.withCString { write(fd, $0, strlen($0)) }
-        close(fd)
-        defer { unlink(path) }
-        try await body(path)
-    }
+/// Runs `body` with the path of a fresh configuration file holding `text`, removed afterwards
+/// (the configuration tests of every issue share it).
+func withConfigFile(_ text: String, _ body: (String) async throws -> Void) async throws {
+    let path = "/tmp/pop3d-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+    try #require(fd >= 0)
+    _ = text.withCString { write(fd, $0, strlen($0)) }
+    close(fd)
+    defer { unlink(path) }
+    try await body(path)
+}
 
+@Suite struct ServerConfigTests {
     @Test func defaultsWithoutAnySource() async throws {
         let c = try await ServerConfig.load(flags: [:], environment: [:], configFile: nil)
         #expect(c == ServerConfig())
@@ -31,7 +33,7 @@ import Glibc
         implementation: false
 
         """
-        try await withFile(yaml) { path in
+        try await withConfigFile(yaml) { path in
             let c = try await ServerConfig.load(
                 flags: ["listen": ["127.0.0.1:2110"]],
                 environment: ["POP3D_MAX_CONNECTIONS": "200", "HOME": "/root"],
@@ -71,7 +73,7 @@ import Glibc
     @Test func loginTimeoutFromEnvironmentAndFile() async throws {
         let c = try await ServerConfig.load(flags: [:], environment: ["POP3D_LOGIN_TIMEOUT": "5"], configFile: nil)
         #expect(c.loginTimeoutSeconds == 5)
-        try await withFile("login_timeout: 30\n") { path in
+        try await withConfigFile("login_timeout: 30\n") { path in
             let f = try await ServerConfig.load(flags: [:], environment: [:], configFile: path)
             #expect(f.loginTimeoutSeconds == 30)
         }

@@ -19,6 +19,7 @@ import Glibc
 import Logging
 import Reactor
 import Synchronization
+import TestSupport
 @testable import POP3Server
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -43,17 +44,32 @@ final class LoopSide {
 
 typealias LoopJob = @Sendable (LoopSide) -> Void
 
-/// Closures waiting for the loop thread (filled by the test thread, emptied by the Waker's body).
-final class Inbox: Sendable {
-    let jobs = Mutex<[LoopJob]>([])
+/// Closures waiting for a harness's loop thread (filled by the test thread, emptied by the
+/// Waker's body); `Side` is what lives on that thread (`LoopSide`, `MetricsHarness.Side`).
+final class Inbox<Side>: Sendable {
+    typealias Job = @Sendable (Side) -> Void
+    let jobs = Mutex<[Job]>([])
 
-    func post(_ job: @escaping LoopJob) { jobs.withLock { $0.append(job) } }
+    func post(_ job: @escaping Job) { jobs.withLock { $0.append(job) } }
 
-    func takeAll() -> [LoopJob] {
+    func takeAll() -> [Job] {
         jobs.withLock { jobs in
             defer { jobs.removeAll() }
             return jobs
         }
+    }
+}
+
+extension Inbox {
+    /// Runs `body` on the loop thread behind `waker` and returns its result; throws when the
+    /// harness is stopped (no waker) or the loop does not answer within
+    /// `ServerHarness.loopAnswerSeconds` (a stalled or dead loop).
+    func ask<T: Sendable>(_ waker: Waker?, _ body: @escaping @Sendable (Side) -> T) throws -> T {
+        guard let waker else { throw HarnessError("harness stopped") }
+        let answer = Handoff<T>()
+        post { side in answer.put(body(side)) }
+        waker.wake()
+        return try answer.take(timeoutSeconds: ServerHarness.loopAnswerSeconds, what: "onLoop")
     }
 }
 
@@ -72,45 +88,6 @@ final class Handoff<T: Sendable>: Sendable {
               let v = value.withLock({ $0 })
         else { throw HarnessError("\(what): no answer from the loop thread within \(timeoutSeconds) s") }
         return v
-    }
-}
-
-/// Log lines, kept for assertions (and echoed to stderr with POP3D_TEST_LOG=1).
-final class LogRecorder: Sendable {
-    let lines = Mutex<[String]>([])
-    let echo = getenv("POP3D_TEST_LOG") != nil
-
-    func append(_ line: String) {
-        lines.withLock { $0.append(line) }
-        if echo {
-            var bytes = Array((line + "\n").utf8)
-            bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
-        }
-    }
-
-    var all: [String] { lines.withLock { $0 } }
-
-    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
-}
-
-struct RecordingLogHandler: LogHandler {
-    var logLevel: Logger.Level = .debug
-    var metadata: Logger.Metadata = [:]
-    let recorder: LogRecorder
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var line = "\(event.level) \(event.message)"
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { $1 } }
-        for key in all.keys.sorted() {
-            if let value = all[key] { line += " \(key)=\(value)" }
-        }
-        recorder.append(line)
     }
 }
 
@@ -145,22 +122,7 @@ struct TempRoot {
     }
 
     /// Deletes the folder and everything below it (no symlinks are followed).
-    func remove() { Self.removeTree(path) }
-
-    private static func removeTree(_ dir: String) {
-        if let d = opendir(dir) {
-            while let entry = readdir(d) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
-                let full = dir + "/" + name
-                if entry.pointee.d_type == UInt8(DT_DIR) { removeTree(full) } else { unlink(full) }
-            }
-            closedir(d)
-        }
-        rmdir(dir)
-    }
+    func remove() { TempDirectory.removeTree(path) }
 }
 
 /// A `POP3Service` on its own loop thread, listening on 127.0.0.1:<port>.
@@ -178,7 +140,7 @@ final class ServerHarness {
     let root: TempRoot
     let port: UInt16
     let logs = LogRecorder()
-    private let inbox = Inbox()
+    private let inbox = Inbox<LoopSide>()
     private var waker: Waker?
     private var thread: pthread_t?
 
@@ -219,11 +181,7 @@ final class ServerHarness {
     /// answer within `loopAnswerSeconds` (a stalled or dead loop).
     @discardableResult
     func onLoop<T: Sendable>(_ body: @escaping @Sendable (LoopSide) -> T) throws -> T {
-        guard let waker else { throw HarnessError("server stopped") }
-        let answer = Handoff<T>()
-        inbox.post { side in answer.put(body(side)) }
-        waker.wake()
-        return try answer.take(timeoutSeconds: Self.loopAnswerSeconds, what: "onLoop")
+        try inbox.ask(waker, body)
     }
 
     /// The service's live counts, read on the loop thread.
@@ -315,10 +273,10 @@ func startLoopThread(_ body: some LoopThreadBody, started: Handoff<StartResult>,
 private final class ThreadContext: LoopThreadBody {
     let config: ServerConfig
     let logs: LogRecorder
-    let inbox: Inbox
+    let inbox: Inbox<LoopSide>
     let started: Handoff<StartResult>
 
-    init(config: ServerConfig, logs: LogRecorder, inbox: Inbox, started: Handoff<StartResult>) {
+    init(config: ServerConfig, logs: LogRecorder, inbox: Inbox<LoopSide>, started: Handoff<StartResult>) {
         self.config = config
         self.logs = logs
         self.inbox = inbox
@@ -326,34 +284,56 @@ private final class ThreadContext: LoopThreadBody {
     }
 
     func run() {
-        let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: self.logs) }
-        let side: LoopSide
-        do {
-            let loop = try EventLoop(logger: logger)
-            guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
-            let listener = try Listener(bind: any)
-            guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+        runHarnessLoop(logs: logs, inbox: inbox, started: started, listenerName: nil) { loop, listener, logger in
             let service = try POP3Service(config: config, loop: loop, logger: logger)
-            side = LoopSide(loop: loop, service: service, listener: listener)
+            let side = LoopSide(loop: loop, service: service, listener: listener)
             try loop.addListener(listener) { [unowned service] socket in
                 service.accept(socket, implicitTLS: false)
             }
             service.onDrained = { [unowned side] in side.drained = true }
-            let inbox = self.inbox
-            let waker = try loop.makeWaker { [unowned side] in
-                for job in inbox.takeAll() { job(side) }
-            }
-            started.put(.running(port: port, waker: waker))
-        } catch {
-            started.put(.failed("\(error)"))
-            return
+            return side
+        } tearDown: { side in
+            side.loop.removeListener(side.listener)
+            side.listener.close()
         }
-        do {
-            try side.loop.run()
-        } catch {
-            logs.append("error harness: loop.run threw \(error)")
-        }
-        side.loop.removeListener(side.listener)
-        side.listener.close()
     }
+}
+
+/// What lives on a harness's loop thread: at least the loop.
+protocol HarnessSide: AnyObject {
+    var loop: EventLoop { get }
+}
+
+extension LoopSide: HarnessSide {}
+
+/// The body of a harness's loop thread (`ServerHarness`, `MetricsHarness`): a loop logging into
+/// `logs` and a listener on 127.0.0.1:0, the side `setUp` builds on them, the inbox's jobs run
+/// on every wake-up, the start result handed to the test thread, the loop run until stopped,
+/// then `tearDown`.
+func runHarnessLoop<Side: HarnessSide>(
+    logs: LogRecorder, inbox: Inbox<Side>, started: Handoff<StartResult>, listenerName: String?,
+    setUp: (EventLoop, Listener, Logger) throws -> Side, tearDown: (Side) -> Void = { _ in }
+) {
+    let logger = Logger(label: "pop3d.test") { _ in RecordingLogHandler(recorder: logs) }
+    let side: Side
+    do {
+        let loop = try EventLoop(logger: logger)
+        guard let any = SocketAddress(ip: "127.0.0.1", port: 0) else { throw HarnessError("address") }
+        let listener = try Listener(bind: any, name: listenerName)
+        guard let port = listener.address?.port else { throw HarnessError("listener has no address") }
+        side = try setUp(loop, listener, logger)
+        let waker = try loop.makeWaker { [unowned side] in
+            for job in inbox.takeAll() { job(side) }
+        }
+        started.put(.running(port: port, waker: waker))
+    } catch {
+        started.put(.failed("\(error)"))
+        return
+    }
+    do {
+        try side.loop.run()
+    } catch {
+        logs.append("error harness: loop.run threw \(error)")
+    }
+    tearDown(side)
 }

@@ -1,17 +1,17 @@
 import POP3
 import Testing
+import TestSupport
 
 func encode(_ message: String, bodyLines: Int?, chunk: Int) -> (String, Int, Bool) {
     var encoder = MessageEncoder(bodyLines: bodyLines)
     var out = ByteArraySink()
     let bytes = Array(message.utf8)
-    var start = 0
-    while start < bytes.count && !encoder.isComplete {
-        let end = min(bytes.count, start + chunk)
-        Array(bytes[start..<end]).withUnsafeBytes { encoder.encode($0, out: &out) }
-        start = end
+    var fed = 0
+    for piece in bytes.pieces(of: chunk) where !encoder.isComplete {
+        piece.withUnsafeBytes { encoder.encode($0, out: &out) }
+        fed += piece.count
     }
-    let stoppedEarly = start < bytes.count
+    let stoppedEarly = fed < bytes.count
     encoder.finish(out: &out)
     return (out.text, encoder.contentOctets, stoppedEarly)
 }
@@ -148,7 +148,7 @@ let lineParserInput = "USER a\r\nPASS b c\nSTAT\r\n\r\n" + String(repeating: "x"
 
     @Test func binaryGarbageNeverTraps() {
         var harness = Harness()
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         var bytes: [UInt8] = []
         for _ in 0..<20_000 { bytes.append(UInt8(truncatingIfNeeded: generator.next())) }
         harness.feed(bytes: bytes, chunk: 97)
@@ -157,28 +157,12 @@ let lineParserInput = "USER a\r\nPASS b c\nSTAT\r\n\r\n" + String(repeating: "x"
     }
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func runLineParser(_ text: String, chunk: Int) -> [String] {
     var parser = LineParser()
     var buffer: [UInt8] = []
     var events: [String] = []
-    let bytes = Array(text.utf8)
-    var start = 0
-    while start < bytes.count {
-        let end = min(bytes.count, start + chunk)
-        buffer += bytes[start..<end]
-        start = end
+    for piece in Array(text.utf8).pieces(of: chunk) {
+        buffer += piece
         while true {
             let (event, consumed) = buffer.withUnsafeBytes { parser.next($0) }
             switch event {
@@ -198,13 +182,9 @@ func parseAll(_ text: String, parser: inout ReplyParser, chunk: Int) -> ([ReplyE
     var buffer: [UInt8] = []
     var events: [ReplyEvent] = []
     var texts: [String] = []
-    let bytes = Array(text.utf8)
-    var start = 0
     var partial = ""
-    while start < bytes.count {
-        let end = min(bytes.count, start + chunk)
-        buffer += bytes[start..<end]
-        start = end
+    for piece in Array(text.utf8).pieces(of: chunk) {
+        buffer += piece
         while true {
             let (event, consumed) = buffer.withUnsafeBytes { parser.next($0) }
             if event == .needMore { break }

@@ -1,21 +1,10 @@
 import POP3
 import Testing
+import TestSupport
 
 /// Issue 9, finding 2: sizes come from disk (a crafted size cache, `W=` fields of a sparse
 /// file of many TiB) and commands from the client; no sequence of them may trap the session.
 @Suite struct ExtremeSizeTests {
-    /// SplitMix64: a tiny seeded generator, so a failing sequence can be replayed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let extremes: [Int] = [
         0, 1, 46, Int.max, Int.max - 1, Int.max / 2, Int.max / 2 + 1,
         999_999_999_999_999_999, 15 << 40, 2 * (15 << 40) + 2, -1, Int.min,
@@ -108,7 +97,7 @@ import Testing
     /// extreme sizes never trap, and every figure the session shows is the exact one clamped
     /// to Int.max; QUIT commits exactly the messages marked deleted.
     @Test func randomCommandsOverExtremeSizesNeverTrapAndStayExact() {
-        var rng = SplitMix(state: 0x5EED_0009)
+        var rng = SplitMix64(seed: 0x5EED_0009)
         for _ in 0..<400 {
             let count = Int.random(in: 1...8, using: &rng)
             let sizes = (0..<count).map { _ in

@@ -1,4 +1,5 @@
 import POP3
+import TestSupport
 
 /// A fake glue: runs the parser and the session over scripted input, performs
 /// every action against an in-memory maildrop, and records the output.
@@ -47,13 +48,9 @@ struct Harness {
     }
 
     mutating func feed(bytes: [UInt8], chunk: Int? = nil) {
-        let size = max(1, chunk ?? bytes.count)
-        var start = 0
-        while start < bytes.count && !closed {
-            let end = min(bytes.count, start + size)
-            buffer += bytes[start..<end]
+        for piece in bytes.pieces(of: chunk) where !closed {
+            buffer += piece
             pump()
-            start = end
         }
     }
 

@@ -1,3 +1,4 @@
+import ByteCodec
 import POP3
 import Testing
 

@@ -1,3 +1,4 @@
+import ByteCodec
 import POP3
 import Testing
 
@@ -69,21 +70,8 @@ let saslExchanges: [Exchange] = [
     Exchange(name: "STLS not available", input: "STLS\r\n", output: "-ERR STLS not available\r\n"),
 ]
 
+/// `saslExchanges` run in `SessionTests.exchangeTable` with the session's table.
 @Suite struct SASLAndCapaTests {
-    @Test(arguments: saslExchanges)
-    func wholeInput(_ exchange: Exchange) {
-        var harness = Harness(config: Harness.config(plaintext: exchange.plaintext))
-        harness.feed(exchange.input)
-        #expect(harness.replies == exchange.output)
-    }
-
-    @Test(arguments: saslExchanges)
-    func byteByByte(_ exchange: Exchange) {
-        var harness = Harness(config: Harness.config(plaintext: exchange.plaintext))
-        harness.feed(exchange.input, chunk: 1)
-        #expect(harness.replies == exchange.output)
-    }
-
     /// CVE-2011-0411 class: plaintext after STLS in the same write is discarded.
     @Test func stlsDiscardsInjectedCommands() {
         var harness = Harness(config: Harness.config(plaintext: false, stls: true))

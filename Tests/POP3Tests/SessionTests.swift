@@ -108,24 +108,12 @@ let exchanges: [Exchange] = [
 ]
 
 @Suite struct SessionTests {
-    @Test(arguments: exchanges)
-    func wholeInput(_ exchange: Exchange) {
+    /// Convention 8 (ARCHITECTURE.md): every exchange table, the session's and SASL/CAPA's
+    /// (`saslExchanges`), gives the same replies fed whole, byte by byte and in 7-octet chunks.
+    @Test(arguments: exchanges + saslExchanges, [nil, 1, 7] as [Int?])
+    func exchangeTable(_ exchange: Exchange, chunk: Int?) {
         var harness = Harness(config: Harness.config(plaintext: exchange.plaintext))
-        harness.feed(exchange.input)
-        #expect(harness.replies == exchange.output)
-    }
-
-    @Test(arguments: exchanges)
-    func byteByByte(_ exchange: Exchange) {
-        var harness = Harness(config: Harness.config(plaintext: exchange.plaintext))
-        harness.feed(exchange.input, chunk: 1)
-        #expect(harness.replies == exchange.output)
-    }
-
-    @Test(arguments: exchanges)
-    func oddChunks(_ exchange: Exchange) {
-        var harness = Harness(config: Harness.config(plaintext: exchange.plaintext))
-        harness.feed(exchange.input, chunk: 7)
+        harness.feed(exchange.input, chunk: chunk)
         #expect(harness.replies == exchange.output)
     }
 

@@ -1,6 +1,7 @@
 import Glibc
 import ProxyProtocol
 import Testing
+import TestSupport
 
 /// Seeded properties: random and mutated input never traps (Swift's checked subscripts and the
 /// debug-build checks on unsafe buffers would trap on a read past the input, so running to the

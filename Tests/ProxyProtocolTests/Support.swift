@@ -1,5 +1,6 @@
 import ProxyProtocol
 import Testing
+import TestSupport
 
 /// The UTF-8 octets of `text`.
 func b(_ text: String) -> [UInt8] { Array(text.utf8) }
@@ -51,19 +52,6 @@ func endpoint(_ address: String, _ port: UInt16) -> ProxyEndpoint {
         return ProxyEndpoint(address: .v4(0), port: port)
     }
     return ProxyEndpoint(address: parsed, port: port)
-}
-
-/// Deterministic PRNG for the property tests (SplitMix64, as in StorageProtocolTests).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 let v2Signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]

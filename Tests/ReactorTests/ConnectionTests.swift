@@ -124,11 +124,7 @@ extension ReactorSuite {
         // Consume only the first line, then pause: the second line stays buffered.
         rec.consume = false
         rec.onReadable = { c in
-            c.withInput { bytes in
-                guard let lf = bytes.firstIndex(of: 10) else { return 0 }
-                rec.received.append(contentsOf: bytes[0...lf])
-                return lf + 1
-            }
+            if let line = c.takeLine() { rec.received += line }
             c.pauseReading()
         }
         _ = write(peer, "ONE\r\nTWO\r\n", 10)
@@ -159,11 +155,7 @@ extension ReactorSuite {
         rec.consume = false
         // Consume complete 100-byte lines only, as a line parser does.
         rec.onReadable = { c in
-            c.withInput { bytes in
-                guard let lf = bytes.lastIndex(of: 10) else { return 0 }
-                rec.received.append(contentsOf: bytes[0...lf])
-                return lf + 1
-            }
+            if let lines = c.takeCompleteLines() { rec.received += lines }
         }
         let line = [UInt8](repeating: 120, count: 99) + [10]
         let total = 8 * 1024 * 1024

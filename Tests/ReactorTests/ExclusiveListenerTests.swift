@@ -3,14 +3,15 @@ import Glibc
 import Logging
 import Testing
 @testable import Reactor
+import TestSupport
 
 extension ReactorSuite {
     /// A listener shared by worker processes is registered with EPOLLEXCLUSIVE, which the
     /// kernel refuses to EPOLL_CTL_MOD (EINVAL). An EMFILE pause must still take it out of
     /// epoll (DEL) and the resume put it back (ADD), and connections must be accepted again.
     @Test func exclusiveListenerPausesAndResumesWithDeleteAndAdd() throws {
-        let log = CapturedLog()
-        let loop = try EventLoop(logger: Logger(label: "test") { _ in CapturingLogHandler(log: log) })
+        let log = LogRecorder()
+        let loop = try EventLoop(logger: log.logger())
         let listener = try Listener(bind: try loopback(), name: "pop3")
         let address = try #require(listener.address)
         var accepted: [Int32] = []

@@ -4,32 +4,7 @@ import Logging
 import Synchronization
 import Testing
 @testable import Reactor
-
-/// Log lines of one loop, for assertions.
-final class CapturedLog: Sendable {
-    let lines = Mutex<[String]>([])
-    func count(_ text: String) -> Int { lines.withLock { $0.filter { $0.contains(text) }.count } }
-    var all: [String] { lines.withLock { $0 } }
-}
-
-struct CapturingLogHandler: LogHandler {
-    var logLevel: Logger.Level = .debug
-    var metadata: Logger.Metadata = [:]
-    let log: CapturedLog
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var line = "\(event.level) \(event.message)"
-        if let extra = event.metadata {
-            for key in extra.keys.sorted() { line += " \(key)=\(extra[key].map { "\($0)" } ?? "")" }
-        }
-        log.lines.withLock { $0.append(line) }
-    }
-}
+import TestSupport
 
 extension ReactorSuite {
     /// Issue 10 item 6: putting a paused listener back into epoll can fail (epoll_ctl MOD;
@@ -39,8 +14,8 @@ extension ReactorSuite {
     /// backoff, logs the cause once, and accepts again (logging that once) when epoll_ctl
     /// works again.
     @Test func listenerResumeFailureIsLoggedOnceAndRetried() throws {
-        let log = CapturedLog()
-        let loop = try EventLoop(logger: Logger(label: "test") { _ in CapturingLogHandler(log: log) })
+        let log = LogRecorder()
+        let loop = try EventLoop(logger: log.logger())
         let listener = try Listener(bind: try loopback(), name: "pop3")
         let address = try #require(listener.address)
         var accepted: [Int32] = []

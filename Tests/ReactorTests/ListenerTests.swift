@@ -88,13 +88,10 @@ extension ReactorSuite {
             var open = 0, peakOpen = 0, served = 0
             var connections: [UInt64: Connection] = [:]
             func connectionReadable(_ c: Connection) {
-                c.withInput { bytes in
-                    guard let lf = bytes.firstIndex(of: 10) else { return 0 }
-                    c.write("+OK " as StaticString)
-                    c.write(UnsafeRawBufferPointer(rebasing: bytes[0...lf]))
-                    served += 1
-                    return lf + 1
-                }
+                guard let line = c.takeLine() else { return }
+                c.write("+OK " as StaticString)
+                c.write(line)
+                served += 1
             }
             func connectionClosed(_ c: Connection, reason: CloseReason) {
                 open -= 1

@@ -4,42 +4,15 @@ import Logging
 import Synchronization
 import Testing
 @testable import Reactor
-
-/// Collects log records (tests of the loop-lag warning).
-final class CapturedLogs: Sendable {
-    let records = Mutex<[(Logger.Level, String)]>([])
-
-    var warnings: [String] {
-        records.withLock { $0.filter { $0.0 == .warning }.map(\.1) }
-    }
-
-    func logger() -> Logger {
-        Logger(label: "test") { _ in CaptureHandler(sink: self) }
-    }
-}
-
-struct CaptureHandler: LogHandler {
-    let sink: CapturedLogs
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        sink.records.withLock { $0.append((event.level, "\(event.message)")) }
-    }
-}
+import TestSupport
 
 extension ReactorSuite {
     /// Issue 10: a handler that busy-waits 80 ms makes one turn of 80 ms; the loop measures it,
     /// logs exactly one warning naming the cause (the slow connection), and a second slow turn
     /// right after is counted but not logged (rate limit).
     @Test func slowTurnLogsOneWarningWithItsCause() throws {
-        let logs = CapturedLogs()
-        let loop = try EventLoop(logger: logs.logger())
+        let logs = LogRecorder()
+        let loop = try EventLoop(logger: logs.logger(level: .trace))
         #expect(loop.loopLagWarningNanoseconds == 0)  // off unless the owner sets it
         loop.loopLagWarningNanoseconds = EventLoop.recommendedLoopLagWarning
         let (fd, peer) = try socketPair()

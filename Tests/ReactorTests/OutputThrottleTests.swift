@@ -62,12 +62,7 @@ extension ReactorSuite {
         var maxPending = 0
         rec.onReadable = { c in
             // A delegate that, like POP3Connection.pump, handles every complete line it is shown.
-            while true {
-                let used = c.withInput { bytes -> Int in
-                    guard let lf = bytes.firstIndex(of: 10) else { return 0 }
-                    return lf + 1
-                }
-                if used == 0 { break }
+            while c.takeLine() != nil {
                 lines += 1
                 c.write(reply)
                 maxPending = max(maxPending, c.pendingOutputBytes)
@@ -120,7 +115,7 @@ extension ReactorSuite {
         rec.consume = false
         let reply = [UInt8](repeating: UInt8(ascii: "y"), count: 98) + [13, 10]
         rec.onReadable = { c in
-            while c.withInput({ bytes in bytes.firstIndex(of: 10).map { $0 + 1 } ?? 0 }) > 0 { c.write(reply) }
+            while c.takeLine() != nil { c.write(reply) }
         }
         conn.delegate = rec
         let flooder = Flooder(fd: client, line: "NOOP\r\n", limit: 2 << 20)
@@ -145,7 +140,7 @@ extension ReactorSuite {
         let reply = [UInt8](repeating: UInt8(ascii: "z"), count: 498) + [13, 10]
         var lines = 0
         rec.onReadable = { c in
-            while c.withInput({ bytes in bytes.firstIndex(of: 10).map { $0 + 1 } ?? 0 }) > 0 {
+            while c.takeLine() != nil {
                 lines += 1
                 c.write(reply)
             }

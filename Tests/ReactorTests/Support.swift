@@ -103,3 +103,24 @@ func threadCPUNanoseconds() -> UInt64 {
 
 /// RLIMIT_NOFILE as the type getrlimit takes (Glibc imports the enum constant with another type).
 let RLIMIT_NOFILE_RAW = __rlimit_resource_t(7)
+
+extension Connection {
+    /// Consumes the first complete line of the buffered input, as a line parser does, and
+    /// returns it with its LF; nil (consuming nothing) while no LF is buffered. The tests'
+    /// line-consuming delegates share it.
+    @discardableResult
+    func takeLine() -> [UInt8]? { take { $0.firstIndex(of: 10) } }
+
+    /// Consumes every complete line buffered (through the last LF) at once; nil when none is.
+    func takeCompleteLines() -> [UInt8]? { take { $0.lastIndex(of: 10) } }
+
+    private func take(through end: (UnsafeRawBufferPointer) -> Int?) -> [UInt8]? {
+        var taken: [UInt8]?
+        withInput { bytes in
+            guard let lf = end(bytes) else { return 0 }
+            taken = Array(bytes[0...lf])
+            return lf + 1
+        }
+        return taken
+    }
+}

@@ -2,10 +2,11 @@ import CShim
 import Glibc
 import Reactor
 import Testing
+import TestSupport
 
-/// Shared pieces of the TLS tests: throwaway certificates made by the `openssl`
-/// command, nonblocking socketpairs, and a step-by-step handshake driver that
-/// alternates client and server in one thread.
+/// Shared pieces of the TLS tests: throwaway certificates (`TestSupport.TestCertificate`),
+/// nonblocking socketpairs, and a step-by-step handshake driver that alternates client and
+/// server in one thread.
 enum TLSFixture {
     struct Failure: Error, CustomStringConvertible {
         let description: String
@@ -21,16 +22,8 @@ enum TLSFixture {
 
         /// Writes `name.crt`/`name.key`: self-signed, given CN and SAN DNS names.
         func make(_ name: String, commonName: String, dnsNames: [String], rsa: Bool = false) throws {
-            let san = "subjectAltName=" + dnsNames.map { "DNS:\($0)" }.joined(separator: ",")
-            let keyArgs = rsa
-                ? ["-newkey", "rsa:2048"]
-                : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-            let args = ["openssl", "req", "-x509"] + keyArgs + [
-                "-nodes", "-days", "2", "-subj", "/CN=\(commonName)", "-addext", san,
-                "-keyout", key(name), "-out", cert(name),
-            ]
-            let status = run(args)
-            guard status == 0 else { throw Failure("openssl req exited with \(status)") }
+            try TestCertificate.make(certPath: cert(name), keyPath: key(name), commonName: commonName,
+                                     dnsNames: dnsNames, rsa: rsa)
         }
 
         func write(_ name: String, _ text: String) {
@@ -42,17 +35,7 @@ enum TLSFixture {
 
         func path(_ name: String) -> String { "\(directory)/\(name)" }
 
-        func remove() {
-            guard let dir = opendir(directory) else { return }
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name != "." && name != ".." { unlink("\(directory)/\(name)") }
-            }
-            closedir(dir)
-            rmdir(directory)
-        }
+        func remove() { TempDirectory.removeTree(directory) }
     }
 
     /// A fresh temp folder holding `mail` (CN mail.example.org, EC) and, if asked,
@@ -77,22 +60,6 @@ enum TLSFixture {
             throw error
         }
         return certs
-    }
-
-    /// Runs a command (PATH lookup) with stdout/stderr to /dev/null; its exit status.
-    static func run(_ args: [String]) -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, args[0], &actions, nil, &argv, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
     }
 
     /// A nonblocking AF_UNIX stream pair: (server end, client end).

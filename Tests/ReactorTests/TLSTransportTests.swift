@@ -120,7 +120,7 @@ struct TLSTransportTests {
                 c.withInput { afterSwitch += $0; return $0.count }
                 return
             }
-            c.withInput { bytes in (bytes.firstIndex(of: UInt8(ascii: "\n")) ?? -1) + 1 }
+            c.takeLine()
             c.write("+OK begin TLS\r\n")
             if let tls = try? TLSTransport(server: s.context, fd: c.fd) { c.switchTransport(to: tls) }
             switched = true

@@ -57,14 +57,8 @@ extension ReactorSuite {
         conn.delegate = rec
         var lines: [String] = []
         rec.onReadable = { c in
-            while true {
-                var line: String?
-                c.withInput { bytes in
-                    guard let lf = bytes.firstIndex(of: 10) else { return 0 }
-                    line = String(decoding: bytes[0..<lf], as: UTF8.self)
-                    return lf + 1
-                }
-                guard let line else { return }
+            while let bytes = c.takeLine() {
+                let line = String(decoding: bytes.dropLast(), as: UTF8.self)
                 lines.append(line)
                 if line == "STLS" {
                     c.write("+OK begin\n" as StaticString)

@@ -3,6 +3,7 @@ import POP3
 import Testing
 
 @testable import Maildrop
+import TestSupport
 
 /// ISSUE 10 item 1: the size STAT and LIST announce (Maildrop's `CRLFSizeCounter`)
 /// and the octets RETR sends (POP3's `MessageEncoder`) follow one rule. The two
@@ -261,11 +262,8 @@ import Testing
 
     func counterSize(_ bytes: [UInt8], chunks: [Int]? = nil) -> Int {
         var counter = CRLFSizeCounter()
-        var start = 0
-        for size in chunks ?? [bytes.count] where start < bytes.count {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { counter.consume($0) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks ?? [bytes.count]) {
+            piece.withUnsafeBytes { counter.consume($0) }
         }
         return counter.total
     }
@@ -273,11 +271,8 @@ import Testing
     func encoded(_ bytes: [UInt8], bodyLines: Int?, chunks: [Int]? = nil) -> [UInt8] {
         var encoder = MessageEncoder(bodyLines: bodyLines)
         var out = ByteArraySink()
-        var start = 0
-        for size in chunks ?? [bytes.count] where start < bytes.count && !encoder.isComplete {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { encoder.encode($0, out: &out) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks ?? [bytes.count]) where !encoder.isComplete {
+            piece.withUnsafeBytes { encoder.encode($0, out: &out) }
         }
         encoder.finish(out: &out)
         return out.bytes
@@ -299,53 +294,5 @@ import Testing
             }
         }
         return result + "\""
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator, so a failing
-/// case can be run again from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// A fresh directory under /tmp, removed with everything in it when released.
-final class TempDirectory {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/pop3d-wire-XXXXXX".utf8CString)
-        path = template.withUnsafeMutableBufferPointer { buffer -> String in
-            guard let base = buffer.baseAddress, mkdtemp(base) != nil else { return "/tmp/pop3d-wire-\(getpid())" }
-            return String(cString: base)
-        }
-    }
-
-    deinit { Self.remove(path) }
-
-    static func remove(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR, let dir = opendir(path) {
-            var names: [String] = []
-            while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: &entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(dir)
-            for name in names { remove(path + "/" + name) }
-            rmdir(path)
-        } else {
-            unlink(path)
-        }
     }
 }

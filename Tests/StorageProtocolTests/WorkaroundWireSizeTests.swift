@@ -3,6 +3,7 @@ import POP3
 import Testing
 
 @testable import Maildrop
+import TestSupport
 
 /// `pop3_client_workarounds` under the one wire-size rule: with `outlook-no-nuls` and
 /// `oe-ns-eoh` (alone and together) the size Maildrop's counter lists (with
@@ -35,11 +36,8 @@ import Testing
 
     func counterSize(_ bytes: [UInt8], _ rule: WireSizeRule, chunks: [Int]) -> Int {
         var counter = CRLFSizeCounter(rule: rule)
-        var start = 0
-        for size in chunks where start < bytes.count {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { counter.consume($0) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks) {
+            piece.withUnsafeBytes { counter.consume($0) }
         }
         return counter.total
     }
@@ -47,11 +45,8 @@ import Testing
     func encoded(_ bytes: [UInt8], bodyLines: Int?, _ workarounds: ClientWorkarounds, chunks: [Int]) -> [UInt8] {
         var encoder = MessageEncoder(bodyLines: bodyLines, workarounds: workarounds)
         var out = ByteArraySink()
-        var start = 0
-        for size in chunks where start < bytes.count && !encoder.isComplete {
-            let end = min(bytes.count, start + size)
-            Array(bytes[start..<end]).withUnsafeBytes { encoder.encode($0, out: &out) }
-            start = end
+        for piece in bytes.pieces(sizes: chunks) where !encoder.isComplete {
+            piece.withUnsafeBytes { encoder.encode($0, out: &out) }
         }
         encoder.finish(out: &out)
         #expect(encoder.contentOctets == (plain.unstuff(out.bytes)?.octets ?? -1))

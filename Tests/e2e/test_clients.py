@@ -13,6 +13,7 @@ import pytest
 
 import maildata
 from conftest import ALL_MECHANISMS, USERS
+from fetchmailsupport import run_fetchmail
 
 # Issue 10: the server offers only `auth_mechanisms` (default plain login); these tests
 # exercise every mechanism, so they enable all of them.
@@ -171,24 +172,9 @@ def test_mpop_keep_mode_uses_uidl(mailhost, tmp_path):
 
 
 def test_fetchmail_keep_mda_to_file(mailhost, tmp_path):
-    if not shutil.which("fetchmail"):
-        pytest.fail("fetchmail is not installed (make test installs it)")
     originals = fill(mailhost, count=3)
     server = mailhost.serve(env=ALL_MECHANISMS)
-    out = tmp_path / "delivered"
-    out.mkdir()
-    home = tmp_path / "fmhome"
-    home.mkdir()
-    rc = tmp_path / "fetchmailrc"
-    rc.write_text(
-        f"poll {server.host} protocol pop3 port {server.port} uidl\n"
-        f"  user alice password \"{USERS['alice']}\" is root here\n"
-        "  keep sslproto '' no sslcertck\n"
-        f"  mda \"/bin/sh -c 'cat > {out}/msg.$$'\"\n")
-    rc.chmod(0o600)
-    env = dict(os.environ, FETCHMAILHOME=str(home), HOME=str(home))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog", "--all"],
-                       capture_output=True, timeout=120, env=env)
+    r, out = run_fetchmail(server, "alice", USERS["alice"], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     delivered = sorted(glob.glob(f"{out}/msg.*"))
     assert len(delivered) == 3

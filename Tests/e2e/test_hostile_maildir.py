@@ -256,6 +256,13 @@ def test_crafted_size_cache_neither_crashes_nor_lies(mailhost):
     assert server.proc.poll() is None, server.output()
 
 
+def dele_all(raw, count):
+    """DELE 1..count pipelined in one write, each answered +OK."""
+    raw.send(b"".join(f"DELE {i}\r\n".encode() for i in range(1, count + 1)))
+    for _ in range(count):
+        assert raw.line().startswith(b"+OK")
+
+
 def test_quit_after_another_program_renamed_the_messages_does_not_stall_the_loop(mailhost):
     count = 5_000
     body = b"Subject: s\n\nbody\n"
@@ -264,13 +271,9 @@ def test_quit_after_another_program_renamed_the_messages_does_not_stall_the_loop
     mailhost.deliver("bob", maildata.message(1))
     server = mailhost.serve()
     alice = login(server, "alice")
-    # An IMAP client marks them all read: new/X -> cur/X:2,S.
-    maildir = mailhost.maildir("alice")
-    for name in os.listdir(os.path.join(maildir, "new")):
-        os.rename(os.path.join(maildir, "new", name), os.path.join(maildir, "cur", name + ":2,S"))
-    alice.send(b"".join(f"DELE {i}\r\n".encode() for i in range(1, count + 1)))
-    for _ in range(count):
-        assert alice.line().startswith(b"+OK")
+    # An IMAP client marks them all read.
+    maildata.mark_all_seen(mailhost.maildir("alice"))
+    dele_all(alice, count)
     probe = Prober(server)
     wait_for(lambda: len(probe.latencies) >= 5, timeout=30, what="probe NOOPs")
     alice.sock.settimeout(600)
@@ -293,12 +296,8 @@ def test_client_leaving_during_update_loses_and_doubles_nothing(mailhost):
     keep = mailhost.deliver("alice", b"Subject: keep\n\nkeep\n", size_fields=True)
     server = mailhost.serve()
     alice = login(server, "alice")
-    maildir = mailhost.maildir("alice")
-    for name in os.listdir(os.path.join(maildir, "new")):
-        os.rename(os.path.join(maildir, "new", name), os.path.join(maildir, "cur", name + ":2,S"))
-    alice.send(b"".join(f"DELE {i}\r\n".encode() for i in range(1, count + 1)))
-    for _ in range(count):
-        assert alice.line().startswith(b"+OK")
+    maildata.mark_all_seen(mailhost.maildir("alice"))
+    dele_all(alice, count)
     alice.send(b"QUIT\r\n")
     alice.close()  # gone before the answer
     # The deletions asked for are all made, the kept message stays, and the lock is free.

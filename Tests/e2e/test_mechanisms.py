@@ -14,6 +14,7 @@ import pytest
 
 import maildata
 from conftest import USERS
+from fetchmailsupport import run_fetchmail
 from pop3support import Server, binary, free_port, port_open, wait_for
 from rawpop import Raw
 
@@ -104,23 +105,8 @@ def test_mpop_default_auth_without_tls_sends_no_doomed_credentials(dave, tmp_pat
 def test_fetchmail_default_auth_hashed_user(dave, tmp_path):
     """fetchmail's default `auth any` tries CRAM-MD5 when offered, then APOP when the greeting
     has a timestamp, before USER/PASS: each failure counted against max_auth_failures."""
-    if not shutil.which("fetchmail"):
-        pytest.fail("fetchmail is not installed (make test installs it)")
     server = dave.serve()
-    out = tmp_path / "delivered"
-    out.mkdir()
-    home = tmp_path / "fmhome"
-    home.mkdir()
-    rc = tmp_path / "fetchmailrc"
-    rc.write_text(
-        f"poll {server.host} protocol pop3 port {server.port} uidl\n"
-        f"  user dave password \"{DAVE_PASSWORD}\" is root here\n"
-        "  keep sslproto '' no sslcertck\n"
-        f"  mda \"/bin/sh -c 'cat > {out}/msg.$$'\"\n")
-    rc.chmod(0o600)
-    env = dict(os.environ, FETCHMAILHOME=str(home), HOME=str(home))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nodetach", "--nosyslog", "--all"],
-                       capture_output=True, timeout=120, env=env)
+    r, out = run_fetchmail(server, "dave", DAVE_PASSWORD, tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr, server.output())
     assert len(os.listdir(out)) == 2
     assert b"authentication failed" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr

@@ -78,9 +78,7 @@ def test_uidl_stable_across_restart_and_flag_changes(mailhost, tmp_path):
     r.cmd("QUIT")
     server.stop()
     # An IMAP server or MUA moves mail to cur/ and sets flags.
-    md = mailhost.maildir("alice")
-    for name in os.listdir(os.path.join(md, "new")):
-        os.rename(os.path.join(md, "new", name), os.path.join(md, "cur", name + ":2,S"))
+    maildata.mark_all_seen(mailhost.maildir("alice"))
     server = mailhost.serve()
     r = session(server)
     r.cmd("UIDL")

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Digest algorithms Auth uses, by number so Swift never touches EVP_MD.
+/// Digest algorithms of the Digests target (Auth, Maildrop, pop3bench), by number so Swift never touches EVP_MD.
 enum {
     CSHIM_MD_MD5 = 0,
     CSHIM_MD_SHA1 = 1,
