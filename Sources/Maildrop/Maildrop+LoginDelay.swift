@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// RFC 2449 §6.5 LOGIN-DELAY, kept with the maildrop: the time of the last login is the
 /// modification time of `pop3d.lock` (`Maildrop.lockFileName`), read with `fstat` and written
@@ -156,13 +157,12 @@ extension Sys {
     static func createExclusive(
         _ dirfd: Int32, _ name: String, flags: Int32, mode: mode_t, path: @autoclosure () -> String
     ) throws(MaildropError) -> Int32? {
-        while true {
-            let fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | safeOpenFlags, mode)
-            if fd >= 0 { return fd }
-            let err = errno
-            if err == EINTR { continue }
-            if err == EEXIST { return nil }
-            throw MaildropError.fromErrno(err, call: "openat", path: path())
+        do throws(SyscallError) {
+            return try syscallBlocking("openat") { openat(dirfd, name, flags | O_CREAT | O_EXCL | safeOpenFlags, mode) }
+        } catch where error.errno == EEXIST {
+            return nil
+        } catch {
+            throw MaildropError(error, path: path())
         }
     }
 }

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// An open Maildir maildrop for one POP3 session: exclusively locked, listed
 /// in delivery order, with exact CRLF sizes and stable UIDs.
@@ -173,12 +174,16 @@ public final class Maildrop {
         let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath, noteCreation: loginDelaySeconds > 0)
         var locked = false
         defer { if !locked { Sys.close(lockfd) } }
-        while cshim_ofd_trylock(lockfd) != 0 {
-            let err = errno
-            if err == EINTR { continue }
-            if err == EAGAIN || err == EACCES { throw .inUse }
-            throw MaildropError.fromErrno(err, call: "fcntl(F_OFD_SETLK)", path: lockPath)
+        // EAGAIN (`.wouldBlock`) or EACCES: another open file description holds the lock.
+        let lockResult: IOResult<Int32>
+        do throws(SyscallError) {
+            lockResult = try syscall("fcntl(F_OFD_SETLK)") { cshim_ofd_trylock(lockfd) }
+        } catch where error.errno == EACCES {
+            throw .inUse
+        } catch {
+            throw MaildropError(error, path: lockPath)
         }
+        if case .wouldBlock = lockResult { throw .inUse }
         // Under the lock: of two sessions racing for one user, the loser got `.inUse` above.
         var loginRecordError: MaildropError? = nil
         if loginDelaySeconds > 0 && !lockCreated {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 extension Connection {
     /// Linux IP_BIND_ADDRESS_NO_PORT (since 4.2): a bind with port 0 before connect then picks
@@ -19,13 +20,16 @@ extension Connection {
             if source.family == .ipv4 {
                 _ = cshim_setsockopt_int(fd, Int32(IPPROTO_IP), ipBindAddressNoPort, 1)
             }
-            let bound = source.withSockAddr { sa, len in Glibc.bind(fd, sa, len) }
-            if bound != 0 {
-                let err = Glibc.errno
+            do {
+                _ = try source.withSockAddr { sa, len in try syscallBlocking("bind") { Glibc.bind(fd, sa, len) } }
+            } catch {
                 closeDescriptor(fd)
-                throw SyscallError(errno: err, call: "bind")
+                throw error
             }
         }
+        // Not the `syscall` family: a nonblocking connect interrupted by a signal (EINTR) goes on
+        // in the background like EINPROGRESS (POSIX connect(2)); calling it again would fail
+        // with EALREADY. Completion or failure shows as writability (`.error` or `.reset`).
         let rc = address.withSockAddr { sa, len in Glibc.connect(fd, sa, len) }
         if rc != 0 {
             let err = Glibc.errno

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// What a preamble parser says about the bytes received so far (`Connection.expectPreamble`).
 public enum PreambleStep: Equatable, Sendable {
@@ -84,11 +85,8 @@ extension Connection {
                 return
             case .processed(let n): peeked = n
             }
-        } catch let error as SyscallError {
-            abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
-            return
         } catch {
-            abandonPreamble(.error(SyscallError(errno: EPROTO, call: "recv")))
+            abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
             return
         }
         let step = stage.scan(UnsafeRawBufferPointer(rebasing: scratch[0..<kept + peeked]))
@@ -115,11 +113,8 @@ extension Connection {
                 case .wouldBlock: got = 0
                 case .processed(let n): got = n
                 }
-            } catch let error as SyscallError {
-                abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
-                return
             } catch {
-                abandonPreamble(.error(SyscallError(errno: EPROTO, call: "read")))
+                abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
                 return
             }
             guard got == take else {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// Why a connection closed.
 public enum CloseReason: Equatable, Sendable {

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 
 /// Registration of a listener: accepts until EAGAIN (bounded), pauses on descriptor exhaustion.
 final class ListenerHandler: Selectable {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 extension EventLoop {
     /// Delivers the signals as loop events through a signalfd. Call on the loop thread: the

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// Identifies a scheduled timer for `cancelTimer`.
 public struct TimerID: Hashable, Sendable {

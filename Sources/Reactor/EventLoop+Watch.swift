@@ -1,4 +1,5 @@
 import CShim
+import SystemCalls
 
 /// Readiness of a descriptor the loop does not own: a client library's socket (libpq,
 /// issue 15) that the library itself reads and writes. The loop only reports readiness;

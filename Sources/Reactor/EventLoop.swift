@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 
 /// Something registered with the selector. The selector knows only descriptors,
 /// interests and this callback (redis ae_epoll.c style).

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// A socket just accepted: nonblocking, close-on-exec, owned by whoever receives it.
 public struct AcceptedSocket: Sendable {

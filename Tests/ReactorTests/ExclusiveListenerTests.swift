@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 import Testing
 @testable import Reactor
 

@@ -2,6 +2,7 @@ import CShim
 import Glibc
 import Logging
 import Synchronization
+import SystemCalls
 import Testing
 @testable import Reactor
 

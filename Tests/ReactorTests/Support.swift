@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 @testable import Reactor
 
 /// A delegate recording everything, with optional hooks.
