@@ -40,8 +40,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
     ],
     targets: [
-        // The only C: kernel interfaces with packed structs or macros, libsystemd,
-        // OpenSSL and libxcrypt. Linked libraries are Debian's (-dev packages).
+        // The only C: what Swift cannot call from Glibc (declarations behind _GNU_SOURCE, a
+        // signal handler, headers Swift's Glibc module lacks: epoll, timerfd, eventfd),
+        // libsystemd, OpenSSL and libxcrypt. Linked libraries are Debian's (-dev packages).
         .target(
             name: "CShim",
             linkerSettings: [

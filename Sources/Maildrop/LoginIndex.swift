@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 
 /// The per-Maildir login index (`pop3d.index`, issue 14): what a login needs of every message
@@ -396,9 +397,9 @@ struct LoginIndex {
         return Stamp(st.st_ctim)
     }
 
-    /// `UTIME_NOW` and `UTIME_OMIT` of <sys/stat.h> (Linux uapi), which Swift does not import.
-    private static let utimeNow = (1 << 30) - 1
-    private static let utimeOmit = (1 << 30) - 2
+    /// `UTIME_NOW` and `UTIME_OMIT` of <sys/stat.h>, which Swift does not import (CShim).
+    private static let utimeNow = Int(CSHIM_UTIME_NOW)
+    private static let utimeOmit = Int(CSHIM_UTIME_OMIT)
 
     /// A 64-bit multiply-xorshift over 8-octet words (the tail octet by octet). It detects torn,
     /// truncated and foreign files; it is no signature: whoever can write the Maildir can write

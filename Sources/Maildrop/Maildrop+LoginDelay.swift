@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 import SystemCalls
 
@@ -140,9 +141,9 @@ extension Maildrop {
         }
     }
 
-    /// `UTIME_OMIT` of <sys/stat.h> (`(1l << 30) - 2l`, Linux uapi), which Swift does not
-    /// import: leaves the access time as it is.
-    private static let utimeOmit = (1 << 30) - 2
+    /// `UTIME_OMIT` of <sys/stat.h>, which Swift does not import (CShim): leaves the access
+    /// time as it is.
+    private static let utimeOmit = Int(CSHIM_UTIME_OMIT)
 
     private static func wallClock() -> timespec {
         var now = timespec()

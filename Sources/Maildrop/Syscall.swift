@@ -194,13 +194,13 @@ enum Sys {
         while out.count <= limit {
             let n = try call("getdents64", path) { cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count)) }
             if n == 0 { break }
-            // struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            // Records of struct linux_dirent64; the offsets are asserted in CShim's maildrop.c.
             var offset = 0
-            while offset + 19 < n {
-                let reclen = Int(buffer.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
-                guard reclen > 19, offset + reclen <= n else { break }
-                let type = buffer[offset + 18]
-                let nameStart = offset + 19
+            while offset + CSHIM_DIRENT64_NAME_OFFSET < n {
+                let reclen = Int(buffer.loadUnaligned(fromByteOffset: offset + CSHIM_DIRENT64_RECLEN_OFFSET, as: UInt16.self))
+                guard reclen > CSHIM_DIRENT64_NAME_OFFSET, offset + reclen <= n else { break }
+                let type = buffer[offset + CSHIM_DIRENT64_TYPE_OFFSET]
+                let nameStart = offset + CSHIM_DIRENT64_NAME_OFFSET
                 var nameEnd = nameStart
                 while nameEnd < offset + reclen && buffer[nameEnd] != 0 { nameEnd += 1 }
                 // Dot-files: ".", "..", and temp files of other agents.

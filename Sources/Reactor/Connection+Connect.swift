@@ -5,7 +5,8 @@ import SystemCalls
 extension Connection {
     /// Linux IP_BIND_ADDRESS_NO_PORT (since 4.2): a bind with port 0 before connect then picks
     /// the port at connect time from the whole 4-tuple, instead of reserving one of the source
-    /// address's ~28,000 ephemeral ports for every socket. Glibc does not export the macro.
+    /// address's ~28,000 ephemeral ports for every socket. Swift's Glibc does not export the
+    /// macro (it needs _GNU_SOURCE); CShim's reactor.c asserts the value.
     static let ipBindAddressNoPort: Int32 = 24
 
     /// Opens a nonblocking client connection (pop3bench, tests), from `source` when given
@@ -14,11 +15,11 @@ extension Connection {
     /// connect completes in the background: output queues until the socket becomes writable,
     /// and a refused connect closes the connection with `.error` (ECONNREFUSED) or `.reset`.
     public static func connect(to address: SocketAddress, from source: SocketAddress? = nil, loop: EventLoop) throws -> Connection {
-        let fd = try syscallBlocking("socket") { cshim_tcp_socket(address.addressFamily) }
-        _ = cshim_set_tcp_nodelay(fd)
+        let fd = try syscallBlocking("socket") { Socket.tcp(family: address.addressFamily) }
+        _ = Socket.setNoDelay(fd)
         if let source {
             if source.family == .ipv4 {
-                _ = cshim_setsockopt_int(fd, Int32(IPPROTO_IP), ipBindAddressNoPort, 1)
+                _ = Socket.setOption(fd, level: Int32(IPPROTO_IP), name: ipBindAddressNoPort, value: 1)
             }
             do {
                 _ = try source.withSockAddr { sa, len in try syscallBlocking("bind") { Glibc.bind(fd, sa, len) } }

@@ -57,11 +57,11 @@ extension Connection {
 
     /// An epoll event while the preamble is awaited.
     func handlePreambleEvent(_ events: UInt32) {
-        if events & CSHIM_EPOLLERR != 0 {
+        if events & Epoll.error != 0 {
             finalize(.reset)
             return
         }
-        if events & (CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP) != 0 { readPreamble() }
+        if events & (Epoll.input | Epoll.readHangUp | Epoll.hangUp) != 0 { readPreamble() }
     }
 
     /// One peek, the parser's verdict, then the consuming read of what it claimed.

@@ -30,7 +30,7 @@ final class ListenerHandler: Selectable {
         self.onAccept = onAccept
     }
 
-    var events: UInt32 { exclusive ? CSHIM_EPOLLIN | CSHIM_EPOLLEXCLUSIVE : CSHIM_EPOLLIN }
+    var events: UInt32 { exclusive ? Epoll.input | Epoll.exclusive : Epoll.input }
 
     var lagDescription: String { "listener \(listener.name ?? "-") (accepts)" }
 
@@ -96,7 +96,7 @@ final class ListenerHandler: Selectable {
             }
             do {
                 if self.loop.isRegistered(fd: self.listener.fd) {
-                    try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+                    try self.loop.modify(fd: self.listener.fd, events: Epoll.input)
                 } else {
                     // Out of epoll: exclusive (paused by DEL), or held and released meanwhile.
                     try self.loop.register(fd: self.listener.fd, events: self.events, handler: self)
