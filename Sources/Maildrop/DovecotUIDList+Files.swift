@@ -58,9 +58,7 @@ extension DovecotUIDList {
     /// permission bits (0600 for a new list, as Dovecot in a 0700 Maildir).
     func save(rootfd: Int32, rootPath: String, mode: mode_t) throws(MaildropError) {
         let tempPath = rootPath + "/" + DovecotUIDList.tempName
-        if unlinkat(rootfd, DovecotUIDList.tempName, 0) != 0 && errno != ENOENT {
-            throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-        }
+        _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, DovecotUIDList.tempName, 0) }
         let fd: Int32
         switch try Sys.openRegularFile(
             rootfd, DovecotUIDList.tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode, path: tempPath) {

@@ -90,9 +90,7 @@ enum StateFile {
     static func replace(rootfd: Int32, rootPath: String, name: String, bytes: [UInt8]) throws(MaildropError) {
         let tempName = name + ".tmp"
         let tempPath = rootPath + "/" + tempName
-        if unlinkat(rootfd, tempName, 0) != 0 && errno != ENOENT {
-            throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-        }
+        _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, tempName, 0) }
         let fd: Int32
         switch try Sys.openRegularFile(rootfd, tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, path: tempPath) {
         case .ok(let f): fd = f

@@ -356,9 +356,7 @@ struct LoginIndex {
         }
         let tempPath = rootPath + "/" + LoginIndex.tempName
         do throws(MaildropError) {
-            if unlinkat(rootfd, LoginIndex.tempName, 0) != 0 && errno != ENOENT {
-                throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-            }
+            _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, LoginIndex.tempName, 0) }
             guard let fd = try Sys.createExclusive(rootfd, LoginIndex.tempName, flags: O_WRONLY, mode: 0o600, path: tempPath) else {
                 throw MaildropError.temporary("openat(\(tempPath)): created by another program meanwhile")
             }

@@ -109,7 +109,7 @@ extension Maildrop {
         lockfd: Int32, lockPath: String, delaySeconds: Int
     ) throws(MaildropError) -> MaildropError? {
         var st = Glibc.stat()
-        guard fstat(lockfd, &st) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: lockPath) }
+        _ = try Sys.call("fstat", lockPath) { fstat(lockfd, &st) }
         let now = wallClock()
         switch loginDelayVerdict(last: st.st_mtim, now: now, delaySeconds: delaySeconds) {
         case .allowed:

@@ -168,7 +168,7 @@ public final class Maildrop {
         }
         defer { Sys.close(rootfd) }
         var rootStat = Glibc.stat()
-        guard fstat(rootfd, &rootStat) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
+        _ = try Sys.call("fstat", path) { fstat(rootfd, &rootStat) }
 
         let lockPath = path + "/" + lockFileName
         let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath, noteCreation: loginDelaySeconds > 0)
@@ -193,10 +193,7 @@ public final class Maildrop {
         var newfd = try openFolderIfPresent(rootfd, path, "new")
         if newfd < 0 && createIfMissing {
             for sub in ["new", "cur", "tmp"] {
-                let r = mkdirat(rootfd, sub, directoryMode)
-                if r != 0 && errno != EEXIST {
-                    throw MaildropError.fromErrno(errno, call: "mkdirat", path: path + "/" + sub)
-                }
+                _ = try Sys.call("mkdirat", path + "/" + sub, unless: EEXIST) { mkdirat(rootfd, sub, directoryMode) }
             }
             newfd = try openFolderIfPresent(rootfd, path, "new")
         }
@@ -257,11 +254,7 @@ public final class Maildrop {
         var prefix = ""
         for component in path.split(separator: "/") {
             prefix += "/" + component
-            if mkdir(prefix, directoryMode) != 0 {
-                let err = errno
-                if err == EEXIST { continue }
-                throw MaildropError.fromErrno(err, call: "mkdir", path: prefix)
-            }
+            _ = try Sys.call("mkdir", prefix, unless: EEXIST) { mkdir(prefix, directoryMode) }
         }
     }
 
@@ -286,7 +279,7 @@ public final class Maildrop {
         }
         defer { Sys.close(rootfd) }
         var st = Glibc.stat()
-        guard fstat(rootfd, &st) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
+        _ = try Sys.call("fstat", path) { fstat(rootfd, &st) }
         guard UInt(st.st_dev) == rootIdentity.dev && UInt(st.st_ino) == rootIdentity.ino else {
             throw .temporary("\(path) is no longer the directory locked at login")
         }

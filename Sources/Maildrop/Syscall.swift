@@ -41,6 +41,21 @@ enum Sys {
         }
     }
 
+    /// Like `call`, but a failure with errno `tolerated` returns nil instead of throwing: the
+    /// state the caller wants is there already (ENOENT of an unlink, EEXIST of a mkdir).
+    @inline(__always)
+    static func call<T: FixedWidthInteger>(
+        _ name: StaticString, _ path: @autoclosure () -> String, unless tolerated: Int32, _ body: () -> T
+    ) throws(MaildropError) -> T? {
+        do throws(SyscallError) {
+            return try syscallBlocking(name, body)
+        } catch where error.errno == tolerated {
+            return nil
+        } catch {
+            throw MaildropError(error, path: path())
+        }
+    }
+
     /// `read(2)`; returns 0 at end of file.
     @inline(__always)
     static func read(
