@@ -21,9 +21,7 @@ _Static_assert(sizeof(struct epoll_event) == 16 && offsetof(struct epoll_event, 
                "epoll_event: 16 octets, data at 8");
 #endif
 
-// Connection+Connect.swift's `ipBindAddressNoPort`: IP_BIND_ADDRESS_NO_PORT (Linux 4.2), which
-// <netinet/in.h> declares only with _GNU_SOURCE.
-_Static_assert(IP_BIND_ADDRESS_NO_PORT == 24, "Connection.ipBindAddressNoPort mirrors IP_BIND_ADDRESS_NO_PORT");
+_Static_assert(IP_BIND_ADDRESS_NO_PORT == CSHIM_IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT");
 
 int cshim_accept4(int fd, struct sockaddr_storage *addr, socklen_t *len) {
     *len = sizeof(struct sockaddr_storage);

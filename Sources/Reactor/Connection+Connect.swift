@@ -6,8 +6,8 @@ extension Connection {
     /// Linux IP_BIND_ADDRESS_NO_PORT (since 4.2): a bind with port 0 before connect then picks
     /// the port at connect time from the whole 4-tuple, instead of reserving one of the source
     /// address's ~28,000 ephemeral ports for every socket. Swift's Glibc does not export the
-    /// macro (it needs _GNU_SOURCE); CShim's reactor.c asserts the value.
-    static let ipBindAddressNoPort: Int32 = 24
+    /// macro (it needs _GNU_SOURCE), CShim does.
+    static let ipBindAddressNoPort = Int32(CSHIM_IP_BIND_ADDRESS_NO_PORT)
 
     /// Opens a nonblocking client connection (pop3bench, tests), from `source` when given
     /// (pop3bench spreads tens of thousands of client sockets over several 127.0.0.x addresses,

@@ -56,3 +56,13 @@ import Testing
         #expect(expirations == 1)
     }
 }
+
+/// Numbers Swift spells as literals (enum raw values cannot name a C constant) that C reads
+/// as its own constants: each must be the C constant it stands for.
+@Suite struct ShimConstantTests {
+    @Test func tlsVersionsAreTheShimsNumbers() {
+        #expect(Int(TLSVersion.tls1_1.rawValue) == Int(CSHIM_TLS_V1_1))
+        #expect(Int(TLSVersion.tls1_2.rawValue) == Int(CSHIM_TLS_V1_2))
+        #expect(Int(TLSVersion.tls1_3.rawValue) == Int(CSHIM_TLS_V1_3))
+    }
+}

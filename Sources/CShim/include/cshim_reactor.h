@@ -11,6 +11,10 @@
 #include <sys/timerfd.h>
 #include <netinet/in.h>
 
+/// IP_BIND_ADDRESS_NO_PORT (Linux 4.2), which <netinet/in.h> declares only with _GNU_SOURCE
+/// (reactor.c asserts the value).
+enum { CSHIM_IP_BIND_ADDRESS_NO_PORT = 24 };
+
 /// accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: glibc declares accept4 only with _GNU_SOURCE,
 /// which Swift's Glibc module does not define. Sets *len to sizeof *addr first.
 int cshim_accept4(int fd, struct sockaddr_storage *addr, socklen_t *len);
