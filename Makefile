@@ -6,9 +6,17 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
+# Every build enforces Package.swift's module table (ARCHITECTURE.md): a target that imports a
+# module of this package it does not list as a dependency fails to build. SwiftPM's check is
+# off unless asked for, and it accepts any target reachable through the dependencies;
+# scripts/check_imports.py (check-imports, run before every build) holds each target to its
+# direct dependencies, finds declared dependencies no file imports, and keeps the pure targets
+# off Glibc.
+SWIFT_BUILD_FLAGS := --explicit-target-dependency-import-check error
 # Build and run-time needs.
-# libpq-dev: the PostgreSQL client library for passdb=sql (issue 15).
-BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev libpq-dev pkg-config openssl
+# libpq-dev: the PostgreSQL client library for passdb=sql (issue 15). python3: the module
+# table check (scripts/check_imports.py) before every build.
+BUILD_PACKAGES := libsystemd-dev libssl-dev libcrypt-dev libpq-dev pkg-config openssl python3
 # What the tests drive: real clients and real systemd tools; HAProxy and ip(8) for the
 # two-host test in network namespaces (Tests/e2e/test_haproxy.py); Prometheus and promtool
 # for the metrics endpoint (Tests/e2e/test_metrics.py).
@@ -32,7 +40,7 @@ DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo ye
 COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && echo yes)
 POSTGRESQL_WAS_INSTALLED := $(shell dpkg -s postgresql >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean
+.PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean check-imports
 
 # Installs only what is missing, so a prepared machine never touches apt. $(2): more
 # apt-get install options.
@@ -153,24 +161,27 @@ endif
 bench-sql: release bench-deps
 	$(PYTHON) Benchmarks/sql_logins.py $(BENCH_ARGS)
 
-build: deps
-	$(SWIFT) build
+check-imports:
+	$(PYTHON) scripts/check_imports.py
 
-release: deps
-	$(SWIFT) build -c release
+build: deps check-imports
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+release: deps check-imports
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
 
 demo: release
 	.build/release/pop3d demo
 
 unit: build postgres-deps
-	$(SWIFT) test --no-parallel
+	$(SWIFT) test --no-parallel $(SWIFT_BUILD_FLAGS)
 
 e2e: build test-deps
 	$(PYTHON) -m pytest -q Tests/e2e
 
-test: test-deps
-	$(SWIFT) build
-	$(SWIFT) test --no-parallel
+test: test-deps check-imports
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) test --no-parallel $(SWIFT_BUILD_FLAGS)
 	$(PYTHON) -m pytest -q Tests/e2e
 
 clean:

@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// A passwd-file that cannot be read at all; a reload keeps the old table.
 public struct PasswdFileError: Error, Sendable, CustomStringConvertible {
@@ -156,10 +157,13 @@ public struct PasswdFile: Sendable {
         result.reserveCapacity(Int(st.st_size))
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw PasswdFileError(path: path, errno: errno, reason: "cannot read")
+            let read = chunk.withUnsafeMutableBytes { raw in
+                Result { () throws(SyscallError) -> Int in try syscallBlocking("read") { Glibc.read(fd, raw.baseAddress, raw.count) } }
+            }
+            let n: Int
+            switch read {
+            case .success(let count): n = count
+            case .failure(let error): throw PasswdFileError(path: path, errno: error.errno, reason: "cannot read")
             }
             if n == 0 { break }
             result.append(contentsOf: chunk[0..<n])

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SystemCalls
 
 /// A few pthreads that run password verifications off the loop thread.
 ///
@@ -260,8 +261,9 @@ final class CountingSemaphore: @unchecked Sendable {
     func post() { sem_post(sem) }
 
     func wait() {
-        // EINTR: a signal landed on this thread; wait again.
-        while sem_wait(sem) != 0 && errno == EINTR {}
+        // EINTR (a signal landed on this thread) is waited again by `syscallBlocking`; the only
+        // other failure, EINVAL, would be a semaphore never initialised, which `init` rules out.
+        _ = try? syscallBlocking("sem_wait") { sem_wait(sem) }
     }
 }
 

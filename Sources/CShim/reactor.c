@@ -1,87 +1,31 @@
 #define _GNU_SOURCE
 #include "cshim_reactor.h"
 #include <errno.h>
+#include <stddef.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/timerfd.h>
 
-_Static_assert(EPOLLIN == 0x001 && EPOLLOUT == 0x004 && EPOLLERR == 0x008 && EPOLLHUP == 0x010 && EPOLLRDHUP == 0x2000,
-               "epoll constants mirrored in cshim_reactor.h");
+// Sources/Reactor/Kernel.swift passes arrays of struct epoll_event from Swift to epoll_wait:
+// the kernel's layout (packed on x86_64, where Swift must import it packed too; ReactorTests'
+// KernelTests checks Swift's side).
+#if defined(__x86_64__)
+_Static_assert(sizeof(struct epoll_event) == 12 && offsetof(struct epoll_event, data) == 4,
+               "x86_64 epoll_event is packed: 12 octets, data at 4");
+#else
+_Static_assert(sizeof(struct epoll_event) == 16 && offsetof(struct epoll_event, data) == 8,
+               "epoll_event: 16 octets, data at 8");
+#endif
 
-int cshim_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
-
-int cshim_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.events = events;
-    ev.data.u64 = data;
-    return epoll_ctl(epfd, op, fd, &ev);
-}
-
-int cshim_epoll_wait(int epfd, cshim_epoll_event *events, int maxevents, int timeout_ms) {
-    enum { BATCH = 256 };
-    struct epoll_event raw[BATCH];
-    if (maxevents > BATCH) maxevents = BATCH;
-    int n = epoll_wait(epfd, raw, maxevents, timeout_ms);
-    for (int i = 0; i < n; i++) {
-        events[i].events = raw[i].events;
-        events[i].data = raw[i].data.u64;
-    }
-    return n;
-}
-
-int cshim_epoll_ctl_add(void) { return EPOLL_CTL_ADD; }
-int cshim_epoll_ctl_mod(void) { return EPOLL_CTL_MOD; }
-int cshim_epoll_ctl_del(void) { return EPOLL_CTL_DEL; }
+_Static_assert(IP_BIND_ADDRESS_NO_PORT == CSHIM_IP_BIND_ADDRESS_NO_PORT, "IP_BIND_ADDRESS_NO_PORT");
 
 int cshim_accept4(int fd, struct sockaddr_storage *addr, socklen_t *len) {
     *len = sizeof(struct sockaddr_storage);
     return accept4(fd, (struct sockaddr *)addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
-
-int cshim_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
-
-int cshim_socketpair_stream(int fds[2]) {
-    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
-}
-
-int cshim_setsockopt_int(int fd, int level, int name, int value) {
-    return setsockopt(fd, level, name, &value, sizeof value);
-}
-
-int cshim_set_reuseaddr(int fd) { return cshim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1); }
-int cshim_set_reuseport(int fd) { return cshim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEPORT, 1); }
-int cshim_set_tcp_nodelay(int fd) { return cshim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1); }
-int cshim_set_ipv6_only(int fd) { return cshim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1); }
-
-int cshim_set_buffer_sizes(int fd, int sndbuf, int rcvbuf) {
-    if (sndbuf > 0 && cshim_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUF, sndbuf) != 0) return -1;
-    if (rcvbuf > 0 && cshim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf) != 0) return -1;
-    return 0;
-}
-
-int cshim_socket_error(int fd) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-    return err;
-}
-
-int cshim_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
-
-int cshim_timerfd_arm(int fd, uint64_t deadline_ns) {
-    struct itimerspec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.it_value.tv_sec = (time_t)(deadline_ns / 1000000000ull);
-    spec.it_value.tv_nsec = (long)(deadline_ns % 1000000000ull);
-    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL);
 }
 
 uint64_t cshim_monotonic_ns(void) {
@@ -138,12 +82,6 @@ int cshim_unblock_signals(const int *signals, int count) {
     return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-int cshim_eventfd_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
-
-int cshim_errno(void) { return errno; }
-
-#include <malloc.h>
 uint64_t cshim_heap_bytes_in_use(void) { return (uint64_t)mallinfo2().uordblks; }
 
-/// malloc_trim(0): gives free heap pages back to the kernel (glibc keeps freed small blocks).
 int cshim_malloc_trim(void) { return malloc_trim(0); }

@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// Reading, locking and replacing `dovecot-uidlist` in the Maildir root (Dovecot's control
 /// directory for INBOX when `mail_location` names no `CONTROL=`).
@@ -57,9 +58,7 @@ extension DovecotUIDList {
     /// permission bits (0600 for a new list, as Dovecot in a 0700 Maildir).
     func save(rootfd: Int32, rootPath: String, mode: mode_t) throws(MaildropError) {
         let tempPath = rootPath + "/" + DovecotUIDList.tempName
-        if unlinkat(rootfd, DovecotUIDList.tempName, 0) != 0 && errno != ENOENT {
-            throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-        }
+        _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, DovecotUIDList.tempName, 0) }
         let fd: Int32
         switch try Sys.openRegularFile(
             rootfd, DovecotUIDList.tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode, path: tempPath) {
@@ -99,9 +98,7 @@ struct DovecotDotlock {
         let deadline = monotonicSeconds() + Double(waitSeconds)
         var pause = 0.005
         while true {
-            let fd = openat(rootfd, DovecotUIDList.lockName,
-                            O_RDWR | O_CREAT | O_EXCL | Sys.safeOpenFlags, 0o600)
-            if fd >= 0 {
+            if let fd = try Sys.createExclusive(rootfd, DovecotUIDList.lockName, flags: O_RDWR, mode: 0o600, path: lockPath) {
                 var st = Glibc.stat()
                 let ok = fstat(fd, &st) == 0
                 let owner = Array("\(getpid()):\(hostName())".utf8)
@@ -114,19 +111,17 @@ struct DovecotDotlock {
                 }
                 return DovecotDotlock(rootfd: rootfd, dev: UInt(st.st_dev), ino: UInt(st.st_ino))
             }
-            let err = errno
-            if err == EINTR { continue }
-            guard err == EEXIST else { throw MaildropError.fromErrno(err, call: "openat(O_EXCL)", path: lockPath) }
+            // EEXIST: held, by another process or a stale lock.
             if isStale(rootfd: rootfd) {
                 _ = unlinkat(rootfd, DovecotUIDList.lockName, 0)
-                sleepSeconds(0.1 + Double(UInt32.random(in: 0..<100_000)) / 1_000_000)
+                sleepThread(seconds: 0.1 + Double(UInt32.random(in: 0..<100_000)) / 1_000_000)
                 continue
             }
             let now = monotonicSeconds()
             if now >= deadline {
                 throw .temporary("\(lockPath) held by another process for more than \(waitSeconds) s")
             }
-            sleepSeconds(min(pause, deadline - now))
+            sleepThread(seconds: min(pause, deadline - now))
             pause = min(pause * 2, 0.2)
         }
     }
@@ -190,12 +185,5 @@ struct DovecotDotlock {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    static func sleepSeconds(_ s: Double) {
-        guard s > 0 else { return }
-        var ts = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
-        var left = timespec()
-        while nanosleep(&ts, &left) != 0 && errno == EINTR { ts = left }
     }
 }

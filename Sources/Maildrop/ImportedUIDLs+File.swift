@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// Reading and replacing the state files in a Maildir root (pop3d's `pop3d.uidls`,
 /// `pop3d.sizes` and `pop3d.index`, Courier's `courierpop3dsizelist`, Dovecot's
@@ -67,14 +68,17 @@ enum StateFile {
         var bytes = [UInt8](repeating: 0, count: size)
         var filled = 0
         while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.read(fd, base + filled, raw.count - filled)
+            let read = bytes.withUnsafeMutableBytes { raw in
+                Result { () throws(SyscallError) -> Int in
+                    guard let base = raw.baseAddress else { return 0 }
+                    return try syscallBlocking("read") { Glibc.read(fd, base + filled, raw.count - filled) }
+                }
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .unusable("read(\(name)) failed (errno \(errno))") }
-            if n == 0 { return .shorter("\(name) is shorter than its size") }
-            filled += n
+            switch read {
+            case .failure(let error): return .unusable("read(\(name)) failed (errno \(error.errno))")
+            case .success(0): return .shorter("\(name) is shorter than its size")
+            case .success(let n): filled += n
+            }
         }
         return .bytes(bytes, st)
     }
@@ -86,9 +90,7 @@ enum StateFile {
     static func replace(rootfd: Int32, rootPath: String, name: String, bytes: [UInt8]) throws(MaildropError) {
         let tempName = name + ".tmp"
         let tempPath = rootPath + "/" + tempName
-        if unlinkat(rootfd, tempName, 0) != 0 && errno != ENOENT {
-            throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-        }
+        _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, tempName, 0) }
         let fd: Int32
         switch try Sys.openRegularFile(rootfd, tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, path: tempPath) {
         case .ok(let f): fd = f

@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 
 /// The per-Maildir login index (`pop3d.index`, issue 14): what a login needs of every message
@@ -355,9 +356,7 @@ struct LoginIndex {
         }
         let tempPath = rootPath + "/" + LoginIndex.tempName
         do throws(MaildropError) {
-            if unlinkat(rootfd, LoginIndex.tempName, 0) != 0 && errno != ENOENT {
-                throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-            }
+            _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, LoginIndex.tempName, 0) }
             guard let fd = try Sys.createExclusive(rootfd, LoginIndex.tempName, flags: O_WRONLY, mode: 0o600, path: tempPath) else {
                 throw MaildropError.temporary("openat(\(tempPath)): created by another program meanwhile")
             }
@@ -396,9 +395,9 @@ struct LoginIndex {
         return Stamp(st.st_ctim)
     }
 
-    /// `UTIME_NOW` and `UTIME_OMIT` of <sys/stat.h> (Linux uapi), which Swift does not import.
-    private static let utimeNow = (1 << 30) - 1
-    private static let utimeOmit = (1 << 30) - 2
+    /// `UTIME_NOW` and `UTIME_OMIT` of <sys/stat.h>, which Swift does not import (CShim).
+    private static let utimeNow = Int(CSHIM_UTIME_NOW)
+    private static let utimeOmit = Int(CSHIM_UTIME_OMIT)
 
     /// A 64-bit multiply-xorshift over 8-octet words (the tail octet by octet). It detects torn,
     /// truncated and foreign files; it is no signature: whoever can write the Maildir can write

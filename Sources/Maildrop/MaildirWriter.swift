@@ -53,8 +53,6 @@ public struct MaildirWriter {
     }
 
     private static func mkdirIfMissing(_ path: String) throws(MaildropError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
-            throw MaildropError.fromErrno(errno, call: "mkdir", path: path)
-        }
+        _ = try Sys.call("mkdir", path, unless: EEXIST) { mkdir(path, 0o700) }
     }
 }

@@ -255,9 +255,7 @@ extension Maildrop {
     /// What `fstat` says of the folder open at `fd` (the login index compares it).
     private func folderState(_ fd: Int32, _ folder: MessageInfo.Folder) throws(MaildropError) -> LoginIndex.FolderState {
         var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else {
-            throw MaildropError.fromErrno(errno, call: "fstat", path: path + "/" + folder.directoryName)
-        }
+        _ = try Sys.call("fstat", path + "/" + folder.directoryName) { fstat(fd, &st) }
         return LoginIndex.FolderState(st)
     }
 

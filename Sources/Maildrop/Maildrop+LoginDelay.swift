@@ -1,4 +1,6 @@
+import CShim
 import Glibc
+import SystemCalls
 
 /// RFC 2449 §6.5 LOGIN-DELAY, kept with the maildrop: the time of the last login is the
 /// modification time of `pop3d.lock` (`Maildrop.lockFileName`), read with `fstat` and written
@@ -107,7 +109,7 @@ extension Maildrop {
         lockfd: Int32, lockPath: String, delaySeconds: Int
     ) throws(MaildropError) -> MaildropError? {
         var st = Glibc.stat()
-        guard fstat(lockfd, &st) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: lockPath) }
+        _ = try Sys.call("fstat", lockPath) { fstat(lockfd, &st) }
         let now = wallClock()
         switch loginDelayVerdict(last: st.st_mtim, now: now, delaySeconds: delaySeconds) {
         case .allowed:
@@ -139,9 +141,9 @@ extension Maildrop {
         }
     }
 
-    /// `UTIME_OMIT` of <sys/stat.h> (`(1l << 30) - 2l`, Linux uapi), which Swift does not
-    /// import: leaves the access time as it is.
-    private static let utimeOmit = (1 << 30) - 2
+    /// `UTIME_OMIT` of <sys/stat.h>, which Swift does not import (CShim): leaves the access
+    /// time as it is.
+    private static let utimeOmit = Int(CSHIM_UTIME_OMIT)
 
     private static func wallClock() -> timespec {
         var now = timespec()
@@ -156,13 +158,12 @@ extension Sys {
     static func createExclusive(
         _ dirfd: Int32, _ name: String, flags: Int32, mode: mode_t, path: @autoclosure () -> String
     ) throws(MaildropError) -> Int32? {
-        while true {
-            let fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | safeOpenFlags, mode)
-            if fd >= 0 { return fd }
-            let err = errno
-            if err == EINTR { continue }
-            if err == EEXIST { return nil }
-            throw MaildropError.fromErrno(err, call: "openat", path: path())
+        do throws(SyscallError) {
+            return try syscallBlocking("openat") { openat(dirfd, name, flags | O_CREAT | O_EXCL | safeOpenFlags, mode) }
+        } catch where error.errno == EEXIST {
+            return nil
+        } catch {
+            throw MaildropError(error, path: path())
         }
     }
 }

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// An open Maildir maildrop for one POP3 session: exclusively locked, listed
 /// in delivery order, with exact CRLF sizes and stable UIDs.
@@ -167,18 +168,22 @@ public final class Maildrop {
         }
         defer { Sys.close(rootfd) }
         var rootStat = Glibc.stat()
-        guard fstat(rootfd, &rootStat) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
+        _ = try Sys.call("fstat", path) { fstat(rootfd, &rootStat) }
 
         let lockPath = path + "/" + lockFileName
         let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath, noteCreation: loginDelaySeconds > 0)
         var locked = false
         defer { if !locked { Sys.close(lockfd) } }
-        while cshim_ofd_trylock(lockfd) != 0 {
-            let err = errno
-            if err == EINTR { continue }
-            if err == EAGAIN || err == EACCES { throw .inUse }
-            throw MaildropError.fromErrno(err, call: "fcntl(F_OFD_SETLK)", path: lockPath)
+        // EAGAIN (`.wouldBlock`) or EACCES: another open file description holds the lock.
+        let lockResult: IOResult<Int32>
+        do throws(SyscallError) {
+            lockResult = try syscall("fcntl(F_OFD_SETLK)") { cshim_ofd_trylock(lockfd) }
+        } catch where error.errno == EACCES {
+            throw .inUse
+        } catch {
+            throw MaildropError(error, path: lockPath)
         }
+        if case .wouldBlock = lockResult { throw .inUse }
         // Under the lock: of two sessions racing for one user, the loser got `.inUse` above.
         var loginRecordError: MaildropError? = nil
         if loginDelaySeconds > 0 && !lockCreated {
@@ -188,10 +193,7 @@ public final class Maildrop {
         var newfd = try openFolderIfPresent(rootfd, path, "new")
         if newfd < 0 && createIfMissing {
             for sub in ["new", "cur", "tmp"] {
-                let r = mkdirat(rootfd, sub, directoryMode)
-                if r != 0 && errno != EEXIST {
-                    throw MaildropError.fromErrno(errno, call: "mkdirat", path: path + "/" + sub)
-                }
+                _ = try Sys.call("mkdirat", path + "/" + sub, unless: EEXIST) { mkdirat(rootfd, sub, directoryMode) }
             }
             newfd = try openFolderIfPresent(rootfd, path, "new")
         }
@@ -252,11 +254,7 @@ public final class Maildrop {
         var prefix = ""
         for component in path.split(separator: "/") {
             prefix += "/" + component
-            if mkdir(prefix, directoryMode) != 0 {
-                let err = errno
-                if err == EEXIST { continue }
-                throw MaildropError.fromErrno(err, call: "mkdir", path: prefix)
-            }
+            _ = try Sys.call("mkdir", prefix, unless: EEXIST) { mkdir(prefix, directoryMode) }
         }
     }
 
@@ -281,7 +279,7 @@ public final class Maildrop {
         }
         defer { Sys.close(rootfd) }
         var st = Glibc.stat()
-        guard fstat(rootfd, &st) == 0 else { throw MaildropError.fromErrno(errno, call: "fstat", path: path) }
+        _ = try Sys.call("fstat", path) { fstat(rootfd, &st) }
         guard UInt(st.st_dev) == rootIdentity.dev && UInt(st.st_ino) == rootIdentity.ino else {
             throw .temporary("\(path) is no longer the directory locked at login")
         }

@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// Why a maildrop operation failed. The glue maps each case to an RFC 2449 /
 /// RFC 3206 response code.
@@ -42,6 +43,11 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
         case .gone(let m): return "gone: \(m)"
         case .loginDelay(let left): return "login delay: \(left) s left"
         }
+    }
+
+    /// A failed system call on `path` (`SystemCalls`), classified by `fromErrno`.
+    init(_ error: SyscallError, path: String) {
+        self = .fromErrno(error.errno, call: error.name, path: path)
     }
 
     /// Classifies `errno` of a failed `call` on `path`. Unknown errors are

@@ -121,9 +121,7 @@ struct SizeCache {
     func save(rootfd: Int32, rootPath: String) -> MaildropError? {
         let tempPath = rootPath + "/" + SizeCache.tempName
         do throws(MaildropError) {
-            if unlinkat(rootfd, SizeCache.tempName, 0) != 0 && errno != ENOENT {
-                throw MaildropError.fromErrno(errno, call: "unlinkat", path: tempPath)
-            }
+            _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, SizeCache.tempName, 0) }
             let fd: Int32
             switch try Sys.openRegularFile(
                 rootfd, SizeCache.tempName, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o600, path: tempPath) {

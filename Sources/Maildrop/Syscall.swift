@@ -1,10 +1,12 @@
 import CShim
 import Glibc
+import SystemCalls
 
-/// The one place where Maildrop calls into the kernel: EINTR is retried here
-/// and only here; a failure becomes a `MaildropError` carrying the call's name
-/// and the path (ARCHITECTURE.md convention 1). `ENOENT` is common enough in a
-/// Maildir (files renamed by other agents) that callers ask for it as a value.
+/// Maildrop's calls into the kernel, on the one wrapper family of `SystemCalls` (EINTR retried
+/// there and only there, EBADF/EFAULT a bug in pop3d): a failure becomes a `MaildropError`
+/// carrying the call's name and the path, classified for RFC 3206 by `MaildropError.fromErrno`
+/// (EAGAIN included: a file in a Maildir never legitimately says "not now"). `ENOENT` is common
+/// enough in a Maildir (files renamed by other agents) that callers ask for it as a value.
 enum Sys {
     /// Result of a call that may legitimately find nothing.
     enum Found<T> {
@@ -12,65 +14,71 @@ enum Sys {
         case missing
     }
 
-    /// Runs `body` until it does not fail with EINTR; returns its non-negative
-    /// result or throws the classified errno.
+    /// Runs `body` through `syscallBlocking`; returns its non-negative result or throws the
+    /// classified errno.
     @inline(__always)
-    static func call(
-        _ name: StaticString, _ path: @autoclosure () -> String, _ body: () -> Int32
-    ) throws(MaildropError) -> Int32 {
-        while true {
-            let r = body()
-            if r >= 0 { return r }
-            let err = errno
-            if err == EINTR { continue }
-            throw MaildropError.fromErrno(err, call: name, path: path())
+    static func call<T: FixedWidthInteger>(
+        _ name: StaticString, _ path: @autoclosure () -> String, _ body: () -> T
+    ) throws(MaildropError) -> T {
+        do throws(SyscallError) {
+            return try syscallBlocking(name, body)
+        } catch {
+            throw MaildropError(error, path: path())
         }
     }
 
     /// Like `call`, but `ENOENT` is returned as `.missing` instead of thrown.
     @inline(__always)
-    static func callOrMissing(
-        _ name: StaticString, _ path: @autoclosure () -> String, _ body: () -> Int32
-    ) throws(MaildropError) -> Found<Int32> {
-        while true {
-            let r = body()
-            if r >= 0 { return .ok(r) }
-            let err = errno
-            if err == EINTR { continue }
-            if err == ENOENT { return .missing }
-            throw MaildropError.fromErrno(err, call: name, path: path())
+    static func callOrMissing<T: FixedWidthInteger>(
+        _ name: StaticString, _ path: @autoclosure () -> String, _ body: () -> T
+    ) throws(MaildropError) -> Found<T> {
+        do throws(SyscallError) {
+            return .ok(try syscallBlocking(name, body))
+        } catch where error.errno == ENOENT {
+            return .missing
+        } catch {
+            throw MaildropError(error, path: path())
         }
     }
 
-    /// `read(2)` with EINTR retried; returns 0 at end of file.
+    /// Like `call`, but a failure with errno `tolerated` returns nil instead of throwing: the
+    /// state the caller wants is there already (ENOENT of an unlink, EEXIST of a mkdir).
+    @inline(__always)
+    static func call<T: FixedWidthInteger>(
+        _ name: StaticString, _ path: @autoclosure () -> String, unless tolerated: Int32, _ body: () -> T
+    ) throws(MaildropError) -> T? {
+        do throws(SyscallError) {
+            return try syscallBlocking(name, body)
+        } catch where error.errno == tolerated {
+            return nil
+        } catch {
+            throw MaildropError(error, path: path())
+        }
+    }
+
+    /// `read(2)`; returns 0 at end of file.
     @inline(__always)
     static func read(
         _ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, path: @autoclosure () -> String
     ) throws(MaildropError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
-        while true {
-            let n = Glibc.read(fd, base, buffer.count)
-            if n >= 0 { return n }
-            let err = errno
-            if err == EINTR { continue }
-            throw MaildropError.fromErrno(err, call: "read", path: path())
-        }
+        return try call("read", path()) { Glibc.read(fd, base, buffer.count) }
     }
 
-    /// Writes all of `bytes`, retrying short writes and EINTR.
+    /// Writes all of `bytes`, retrying short writes.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(MaildropError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.write(fd, base + offset, raw.count - offset)
+            let written = bytes.withUnsafeBytes { raw in
+                Result { () throws(SyscallError) -> Int in
+                    guard let base = raw.baseAddress else { return 0 }
+                    return try syscallBlocking("write") { Glibc.write(fd, base + offset, raw.count - offset) }
+                }
             }
-            if n < 0 {
-                let err = errno
-                if err == EINTR { continue }
-                throw MaildropError.fromErrno(err, call: "write", path: path)
+            switch written {
+            case .success(let n): offset += n
+            case .failure(let error): throw MaildropError(error, path: path)
             }
-            offset += n
         }
     }
 
@@ -110,23 +118,11 @@ enum Sys {
         _ dirfd: Int32, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
         path: @autoclosure () -> String
     ) throws(MaildropError) -> Opened {
-        while true {
-            let fd = openat(dirfd, name, flags | safeOpenFlags, mode)
-            if fd >= 0 {
-                var st = Glibc.stat()
-                guard fstat(fd, &st) == 0 else {
-                    let err = errno
-                    close(fd)
-                    throw MaildropError.fromErrno(err, call: "fstat", path: path())
-                }
-                guard (st.st_mode & S_IFMT) == S_IFREG else {
-                    close(fd)
-                    return .wrongKind(st.st_mode & S_IFMT)
-                }
-                return .ok(fd)
-            }
-            let err = errno
-            if err == EINTR { continue }
+        let fd: Int32
+        do throws(SyscallError) {
+            fd = try syscallBlocking("openat") { openat(dirfd, name, flags | safeOpenFlags, mode) }
+        } catch {
+            let err = error.errno
             if err == ENOENT { return .missing }
             // O_NOFOLLOW on a symbolic link: ELOOP. An open for writing of a FIFO without a
             // reader with O_NONBLOCK: ENXIO. A directory opened for writing: EISDIR.
@@ -134,8 +130,19 @@ enum Sys {
                 var st = Glibc.stat()
                 if fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return .wrongKind(st.st_mode & S_IFMT) }
             }
-            throw MaildropError.fromErrno(err, call: "openat", path: path())
+            throw MaildropError(error, path: path())
         }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else {
+            let err = errno
+            close(fd)
+            throw MaildropError.fromErrno(err, call: "fstat", path: path())
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            return .wrongKind(st.st_mode & S_IFMT)
+        }
+        return .ok(fd)
     }
 
     /// Opens the directory `name` in `dirfd` (`AT_FDCWD` with an absolute name for the root)
@@ -146,11 +153,10 @@ enum Sys {
         _ dirfd: Int32, _ name: String, followSymlink: Bool = false, path: @autoclosure () -> String
     ) throws(MaildropError) -> Opened {
         let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK | (followSymlink ? 0 : O_NOFOLLOW)
-        while true {
-            let fd = openat(dirfd, name, flags)
-            if fd >= 0 { return .ok(fd) }
-            let err = errno
-            if err == EINTR { continue }
+        do throws(SyscallError) {
+            return .ok(try syscallBlocking("openat") { openat(dirfd, name, flags) })
+        } catch {
+            let err = error.errno
             if err == ENOENT { return .missing }
             if err == ENOTDIR || err == ELOOP {
                 var st = Glibc.stat()
@@ -158,7 +164,7 @@ enum Sys {
                     return .wrongKind(st.st_mode & S_IFMT)
                 }
             }
-            throw MaildropError.fromErrno(err, call: "openat", path: path())
+            throw MaildropError(error, path: path())
         }
     }
 
@@ -175,11 +181,11 @@ enum Sys {
         }
     }
 
-    /// Closes `fd`, ignoring errors: on Linux the descriptor is gone even when
-    /// close reports EINTR or EIO, so retrying could close someone else's fd.
+    /// Closes `fd`, ignoring errors (`closeDescriptor`: on Linux the descriptor is gone even
+    /// when close reports EINTR or EIO, so retrying could close someone else's fd).
     @inline(__always)
     static func close(_ fd: Int32) {
-        _ = Glibc.close(fd)
+        closeDescriptor(fd)
     }
 
     /// Size of the getdents64 buffer: a directory of ~700 typical Maildir names per call.
@@ -194,26 +200,22 @@ enum Sys {
     static func listDirectory(
         _ dirfd: Int32, path: String, rewind: Bool = true, limit: Int = Int.max
     ) throws(MaildropError) -> [(name: String, type: UInt8)] {
-        if rewind && lseek(dirfd, 0, SEEK_SET) < 0 {
-            throw MaildropError.fromErrno(errno, call: "lseek", path: path)
+        if rewind {
+            _ = try call("lseek", path) { lseek(dirfd, 0, SEEK_SET) }
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
         defer { buffer.deallocate() }
         var out: [(name: String, type: UInt8)] = []
         while out.count <= limit {
-            let n = cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw MaildropError.fromErrno(errno, call: "getdents64", path: path)
-            }
+            let n = try call("getdents64", path) { cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count)) }
             if n == 0 { break }
-            // struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            // Records of struct linux_dirent64; the offsets are asserted in CShim's maildrop.c.
             var offset = 0
-            while offset + 19 < n {
-                let reclen = Int(buffer.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
-                guard reclen > 19, offset + reclen <= n else { break }
-                let type = buffer[offset + 18]
-                let nameStart = offset + 19
+            while offset + CSHIM_DIRENT64_NAME_OFFSET < n {
+                let reclen = Int(buffer.loadUnaligned(fromByteOffset: offset + CSHIM_DIRENT64_RECLEN_OFFSET, as: UInt16.self))
+                guard reclen > CSHIM_DIRENT64_NAME_OFFSET, offset + reclen <= n else { break }
+                let type = buffer[offset + CSHIM_DIRENT64_TYPE_OFFSET]
+                let nameStart = offset + CSHIM_DIRENT64_NAME_OFFSET
                 var nameEnd = nameStart
                 while nameEnd < offset + reclen && buffer[nameEnd] != 0 { nameEnd += 1 }
                 // Dot-files: ".", "..", and temp files of other agents.

@@ -1,11 +1,13 @@
 import CShim
 import Glibc
+import SystemCalls
 
 extension Connection {
     /// Linux IP_BIND_ADDRESS_NO_PORT (since 4.2): a bind with port 0 before connect then picks
     /// the port at connect time from the whole 4-tuple, instead of reserving one of the source
-    /// address's ~28,000 ephemeral ports for every socket. Glibc does not export the macro.
-    static let ipBindAddressNoPort: Int32 = 24
+    /// address's ~28,000 ephemeral ports for every socket. Swift's Glibc does not export the
+    /// macro (it needs _GNU_SOURCE), CShim does.
+    static let ipBindAddressNoPort = Int32(CSHIM_IP_BIND_ADDRESS_NO_PORT)
 
     /// Opens a nonblocking client connection (pop3bench, tests), from `source` when given
     /// (pop3bench spreads tens of thousands of client sockets over several 127.0.0.x addresses,
@@ -13,19 +15,22 @@ extension Connection {
     /// connect completes in the background: output queues until the socket becomes writable,
     /// and a refused connect closes the connection with `.error` (ECONNREFUSED) or `.reset`.
     public static func connect(to address: SocketAddress, from source: SocketAddress? = nil, loop: EventLoop) throws -> Connection {
-        let fd = try syscallBlocking("socket") { cshim_tcp_socket(address.addressFamily) }
-        _ = cshim_set_tcp_nodelay(fd)
+        let fd = try syscallBlocking("socket") { Socket.tcp(family: address.addressFamily) }
+        _ = Socket.setNoDelay(fd)
         if let source {
             if source.family == .ipv4 {
-                _ = cshim_setsockopt_int(fd, Int32(IPPROTO_IP), ipBindAddressNoPort, 1)
+                _ = Socket.setOption(fd, level: Int32(IPPROTO_IP), name: ipBindAddressNoPort, value: 1)
             }
-            let bound = source.withSockAddr { sa, len in Glibc.bind(fd, sa, len) }
-            if bound != 0 {
-                let err = Glibc.errno
+            do {
+                _ = try source.withSockAddr { sa, len in try syscallBlocking("bind") { Glibc.bind(fd, sa, len) } }
+            } catch {
                 closeDescriptor(fd)
-                throw SyscallError(errno: err, call: "bind")
+                throw error
             }
         }
+        // Not the `syscall` family: a nonblocking connect interrupted by a signal (EINTR) goes on
+        // in the background like EINPROGRESS (POSIX connect(2)); calling it again would fail
+        // with EALREADY. Completion or failure shows as writability (`.error` or `.reset`).
         let rc = address.withSockAddr { sa, len in Glibc.connect(fd, sa, len) }
         if rc != 0 {
             let err = Glibc.errno

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 extension Connection {
     /// Bytes queued and not yet accepted by the kernel.

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// What a preamble parser says about the bytes received so far (`Connection.expectPreamble`).
 public enum PreambleStep: Equatable, Sendable {
@@ -56,11 +57,11 @@ extension Connection {
 
     /// An epoll event while the preamble is awaited.
     func handlePreambleEvent(_ events: UInt32) {
-        if events & CSHIM_EPOLLERR != 0 {
+        if events & Epoll.error != 0 {
             finalize(.reset)
             return
         }
-        if events & (CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP) != 0 { readPreamble() }
+        if events & (Epoll.input | Epoll.readHangUp | Epoll.hangUp) != 0 { readPreamble() }
     }
 
     /// One peek, the parser's verdict, then the consuming read of what it claimed.
@@ -84,11 +85,8 @@ extension Connection {
                 return
             case .processed(let n): peeked = n
             }
-        } catch let error as SyscallError {
-            abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
-            return
         } catch {
-            abandonPreamble(.error(SyscallError(errno: EPROTO, call: "recv")))
+            abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
             return
         }
         let step = stage.scan(UnsafeRawBufferPointer(rebasing: scratch[0..<kept + peeked]))
@@ -115,11 +113,8 @@ extension Connection {
                 case .wouldBlock: got = 0
                 case .processed(let n): got = n
                 }
-            } catch let error as SyscallError {
-                abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
-                return
             } catch {
-                abandonPreamble(.error(SyscallError(errno: EPROTO, call: "read")))
+                abandonPreamble(error.errno == ECONNRESET ? .reset : .error(error))
                 return
             }
             guard got == take else {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// Why a connection closed.
 public enum CloseReason: Equatable, Sendable {
@@ -127,7 +128,7 @@ public final class Connection: Selectable {
         self.loop = loop
         self.transport = transport
         self.id = loop.makeConnectionID()
-        registeredEvents = CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
+        registeredEvents = Epoll.input | Epoll.readHangUp
         do {
             try loop.register(fd: fd, events: registeredEvents, handler: self)
         } catch {
@@ -226,9 +227,9 @@ public final class Connection: Selectable {
             // Only hang-ups are registered while a handshake waits for budget: a client that
             // went away (or half-closed: it can no longer finish the handshake) is dropped
             // before the expensive step instead of after it.
-            if events & CSHIM_EPOLLERR != 0 {
+            if events & Epoll.error != 0 {
                 finalize(.reset)
-            } else if events & (CSHIM_EPOLLHUP | CSHIM_EPOLLRDHUP) != 0 {
+            } else if events & (Epoll.hangUp | Epoll.readHangUp) != 0 {
                 finalize(.peerClosed)
             }
             return
@@ -237,16 +238,16 @@ public final class Connection: Selectable {
             handlePreambleEvent(events)
             return
         }
-        if events & CSHIM_EPOLLOUT != 0 {
+        if events & Epoll.output != 0 {
             flush()
         }
-        let readable = CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP | CSHIM_EPOLLHUP | CSHIM_EPOLLERR
+        let readable = Epoll.input | Epoll.readHangUp | Epoll.hangUp | Epoll.error
         // A TLS write that waited for input (handshake, key update) is retried once the read
         // below has run (also while closing: the last reply still has to go out); a TLS read
         // that waited for the socket to be writable is retried now.
         if events & readable != 0, transportNeeds.contains(.readable), !isClosed { enqueueFlush() }
         guard case .open = state else { return }
-        if events & CSHIM_EPOLLOUT != 0, transportNeeds.contains(.writable), events & readable == 0,
+        if events & Epoll.output != 0, transportNeeds.contains(.writable), events & readable == 0,
            readingAllowed {
             if admitHandshakeStep() { readFromTransport() }
             return
@@ -254,9 +255,9 @@ public final class Connection: Selectable {
         if events & readable != 0 {
             if readingAllowed {
                 if admitHandshakeStep() { readFromTransport() }
-            } else if events & CSHIM_EPOLLERR != 0 {
+            } else if events & Epoll.error != 0 {
                 finalize(.reset)  // always reported, even without interest: would spin while paused
-            } else if events & CSHIM_EPOLLHUP != 0 {
+            } else if events & Epoll.hangUp != 0 {
                 finalize(.peerClosed)
             }
         }
@@ -420,16 +421,16 @@ public final class Connection: Selectable {
     func updateInterest() {
         var events: UInt32 = 0
         if case .open = state, readingAllowed, !peerEOF {
-            events |= CSHIM_EPOLLIN | CSHIM_EPOLLRDHUP
+            events |= Epoll.input | Epoll.readHangUp
         }
         // A deferred handshake waits for its turn in the loop's queue, not for epoll: level-
         // triggered readiness would report it again at every epoll_wait. Only a hang-up is
         // watched meanwhile.
         if isHandshakeDeferred {
-            events = CSHIM_EPOLLRDHUP
+            events = Epoll.readHangUp
         } else {
-            if outputBlocked || transportNeeds.contains(.writable) { events |= CSHIM_EPOLLOUT }
-            if transportNeeds.contains(.readable) { events |= CSHIM_EPOLLIN }
+            if outputBlocked || transportNeeds.contains(.writable) { events |= Epoll.output }
+            if transportNeeds.contains(.readable) { events |= Epoll.input }
         }
         guard events != registeredEvents, !isClosed else { return }
         registeredEvents = events

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 
 /// Registration of a listener: accepts until EAGAIN (bounded), pauses on descriptor exhaustion.
 final class ListenerHandler: Selectable {
@@ -29,7 +30,7 @@ final class ListenerHandler: Selectable {
         self.onAccept = onAccept
     }
 
-    var events: UInt32 { exclusive ? CSHIM_EPOLLIN | CSHIM_EPOLLEXCLUSIVE : CSHIM_EPOLLIN }
+    var events: UInt32 { exclusive ? Epoll.input | Epoll.exclusive : Epoll.input }
 
     var lagDescription: String { "listener \(listener.name ?? "-") (accepts)" }
 
@@ -95,7 +96,7 @@ final class ListenerHandler: Selectable {
             }
             do {
                 if self.loop.isRegistered(fd: self.listener.fd) {
-                    try self.loop.modify(fd: self.listener.fd, events: CSHIM_EPOLLIN)
+                    try self.loop.modify(fd: self.listener.fd, events: Epoll.input)
                 } else {
                     // Out of epoll: exclusive (paused by DEL), or held and released meanwhile.
                     try self.loop.register(fd: self.listener.fd, events: self.events, handler: self)

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 extension EventLoop {
     /// Delivers the signals as loop events through a signalfd. Call on the loop thread: the
@@ -12,7 +13,7 @@ extension EventLoop {
             try syscallBlocking("signalfd") { cshim_signalfd_create(buffer.baseAddress, Int32(buffer.count)) }
         }
         wakers.append(fd)  // closed with the loop
-        try register(fd: fd, events: CSHIM_EPOLLIN, handler: SignalHandler(fd: fd, handler: handler))
+        try register(fd: fd, events: Epoll.input, handler: SignalHandler(fd: fd, handler: handler))
     }
 }
 
@@ -57,9 +58,9 @@ public final class Waker: Sendable {
 extension EventLoop {
     /// Creates an eventfd-backed waker. The eventfd lives as long as the loop.
     public func makeWaker(_ body: @escaping () -> Void) throws -> Waker {
-        let fd = try syscallBlocking("eventfd") { cshim_eventfd_create() }
+        let fd = try syscallBlocking("eventfd") { KernelFD.event() }
         wakers.append(fd)
-        try register(fd: fd, events: CSHIM_EPOLLIN, handler: WakerHandler(fd: fd, body: body))
+        try register(fd: fd, events: Epoll.input, handler: WakerHandler(fd: fd, body: body))
         return Waker(fd: fd)
     }
 }

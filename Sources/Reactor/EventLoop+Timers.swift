@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// Identifies a scheduled timer for `cancelTimer`.
 public struct TimerID: Hashable, Sendable {
@@ -123,7 +124,7 @@ extension EventLoop {
         if armedDeadline != 0 && armedDeadline <= earliest { return }
         // Absolute deadline 0 would disarm the timerfd; a deadline in the past fires at once.
         let deadline = max(earliest, 1)
-        try syscallBlocking("timerfd_settime") { cshim_timerfd_arm(timerFD, deadline) }
+        try syscallBlocking("timerfd_settime") { KernelFD.arm(timer: timerFD, deadline: deadline) }
         armedDeadline = deadline
     }
 

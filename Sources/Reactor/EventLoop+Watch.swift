@@ -1,4 +1,5 @@
 import CShim
+import SystemCalls
 
 /// Readiness of a descriptor the loop does not own: a client library's socket (libpq,
 /// issue 15) that the library itself reads and writes. The loop only reports readiness;
@@ -50,7 +51,7 @@ public final class DescriptorWatch {
     }
 
     static func events(read: Bool, write: Bool) -> UInt32 {
-        (read ? CSHIM_EPOLLIN : 0) | (write ? CSHIM_EPOLLOUT : 0)
+        (read ? Epoll.input : 0) | (write ? Epoll.output : 0)
     }
 
     private final class Handler: Selectable {
@@ -63,8 +64,8 @@ public final class DescriptorWatch {
         }
 
         func handleEvent(_ events: UInt32) {
-            let failed = events & (CSHIM_EPOLLERR | CSHIM_EPOLLHUP) != 0
-            body(failed || events & CSHIM_EPOLLIN != 0, failed || events & CSHIM_EPOLLOUT != 0)
+            let failed = events & (Epoll.error | Epoll.hangUp) != 0
+            body(failed || events & Epoll.input != 0, failed || events & Epoll.output != 0)
         }
 
         var lagDescription: String { label }

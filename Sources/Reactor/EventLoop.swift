@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 
 /// Something registered with the selector. The selector knows only descriptors,
 /// interests and this callback (redis ae_epoll.c style).
@@ -20,7 +21,7 @@ public final class EventLoop {
     private var registrations: [Registration?] = []
     private var nextGeneration: UInt32 = 1
     private var stopped = false
-    private var events: UnsafeMutableBufferPointer<cshim_epoll_event>
+    private var events: UnsafeMutableBufferPointer<epoll_event>
     private var beforeWaitHooks: [() -> Void] = []
     public var logger: Logger
 
@@ -81,9 +82,9 @@ public final class EventLoop {
     /// asks for more to spend fewer syscalls per megabyte.
     public init(logger: Logger = Logger(label: "pop3d.reactor"), readBufferBytes: Int = Connection.readChunkBytes) throws {
         self.logger = logger
-        epfd = try syscallBlocking("epoll_create1") { cshim_epoll_create() }
+        epfd = try syscallBlocking("epoll_create1") { Epoll.create() }
         do {
-            timerFD = try syscallBlocking("timerfd_create") { cshim_timerfd_create() }
+            timerFD = try syscallBlocking("timerfd_create") { KernelFD.monotonicTimer() }
         } catch {
             closeDescriptor(epfd)
             throw error
@@ -91,7 +92,7 @@ public final class EventLoop {
         events = .allocate(capacity: Self.maxEventsPerWait)
         scratch = .allocate(byteCount: max(4096, readBufferBytes), alignment: 16)
         now = cshim_monotonic_ns()
-        try register(fd: timerFD, events: CSHIM_EPOLLIN, handler: TimerFDHandler(loop: self))
+        try register(fd: timerFD, events: Epoll.input, handler: TimerFDHandler(loop: self))
     }
 
     deinit {
@@ -116,7 +117,7 @@ public final class EventLoop {
             registrations.append(contentsOf: repeatElement(nil, count: index + 1 - registrations.count + 64))
         }
         try syscallBlocking("epoll_ctl(ADD)") {
-            cshim_epoll_ctl(epfd, cshim_epoll_ctl_add(), fd, events, Self.tag(fd: fd, generation: generation))
+            Epoll.control(epfd, EPOLL_CTL_ADD, fd, events: events, data: Self.tag(fd: fd, generation: generation))
         }
         registrations[index] = Registration(generation: generation, handler: handler)
         return generation
@@ -125,7 +126,7 @@ public final class EventLoop {
     func modify(fd: Int32, events: UInt32) throws {
         guard Int(fd) < registrations.count, let registration = registrations[Int(fd)] else { return }
         try syscallBlocking("epoll_ctl(MOD)") {
-            cshim_epoll_ctl(epfd, cshim_epoll_ctl_mod(), fd, events, Self.tag(fd: fd, generation: registration.generation))
+            Epoll.control(epfd, EPOLL_CTL_MOD, fd, events: events, data: Self.tag(fd: fd, generation: registration.generation))
         }
     }
 
@@ -138,7 +139,7 @@ public final class EventLoop {
     func unregister(fd: Int32) {
         guard Int(fd) < registrations.count, registrations[Int(fd)] != nil else { return }
         registrations[Int(fd)] = nil
-        _ = cshim_epoll_ctl(epfd, cshim_epoll_ctl_del(), fd, 0, 0)
+        _ = Epoll.control(epfd, EPOLL_CTL_DEL, fd, events: 0, data: 0)
     }
 
     static func tag(fd: Int32, generation: UInt32) -> UInt64 {
@@ -163,7 +164,7 @@ public final class EventLoop {
             let timeout: Int32 = hasQueuedWork ? 0 : -1
             endTurn()
             let count: Int32
-            switch try syscall("epoll_wait", { cshim_epoll_wait(epfd, events.baseAddress, Int32(events.count), timeout) }) {
+            switch try syscall("epoll_wait", { epoll_wait(epfd, events.baseAddress, Int32(events.count), timeout) }) {
             case .processed(let n): count = n
             case .wouldBlock: count = 0
             }
@@ -174,8 +175,8 @@ public final class EventLoop {
             var handlerStart = now
             for i in 0..<Int(count) {
                 let event = events[i]
-                let fd = Int(UInt32(truncatingIfNeeded: event.data))
-                let generation = UInt32(truncatingIfNeeded: event.data >> 32)
+                let fd = Int(UInt32(truncatingIfNeeded: event.data.u64))
+                let generation = UInt32(truncatingIfNeeded: event.data.u64 >> 32)
                 // A descriptor closed (or closed and reused) earlier in this batch: drop the stale event.
                 guard fd < registrations.count, let registration = registrations[fd],
                       registration.generation == generation

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// A socket just accepted: nonblocking, close-on-exec, owned by whoever receives it.
 public struct AcceptedSocket: Sendable {
@@ -28,12 +29,18 @@ public final class Listener {
     /// Binds and listens on address. Port 0 picks a free port (see `address`).
     public init(bind address: SocketAddress, name: String? = nil, reusePort: Bool = false,
                 backlog: Int32 = Listener.defaultBacklog) throws {
-        let fd = try syscallBlocking("socket") { cshim_tcp_socket(address.addressFamily) }
+        let fd = try syscallBlocking("socket") { Socket.tcp(family: address.addressFamily) }
         do {
-            try syscallBlocking("setsockopt(SO_REUSEADDR)") { cshim_set_reuseaddr(fd) }
-            if reusePort { try syscallBlocking("setsockopt(SO_REUSEPORT)") { cshim_set_reuseport(fd) } }
+            try syscallBlocking("setsockopt(SO_REUSEADDR)") { Socket.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) }
+            if reusePort {
+                try syscallBlocking("setsockopt(SO_REUSEPORT)") { Socket.setOption(fd, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1) }
+            }
             // "[::]" should mean IPv6 only; IPv4 gets its own --listen so both are explicit.
-            if address.family == .ipv6 { try syscallBlocking("setsockopt(IPV6_V6ONLY)") { cshim_set_ipv6_only(fd) } }
+            if address.family == .ipv6 {
+                try syscallBlocking("setsockopt(IPV6_V6ONLY)") {
+                    Socket.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, value: 1)
+                }
+            }
             _ = try address.withSockAddr { sa, len in try syscallBlocking("bind") { Glibc.bind(fd, sa, len) } }
             try syscallBlocking("listen") { Glibc.listen(fd, backlog) }
         } catch {
@@ -80,7 +87,7 @@ public final class Listener {
                 closeDescriptor(client)  // not IP (cannot happen on a TCP listener)
                 return try acceptOne()
             }
-            _ = cshim_set_tcp_nodelay(client)
+            _ = Socket.setNoDelay(client)
             return AcceptedSocket(fd: client, peer: peer, listenerName: name)
         }
     }

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 
 /// What a transport needs from epoll before it can make progress.
 public struct Interest: OptionSet, Sendable {

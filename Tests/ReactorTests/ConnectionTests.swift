@@ -65,8 +65,8 @@ extension ReactorSuite {
     @Test func eagainInTheMiddleOfALargeWriteResumesInOrder() throws {
         let loop = try EventLoop()
         let (server, client) = try socketPair()
-        _ = cshim_set_buffer_sizes(server, 8192, 8192)
-        _ = cshim_set_buffer_sizes(client, 8192, 8192)
+        _ = setBufferSizes(server, 8192, 8192)
+        _ = setBufferSizes(client, 8192, 8192)
         let address = try loopback(1)
         let sender = try Connection(fd: server, peer: address, loop: loop)
         let receiver = try Connection(fd: client, peer: address, loop: loop)
@@ -147,7 +147,7 @@ extension ReactorSuite {
         let loop = try EventLoop(readBufferBytes: 256 * 1024)
         let (fd, peer) = try socketPair()
         defer { close(peer) }
-        _ = cshim_set_buffer_sizes(peer, 1 << 20, 0)
+        _ = setBufferSizes(peer, 1 << 20, 0)
         let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
         conn.maxInputBytes = 256 * 1024
         let rec = Recorder()
@@ -272,7 +272,7 @@ extension ReactorSuite {
         let loop = try EventLoop()
         let (fd, peer) = try socketPair()
         defer { close(peer) }
-        _ = cshim_set_buffer_sizes(fd, 4096, 4096)
+        _ = setBufferSizes(fd, 4096, 4096)
         let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
         let rec = Recorder()
         conn.delegate = rec

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import Logging
+import SystemCalls
 import Testing
 @testable import Reactor
 import TestSupport
@@ -17,16 +18,16 @@ extension ReactorSuite {
         var accepted: [Int32] = []
         try loop.addListener(listener, exclusive: true) { socket in accepted.append(socket.fd) }
         let handler = try #require(loop.listenerHandlers[ObjectIdentifier(listener)])
-        #expect(handler.events & CSHIM_EPOLLEXCLUSIVE != 0)
+        #expect(handler.events & Epoll.exclusive != 0)
         // The kernel really holds an exclusive registration: MOD is refused.
-        #expect(cshim_epoll_ctl(loop.epfd, cshim_epoll_ctl_mod(), listener.fd, CSHIM_EPOLLIN | CSHIM_EPOLLEXCLUSIVE, 0) != 0)
+        #expect(Epoll.control(loop.epfd, EPOLL_CTL_MOD, listener.fd, events: Epoll.input | Epoll.exclusive, data: 0) != 0)
 
         handler.pause(SyscallError(errno: EMFILE, call: "accept4"))
         #expect(handler.paused)
         // Out of the epoll set: deleting it again finds nothing.
-        #expect(cshim_epoll_ctl(loop.epfd, cshim_epoll_ctl_del(), listener.fd, 0, 0) != 0 && errno == ENOENT)
+        #expect(Epoll.control(loop.epfd, EPOLL_CTL_DEL, listener.fd, events: 0, data: 0) != 0 && errno == ENOENT)
 
-        let client = cshim_tcp_socket(AF_INET)
+        let client = Socket.tcp(family: AF_INET)
         defer { close(client) }
         _ = address.withSockAddr { connect(client, $0, $1) }
         try runLoop(loop, timeoutSeconds: 10) { accepted.count == 1 }
@@ -57,7 +58,7 @@ extension ReactorSuite {
         loop.holdAccepting()
         #expect(loop.isHoldingAccepts)
         #expect(!loop.isRegistered(fd: listener.fd))
-        let client = cshim_tcp_socket(AF_INET)
+        let client = Socket.tcp(family: AF_INET)
         defer { close(client) }
         _ = address.withSockAddr { connect(client, $0, $1) }
         // The pause's backoff (100 ms) passes twice over while held: nothing is accepted.

@@ -2,6 +2,7 @@ import CShim
 import Glibc
 import Logging
 import Synchronization
+import SystemCalls
 import Testing
 @testable import Reactor
 import TestSupport
@@ -26,9 +27,9 @@ extension ReactorSuite {
         handler.pause(SyscallError(errno: EMFILE, call: "accept4"))
         #expect(handler.paused)
         // The descriptor leaves the epoll set: the resume's epoll_ctl(MOD) gets ENOENT.
-        #expect(cshim_epoll_ctl(loop.epfd, cshim_epoll_ctl_del(), listener.fd, 0, 0) == 0)
+        #expect(Epoll.control(loop.epfd, EPOLL_CTL_DEL, listener.fd, events: 0, data: 0) == 0)
 
-        let client = cshim_tcp_socket(AF_INET)
+        let client = Socket.tcp(family: AF_INET)
         defer { close(client) }
         _ = address.withSockAddr { connect(client, $0, $1) }
 

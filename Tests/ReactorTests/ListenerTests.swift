@@ -17,7 +17,7 @@ extension ReactorSuite {
         // Clients connect first (they need descriptors too); the kernel completes the handshakes.
         var clients: [Int32] = []
         for _ in 0..<3 {
-            let fd = cshim_tcp_socket(AF_INET)
+            let fd = Socket.tcp(family: AF_INET)
             _ = address.withSockAddr { connect(fd, $0, $1) }
             clients.append(fd)
         }

@@ -40,8 +40,8 @@ extension ReactorSuite {
     func smallBufferedConnection() throws -> (EventLoop, Connection, Int32) {
         let loop = try EventLoop()
         let (server, client) = try socketPair()
-        _ = cshim_set_buffer_sizes(server, 8192, 8192)
-        _ = cshim_set_buffer_sizes(client, 8192, 8192)
+        _ = setBufferSizes(server, 8192, 8192)
+        _ = setBufferSizes(client, 8192, 8192)
         return (loop, try Connection(fd: server, peer: try loopback(1), loop: loop), client)
     }
 
@@ -175,7 +175,7 @@ extension ReactorSuite {
         let recorder = Recorder()
         for _ in 0..<8 {
             let (server, client) = try socketPair()
-            _ = cshim_set_buffer_sizes(server, 4096, 4096)
+            _ = setBufferSizes(server, 4096, 4096)
             let conn = try Connection(fd: server, peer: try loopback(1), loop: loop)
             conn.outputHighWater = 4 << 20
             conn.delegate = recorder

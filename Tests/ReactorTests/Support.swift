@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 @testable import Reactor
 
 /// A delegate recording everything, with optional hooks.
@@ -45,10 +46,18 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
 }
 
+/// A connected nonblocking AF_UNIX stream pair.
 func socketPair() throws -> (Int32, Int32) {
     var fds: [Int32] = [-1, -1]
-    guard cshim_socketpair_stream(&fds) == 0 else { throw SyscallError(errno: errno, call: "socketpair") }
+    try syscallBlocking("socketpair") { socketpair(AF_UNIX, Socket.nonblockingStream, 0, &fds) }
     return (fds[0], fds[1])
+}
+
+/// Shrinks SO_SNDBUF/SO_RCVBUF (0 leaves one as it is), to provoke EAGAIN quickly; 0 or -1.
+func setBufferSizes(_ fd: Int32, _ sendBytes: Int32, _ receiveBytes: Int32) -> Int32 {
+    if sendBytes > 0 && Socket.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: sendBytes) != 0 { return -1 }
+    if receiveBytes > 0 && Socket.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: receiveBytes) != 0 { return -1 }
+    return 0
 }
 
 func loopback(_ port: UInt16 = 0) throws -> SocketAddress {

@@ -1,5 +1,6 @@
 import CShim
 import Glibc
+import SystemCalls
 import Testing
 @testable import Reactor
 

@@ -1,4 +1,6 @@
-// libsystemd's sd-daemon API: its char*** out-parameter and variadic-free wrappers.
+// libsystemd's sd-daemon API, wrapped so that <systemd/sd-daemon.h> stays out of Swift's view:
+// the char*** out-parameter and its release, and the few calls pop3d makes with fixed
+// arguments (unset_env, the socket type).
 #pragma once
 #include <stdint.h>
 
@@ -7,7 +9,7 @@
 int cshim_sd_listen_fds_with_names(char ***names);
 /// Frees the NULL-terminated array returned by sd_listen_fds_with_names.
 void cshim_free_names(char **names);
-/// sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, listening=1, port=0): SOCK_STREAM is an awkward enum in Swift.
+/// sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, listening=1, port=0): 1 for a listening TCP socket.
 int cshim_sd_is_listening_stream_inet(int fd);
 /// sd_notify(unset_env=0, state): a no-op returning 0 when NOTIFY_SOCKET is not set.
 int cshim_sd_notify(const char *state);
