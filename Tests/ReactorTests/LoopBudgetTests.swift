@@ -122,7 +122,8 @@ extension ReactorSuite {
         // Per turn (the hook runs after the deferred handshakes were served): the deferred count
         // and whether the plain session was served.
         var turns: [(deferred: Int, plainServed: Bool)] = []
-        loop.addBeforeWaitHook { turns.append((loop.deferredHandshakeCount, plainRec.readableCalls > 0)) }
+        // Unowned: a hook the loop keeps must not keep the loop (LeakSanitizer, `make asan`).
+        loop.addBeforeWaitHook { [unowned loop] in turns.append((loop.deferredHandshakeCount, plainRec.readableCalls > 0)) }
         var ticks = 0
         try runLoop(loop) { ticks += 1; return loop.deferredHandshakeCount == 0 && ticks > 2 }
         // The first hook ran before any epoll_wait; the second after the first turn.
@@ -184,7 +185,7 @@ extension ReactorSuite {
         }
         // Turn 1: one step runs, the other connection is deferred.
         var deferredSeen = false
-        loop.addBeforeWaitHook { if loop.deferredHandshakeCount == 1 { deferredSeen = true } }
+        loop.addBeforeWaitHook { [unowned loop] in if loop.deferredHandshakeCount == 1 { deferredSeen = true } }
         // The deferred one's client leaves before its turn comes: close it from the hook of
         // the very turn it was deferred in.
         var closedClient = false
