@@ -1,12 +1,11 @@
 import Glibc
-import Synchronization
 import SystemCalls
 
 /// A few pthreads that run password verifications off the loop thread.
 ///
 /// Owned and used by the loop thread only (so not `Sendable`): `submit` and
 /// `drainCompletions` are called there. Jobs are `@Sendable` and run on the
-/// workers; their results cross back through a `Mutex`-protected queue; the
+/// workers; their results cross back through a lock-protected queue (`PThreadLocked`); the
 /// non-Sendable completions never leave this loop-side table and run only
 /// inside `drainCompletions`. `notify` is called from a worker when the
 /// completed queue goes from empty to non-empty (the glue passes an eventfd
@@ -130,7 +129,7 @@ public final class WorkerPool {
 }
 
 /// The part of the pool the worker threads share: every field is immutable,
-/// a `Mutex`, or a thread-safe semaphore.
+/// a lock (`PThreadLocked`), or a thread-safe semaphore.
 final class WorkerPoolCore: Sendable {
     typealias Work = @Sendable () -> any Sendable
 
@@ -171,7 +170,7 @@ final class WorkerPoolCore: Sendable {
         var queuedCount: Int { waiting.count }
     }
 
-    let state = Mutex(State())
+    let state = PThreadLocked(State())
     let available = CountingSemaphore()
     let maxQueued: Int
     let notify: @Sendable () -> Void
@@ -240,6 +239,38 @@ final class WorkerPoolCore: Sendable {
             }
             if wasEmpty { notify() }
         }
+    }
+}
+
+/// `State` behind a pthread mutex: the queue and results the workers share with the loop.
+///
+/// Not `Synchronization.Mutex`: on Linux its contended path is a futex call inside the Swift
+/// runtime, which ThreadSanitizer does not instrument, so TSan missed the hand-over from a
+/// worker's unlock to the loop's lock and reported the accesses under the lock as races
+/// (`make tsan`, a worker's `run` against `drainCompletions`' `takeCompleted`).
+/// `pthread_mutex_lock` is intercepted by TSan and costs the same (glibc's mutex is a futex
+/// too). `@unchecked Sendable`: `state` is touched only inside `withLock`.
+final class PThreadLocked<State>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var state: State
+
+    init(_ state: State) {
+        self.state = state
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deinitialize(count: 1)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&state)
     }
 }
 

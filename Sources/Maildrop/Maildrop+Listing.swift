@@ -352,40 +352,65 @@ extension Maildrop {
             for job in pending { out.append(try measure(job, buffer)) }
             return out
         }
-        let results = MeasureResults(count: pending.count)
+        let results = MeasureResults(count: pending.count, parts: parts)
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             let lower = pending.count * part / parts
             let upper = pending.count * (part + 1) / parts
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Maildrop.measureChunkBytes, alignment: 16)
             defer { buf.deallocate() }
             for i in lower..<upper {
-                if results.failed { return }
+                if results.stopped { return }
                 do throws(MaildropError) {
                     results.set(i, try measure(pending[i], buf))
                 } catch {
-                    results.fail(error)
+                    results.fail(part: part, error)
                     return
                 }
             }
         }
-        if let error = results.error { throw error }
+        // concurrentPerform returned: every part is done, and its writes are visible here.
+        defer { results.deallocate() }
+        if let error = results.firstError { throw error }
         return results.sizes
     }
 }
 
-/// The parts' results (each part writes only its own indices) and the first error.
-private final class MeasureResults: Sendable {
-    private struct State {
-        var sizes: [Int?]
-        var error: MaildropError?
+/// The parts' results. Each part writes only its own indices of `sizes` and its own slot of
+/// `errors`, so the parts share no memory but the `stop` flag, and `list` reads them only after
+/// `concurrentPerform` has returned (which orders every part's writes before it). No lock per
+/// file: before, a `Mutex` taken for every file measured was also invisible to ThreadSanitizer
+/// when contended (its slow path is a futex in the uninstrumented runtime), which reported
+/// this as a race (`make tsan`).
+private final class MeasureResults: @unchecked Sendable {
+    private let sizeSlots: UnsafeMutableBufferPointer<Int?>
+    private let errorSlots: UnsafeMutableBufferPointer<MaildropError?>
+    /// Raised by a part that failed (or was cancelled): the others stop at their next file.
+    private let stop = Atomic<Bool>(false)
+
+    init(count: Int, parts: Int) {
+        sizeSlots = .allocate(capacity: count)
+        sizeSlots.initialize(repeating: nil)
+        errorSlots = .allocate(capacity: parts)
+        errorSlots.initialize(repeating: nil)
     }
-    private let state: Mutex<State>
 
-    init(count: Int) { state = Mutex(State(sizes: Array(repeating: nil, count: count), error: nil)) }
+    /// Part-owned index `i` only.
+    func set(_ i: Int, _ size: Int?) { sizeSlots[i] = size }
+    /// Part `part`'s own error slot; tells the other parts to stop.
+    func fail(part: Int, _ error: MaildropError) {
+        errorSlots[part] = error
+        stop.store(true, ordering: .releasing)
+    }
+    var stopped: Bool { stop.load(ordering: .acquiring) }
 
-    func set(_ i: Int, _ size: Int?) { state.withLock { $0.sizes[i] = size } }
-    func fail(_ error: MaildropError) { state.withLock { if $0.error == nil { $0.error = error } } }
-    var failed: Bool { state.withLock { $0.error != nil } }
-    var error: MaildropError? { state.withLock { $0.error } }
-    var sizes: [Int?] { state.withLock { $0.sizes } }
+    // After the join only.
+    var firstError: MaildropError? { errorSlots.lazy.compactMap { $0 }.first }
+    var sizes: [Int?] { Array(sizeSlots) }
+
+    func deallocate() {
+        sizeSlots.deinitialize()
+        sizeSlots.deallocate()
+        errorSlots.deinitialize()
+        errorSlots.deallocate()
+    }
 }

@@ -197,7 +197,8 @@ extension ReactorSuite {
         let listener = try Listener(bind: try loopback())
         var server: Connection?
         let rec = Recorder()
-        try loop.addListener(listener) { socket in
+        // Unowned: the loop keeps this closure as long as the listener is registered.
+        try loop.addListener(listener) { [unowned loop] socket in
             server = try? Connection(accepted: socket, loop: loop)
             server?.delegate = rec
         }

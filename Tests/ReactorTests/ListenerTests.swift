@@ -111,7 +111,8 @@ extension ReactorSuite {
             func connectionClosed(_ c: Connection, reason: CloseReason) { closed = true }
         }
         let server = EchoServer()
-        try loop.addListener(listener) { socket in
+        // Unowned: the loop keeps this closure as long as the listener is registered.
+        try loop.addListener(listener) { [unowned loop] socket in
             guard let c = try? Connection(accepted: socket, loop: loop) else { return }
             c.delegate = server
             server.connections[c.id] = c

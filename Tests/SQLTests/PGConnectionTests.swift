@@ -112,7 +112,8 @@ struct PGConnectionTests {
 
         // A timer that must keep firing while the query is stuck: the loop is never blocked.
         var ticks = 0
-        func tick() { _ = loop.scheduleTimer(after: 20_000_000) { ticks += 1; tick() } }
+        var ticking = true  // false at the end: a timer rescheduling itself keeps the loop alive
+        func tick() { _ = loop.scheduleTimer(after: 20_000_000) { ticks += 1; if ticking { tick() } } }
         tick()
         var answer: Result<PGRows, PGFailure>?
         let started = cshimFreeMonotonicSeconds()
@@ -134,6 +135,9 @@ struct PGConnectionTests {
         #expect(try runner.run(seconds: 20) { again != nil })
         #expect(try again?.get().rows == [[Array("ok".utf8)]])
         connection.close()
+        ticking = false
+        let seen = ticks
+        #expect(try runner.run(seconds: 5) { ticks > seen })  // the last tick ran and stopped
     }
 
     @Test func aRefusedConnectionClosesWithLibpqsReason() throws {
