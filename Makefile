@@ -1,6 +1,9 @@
 # make demo: install what is missing, build, serve a demo mailbox on 127.0.0.1:1110.
 # make test: install what is missing, build, run every test (Swift units, then the
 #            end-to-end suite against the built binaries with real clients).
+# make fuzz: libFuzzer targets (Fuzz/, issue 16) built with the fuzzer and AddressSanitizer,
+#            each run FUZZ_SECONDS seconds (default 60; FUZZ_TARGETS="fuzz-proxy ..." picks
+#            some); fails on a crash, a sanitizer report, a hang or a broken invariant.
 # make bench-sql: release build, then logins/s with users from PostgreSQL (Benchmarks/sql_logins.py,
 #            as root; BENCH_ARGS="--runs 5").
 SHELL := /bin/bash
@@ -32,7 +35,7 @@ DOVECOT_WAS_INSTALLED := $(shell dpkg -s dovecot-core >/dev/null 2>&1 && echo ye
 COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && echo yes)
 POSTGRESQL_WAS_INSTALLED := $(shell dpkg -s postgresql >/dev/null 2>&1 && echo yes)
 
-.PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean
+.PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean fuzz fuzz-build
 
 # Installs only what is missing, so a prepared machine never touches apt. $(2): more
 # apt-get install options.
@@ -173,5 +176,19 @@ test: test-deps
 	$(SWIFT) test --no-parallel
 	$(PYTHON) -m pytest -q Tests/e2e
 
+# Fuzzing (Fuzz/README.md). Its own package, so the server is never built with the fuzzer's
+# instrumentation; -enable-testing lets the targets reach Maildrop's and Auth's internal
+# parsers (@testable import); -parse-as-library because libFuzzer supplies main.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_BUILD_FLAGS := -c release --package-path Fuzz \
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
+
+fuzz-build: deps
+	$(SWIFT) build $(FUZZ_BUILD_FLAGS)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
+
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build
