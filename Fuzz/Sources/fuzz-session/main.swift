@@ -312,6 +312,8 @@ struct Driver {
         if ok && status.starts(with: "+OK maildrop has ".utf8) {
             check(!loggedIn, "second login")
             loggedIn = true
+            let total = Int(clamping: sizes.reduce(Int128(0)) { $0 + Int128($1) })
+            check(status.elementsEqual("+OK maildrop has \(sizes.count) messages (\(total) octets)".utf8), "login \(show(status))")
         }
         guard let line, !saslResponse else {
             checkFraming(reply[...], count: 1)
