@@ -178,11 +178,11 @@ test: test-deps
 
 # Fuzzing (Fuzz/README.md). Its own package, so the server is never built with the fuzzer's
 # instrumentation; -enable-testing lets the targets reach Maildrop's and Auth's internal
-# parsers (@testable import); -parse-as-library because libFuzzer supplies main.
+# parsers (@testable import).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 FUZZ_BUILD_FLAGS := -c release --package-path Fuzz \
-	-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 
 fuzz-build: deps
 	$(SWIFT) build $(FUZZ_BUILD_FLAGS)

@@ -8,7 +8,12 @@
 // Auth through `@testable import`, so the build passes `-enable-testing` with the sanitizers:
 //
 //     swift build -c release --package-path Fuzz \
-//         -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing
+//         -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+//
+// Each target's main.swift runs libFuzzer's driver (`LLVMFuzzerRunDriver`) from its own top-level
+// code rather than the usual `-parse-as-library` with libFuzzer's `main`: SwiftPM links
+// executables with `--defsym main=<module>_main`, which that recipe leaves undefined
+// (swiftlang/swift-package-manager#4522).
 import PackageDescription
 
 let settings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -30,7 +35,8 @@ let package = Package(
     ],
     targets: [
         // Invariant checks that abort with a message (libFuzzer then saves the input).
-        .target(name: "FuzzSupport", path: "Sources/FuzzSupport", swiftSettings: settings),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Sources/FuzzSupport", swiftSettings: settings),
+        .target(name: "CLibFuzzer", path: "Sources/CLibFuzzer"),
         // A byte stream driving a whole POP3.Session against an in-memory maildrop.
         fuzzTarget("fuzz-session", ["POP3"]),
         // Base64 (both codecs), PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256 messages.

@@ -1,3 +1,4 @@
+import CLibFuzzer
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,4 +95,15 @@ public func indexOfCRLF(_ bytes: [UInt8], from start: Int) -> Int? {
         i += 1
     }
     return nil
+}
+
+/// One fuzz input: the octets and their count, as libFuzzer passes them.
+public typealias FuzzTarget = @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+
+/// Runs libFuzzer's driver on `target` with the process's arguments (libFuzzer's flags,
+/// corpus directories, or files to replay) and returns its exit status.
+public func runFuzzer(_ target: FuzzTarget) -> CInt {
+    var argc = CommandLine.argc
+    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+    return LLVMFuzzerRunDriver(&argc, &argv, target)
 }

@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // Courier's `courierpop3dsizelist` (`CourierSizeList.parse`), read when a host leaves
@@ -43,3 +44,6 @@ public func fuzzCourierSizeList(_ data: UnsafePointer<UInt8>?, _ size: Int) -> C
 extension Result {
     var isFailure: Bool { if case .failure = self { true } else { false } }
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzCourierSizeList))

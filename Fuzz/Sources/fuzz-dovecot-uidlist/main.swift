@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // Dovecot's `dovecot-uidlist` (`DovecotUIDList.parse`), read with `uidl_format: dovecot`
@@ -52,3 +53,6 @@ public func fuzzDovecotUIDList(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     }
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzDovecotUIDList))

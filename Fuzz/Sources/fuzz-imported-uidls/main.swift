@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // `pop3d.uidls`, pop3d's own imported UIDLs (`ImportedUIDLs.parse`): whole or nothing.
@@ -22,3 +23,6 @@ public func fuzzImportedUIDLs(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
     check(again.serialize() == written, "serialize is not a fixed point")
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzImportedUIDLs))

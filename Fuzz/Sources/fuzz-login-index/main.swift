@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // `pop3d.index`, the binary login index (`LoginIndex.parse`): a login that trusts it serves
@@ -66,3 +67,6 @@ public func fuzzLoginIndex(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     check(same(index, again), "round trip changes the index")
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzLoginIndex))

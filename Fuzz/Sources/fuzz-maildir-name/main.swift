@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // Maildir file names as a listing reads them from new/ and cur/ (`MaildirName`): valid
@@ -43,3 +44,6 @@ public func fuzzMaildirName(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
     }
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzMaildirName))

@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 import ProxyProtocol
 
 // The PROXY protocol v1/v2 header parser (HAProxy's doc/proxy-protocol.txt), which reads
@@ -13,8 +14,10 @@ import ProxyProtocol
 // - encode(parse(x)) parses back to the same header (the fields `ProxyHeader` keeps: addresses
 //   of an IP client, ALPN, authority, unique id, SSL, netns, a verified CRC32C).
 
-let parser = ProxyHeaderParser()
-let smallest = ProxyHeaderParser(maxV2Length: 0)  // clamped to 16 + 216
+enum Parsers {
+    static let standard = ProxyHeaderParser()
+    static let smallest = ProxyHeaderParser(maxV2Length: 0)  // clamped to 16 + 216
+}
 
 func prefixesToCheck(_ count: Int, decision: Int) -> [Int] {
     if count <= 256 { return Array(0...count) }
@@ -26,6 +29,8 @@ func prefixesToCheck(_ count: Int, decision: Int) -> [Int] {
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzProxy(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let parser = Parsers.standard
+    let smallest = Parsers.smallest
     let input = inputBytes(data, size)
     let whole = parser.parse(input)
 
@@ -87,3 +92,6 @@ public func fuzzProxy(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
           "\(show(input)) parses to \(header), encodes to \(show(encoded)), which parses to \(again)")
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzProxy))

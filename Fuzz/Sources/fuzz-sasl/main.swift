@@ -1,5 +1,6 @@
 @testable import Auth
 import FuzzSupport
+import Glibc
 import POP3
 
 // The SASL codecs (RFC 5034 with RFC 4616 PLAIN, the LOGIN draft, RFC 2195 CRAM-MD5,
@@ -282,3 +283,6 @@ public func fuzzSASL(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzSASL))

@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 import POP3
 
 // The command-line parser with the session state machine behind it: a fuzzed byte stream
@@ -310,7 +311,9 @@ struct Driver {
         }
         let wasLoggedIn = loggedIn
         if ok && status.starts(with: "+OK maildrop has ".utf8) {
-            check(!loggedIn, "second login")
+            // The login reply, or RSET's (RFC 1939 §5 gives both this form).
+            let isReset = !saslResponse && line.map { Self.command($0).0 } == "RSET"
+            check(loggedIn == isReset, "\(show(status)) \(context), logged in: \(loggedIn)")
             loggedIn = true
             let total = Int(clamping: sizes.reduce(Int128(0)) { $0 + Int128($1) })
             check(status.elementsEqual("+OK maildrop has \(sizes.count) messages (\(total) octets)".utf8), "login \(show(status))")
@@ -402,3 +405,6 @@ public func fuzzSession(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
           "whole and \(chunk)-octet chunks differ:\n\(show(whole.out.bytes, limit: 2000))\n\(show(pieces.out.bytes, limit: 2000))")
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzSession))

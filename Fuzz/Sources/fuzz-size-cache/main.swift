@@ -1,4 +1,5 @@
 import FuzzSupport
+import Glibc
 @testable import Maildrop
 
 // `pop3d.sizes`, the per-Maildir size cache (`SizeCache.parse`): whole or nothing. Octet 0
@@ -30,3 +31,6 @@ public func fuzzSizeCache(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     check(again.serialize() == written, "serialize is not a fixed point")
     return 0
 }
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzSizeCache))
