@@ -179,13 +179,17 @@ test: test-deps
 # Fuzzing (Fuzz/README.md). Its own package, so the server is never built with the fuzzer's
 # instrumentation; -enable-testing lets the targets reach Maildrop's and Auth's internal
 # parsers (@testable import).
+# Each target is built by name: a plain `swift build` of the package would also link the
+# main package's executables, whose own main clashes with libFuzzer's.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?=
+FUZZ_ALL_TARGETS := fuzz-session fuzz-sasl fuzz-proxy fuzz-passwd fuzz-maildir-name fuzz-size-cache \
+	fuzz-login-index fuzz-dovecot-uidlist fuzz-courier-sizelist fuzz-imported-uidls
+FUZZ_TARGETS ?= $(FUZZ_ALL_TARGETS)
 FUZZ_BUILD_FLAGS := -c release --package-path Fuzz \
 	-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 
 fuzz-build: deps
-	$(SWIFT) build $(FUZZ_BUILD_FLAGS)
+	@set -e; for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_BUILD_FLAGS) --product $$t; done
 
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
