@@ -3,6 +3,9 @@
 #            end-to-end suite against the built binaries with real clients).
 # make sanitize: the Swift unit tests again under AddressSanitizer (make asan) and
 #            ThreadSanitizer (make tsan), each in its own build folder.
+# make fuzz: libFuzzer targets (Fuzz/, issue 16) built with the fuzzer and AddressSanitizer,
+#            each run FUZZ_SECONDS seconds (default 60; FUZZ_TARGETS="fuzz-proxy ..." picks
+#            some); fails on a crash, a sanitizer report, a hang or a broken invariant.
 # make bench-sql: release build, then logins/s with users from PostgreSQL (Benchmarks/sql_logins.py,
 #            as root; BENCH_ARGS="--runs 5").
 SHELL := /bin/bash
@@ -43,7 +46,7 @@ COURIER_WAS_INSTALLED := $(shell dpkg -s courier-authdaemon >/dev/null 2>&1 && e
 POSTGRESQL_WAS_INSTALLED := $(shell dpkg -s postgresql >/dev/null 2>&1 && echo yes)
 
 .PHONY: demo test deps test-deps postgres-deps bench-deps bench-sql build release unit e2e clean check-imports \
-	sanitize asan tsan
+	sanitize asan tsan fuzz fuzz-build
 
 # Installs only what is missing, so a prepared machine never touches apt. $(2): more
 # apt-get install options.
@@ -215,3 +218,23 @@ sanitize: asan tsan
 
 clean:
 	rm -rf .build .build-asan .build-tsan
+# Fuzzing (Fuzz/README.md). Its own package, so the server is never built with the fuzzer's
+# instrumentation; -enable-testing lets the targets reach Maildrop's and Auth's internal
+# parsers (@testable import).
+# Each target is built by name: a plain `swift build` of the package would also link the
+# main package's executables, whose own main clashes with libFuzzer's.
+FUZZ_SECONDS ?= 60
+FUZZ_ALL_TARGETS := fuzz-session fuzz-sasl fuzz-proxy fuzz-passwd fuzz-maildir-name fuzz-size-cache \
+	fuzz-login-index fuzz-dovecot-uidlist fuzz-courier-sizelist fuzz-imported-uidls
+FUZZ_TARGETS ?= $(FUZZ_ALL_TARGETS)
+FUZZ_BUILD_FLAGS := -c release --package-path Fuzz \
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+
+fuzz-build: deps
+	@set -e; for t in $(FUZZ_TARGETS); do $(SWIFT) build $(FUZZ_BUILD_FLAGS) --product $$t; done
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
+
+clean:
+	rm -rf .build Fuzz/.build

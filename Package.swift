@@ -25,6 +25,12 @@ let package = Package(
         .library(name: "Reactor", targets: ["Reactor"]),
         .library(name: "POP3", targets: ["POP3"]),
         .library(name: "POP3Server", targets: ["POP3Server"]),
+        // For the fuzz targets (Fuzz/, a package of its own that depends on this one by path).
+        .library(name: "ProxyProtocol", targets: ["ProxyProtocol"]),
+        .library(name: "Maildrop", targets: ["Maildrop"]),
+        .library(name: "Auth", targets: ["Auth"]),
+        .library(name: "ByteCodec", targets: ["ByteCodec"]),
+        .library(name: "Digests", targets: ["Digests"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

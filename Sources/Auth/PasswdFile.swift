@@ -69,11 +69,16 @@ public struct PasswdFile: Sendable {
     struct LineProblem: Error { var message: String }
 
     static func parseLine(_ line: ArraySlice<UInt8>) -> Result<UserEntry, LineProblem> {
-        guard let text = String(validating: line, as: UTF8.self) else {
+        guard String(validating: line, as: UTF8.self) != nil else {
             return .failure(LineProblem(message: "line is not valid UTF-8: ignored"))
         }
-        let fields = text.split(separator: ":", maxSplits: 7, omittingEmptySubsequences: false)
-        let user = String(fields[0])
+        // Split at the octet ':', as Dovecot does. Splitting the String would not: a ':'
+        // followed by a combining mark is one Character, so a name or a password could hold a
+        // colon that ends the field for Dovecot (found by the fuzz-passwd target). Pieces of
+        // valid UTF-8 cut at an ASCII octet are valid UTF-8.
+        let fields = line.split(separator: UInt8(ascii: ":"), maxSplits: 7, omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }
+        let user = fields[0]
         guard !user.isEmpty else { return .failure(LineProblem(message: "empty user name: line ignored")) }
         guard user.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else {
             return .failure(LineProblem(message: "user name contains blanks or control characters: line ignored"))
@@ -82,12 +87,13 @@ public struct PasswdFile: Sendable {
             return .failure(LineProblem(message: "user \"\(user)\" has no password: cannot log in"))
         }
         let spec: SchemeSpec, secret: [UInt8]
-        switch parseStoredPassword(fields[1], user: user) {
+        switch parseStoredPassword(fields[1][...], user: user) {
         case .success(let parsed): (spec, secret) = parsed
         case .failure(let problem): return .failure(problem)
         }
-        func field(_ i: Int) -> String? { i < fields.count && !fields[i].isEmpty ? String(fields[i]) : nil }
-        let extra = field(7).map { $0.split(separator: " ").map(String.init) } ?? []
+        func field(_ i: Int) -> String? { i < fields.count && !fields[i].isEmpty ? fields[i] : nil }
+        // Extra fields: separated by the space octet, for the same reason.
+        let extra = field(7).map { $0.utf8.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) } } ?? []
         return .success(UserEntry(user: user, scheme: spec.scheme, encoding: spec.encoding, secret: secret,
                                   uid: field(2), gid: field(3), gecos: field(4), home: field(5),
                                   shell: field(6), extraFields: extra))

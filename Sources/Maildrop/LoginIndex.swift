@@ -254,7 +254,10 @@ struct LoginIndex {
                 let uid: String
                 if flags & 2 != 0 {
                     uid = unique
-                    guard uniqueLen <= MaildirName.maxVerbatimUIDLength else { return fail("an entry with an overlong UIDL") }
+                    // RFC 1939 §7: 1 to 70 octets; a unique name of length 0 (flag 1) is no UIDL.
+                    guard uniqueLen >= 1, uniqueLen <= MaildirName.maxVerbatimUIDLength else {
+                        return fail("an entry with an empty or overlong UIDL")
+                    }
                     for b in unique.utf8 where b < 0x21 || b > 0x7E { return fail("an entry with a UIDL outside 0x21-0x7E") }
                 } else {
                     let uidBytes = UnsafeRawBufferPointer(rebasing: raw[at..<(at + uidLen)])

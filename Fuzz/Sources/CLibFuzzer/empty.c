@@ -1,0 +1,2 @@
+// A C target needs one source file; the module is only the declaration in include/.
+#include "CLibFuzzer.h"

@@ -1,0 +1,36 @@
+import FuzzSupport
+import Glibc
+@testable import Maildrop
+
+// `pop3d.sizes`, the per-Maildir size cache (`SizeCache.parse`): whole or nothing. Octet 0
+// picks the wire-size rule (bit 0: `oe-ns-eoh`), the rest is the file. Invariants:
+// - a cached size is one a CRLF conversion of a file of that size can give (at least the
+//   file size, at most 2 × size + 2, plus 2 under `oe-ns-eoh`): it reaches STAT's sums;
+// - a file written under one rule is never read under the other;
+// - parse(serialize(c)) == c, and serialize is a fixed point from there.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzSizeCache(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    var reader = FuzzReader(inputBytes(data, size))
+    let rule = WireSizeRule(addsMissingHeaderEnd: reader.byte() & 1 == 1)
+    let bytes = reader.rest()
+    guard let cache = SizeCache.parse(bytes, rule: rule) else { return 0 }
+    check(cache.rule == rule, "rule")
+    check(SizeCache.parse(bytes, rule: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd)) == nil,
+          "a cache read under both rules: \(show(bytes))")
+    let extra = rule.addsMissingHeaderEnd ? 2 : 0
+    for (name, e) in cache.entries {
+        check(!name.isEmpty && !name.utf8.contains(0x0A), "name \(name.debugDescription)")
+        check(e.fileSize >= 0 && e.crlfSize >= e.fileSize, "entry \(e)")
+        check(Int128(e.crlfSize) <= 2 * Int128(e.fileSize) + 2 + Int128(extra), "size \(e.crlfSize) for a file of \(e.fileSize)")
+        check(e.mtimeSec >= 0 && e.mtimeNsec >= 0, "mtime \(e)")
+    }
+    let written = cache.serialize()
+    guard let again = SizeCache.parse(written, rule: rule) else { fail("serialized cache does not parse: \(show(written))") }
+    check(again.entries == cache.entries, "round trip changes the entries of \(show(bytes))")
+    check(again.serialize() == written, "serialize is not a fixed point")
+    return 0
+}
+
+// libFuzzer's driver with this target (see Package.swift for why not libFuzzer's own main).
+exit(runFuzzer(fuzzSizeCache))
