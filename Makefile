@@ -216,8 +216,7 @@ tsan: deps postgres-deps
 
 sanitize: asan tsan
 
-clean:
-	rm -rf .build .build-asan .build-tsan
+
 # Fuzzing (Fuzz/README.md). Its own package, so the server is never built with the fuzzer's
 # instrumentation; -enable-testing lets the targets reach Maildrop's and Auth's internal
 # parsers (@testable import).
@@ -237,4 +236,4 @@ fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
-	rm -rf .build Fuzz/.build
+	rm -rf .build .build-asan .build-tsan Fuzz/.build

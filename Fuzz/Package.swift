@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Sources/FuzzSupport", swiftSettings: settings),
         .target(name: "CLibFuzzer", path: "Sources/CLibFuzzer"),
         // A byte stream driving a whole POP3.Session against an in-memory maildrop.
-        fuzzTarget("fuzz-session", ["POP3"]),
+        fuzzTarget("fuzz-session", ["POP3", "ByteCodec"]),
         // Base64 (both codecs), PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256 messages.
         fuzzTarget("fuzz-sasl", ["POP3", "Auth", "ByteCodec", "Digests"]),
         // The PROXY v1/v2 header parser: whole, byte by byte, encoder round trip.

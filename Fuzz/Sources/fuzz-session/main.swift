@@ -1,5 +1,6 @@
 import FuzzSupport
 import Glibc
+import ByteCodec
 import POP3
 
 // The command-line parser with the session state machine behind it: a fuzzed byte stream
