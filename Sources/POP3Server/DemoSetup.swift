@@ -116,7 +116,11 @@ public enum DemoSetup {
         guard let d = opendir(dir) else { throw ConfigError("demo: cannot read \(dir): \(errnoText())") }
         defer { closedir(d) }
         while let entry = readdir(d) {
-            let first = withUnsafeBytes(of: entry.pointee.d_name) { $0.first ?? 0 }
+            // The first octet read in place: copying the whole 256-octet d_name reads past
+            // the end of glibc's buffer for a short name at its end.
+            let first = withUnsafePointer(to: &entry.pointee.d_name) {
+                $0.withMemoryRebound(to: UInt8.self, capacity: 1) { $0.pointee }
+            }
             if first != UInt8(ascii: ".") { return false }
         }
         return true

@@ -29,8 +29,10 @@ public final class TempDirectory {
         if let dir = opendir(path) {
             var names: [String] = []
             while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                // d_name read in place up to its NUL: glibc's buffer ends after the name, so
+                // copying the whole 256-octet array reads past it (AddressSanitizer's report).
+                let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
                 }
                 if name != "." && name != ".." { names.append(name) }
             }
