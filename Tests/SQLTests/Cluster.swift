@@ -1,3 +1,4 @@
+import Testing
 import Glibc
 
 struct Failure: Error, CustomStringConvertible {
@@ -59,6 +60,10 @@ final class Cluster {
             usleep(10_000)
             waited += 1
         }
+        if Self.isRunning(pid) {
+            // Not silent: a postmaster that ignores SIGINT for 20 s is a problem worth seeing.
+            Issue.record("postmaster \(pid) still running 20 s after SIGINT")
+        }
         pid = 0
     }
 
@@ -66,7 +71,14 @@ final class Cluster {
     /// may reap it a second or two after it exited (a zombie still answers kill(pid, 0)).
     static func isRunning(_ pid: pid_t) -> Bool {
         guard kill(pid, 0) == 0 else { return false }
-        guard let stat = try? read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        let stat: String
+        do {
+            stat = try read("/proc/\(pid)/stat")
+        } catch {
+            // Gone between the two looks (reaped): not running. Still there: running.
+            return kill(pid, 0) == 0
+        }
+        guard let close = stat.lastIndex(of: ")") else { return true }
         let state = stat[stat.index(after: close)...].split(separator: " ").first
         return state != "Z"
     }
