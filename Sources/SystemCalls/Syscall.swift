@@ -25,6 +25,7 @@ public struct SyscallError: Error, Equatable, CustomStringConvertible, Sendable 
     /// (`fcntl(F_OFD_SETLK)`, `epoll_ctl(ADD)`).
     public let name: StaticString
 
+    /// Makes the error for `call` (a name as `syscall` takes it) having failed with `errno`.
     public init(errno: Int32, call: StaticString) {
         self.errno = errno
         self.name = call
@@ -33,10 +34,12 @@ public struct SyscallError: Error, Equatable, CustomStringConvertible, Sendable 
     /// `name` as a `String`.
     public var call: String { "\(name)" }
 
+    /// Equal when errno and the call's name (as text) are equal.
     public static func == (lhs: SyscallError, rhs: SyscallError) -> Bool {
         lhs.errno == rhs.errno && lhs.call == rhs.call
     }
 
+    /// `call: strerror text (errno N)`, or `call: errno N` when strerror(3) has no text.
     public var description: String {
         guard let message = strerror(errno) else { return "\(call): errno \(errno)" }
         return "\(call): \(String(cString: message)) (errno \(errno))"
