@@ -18,6 +18,7 @@ public struct CRC32C: Sendable {
     /// The running register (inverted form).
     private var register: UInt32 = 0xFFFF_FFFF
 
+    /// A fresh checksum (register 0xFFFFFFFF); feed it with `update`.
     public init() {}
 
     /// Feeds bytes.

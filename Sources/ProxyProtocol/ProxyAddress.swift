@@ -54,6 +54,7 @@ public enum ProxyAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// True for `.v4`; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is `.v6` and false.
     public var isIPv4: Bool {
         if case .v4 = self { return true }
         return false
@@ -76,9 +77,12 @@ public enum ProxyAddress: Hashable, Sendable, CustomStringConvertible {
 
 /// One end of a proxied connection: address and TCP/UDP port.
 public struct ProxyEndpoint: Hashable, Sendable, CustomStringConvertible {
+    /// The address (IPv4 or IPv6, as the header's family says).
     public var address: ProxyAddress
+    /// The TCP/UDP port, host order.
     public var port: UInt16
 
+    /// An endpoint of `address` and `port` (host order).
     public init(address: ProxyAddress, port: UInt16) {
         self.address = address
         self.port = port

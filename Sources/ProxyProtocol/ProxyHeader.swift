@@ -8,6 +8,7 @@
 /// Byte-string fields are kept as bytes (they are logged escaped and compared as bytes, never
 /// as Swift `String`s).
 public struct ProxyHeader: Hashable, Sendable {
+    /// The header's version: v1 is the text line (§2.1), v2 the binary form (§2.2).
     public enum Version: Hashable, Sendable { case v1, v2 }
 
     /// v2 command nibble (§2.2); a v1 header is always `.proxy`.
@@ -39,9 +40,13 @@ public struct ProxyHeader: Hashable, Sendable {
         case unspec = 0, stream = 1, datagram = 2
     }
 
+    /// The version the header came in (or is to be sent in).
     public var version: Version
+    /// LOCAL or PROXY (v2 command nibble, §2.2); always `.proxy` in a v1 header.
     public var command: Command
+    /// The address family: v2 high nibble of the 14th octet, v1 TCP4/TCP6/UNKNOWN (§2.2).
     public var family: Family
+    /// The transport: v2 low nibble of the 14th octet (§2.2); `.stream` for v1 TCP4/TCP6.
     public var transportProtocol: TransportProtocol
     /// The client's end (nil: keep the connection's peer address).
     public var source: ProxyEndpoint?
@@ -63,6 +68,8 @@ public struct ProxyHeader: Hashable, Sendable {
     /// A `PP2_TYPE_CRC32C` (0x03) TLV was present and matched (a mismatch is `.invalid`).
     public var crcVerified: Bool
 
+    /// A header from its fields; every field but `version` and `command` defaults to absent
+    /// (`.unspec`, nil, `crcVerified` false).
     public init(version: Version, command: Command, family: Family = .unspec,
                 transportProtocol: TransportProtocol = .unspec,
                 source: ProxyEndpoint? = nil, destination: ProxyEndpoint? = nil,
@@ -129,6 +136,8 @@ public struct ProxySSLInfo: Hashable, Sendable {
     /// `PP2_SUBTYPE_SSL_KEY_ALG` (0x25): the frontend certificate's key algorithm.
     public var keyAlgorithm: [UInt8]?
 
+    /// An SSL TLV value from its fields: `client` the bit field (`clientSSLBit` ...), `verify`
+    /// zero when a client certificate was verified, the sub-TLVs nil when absent.
     public init(client: UInt8, verify: UInt32, version: [UInt8]? = nil, commonName: [UInt8]? = nil,
                 cipher: [UInt8]? = nil, signatureAlgorithm: [UInt8]? = nil, keyAlgorithm: [UInt8]? = nil) {
         self.client = client
@@ -140,22 +149,35 @@ public struct ProxySSLInfo: Hashable, Sendable {
         self.keyAlgorithm = keyAlgorithm
     }
 
+    /// `PP2_CLIENT_SSL` is set in `client`: the client spoke SSL/TLS to the balancer (§2.2.6).
     public var clientSSL: Bool { client & Self.clientSSLBit != 0 }
 }
 
 /// TLV type numbers of proxy-protocol.txt §2.2.
 public enum ProxyTLVType {
+    /// `PP2_TYPE_ALPN` (§2.2.1).
     public static let alpn: UInt8 = 0x01
+    /// `PP2_TYPE_AUTHORITY` (§2.2.2): the host name (SNI).
     public static let authority: UInt8 = 0x02
+    /// `PP2_TYPE_CRC32C` (§2.2.3): 4 octets, CRC-32C of the whole header with this value zeroed.
     public static let crc32c: UInt8 = 0x03
+    /// `PP2_TYPE_NOOP` (§2.2.4): padding, skipped.
     public static let noop: UInt8 = 0x04
+    /// `PP2_TYPE_UNIQUE_ID` (§2.2.5): at most 128 octets.
     public static let uniqueID: UInt8 = 0x05
+    /// `PP2_TYPE_SSL` (§2.2.6): client bits, verify result, sub-TLVs.
     public static let ssl: UInt8 = 0x20
+    /// `PP2_SUBTYPE_SSL_VERSION` (§2.2.6), inside `PP2_TYPE_SSL`.
     public static let sslVersion: UInt8 = 0x21
+    /// `PP2_SUBTYPE_SSL_CN` (§2.2.6), inside `PP2_TYPE_SSL`.
     public static let sslCommonName: UInt8 = 0x22
+    /// `PP2_SUBTYPE_SSL_CIPHER` (§2.2.6), inside `PP2_TYPE_SSL`.
     public static let sslCipher: UInt8 = 0x23
+    /// `PP2_SUBTYPE_SSL_SIG_ALG` (§2.2.6), inside `PP2_TYPE_SSL`.
     public static let sslSignatureAlgorithm: UInt8 = 0x24
+    /// `PP2_SUBTYPE_SSL_KEY_ALG` (§2.2.6), inside `PP2_TYPE_SSL`.
     public static let sslKeyAlgorithm: UInt8 = 0x25
+    /// `PP2_TYPE_NETNS` (§2.2.7): the network namespace's name.
     public static let netns: UInt8 = 0x30
 }
 
@@ -196,6 +218,7 @@ public enum ProxyHeaderError: Hashable, Sendable, Error, CustomStringConvertible
     /// v2: the CRC32C TLV does not match the header.
     case v2BadChecksum
 
+    /// One line for the log, e.g. `v2 CRC32C mismatch`.
     public var description: String {
         switch self {
         case .notProxyProtocol: return "not a PROXY protocol header"

@@ -2,9 +2,13 @@
 /// for: NOOP padding, custom or experimental ranges (§2.2.4, §2.2.8), or deliberately odd ones
 /// in tests.
 public struct ProxyTLV: Hashable, Sendable {
+    /// The TLV type octet (`ProxyTLVType` or any other value).
     public var type: UInt8
+    /// The value, sent as is; its length goes in the TLV's 2-octet length field (a header over
+    /// 65,535 octets after the fixed part makes `ProxyHeaderEncoder.v2` return nil).
     public var value: [UInt8]
 
+    /// A TLV of `type` carrying `value`.
     public init(type: UInt8, value: [UInt8]) {
         self.type = type
         self.value = value
