@@ -7,7 +7,9 @@
 /// whole /64 and could otherwise rotate addresses. Trusted networks are not limited (a
 /// webmail or a proxy in front of many users is one address). Loop-thread only.
 public final class AddressQuota {
+    /// Units one address may hold at once (at least 1; `auth_max_queued_per_ip`).
     public private(set) var limit: Int
+    /// Networks exempt from the limit (`--trusted-network`).
     public private(set) var trusted: CIDRTable
     private var counts: [IPAddress: Int] = [:]
 

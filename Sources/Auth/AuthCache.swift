@@ -13,11 +13,13 @@
 public struct AuthCache {
     /// A found user (`entry`), or a name the database did not know (`nil`).
     public struct Answer: Sendable, Equatable {
+        /// The user's entry as the database returned it; nil when the name was unknown to it.
         public var entry: UserEntry?
         /// Monotonic seconds when it was fetched.
         public var fetched: Double
     }
 
+    /// What `lookup(_:now:)` answers for a name.
     public enum Lookup: Equatable {
         /// Fresh: use it without asking the database.
         case found(UserEntry)
@@ -36,8 +38,11 @@ public struct AuthCache {
     private var table: LRUTable<UserName, Answer>?
     /// Counters for metrics and tests.
     public private(set) var hits = 0
+    /// Lookups that had to ask the database (absent, expired, or cache off).
     public private(set) var misses = 0
 
+    /// A cache of at most `capacity` users (0 or less: off), found users kept fresh for `ttl`
+    /// seconds, unknown names for `negativeTTL` seconds.
     public init(capacity: Int, ttl: Double, negativeTTL: Double) {
         self.capacity = max(0, capacity)
         self.ttl = ttl
@@ -45,7 +50,9 @@ public struct AuthCache {
         table = capacity > 0 ? LRUTable(capacity: capacity) : nil
     }
 
+    /// False when `capacity` is 0: every `lookup` is a `.miss` and nothing is stored.
     public var isEnabled: Bool { table != nil }
+    /// Answers held now, fresh or expired.
     public var count: Int { table?.count ?? 0 }
 
     /// The fresh answer for `user`, or `.miss`. An expired answer is kept (for `stale`).

@@ -9,6 +9,8 @@ public func apopDigestMatches(entry: UserEntry, timestamp: [UInt8], digestHex: [
     return Crypto.constantTimeEqual(Digest.md5.hash(timestamp, entry.secret), client)
 }
 
+/// `apopDigestMatches(entry:timestamp:digestHex:)` on the UTF-8 octets of `timestamp` (the
+/// greeting's `<...>` msg-id, brackets included) and `digestHex` (32 hex digits, RFC 1939 §7).
 public func apopDigestMatches(entry: UserEntry, timestamp: String, digestHex: String) -> Bool {
     apopDigestMatches(entry: entry, timestamp: Array(timestamp.utf8), digestHex: Array(digestHex.utf8))
 }

@@ -33,6 +33,7 @@ public final class FailurePenalty {
 
     /// Exempt networks; replaced when the configuration is reloaded (records stay).
     public var trusted: CIDRTable
+    /// Addresses (IPv6: /64 networks) tracked at most (at least 1).
     public let capacity: Int
     private let clock: () -> Duration
     /// Least recently failed first: expired records are always at that end.
@@ -47,6 +48,7 @@ public final class FailurePenalty {
         self.records = LRUTable(capacity: self.capacity)
     }
 
+    /// True when `address` lies in a `trusted` network: never delayed nor recorded.
     public func isTrusted(_ address: IPAddress) -> Bool { trusted.contains(address) }
 
     /// Records a failed login and returns how long to wait before replying.
@@ -90,6 +92,7 @@ public final class FailurePenalty {
         return r.failures
     }
 
+    /// Addresses (IPv6: /64 networks) with a failure record now, expired ones included until pruned.
     public var trackedAddresses: Int { records.count }
 
     /// 0 for the first failure, then baseDelay * 2^(n-2), at most maxDelay.

@@ -71,6 +71,8 @@ public func hashPassword(_ password: [UInt8], scheme: String = HashDefaults.sche
     return "{\(spec.name)}" + text
 }
 
+/// `hashPassword(_:scheme:)` on the UTF-8 octets of `password`.
+/// - Throws: `HashPasswordError`, as the octet version does.
 public func hashPassword(_ password: String, scheme: String = HashDefaults.scheme) throws(HashPasswordError) -> String {
     try hashPassword(Array(password.utf8), scheme: scheme)
 }

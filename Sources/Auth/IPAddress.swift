@@ -55,6 +55,8 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Dotted quad for IPv4; inet_ntop(3) text for IPv6 (lower case, the longest run of zero groups as
+    /// `::`), `?` if inet_ntop fails.
     public var description: String {
         switch self {
         case .v4(let a):
@@ -77,9 +79,14 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 /// (`10.1.2.3/8` is `10.0.0.0/8`), as in most firewall syntaxes.
 /// `::ffff:a.b.c.d/n` with n >= 96 becomes the IPv4 network `/n-96`.
 public struct CIDR: Hashable, Sendable, CustomStringConvertible {
+    /// The network address, host bits below `prefixLength` cleared.
     public let network: IPAddress
+    /// Leading bits that must match: 0...32 for IPv4, 0...128 for IPv6.
     public let prefixLength: Int
 
+    /// Parses `address/prefix` or a bare address (a /32 or /128 host route); nil when the address
+    /// is not one inet_pton(3) takes, the prefix is not 1-3 decimal digits or is out of range, or
+    /// an IPv4-mapped IPv6 network has a prefix under 96.
     public init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         let isV6Text = parts[0].contains(":")
@@ -100,6 +107,8 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
         self.init(network: address, prefixLength: length)
     }
 
+    /// The network of `network` masked to `prefixLength` bits; nil when the length is outside
+    /// 0...32 (IPv4) or 0...128 (IPv6).
     public init?(network: IPAddress, prefixLength: Int) {
         switch network {
         case .v4(let a):
@@ -113,6 +122,8 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
         self.prefixLength = prefixLength
     }
 
+    /// True when `address` has this network's leading `prefixLength` bits; an IPv4 address is
+    /// never in an IPv6 network nor the other way round (mapped addresses are already IPv4).
     public func contains(_ address: IPAddress) -> Bool {
         switch (network, address) {
         case (.v4(let n), .v4(let a)):
@@ -125,6 +136,7 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `network/prefixLength`, e.g. `10.0.0.0/8`.
     public var description: String { "\(network)/\(prefixLength)" }
 
     static func mask32(_ n: Int) -> UInt32 { n == 0 ? 0 : UInt32.max << UInt32(32 - n) }
@@ -138,8 +150,10 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
 /// A set of networks (`--trusted-network`, repeatable). Linear scan: the list
 /// is a handful of operator-written entries.
 public struct CIDRTable: Sendable {
+    /// The networks, in configuration order.
     public let networks: [CIDR]
 
+    /// A table of `networks` as given (use `parse` for operator text).
     public init(_ networks: [CIDR]) { self.networks = networks }
 
     /// Parses every string; returns the ones that are not CIDRs so the caller
@@ -152,5 +166,6 @@ public struct CIDRTable: Sendable {
         return (CIDRTable(nets), bad)
     }
 
+    /// True when any network contains `address` (linear scan).
     public func contains(_ address: IPAddress) -> Bool { networks.contains { $0.contains(address) } }
 }

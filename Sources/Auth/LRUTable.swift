@@ -33,11 +33,14 @@ public struct LRUTable<Key: Hashable, Value> {
     /// operations, never with the size of the table.
     private(set) var linkSteps = 0
 
+    /// An empty table holding at most `capacity` entries (at least 1).
     public init(capacity: Int) {
         self.capacity = max(1, capacity)
     }
 
+    /// Entries held now.
     public var count: Int { index.count }
+    /// True when no entry is held.
     public var isEmpty: Bool { index.isEmpty }
 
     /// The value without marking it used.
@@ -81,6 +84,7 @@ public struct LRUTable<Key: Hashable, Value> {
         return evicted
     }
 
+    /// Removes `key`'s entry; returns its value, or nil when there was none. O(1).
     @discardableResult
     public mutating func removeValue(forKey key: Key) -> Value? {
         guard let i = index.removeValue(forKey: key) else { return nil }

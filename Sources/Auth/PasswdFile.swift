@@ -3,10 +3,15 @@ import SystemCalls
 
 /// A passwd-file that cannot be read at all; a reload keeps the old table.
 public struct PasswdFileError: Error, Sendable, CustomStringConvertible {
+    /// The passwd-file's path as configured.
     public var path: String
+    /// The errno of the failing call (EINVAL: not a regular file; EFBIG: over `PasswdFile.maxFileSize`).
     public var errno: Int32
+    /// What failed: `cannot open`, `cannot stat`, `not a regular file`, `larger than N bytes`,
+    /// `cannot read`.
     public var reason: String
 
+    /// `path: reason (errno N)`.
     public var description: String { "\(path): \(reason) (errno \(errno))" }
 }
 
@@ -17,6 +22,7 @@ public struct PasswdFile: Sendable {
     /// Largest file read, so a wrong path (a log, a device) cannot eat memory.
     public static let maxFileSize = 64 << 20
 
+    /// The path the file was read from (reloads read it again).
     public let path: String
     /// Keyed by the name's octets: canonically equivalent names are different users.
     private var entries: [UserName: UserEntry]
@@ -24,11 +30,13 @@ public struct PasswdFile: Sendable {
     /// what the commonest scheme of this file costs (see `verifyOrDummy`).
     let dummyEntry: UserEntry
 
+    /// Usable entries (lines that gave a `Diagnostic` are not counted).
     public var count: Int { entries.count }
 
     /// The entry whose name has exactly these octets (Dovecot compares user names as bytes).
     public func lookup(_ user: String) -> UserEntry? { entries[UserName(user)] }
 
+    /// The entry whose name has exactly these octets, or nil.
     public func lookup(_ user: UserName) -> UserEntry? { entries[user] }
 
     /// Reads and parses the file. Throws only when the file cannot be read;

@@ -84,9 +84,12 @@ public enum SecretEncoding: Sendable, Hashable {
 
 /// A parsed `{SCHEME[.enc]}` prefix.
 public struct SchemeSpec: Sendable, Hashable {
+    /// The password scheme (`SHA512-CRYPT`, `PLAIN`, ...), Dovecot's aliases resolved.
     public var scheme: PasswordScheme
+    /// How the secret is encoded: the suffix's (`.b64`, `.hex`) or the scheme's default.
     public var encoding: SecretEncoding
 
+    /// A spec of `scheme` stored in `encoding`.
     public init(scheme: PasswordScheme, encoding: SecretEncoding) {
         self.scheme = scheme
         self.encoding = encoding

@@ -22,16 +22,24 @@ public struct ScramServer: Sendable {
     /// Bytes of randomness in the server nonce.
     public static let serverNonceLength = 18
 
+    /// Why an exchange stops (the glue answers `-ERR` and ends the AUTH): `tooLong` over
+    /// `maxMessageLength`; `malformed` not RFC 5802 §7 syntax; `channelBindingNotSupported` a `p=`
+    /// flag or a client-final `c=` that differs from the GS2 header; `unsupportedExtension` an `m=`
+    /// attribute; `authzidNotAllowed` an authzid other than the user; `outOfOrder` a message in the
+    /// wrong step; `nonceMismatch` a client-final nonce that is not the combined one; `randomFailed`
+    /// no random octets for the server nonce.
     public enum Failure: Error, Sendable, Equatable {
         case tooLong, malformed, channelBindingNotSupported, unsupportedExtension, authzidNotAllowed
         case outOfOrder, nonceMismatch, randomFailed
     }
 
+    /// The outcome of a well-formed client-final-message (RFC 5802 §3, §7).
     public struct Final: Sendable {
         /// True when the proof matched: authenticate as `entry`.
         public var verified: Bool
         /// `v=...` on success, `e=...` otherwise (RFC 5802 §7 server-final-message).
         public var serverFinal: [UInt8]
+        /// The user to log in as when `verified`; nil for a wrong proof or a decoy exchange.
         public var entry: UserEntry?
     }
 

@@ -3,6 +3,7 @@
 public struct UserEntry: Sendable, Hashable {
     /// The login name, compared byte for byte (case-sensitive, like Dovecot).
     public var user: String
+    /// The password scheme of the stored secret (`{SCHEME}`; CRYPT when the field has no prefix).
     public var scheme: PasswordScheme
     /// The encoding the secret was stored in (`{SHA256.HEX}` → `.hex`).
     public var encoding: SecretEncoding
@@ -13,10 +14,13 @@ public struct UserEntry: Sendable, Hashable {
     /// uid and gid fields as written. Read but ignored for now: all mail is
     /// owned by the server's user (virtual users).
     public var uid: String?
+    /// See `uid`.
     public var gid: String?
+    /// Field 5 as written; unused.
     public var gecos: String?
     /// Home directory, for a `%h` mail location.
     public var home: String?
+    /// Field 7 as written; unused.
     public var shell: String?
     /// Dovecot's space-separated `key=value` extra fields (field 8 onwards).
     public var extraFields: [String]
@@ -24,6 +28,7 @@ public struct UserEntry: Sendable, Hashable {
     /// column, issue 15; Dovecot's userdb field `mail`). Nil = the global one.
     public var mail: String?
 
+    /// An entry from its fields; `encoding` nil means the scheme's default (`scheme.defaultEncoding`).
     public init(user: String, scheme: PasswordScheme, encoding: SecretEncoding? = nil, secret: [UInt8],
                 uid: String? = nil, gid: String? = nil, gecos: String? = nil, home: String? = nil,
                 shell: String? = nil, extraFields: [String] = [], mail: String? = nil) {
@@ -47,7 +52,9 @@ public struct UserEntry: Sendable, Hashable {
 extension UserEntry {
     /// Why a database row gives no usable entry; the message never holds the secret.
     public struct Problem: Error, Sendable, CustomStringConvertible {
+        /// Why the row cannot be used, naming the user; never the secret.
         public var message: String
+        /// `message`.
         public var description: String { message }
     }
 
@@ -72,15 +79,20 @@ extension UserEntry {
 /// A problem found while reading a passwd-file, naming file and line (1-based).
 /// Messages never contain the secret.
 public struct Diagnostic: Sendable, Hashable, CustomStringConvertible {
+    /// The passwd-file's path.
     public var path: String
+    /// The 1-based line number.
     public var line: Int
+    /// What is wrong with the line (never the secret).
     public var message: String
 
+    /// A diagnostic for `line` (1-based) of `path`.
     public init(path: String, line: Int, message: String) {
         self.path = path
         self.line = line
         self.message = message
     }
 
+    /// `path:line: message`, as compilers print it.
     public var description: String { "\(path):\(line): \(message)" }
 }

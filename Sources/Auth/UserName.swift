@@ -11,10 +11,12 @@ public struct UserName: Hashable, Sendable, CustomStringConvertible {
     /// The UTF-8 octets of the name, as sent or as written in the passwd-file.
     public let bytes: [UInt8]
 
+    /// The UTF-8 octets of `name`, scalars as they are (no normalization).
     public init(_ name: String) {
         bytes = Array(name.utf8)
     }
 
+    /// These octets as they are (not checked to be UTF-8).
     public init(bytes: some Sequence<UInt8>) {
         self.bytes = Array(bytes)
     }

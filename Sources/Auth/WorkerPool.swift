@@ -15,7 +15,9 @@ public final class WorkerPool {
     /// (the glue replies `-ERR [SYS/TEMP]`) rather than queueing unbounded work.
     public static let defaultMaxQueuedJobs = 256
 
+    /// A submitted job's number, for logs and tests.
     public struct JobID: Hashable, Sendable {
+        /// Numbers count up from 1 per pool.
         public let rawValue: UInt64
     }
 
@@ -28,6 +30,7 @@ public final class WorkerPool {
         case later = 1
     }
 
+    /// What `submit` did with a job.
     public enum Submission: Equatable, Sendable {
         case queued(JobID)
         /// `maxQueuedJobs` jobs are already waiting.
@@ -66,6 +69,7 @@ public final class WorkerPool {
 
     deinit { shutdown() }
 
+    /// Worker threads running (`threads` asked, less any pthread_create(3) failed).
     public var threadCount: Int { threads.count }
 
     /// Jobs submitted whose completion has not run yet.
