@@ -30,6 +30,7 @@ public struct ConnectInfo: Sendable, Equatable {
         /// `service` names an entry of pg_service.conf, whose host is not checked.
         case service
 
+        /// The start-up error line, prefixed `sql_connect:`.
         public var description: String {
             switch self {
             case .syntax(let message): return "sql_connect: \(message)"

@@ -6,7 +6,9 @@ import Reactor
 /// column names, `rows[i][j]` the value of column j in row i as text-format octets (nil for
 /// SQL NULL).
 public struct PGRows: Sendable, Equatable {
+    /// The result's column names (PQfname), in result order.
     public var columns: [String]
+    /// `rows[i][j]`: column j of row i as text-format octets (PQgetvalue), nil for SQL NULL.
     public var rows: [[[UInt8]?]]
 
     /// The index of the column named `name`, nil when absent.
@@ -36,8 +38,11 @@ public enum PGFailure: Error, Sendable, Equatable {
 /// expiry, and on any connection error, the connection is closed (`state` = `.closed`) and
 /// `onClosed` runs: reconnecting (with backoff) is the owner's decision. Call on the loop.
 public final class PGConnection {
+    /// `closed`: no connection; `connecting`: PQconnectPoll under way; `ready`: idle, a query may
+    /// be sent; `busy`: a query is running.
     public enum State: Equatable, Sendable { case closed, connecting, ready, busy }
 
+    /// Where the connection is; `query` is accepted only in `.ready`.
     public private(set) var state: State = .closed
     /// Runs when the connection is ready after `connect()`.
     public var onReady: (() -> Void)?

@@ -14,6 +14,9 @@ import Reactor
 /// user). No row = unknown user; more than one row = a configuration problem, reported and
 /// treated as unknown (as Dovecot does). Call on the loop.
 public final class SQLUserDB {
+    /// What a lookup found: the user's entry (`found`), no row, several rows or an unusable one
+    /// (`unknown`: the login fails as for a wrong password), or no answer from the database
+    /// (`unavailable`, with why).
     public enum Answer: Sendable, Equatable {
         case found(UserEntry)
         case unknown
@@ -22,6 +25,7 @@ public final class SQLUserDB {
         case unavailable(String)
     }
 
+    /// The connections the lookups run on (`sql_connections` of them).
     public let pool: PGPool
     /// `sql_password_query`; a SIGHUP may replace it (a new text's failure is reported anew).
     public var query: String {
