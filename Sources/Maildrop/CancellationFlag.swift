@@ -10,6 +10,7 @@ import Synchronization
 public final class CancellationFlag: Sendable {
     private let raised = Atomic<Bool>(false)
 
+    /// A flag not raised yet.
     public init() {}
 
     /// Raises the flag. Idempotent; callable from any thread.

@@ -215,6 +215,7 @@ struct CourierSizeList: Equatable {
 /// Why a UIDL state file (Courier's, pop3d's own) cannot be used: a sentence for the log,
 /// `pop3d uidl check` and `pop3d uidl import`.
 public struct UIDLStateError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The sentence for the log, naming the file (and the line, when one does not parse).
     public var description: String
     init(_ description: String) { self.description = description }
 }

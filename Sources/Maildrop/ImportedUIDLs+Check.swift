@@ -1,9 +1,11 @@
 /// What `pop3d uidl check` shows for one maildrop: per message, the UIDL each source gives
 /// and the one pop3d serves now.
 public struct UIDLInspection: Sendable, Equatable {
+    /// One message of the listing, with what each UIDL source says for it.
     public struct Row: Sendable, Equatable {
         /// POP3 message number (1-based) in the order pop3d serves for the format.
         public var number: Int
+        /// The Maildir base name without flags and `,S=`/`,W=` fields (`MessageInfo.uniqueName`).
         public var uniqueName: String
         /// LIST size.
         public var size: Int
@@ -11,16 +13,23 @@ public struct UIDLInspection: Sendable, Equatable {
         public var served: String
         /// Which source `served` comes from: `imported`, the format's name, or `maildir`.
         public var servedFrom: String
+        /// The UIDL `uidl_format = maildir` gives it (`MaildirName.uid`).
         public var maildir: String
         /// nil: the source has nothing for this message (or cannot be read: see `notes`).
         public var courier: String?
+        /// From `dovecot-uidlist`, in Dovecot's default `%08Xu%08Xv` form.
         public var dovecot: String?
+        /// The message's `X-UIDL:` header value, octets outside 0x21–0x7E and `\` shown as `\xNN`.
         public var xUIDL: String?
+        /// The entry of `pop3d.uidls` (`ImportedUIDLs`).
         public var imported: String?
     }
 
+    /// The Maildir inspected, as given.
     public var path: String
+    /// The `uidl_format` the rows were served under.
     public var format: UIDLFormat
+    /// One row per listed message, in POP3 message-number order.
     public var rows: [Row] = []
     /// One line per source that is absent or cannot be used, and the session's fallback.
     public var notes: [String] = []

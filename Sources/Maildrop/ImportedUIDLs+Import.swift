@@ -12,6 +12,7 @@ public enum UIDLImportSource: String, Sendable, CaseIterable {
 
 /// What one `Maildrop.importUIDLs` did.
 public struct UIDLImportReport: Sendable, Equatable {
+    /// The Maildir imported into, as given.
     public var path: String
     /// Messages listed.
     public var messages = 0
@@ -29,6 +30,7 @@ public struct UIDLImportReport: Sendable, Equatable {
     /// Whether `pop3d.uidls` was written.
     public var written = false
 
+    /// An empty report (all counts 0, nothing written) for `path`.
     public init(path: String) { self.path = path }
 }
 

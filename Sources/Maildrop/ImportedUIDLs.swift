@@ -20,6 +20,7 @@
 /// atomically (`pop3d.uidls.tmp`, fsync, rename) under the maildrop lock. A file that does not
 /// parse is never rewritten: it holds UIDLs no listing can give back.
 public struct ImportedUIDLs: Equatable, Sendable {
+    /// The file's name in the Maildir root.
     public static let fileName = "pop3d.uidls"
     static let header = "pop3d-uidls 1"
     /// Largest file read (about 700,000 entries of typical length); larger is refused unread.
@@ -32,6 +33,7 @@ public struct ImportedUIDLs: Equatable, Sendable {
     /// Unique name → UIDL.
     public var uidls: [String: String]
 
+    /// A state of these entries (unique name → UIDL); not checked against RFC 1939 §7 here.
     public init(uidls: [String: String] = [:]) {
         self.uidls = uidls
     }

@@ -4,6 +4,7 @@ import Glibc
 /// then rename into new/), for tests and for `pop3d demo`. Not meant for
 /// production delivery: it does not fsync.
 public struct MaildirWriter {
+    /// The Maildir's root directory (holding new/, cur/, tmp/).
     public let root: String
     private var counter = 0
 

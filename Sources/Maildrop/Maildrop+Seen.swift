@@ -7,8 +7,10 @@ public struct SeenResult: Sendable, Equatable {
     /// Messages that could not be renamed (gone, renamed again meanwhile, an error); they stay
     /// as they were. A flag costs no mail: the caller logs this, the session is not failed.
     public var failed = 0
+    /// The first rename failure, for the log line; nil when `failed` is 0.
     public var firstError: MaildropError?
 
+    /// Nothing marked, nothing failed.
     public init() {}
 }
 

@@ -18,8 +18,10 @@ public enum UIDLFormat: String, Sendable, CaseIterable {
 
 /// How `Maildrop.open` gives each message its unique-id.
 public struct UIDLOptions: Sendable, Equatable {
+    /// Where the UIDLs come from (`uidl_format`); `pop3d.uidls` entries win over any format.
     public var format: UIDLFormat
 
+    /// Options for `format` (default `.maildir`, pop3d's own UIDLs).
     public init(format: UIDLFormat = .maildir) {
         self.format = format
     }

@@ -30,8 +30,11 @@ public final class Maildrop {
     /// Mode of directories created on first login (Dovecot uses 0700 too).
     static let directoryMode: mode_t = 0o700
 
+    /// The Maildir root as opened (the expanded mail location).
     public let path: String
+    /// The messages listed at login, in delivery order; index = POP3 message number − 1.
     public internal(set) var messages: [MessageInfo]
+    /// What the open did (cache hits, sizes read, UIDLs repaired ...), for logs and metrics.
     public internal(set) var statistics: OpenStatistics
     /// Messages (0-based) a relocation listing did not find: another program removed them.
     /// Remembered so that asking for one again answers at once instead of listing the whole

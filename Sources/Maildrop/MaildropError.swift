@@ -32,6 +32,7 @@ public enum MaildropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// a login may succeed. The lock was released → `-ERR [LOGIN-DELAY]` (RFC 2449 §8.1.1).
     case loginDelay(secondsLeft: Int)
 
+    /// A short text for the log: `maildrop in use`, `temporary: call(path): strerror (errno N)` ...
     public var description: String {
         switch self {
         case .inUse: return "maildrop in use"

@@ -78,6 +78,7 @@ public struct OpenStatistics: Sendable, Equatable {
     /// directory's); it is rewritten by the same open.
     public var indexDiscarded: String? = nil
 
+    /// All counts zero, nothing written, nothing discarded.
     public init() {}
 }
 

@@ -12,6 +12,9 @@ public struct WireSizeRule: Sendable, Equatable, Hashable {
     /// CRLF at its end, and listed 2 octets larger.
     public var addsMissingHeaderEnd: Bool
 
+    /// The plain rule by default (`CRLFSizeCounter`: every line end counted as CRLF, an
+    /// unterminated last line ended, dot-stuffing not counted; RFC 1939 §5 "exact size");
+    /// `addsMissingHeaderEnd` for the `oe-ns-eoh` workaround.
     public init(addsMissingHeaderEnd: Bool = false) {
         self.addsMissingHeaderEnd = addsMissingHeaderEnd
     }
