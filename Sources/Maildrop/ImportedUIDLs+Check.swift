@@ -17,7 +17,7 @@ public struct UIDLInspection: Sendable, Equatable {
         public var maildir: String
         /// nil: the source has nothing for this message (or cannot be read: see `notes`).
         public var courier: String?
-        /// From `dovecot-uidlist`, in Dovecot's default `%08Xu%08Xv` form.
+        /// What Dovecot serves, from `dovecot-uidlist`: `%08Xu%08Xv`, or a `P` record's UIDL.
         public var dovecot: String?
         /// The message's `X-UIDL:` header value, octets outside 0x21–0x7E and `\` shown as `\xNN`.
         public var xUIDL: String?
