@@ -37,14 +37,17 @@ extension Connection {
         enqueueFlush()
     }
 
+    /// Queues a copy of `bytes`, as `write(_: UnsafeRawBufferPointer)` does.
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
     }
 
+    /// Queues the UTF-8 octets of a literal (no copy into a `String` first).
     public func write(_ text: StaticString) {
         write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Queues the UTF-8 octets of `text`.
     public func write(_ text: String) {
         var text = text
         text.withUTF8 { write(UnsafeRawBufferPointer($0)) }

@@ -37,8 +37,11 @@ public protocol ConnectionDelegate: AnyObject {
 }
 
 extension ConnectionDelegate {
+    /// Default: nothing; a delegate that never fills the output queue need not implement it.
     public func connectionWritable(_ connection: Connection) {}
+    /// Default: nothing; the connection then closes with `.idleTimeout`.
     public func connectionWillTimeOut(_ connection: Connection) {}
+    /// Default: nothing; input is delivered through `connectionReadable` as usual.
     public func connectionPreambleEnded(_ connection: Connection) {}
 }
 
@@ -55,16 +58,25 @@ public final class Connection: Selectable {
     /// output drops below it.
     public static let defaultOutputLowWater = 64 * 1024
 
+    /// A number unique within its loop (counting up from 1), for logs and metrics.
     public let id: UInt64
+    /// The socket; owned by the connection, closed when it closes (never by the delegate).
     public let fd: Int32
+    /// The remote address and port as accept4(2) reported it (before any PROXY header).
     public let peer: SocketAddress
     /// Name of the listener it came from ("pop3", "pop3s" or nil).
     public let localName: String?
+    /// The protocol owner; weak, so the owner keeps the connection alive, not the other way round.
     public weak var delegate: ConnectionDelegate?
     /// Free slot for the owner (e.g. the session object); the connection never reads it.
     public var userData: AnyObject?
+    /// Input (bytes) the delegate may leave unconsumed; at that size the connection closes with
+    /// `.inputLimitExceeded`.
     public var maxInputBytes = Connection.defaultMaxInputBytes
+    /// Pending output (bytes) at which `isOutputFull` and the input throttle start.
     public var outputHighWater = Connection.defaultOutputHighWater
+    /// Pending output (bytes) below which a full queue calls `connectionWritable` and input is
+    /// read again.
     public var outputLowWater = Connection.defaultOutputLowWater
     /// Pending output (bytes) the kernel may refuse before the connection is closed with
     /// `.outputLimitExceeded`; `Int.max` (the default) never closes. Checked only when a flush
@@ -74,11 +86,14 @@ public final class Connection: Selectable {
     public var maxBlockedOutputBytes = Int.max
 
     unowned let loop: EventLoop
+    /// What turns application bytes into wire bytes: `PlainTransport`, or `TLSTransport` after
+    /// implicit TLS or STLS (`switchTransport(to:)`).
     public internal(set) var transport: Transport
     var pendingTransport: Transport?
 
     enum State { case open, closing(CloseReason), closed }
     var state = State.open
+    /// True once the connection has closed its descriptor (set just before `connectionClosed` runs).
     public var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
     // Input: either a view of the loop's scratch buffer (during one dispatch) or own storage
@@ -88,6 +103,7 @@ public final class Connection: Selectable {
     var storageEnd = 0
     var view: UnsafeRawBufferPointer?
     var viewConsumed = 0
+    /// `pauseReading()` is in effect (the delegate's switch; see also `isOutputThrottled`).
     public private(set) var isReadingPaused = false
     /// Pending output reached `outputHighWater`: no input is read from the kernel or shown to
     /// the delegate until it drains below `outputLowWater`. Separate from `isReadingPaused`
@@ -138,6 +154,8 @@ public final class Connection: Selectable {
         if transport.speaksFirst { kickTransport() }
     }
 
+    /// Takes over a socket `Listener.accept` returned, named after its listener, plain transport.
+    /// - Throws: `SyscallError` from epoll_ctl(ADD); the socket is closed then.
     public convenience init(accepted socket: AcceptedSocket, loop: EventLoop) throws {
         try self.init(fd: socket.fd, peer: socket.peer, localName: socket.listenerName, loop: loop)
     }

@@ -48,6 +48,7 @@ public final class Waker: Sendable {
     /// FD_CLOEXEC cleared) wakes this loop by writing an 8-byte 1 to it, as `wake()` does.
     public var descriptor: Int32 { fd }
 
+    /// Adds 1 to the eventfd counter (an 8-octet write(2)); callable from any thread, never blocks.
     public func wake() {
         var one: UInt64 = 1
         // EAGAIN means the counter is saturated: the loop will run the body anyway.

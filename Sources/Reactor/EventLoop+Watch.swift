@@ -19,6 +19,7 @@ public final class DescriptorWatch {
     private unowned let loop: EventLoop
     private let handler: Handler
     private var interest: UInt32
+    /// `cancel()` was called: the descriptor is out of epoll and the handler never runs again.
     public private(set) var isCancelled = false
 
     /// Starts watching `fd` for what `read` and `write` ask. `label` names it in loop-lag

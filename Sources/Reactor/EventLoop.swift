@@ -23,6 +23,7 @@ public final class EventLoop {
     private var stopped = false
     private var events: UnsafeMutableBufferPointer<epoll_event>
     private var beforeWaitHooks: [() -> Void] = []
+    /// Where the loop logs accept failures, paused listeners and loop-lag warnings (swift-log).
     public var logger: Logger
 
     /// Monotonic clock in ns, read once per loop iteration (and at scheduling time when idle).

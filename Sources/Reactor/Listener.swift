@@ -4,7 +4,9 @@ import SystemCalls
 
 /// A socket just accepted: nonblocking, close-on-exec, owned by whoever receives it.
 public struct AcceptedSocket: Sendable {
+    /// The connected socket (nonblocking, close-on-exec); the receiver must close it.
     public let fd: Int32
+    /// The client's address and port.
     public let peer: SocketAddress
     /// The name of the listener it came from ("pop3", "pop3s" or nil).
     public let listenerName: String?
@@ -19,10 +21,14 @@ public final class Listener {
     /// How long a listener stays paused after EMFILE/ENFILE/ENOBUFS/ENOMEM before retrying.
     public static let acceptBackoffNanoseconds: UInt64 = 100_000_000
 
+    /// The listening socket.
     public let fd: Int32
+    /// The listener's name for logs and for `Connection.localName` ("pop3", "pop3s" or nil).
     public let name: String?
     /// True for sockets from systemd: they are closed but never shut down (systemd keeps a copy).
     public let inherited: Bool
+    /// The address bound (getsockname(2): the real port after binding port 0); nil when an
+    /// inherited socket's address cannot be read.
     public let address: SocketAddress?
     private(set) var isClosed = false
 

@@ -3,12 +3,15 @@ import Glibc
 
 /// An IPv4 or IPv6 address with a port, stored inline (no heap) so every connection can carry one.
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The address family: AF_INET or AF_INET6.
     public enum Family: Sendable, Hashable {
         case ipv4
         case ipv6
     }
 
+    /// IPv4 or IPv6.
     public let family: Family
+    /// The port, host order.
     public let port: UInt16
     /// Address bytes in network order: 4 used for IPv4, 16 for IPv6.
     private let high: UInt64
@@ -109,6 +112,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return String(decoding: text.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// `127.0.0.1:110` or `[::1]:110` (inet_ntop(3) text).
     public var description: String {
         family == .ipv4 ? "\(ipString):\(port)" : "[\(ipString)]:\(port)"
     }

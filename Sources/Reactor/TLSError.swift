@@ -4,10 +4,13 @@ import CShim
 /// carries OpenSSL's reasons (file name, "no start line", "key values mismatch"...),
 /// suitable for the log line that explains why a reload kept the old certificates.
 public struct TLSError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// OpenSSL's reasons (its error queue, as CShim recorded them), or our own sentence.
     public let message: String
 
+    /// An error carrying `message`.
     public init(_ message: String) { self.message = message }
 
+    /// `message`.
     public var description: String { message }
 
     /// The reason CShim recorded for the last failure on this thread.

@@ -4,7 +4,9 @@ import Glibc
 /// connection closes with `.error`; the reason is kept in `TLSTransport.failureReason` for
 /// the owner's log line, because `CloseReason` only carries an errno.
 public struct TLSTransportError: Error, Sendable, CustomStringConvertible {
+    /// Which step failed and OpenSSL's reason: `handshake: ...`, `read: ...`, `write: ...`.
     public let reason: String
+    /// `reason`.
     public var description: String { reason }
 }
 
@@ -22,12 +24,14 @@ public struct TLSTransportError: Error, Sendable, CustomStringConvertible {
 /// The caller bounds the handshake's duration (`isHandshakeComplete` after a timer):
 /// a client that stalls mid-handshake costs one descriptor, never loop time.
 public final class TLSTransport: Transport {
+    /// The TLS session (the connection's SSL object) this transport reads and writes through.
     public let stream: TLSStream
     /// Why the session failed, for the log: OpenSSL's reason, or nil.
     public private(set) var failureReason: String?
     /// Called once, on the loop, when the handshake completes (logging, metrics).
     public var onHandshakeComplete: ((TLSStream) -> Void)?
 
+    /// A transport over an existing stream (server or client side).
     public init(stream: TLSStream) {
         self.stream = stream
     }
@@ -43,6 +47,7 @@ public final class TLSTransport: Transport {
         self.init(stream: try TLSStream(client: context, fd: fd, serverName: serverName))
     }
 
+    /// The handshake finished (the ALPN/SNI/version answers of `stream` are final).
     public var isHandshakeComplete: Bool { stream.isHandshakeComplete }
 
     /// A client sends the ClientHello before the server says anything.
@@ -73,6 +78,11 @@ public final class TLSTransport: Transport {
         return TLSTransportError(reason: reason)
     }
 
+    /// Drives the handshake first (server side: one step, budgeted by the connection), then reads
+    /// decrypted bytes. WANT_READ/WANT_WRITE become `.wouldBlock(needs:)`, close_notify
+    /// `.endOfStream`.
+    /// - Throws: `TLSTransportError` (`read: reason`, `handshake: reason`); the reason is kept in
+    /// `failureReason`.
     public func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> TransportResult {
         if let blocked = try advanceHandshake() { return blocked }
         switch stream.read(into: buffer) {
@@ -116,6 +126,8 @@ public final class TLSTransport: Transport {
         return total > 0 ? .bytes(total) : .wouldBlock(needs: .writable)
     }
 
+    /// Decrypted bytes held inside OpenSSL (SSL_pending) after the handshake, which epoll cannot
+    /// report.
     public var hasBufferedInput: Bool {
         stream.isHandshakeComplete && stream.pendingBytes > 0
     }

@@ -8,5 +8,6 @@ public enum TLSVersion: Int32, Sendable, Comparable, CaseIterable {
     case tls1_2 = 12
     case tls1_3 = 13
 
+    /// Older before newer (TLS 1.1 < 1.2 < 1.3).
     public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool { lhs.rawValue < rhs.rawValue }
 }

@@ -4,9 +4,13 @@ import SystemCalls
 
 /// What a transport needs from epoll before it can make progress.
 public struct Interest: OptionSet, Sendable {
+    /// Bit set: 1 readable, 2 writable.
     public let rawValue: UInt8
+    /// A set from its bits.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Wait for EPOLLIN.
     public static let readable = Interest(rawValue: 1)
+    /// Wait for EPOLLOUT.
     public static let writable = Interest(rawValue: 2)
 }
 
@@ -27,7 +31,7 @@ public enum TransportResult: Equatable, Sendable {
 /// The Connection owns the descriptor, the buffers, epoll interests, watermarks and timeouts;
 /// a Transport only turns application bytes into wire bytes and back:
 /// - `PlainTransport` calls read(2)/sendmsg(2).
-/// - A TLS transport (added later, in Reactor) wraps an SSL* on the same fd. It performs its
+/// - `TLSTransport` wraps an SSL* on the same fd. It performs its
 ///   handshake lazily inside read/write (SSL_accept state), reporting WANT_READ/WANT_WRITE as
 ///   `.wouldBlock(needs:)`. Plaintext already decrypted inside the library (SSL_pending, or a
 ///   whole TLS record read in one go) is announced through `hasBufferedInput`: the connection
@@ -59,15 +63,21 @@ public protocol Transport: AnyObject {
 }
 
 extension Transport {
+    /// Default: false, the peer speaks first (plain sockets, a TLS server).
     public var speaksFirst: Bool { false }
+    /// Default: false, no handshake work to budget.
     public var handshakeStepPending: Bool { false }
+    /// Default: nil, nothing beyond the `SyscallError`.
     public var failureReason: String? { nil }
 }
 
 /// read(2) and sendmsg(2) (a writev with MSG_NOSIGNAL) on the socket.
 public final class PlainTransport: Transport {
+    /// A plain transport (it holds no state).
     public init() {}
 
+    /// read(2) into `buffer`: 0 is `.endOfStream`, EAGAIN `.wouldBlock(needs: .readable)`.
+    /// - Throws: `SyscallError` (ECONNRESET ...).
     public func read(fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws -> TransportResult {
         switch try syscall("read", { Glibc.read(fd, buffer.baseAddress, buffer.count) }) {
         case .wouldBlock: return .wouldBlock(needs: .readable)
@@ -76,6 +86,9 @@ public final class PlainTransport: Transport {
         }
     }
 
+    /// sendmsg(2) of `chunks` with MSG_NOSIGNAL: `.bytes(n)` (possibly fewer than offered), EAGAIN
+    /// `.wouldBlock(needs: .writable)`.
+    /// - Throws: `SyscallError` (EPIPE, ECONNRESET ...).
     public func write(fd: Int32, _ chunks: UnsafeBufferPointer<iovec>) throws -> TransportResult {
         // sendmsg is writev with flags: MSG_NOSIGNAL turns a write to a reset peer into EPIPE
         // instead of a process-killing SIGPIPE, without relying on a process-wide SIG_IGN.
@@ -88,7 +101,9 @@ public final class PlainTransport: Transport {
         }
     }
 
+    /// Always false: the kernel's buffer is what epoll watches.
     public var hasBufferedInput: Bool { false }
 
+    /// Nothing to do: plain sockets end with close(2) alone.
     public func willClose(fd: Int32) {}
 }
