@@ -5,7 +5,9 @@
 /// header has no blank line ending it, which `Maildrop`'s size counter knows too
 /// (`WireSizeRule.addsMissingHeaderEnd`).
 public struct ClientWorkarounds: OptionSet, Sendable, Hashable {
+    /// Bit set: bit 0 `outlook-no-nuls`, bit 1 `oe-ns-eoh`.
     public let rawValue: UInt8
+    /// A set from its bits (unknown bits are kept and do nothing).
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// `outlook-no-nuls`: Outlook and Outlook Express stop reading a message at a NUL octet,
@@ -48,5 +50,6 @@ public struct ClientWorkarounds: OptionSet, Sendable, Hashable {
 
 /// A `pop3_client_workarounds` word that names no workaround.
 public struct UnknownWorkaround: Error, Equatable {
+    /// The word as written in the configuration.
     public let name: String
 }

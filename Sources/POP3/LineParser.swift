@@ -35,6 +35,8 @@ public struct LineParser: Sendable {
     /// Inside an over-long line: consume until its LF.
     private var discarding = false
 
+    /// A parser limited to `maxLineLength` octets per line, terminator included (default: RFC 2449
+    /// §4's 255 for commands).
     public init(maxLineLength: Int = LineParser.maxCommandLength) {
         self.maxLineLength = maxLineLength
     }

@@ -50,8 +50,11 @@ public struct MessageEncoder: Sendable {
     private var finished = false
     /// An empty line was sent: the header has its end (`oe-ns-eoh`).
     private var sawEmptyLine = false
+    /// `pop3_client_workarounds` applied to the octets sent (`outlook-no-nuls`, `oe-ns-eoh`).
     public let workarounds: ClientWorkarounds
 
+    /// An encoder for RETR (`bodyLines` nil) or TOP n (`bodyLines` n, a negative n taken as 0:
+    /// the header and its blank line only, RFC 1939 §7).
     public init(bodyLines: Int?, workarounds: ClientWorkarounds = []) {
         self.bodyLines = bodyLines.map { max(0, $0) }
         self.workarounds = workarounds

@@ -42,6 +42,7 @@ public struct ReplyParser: Sendable {
     /// Body lines longer than this are reported in pieces, so a message with
     /// huge lines never makes the client buffer it whole.
     public var maxLineLength: Int
+    /// 64 KiB: longer body lines come as `.line(_, complete: false)` pieces.
     public static let defaultMaxLineLength = 64 * 1024
 
     private var expectMultiLine = false
@@ -50,6 +51,7 @@ public struct ReplyParser: Sendable {
     private var octets = 0
     private var lines = 0
 
+    /// A parser that reports body lines over `maxLineLength` octets in pieces.
     public init(maxLineLength: Int = ReplyParser.defaultMaxLineLength) {
         self.maxLineLength = maxLineLength
     }
@@ -61,8 +63,12 @@ public struct ReplyParser: Sendable {
         pieceOfLine = false
     }
 
+    /// Between a multi-line reply's `+OK` and its `.` terminator.
     public var isInBody: Bool { inBody }
 
+    /// The next event at the front of `input` and how many octets of it were consumed (drop them
+    /// before the next call). Status and body lines end at LF, a CR before it stripped; a body line
+    /// starting with `.` is un-stuffed (RFC 1939 §3). `.needMore` consumes nothing.
     public mutating func next(_ input: UnsafeRawBufferPointer) -> (ReplyEvent, consumed: Int) {
         guard let lf = ByteScan.firstIndex(of: 0x0A, in: input, from: 0) else {
             if inBody && input.count >= maxLineLength {
@@ -145,11 +151,13 @@ public struct ReplyParser: Sendable {
 
 /// Client-side command builder (pop3bench): writes `KEYWORD [args] CRLF`.
 public enum CommandWriter {
+    /// `KEYWORD CRLF` (`QUIT`, `STAT`, `CAPA` ...).
     public static func write(_ keyword: StaticString, out: inout some ReplySink) {
         out.write(keyword)
         out.write("\r\n")
     }
 
+    /// `KEYWORD n CRLF` (`RETR 1`, `DELE 3`), `number` in decimal.
     public static func write(_ keyword: StaticString, _ number: Int, out: inout some ReplySink) {
         out.write(keyword)
         out.write(" ")
@@ -157,6 +165,7 @@ public enum CommandWriter {
         out.write("\r\n")
     }
 
+    /// `KEYWORD n m CRLF` (`TOP 1 10`).
     public static func write(_ keyword: StaticString, _ first: Int, _ second: Int, out: inout some ReplySink) {
         out.write(keyword)
         out.write(" ")
@@ -166,6 +175,8 @@ public enum CommandWriter {
         out.write("\r\n")
     }
 
+    /// `KEYWORD argument CRLF` (`USER alice`, `AUTH PLAIN base64`); `argument` is sent as is, so it
+    /// must hold no CR or LF.
     public static func write(_ keyword: StaticString, _ argument: String, out: inout some ReplySink) {
         out.write(keyword)
         out.write(" ")

@@ -32,6 +32,7 @@ extension ReplySink {
         }
     }
 
+    /// Writes the octets of `bytes` (copies them; not for the hot path).
     public mutating func write(bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
     }
@@ -62,12 +63,15 @@ extension ReplySink {
 
 /// A sink that appends to an array: for tests, the client side and small replies.
 public struct ByteArraySink: ReplySink, Sendable {
+    /// Everything written so far.
     public var bytes: [UInt8]
 
+    /// A sink that appends to `bytes`.
     public init(bytes: [UInt8] = []) {
         self.bytes = bytes
     }
 
+    /// Appends `bytes`.
     public mutating func write(_ bytes: UnsafeRawBufferPointer) {
         self.bytes.append(contentsOf: bytes)
     }

@@ -1,8 +1,13 @@
 /// SASL PLAIN (RFC 4616 §2): `[authzid] NUL authcid NUL passwd`.
 public enum SASLPlain {
+    /// A decoded PLAIN message (RFC 4616 §2).
     public struct Credentials: Equatable, Sendable {
+        /// The authorization identity, UTF-8; empty when the client sent none. Only empty or equal to
+        /// `authcid` is accepted (`userToLogIn`).
         public var authzid: String
+        /// The authentication identity: the user name, non-empty UTF-8.
         public var authcid: String
+        /// The password octets, non-empty, not checked to be UTF-8.
         public var password: [UInt8]
     }
 

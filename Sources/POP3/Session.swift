@@ -40,6 +40,8 @@ public struct Session: Sendable {
         case uidl(next: Int)
     }
 
+    /// The settings the session was made with (`tlsStarted()` changes the session's own TLS
+    /// state, not `config.tlsActive`).
     public internal(set) var config: SessionConfig
     var phase: Phase = .authorization
     var tlsActive: Bool
@@ -69,11 +71,13 @@ public struct Session: Sendable {
     /// A relayed SASL exchange waiting for the glue: mechanism and index of the
     /// client message handed out last.
     var relay: SASLRelay?
+    /// Figures for the session-end log line (commands, RETR/TOP/DELE counts and octets, failures).
     public internal(set) var counters = SessionCounters()
     /// The keyword of the last line `counters.commands` counted; nil when that line named no
     /// known command (the glue's per-command metric).
     public private(set) var lastCommand: CommandKeyword?
 
+    /// A session in the AUTHORIZATION state; nothing is written until the glue calls `start(out:)`.
     public init(config: SessionConfig) {
         self.config = config
         self.tlsActive = config.tlsActive
@@ -91,6 +95,8 @@ public struct Session: Sendable {
     /// True once a login succeeded (stays true after QUIT, for the log line).
     public internal(set) var isAuthenticated = false
 
+    /// True once the session has ended (QUIT, the idle timeout, too many bad commands or failed
+    /// logins, a refused PROXY line): the glue flushes and closes.
     public var isClosed: Bool { phase == .closed }
 
     /// USER/PASS, APOP and plaintext SASL allowed on this connection right now.

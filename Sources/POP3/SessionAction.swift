@@ -45,6 +45,7 @@ public enum LoginMechanism: Equatable, Hashable, Sendable, CaseIterable {
     case cramMD5
     case scramSHA256
 
+    /// The login mechanism of a SASL mechanism (PLAIN → `.plain` ...).
     public init(_ sasl: SASLMechanism) {
         switch sasl {
         case .plain: self = .plain
@@ -92,10 +93,14 @@ public enum LoginMechanism: Equatable, Hashable, Sendable, CaseIterable {
 /// `loginFinished(.success)`. Index 0 always starts a new exchange: a cancelled
 /// one (`*`, answered by the session) leaves nothing the glue must clean up.
 public struct SASLStep: Equatable, Sendable {
+    /// The relayed mechanism (today only SCRAM-SHA-256).
     public var mechanism: SASLMechanism
+    /// 0 for client-first, 1 for client-final, 2 for the empty response after server-final (RFC 5034 §4).
     public var index: Int
+    /// The client's message, base64-decoded.
     public var message: [UInt8]
 
+    /// A step of `mechanism` carrying the client's `message` number `index`.
     public init(mechanism: SASLMechanism, index: Int, message: [UInt8]) {
         self.mechanism = mechanism
         self.index = index
@@ -170,6 +175,7 @@ public struct MaildropListing: Equatable, Sendable {
     /// 0 for none: where RFC 1725 `LAST` starts (Dovecot's rule). Used only with `LAST` on.
     public var lastSeen: Int
 
+    /// A listing of `sizes` (octets, CRLF rule) and `uids`, in message-number order, equal in count.
     public init(sizes: [Int], uids: [String], uidlChange: UIDLChange? = nil, lastSeen: Int = 0) {
         self.sizes = sizes
         self.uids = uids
@@ -183,22 +189,30 @@ public struct MaildropListing: Equatable, Sendable {
 /// del=%{deleted_count}/%{deleted_bytes}, size=%{message_bytes}`, `%{uidl_change}`). Every
 /// octet figure saturates at `Int.max`.
 public struct SessionCounters: Equatable, Sendable {
+    /// Command lines handled, bad and too-long ones included (not SASL responses, nor lines
+    /// refused with `-ERR busy` while a reply is still being produced).
     public var commands = 0
     /// RETR commands answered `+OK` and the listed octets of those messages (Dovecot's
     /// `retr_count`; Dovecot's `retr_bytes` counts its output instead, dot-stuffing included).
     public var messagesRetrieved = 0
+    /// Sum of the listed sizes of the messages RETRieved (octets, saturating).
     public var octetsRetrieved = 0
     /// TOP commands answered `+OK` (Dovecot's `top_count`) and the octets their output carried,
     /// counted as the listing counts a message (CRLF line ends, without the stuffing dots and
     /// the terminator; a TOP cut short by a closed connection adds nothing).
     public var topCount = 0
+    /// Sum of TOP's output octets (listing rule, saturating).
     public var topOctets = 0
     /// Messages removed in UPDATE (RFC 1939 §6) and their octets as the listing at login gave
     /// them (Dovecot's `deleted_count`, `deleted_bytes`); those UPDATE could not remove are
     /// not counted. 0 when the session did not reach UPDATE.
     public var messagesDeleted = 0
+    /// Sum of the listed sizes of the messages removed in UPDATE (octets).
     public var octetsDeleted = 0
+    /// Bad commands (unknown, wrong state, bad syntax, control octets, too long) counted towards
+    /// `SessionConfig.maxBadCommands`.
     public var badCommands = 0
+    /// Failed logins counted towards `SessionConfig.maxAuthFailures`.
     public var authFailures = 0
     /// The maildrop's octets at login, as the login reply and STAT gave them (Dovecot's
     /// `message_bytes`); nil when the session never logged in.
@@ -206,5 +220,6 @@ public struct SessionCounters: Equatable, Sendable {
     /// The unique-id listing at login (`UIDLChange`); nil when the session never logged in.
     public var uidlChange: UIDLChange?
 
+    /// All figures zero or nil.
     public init() {}
 }

@@ -59,9 +59,13 @@ public struct SessionConfig: Sendable {
     /// same rule even when SIGHUP changes the setting in between.
     public var clientWorkarounds: ClientWorkarounds = []
 
+    /// Default of `maxBadCommands` (`max_bad_commands`, 1...1000).
     public static let defaultMaxBadCommands = 10
+    /// Default of `maxAuthFailures` (`max_auth_failures`, 1...100).
     public static let defaultMaxAuthFailures = 3
 
+    /// Per-connection settings; only `apopTimestamp` has no default. The defaults offer every
+    /// SASL mechanism and APOP, no STLS, no plaintext login, no LAST, no workarounds.
     public init(
         banner: String = "POP3 server ready",
         apopTimestamp: String,

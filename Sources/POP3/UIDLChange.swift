@@ -25,6 +25,7 @@ public struct UIDLChange: Equatable, Sendable, CustomStringConvertible {
     /// XOR of the CRC-32 of every unique-id.
     public var hash: UInt32
 
+    /// A fingerprint from its figures (tests, or one computed elsewhere).
     public init(count: Int, hash: UInt32) {
         self.count = count
         self.hash = hash
@@ -71,6 +72,7 @@ public enum CRC32 {
         return c
     }
 
+    /// CRC-32 (zlib's) of `bytes`.
     public static func checksum(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
         table.withUnsafeBufferPointer { table in
             var crc: UInt32 = 0xFFFF_FFFF
@@ -81,6 +83,7 @@ public enum CRC32 {
         }
     }
 
+    /// CRC-32 (zlib's) of `bytes` (copied to an array first).
     public static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
         Array(bytes).withUnsafeBufferPointer { checksum($0) }
     }
