@@ -5,10 +5,15 @@ import Maildrop
 /// What `pop3d demo` serves: a passwd-file with the user `demo` (password `demo`) and a Maildir
 /// with a few messages, laid out as Postfix delivers them (tmp/ then rename into new/).
 public enum DemoSetup {
+    /// Where `prepare(root:)` put the demo's files.
     public struct Layout: Sendable {
+        /// The demo directory (created if missing).
         public let root: String
+        /// The passwd-file, `root/passwd`: the user `demo`, password `demo`.
         public let passwdFile: String
+        /// The `mail` setting: `maildir:root/%u/Maildir`.
         public let mailTemplate: String
+        /// The demo user's Maildir, `root/demo/Maildir`.
         public let maildir: String
 
         /// The configuration `pop3d demo` serves this layout with: the defaults, except that

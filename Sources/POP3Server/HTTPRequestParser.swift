@@ -1,18 +1,22 @@
 /// The head of one HTTP/1.x request, reduced to what the metrics endpoint decides on.
 public struct HTTPRequestHead: Equatable, Sendable {
+    /// The request method; only GET and HEAD are served.
     public enum Method: Equatable, Sendable {
         case get, head
         /// Any other well-formed method (RFC 9110 §9: methods are case-sensitive tokens).
         case other
     }
 
+    /// The request target, as far as the endpoint cares.
     public enum Target: Equatable, Sendable {
         /// The path is exactly `/metrics` (a query is ignored), in origin-form or absolute-form.
         case metrics
         case other
     }
 
+    /// GET, HEAD or another method.
     public var method: Method
+    /// `/metrics` or anything else.
     public var target: Target
     /// 0 for HTTP/1.0, 1 for HTTP/1.1 and any later 1.x (RFC 9110 §2.5: a 1.x recipient
     /// treats a higher minor version as the highest it implements).
@@ -21,6 +25,7 @@ public struct HTTPRequestHead: Equatable, Sendable {
     /// HTTP/1.0 only with `Connection: keep-alive` (RFC 9112 §9.3).
     public var keepAlive: Bool
 
+    /// A head from its parts (tests).
     public init(method: Method, target: Target, minorVersion: Int, keepAlive: Bool) {
         self.method = method
         self.target = target
@@ -48,6 +53,7 @@ public struct HTTPRequestHead: Equatable, Sendable {
 /// refused: the endpoint has no use for one and reading it would only be a way to hold the
 /// connection.
 public struct HTTPRequestParser: Sendable {
+    /// Why a head was refused, with the status the endpoint answers before it closes.
     public enum Failure: Equatable, Sendable {
         /// Not HTTP/1.x syntax: 400.
         case malformed
@@ -60,6 +66,8 @@ public struct HTTPRequestParser: Sendable {
         case contentNotAccepted
     }
 
+    /// What `parse(_:maxHeadBytes:)` found: `.needMore` (call again with more octets), a complete
+    /// head, or a refusal.
     public enum Result: Equatable, Sendable {
         case needMore
         /// A complete head of `consumed` octets (leading empty lines included).
@@ -83,6 +91,7 @@ public struct HTTPRequestParser: Sendable {
     private var transferEncoding = false
     private var contentNotEmpty = false
 
+    /// A parser at the start of a request.
     public init() {}
 
     /// Parses `bytes` (the unconsumed input, starting at the first octet of a request) and

@@ -23,6 +23,7 @@ public final class POP3Metrics {
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1),
     ]
 
+    /// The swift-prometheus registry holding every series of the catalogue; `/metrics` renders it.
     public let registry: PrometheusCollectorRegistry
     let factory: HelpedPrometheusFactory
 

@@ -49,10 +49,15 @@ public final class MetricsEndpoint {
 
     /// The limits, adjustable for tests; the defaults are the named limits above.
     public struct Limits: Sendable {
+        /// Largest request head, octets (default `MetricsEndpoint.maxHeadBytes`).
         public var maxHeadBytes = MetricsEndpoint.maxHeadBytes
+        /// Time for a complete head, nanoseconds (default `MetricsEndpoint.headTimeoutNanoseconds`).
         public var headTimeoutNanoseconds = MetricsEndpoint.headTimeoutNanoseconds
+        /// Idle keep-alive time, nanoseconds (default `MetricsEndpoint.keepAliveTimeoutNanoseconds`).
         public var keepAliveTimeoutNanoseconds = MetricsEndpoint.keepAliveTimeoutNanoseconds
+        /// Metrics connections at once (default `MetricsEndpoint.maxConnections`).
         public var maxConnections = MetricsEndpoint.maxConnections
+        /// The named defaults.
         public init() {}
     }
 

@@ -26,7 +26,9 @@ public final class MetricsShare: @unchecked Sendable {
     /// sees a worker's counts at most this old (plus the scrape's own time).
     public static var publishIntervalNanoseconds: UInt64 { ServerRunner.heartbeatIntervalNanoseconds }
 
+    /// The memfd (close-on-exec until the master clears it for a spawn, as the scoreboard's).
     public let fd: Int32
+    /// Worker slots in the area (1...`Scoreboard.maxWorkers`).
     public let workers: Int
     private let base: UnsafeMutableRawPointer
     private let size: Int

@@ -24,6 +24,7 @@ public final class POP3Service {
     public static let maxPasswdWarningsLogged = 100
 
     let loop: EventLoop
+    /// The configuration in force; a SIGHUP reload replaces the settings it may change.
     public internal(set) var config: ServerConfig
     var logger: Logger
     /// Replaced whole by a reload (POP3Service+Reload.swift).
@@ -59,14 +60,18 @@ public final class POP3Service {
     let streamBuffer: UnsafeMutableRawBufferPointer
 
     // Live counts, for limits and systemd STATUS=.
+    /// Sessions open now, counted against `max_connections` (a connection waiting for its PROXY
+    /// header counts once the header has come and the limits admitted it).
     public private(set) var connectionCount = 0
     /// Connections not yet logged in (`max_unauthenticated` counts them).
     public var unauthenticatedCount: Int { preLogin.count }
+    /// Sessions past login (TRANSACTION and UPDATE states).
     public private(set) var loggedInCount = 0
     /// Sessions in the UPDATE state (removing messages after QUIT), for `pop3d_sessions`.
     var updatingCount = 0
     /// This process's metrics; nil when they are off (`enableMetrics`).
     public internal(set) var metrics: POP3Metrics?
+    /// Sessions ended since start.
     public private(set) var sessionsServed = 0
     private var perAddress: [IPAddress: Int] = [:]
     /// Hashes queued or running per client address (`auth_max_queued_per_ip`).
@@ -103,6 +108,11 @@ public final class POP3Service {
     /// Called when the last session of a drain has ended.
     public var onDrained: (() -> Void)?
 
+    /// A service with the configuration's user database, mail location, networks and TLS ready,
+    /// and its worker pools started; listeners are attached separately.
+    /// - Throws: `ConfigError` for a setting that cannot be used (`mail`, `trusted_networks`,
+    ///   `proxy_networks`, `passwd_file`, TLS files, the SQL settings), or the `SyscallError` of
+    ///   the loop's eventfd.
     public init(config: ServerConfig, loop: EventLoop, logger: Logger) throws {
         self.config = config
         self.loop = loop

@@ -31,6 +31,7 @@ public final class Scoreboard: @unchecked Sendable {
 
     /// The memfd (close-on-exec until the master clears it for a spawn).
     public let fd: Int32
+    /// Worker slots in the table (1...`maxWorkers`).
     public let workers: Int
     private let base: UnsafeMutablePointer<UInt64>
 
@@ -105,10 +106,12 @@ public final class Scoreboard: @unchecked Sendable {
         private func get(_ i: Int) -> UInt64 { cshim_atomic_load_u64(words + i) }
         private func set(_ i: Int, _ v: UInt64) { cshim_atomic_store_u64(words + i, v) }
 
+        /// Word `[0]`: the worker's pid, 0 when the slot is empty.
         public var pid: Int32 {
             get { Int32(truncatingIfNeeded: get(0)) }
             nonmutating set { set(0, UInt64(UInt32(bitPattern: newValue))) }
         }
+        /// Word `[1]`; an unknown value reads as `.empty`.
         public var state: SlotState {
             get { SlotState(rawValue: get(1)) ?? .empty }
             nonmutating set { set(1, newValue.rawValue) }
@@ -123,6 +126,7 @@ public final class Scoreboard: @unchecked Sendable {
             case unauthenticated
         }
 
+        /// The word at `field`'s index, read and written atomically.
         public subscript(field: Field) -> UInt64 {
             get { get(field.rawValue) }
             nonmutating set { set(field.rawValue, newValue) }
@@ -144,6 +148,7 @@ public final class WorkerShare: Sendable {
     let id: Int
     let slot: Scoreboard.Slot
 
+    /// Worker `id`'s (1-based) view of `scoreboard`.
     public init(scoreboard: Scoreboard, id: Int) {
         self.scoreboard = scoreboard
         self.id = id

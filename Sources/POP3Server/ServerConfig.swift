@@ -139,6 +139,7 @@ public struct ServerConfig: Sendable, Equatable {
     /// `auth_cache_negative_ttl`: seconds an unknown name is answered from the cache.
     public var authCacheNegativeTTLSeconds: Int = 600
 
+    /// Every setting at its default (README, configuration table).
     public init() {}
 }
 
@@ -162,6 +163,8 @@ public enum PassDB: String, Sendable, Equatable, CaseIterable {
 
 /// A setting that could not be used; the message names the key and the value.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    /// The start-up or reload error line, naming the key and the value.
     public let description: String
+    /// An error with the line `description`.
     public init(_ description: String) { self.description = description }
 }

@@ -16,10 +16,13 @@ public struct StderrLogHandler: LogHandler {
     }
     private var ownLevel: Logger.Level
     private let shared: SharedLogLevel?
+    /// Metadata written on every line of this handler (`worker=N` in a worker), sorted by key.
     public var metadata: Logger.Metadata = [:]
     let label: String
     let journal: Bool
 
+    /// A handler named `label`; with `shared`, its level is the shared one and `level` is unused.
+    /// Reads `JOURNAL_STREAM` once to choose the journal form (`<priority>` prefix, no timestamp).
     public init(label: String, level: Logger.Level, shared: SharedLogLevel? = nil) {
         self.label = label
         self.ownLevel = level
@@ -27,11 +30,15 @@ public struct StderrLogHandler: LogHandler {
         self.journal = getenv("JOURNAL_STREAM") != nil
     }
 
+    /// One key of `metadata`.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Writes one line with one write(2) to descriptor 2: `<priority>` (journal) or an RFC 3339 UTC
+    /// timestamp with milliseconds, the level, the escaped message, then `key=value` metadata sorted
+    /// by key, values escaped (`LogEscaping`). Not filtered here: swift-log checks `logLevel` first.
     public func log(event: LogEvent) {
         var line = render(level: event.level, message: event.message.description, metadata: event.metadata)
         line += "\n"
@@ -114,11 +121,13 @@ public final class SharedLogLevel: Sendable {
     public static let process = SharedLogLevel(.info)
     private let raw: Atomic<Int>
 
+    /// A shared level starting at `level`.
     public init(_ level: Logger.Level) { raw = Atomic(Self.index(level)) }
 
     /// Read at every log call: one array built once, not `allCases` each time.
     private static let levels = Logger.Level.allCases
 
+    /// The level now; setting it changes every handler sharing this object (relaxed atomic).
     public var level: Logger.Level {
         get {
             let i = raw.load(ordering: .relaxed)

@@ -21,14 +21,20 @@ public struct WorkerContext: Sendable, Equatable {
     public var scoreboardFD: Int32
     /// The master loop's eventfd: one 8-octet write wakes it (ready, reloaded).
     public var wakeFD: Int32
+    /// The listening sockets the worker accepts on, in the master's order.
     public var listeners: [ListenerDescriptor]
     /// The metrics area's memfd (`MetricsShare`), when the master serves `/metrics`.
     public var metricsFD: Int32?
 
+    /// One inherited listening socket, written `fd:plain|tls:name`.
     public struct ListenerDescriptor: Sendable, Equatable {
+        /// The inherited descriptor.
         public var fd: Int32
+        /// `tls`: implicit TLS (pop3s); `plain`: STLS if configured.
         public var implicitTLS: Bool
+        /// The listener's name (`pop3`, `pop3s`); nil when the entry's name is empty.
         public var name: String?
+        /// A listener entry from its parts.
         public init(fd: Int32, implicitTLS: Bool, name: String?) {
             self.fd = fd
             self.implicitTLS = implicitTLS
@@ -36,6 +42,7 @@ public struct WorkerContext: Sendable, Equatable {
         }
     }
 
+    /// A context from its parts (the master, before the spawn).
     public init(id: Int, masterPID: Int32, scoreboardFD: Int32, wakeFD: Int32, listeners: [ListenerDescriptor],
                 metricsFD: Int32? = nil) {
         self.metricsFD = metricsFD

@@ -89,6 +89,9 @@ public final class WorkerMaster {
     private let executable = "/proc/self/exe"
     private let arguments: [String]
 
+    /// A master for `config`; `arguments` are what each worker is executed with (`/proc/self/exe`,
+    /// so a replaced binary on disk does not change the workers). Nothing starts until `run()`.
+    /// - Throws: the `SyscallError` of the loop's epoll_create1, timerfd_create or epoll_ctl.
     public init(config: ServerConfig, logger: Logger, arguments: [String] = CommandLine.arguments) throws {
         self.config = config
         self.logger = logger
