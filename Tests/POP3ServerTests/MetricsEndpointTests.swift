@@ -42,6 +42,21 @@ extension TestClient {
     func sendIgnoringClose(_ bytes: [UInt8]) {
         do { try send(bytes) } catch {}
     }
+
+    /// Sends `GET /metrics` (`getMetrics`) and reads its reply.
+    func scrape() throws -> HTTPReply {
+        try send(getMetrics)
+        return try reply()
+    }
+}
+
+extension MetricsHarness {
+    /// A harness whose endpoint limits are the defaults with `change` applied.
+    static func with(limits change: (inout MetricsEndpoint.Limits) -> Void) throws -> MetricsHarness {
+        var limits = MetricsEndpoint.Limits()
+        change(&limits)
+        return try MetricsHarness(limits: limits)
+    }
 }
 
 extension StringProtocol {
@@ -102,8 +117,7 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         }
         try client.send("POST /other HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(try client.reply().status == 404)
-        try client.send(getMetrics)
-        #expect(try client.reply().status == 200)
+        #expect(try client.scrape().status == 200)
         #expect(try server.renders() == 1, "a 404 renders nothing")
     }
 
@@ -117,8 +131,7 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             #expect(reply.status == 405, "\(method)")
             #expect(reply.field("Allow") == "GET, HEAD")
         }
-        try client.send(getMetrics)
-        #expect(try client.reply().status == 200)
+        #expect(try client.scrape().status == 200)
     }
 
     /// Statuses after which the framing cannot be trusted: the reply, then the close.
@@ -209,8 +222,7 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         defer { server.stop() }
         // HTTP/1.1: open until asked otherwise.
         let one = try server.client()
-        try one.send(getMetrics)
-        #expect(try one.reply().status == 200)
+        #expect(try one.scrape().status == 200)
         #expect(try !one.waitForClose(timeoutSeconds: 0.3))
         try one.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         #expect(try one.reply().field("Connection") == "close")
@@ -228,14 +240,11 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     }
 
     @Test func aHeadNotCompleteByTheDeadlineGets408AndTheClose() throws {
-        var limits = MetricsEndpoint.Limits()
-        limits.headTimeoutNanoseconds = 500_000_000
-        let server = try MetricsHarness(limits: limits)
+        let server = try MetricsHarness.with { $0.headTimeoutNanoseconds = 500_000_000 }
         defer { server.stop() }
         let client = try server.client()
         // First a whole request: the deadline runs per head, not per connection.
-        try client.send(getMetrics)
-        #expect(try client.reply().status == 200)
+        #expect(try client.scrape().status == 200)
         let start = TestClient.monotonicNanoseconds()
         try client.send("GET /metrics HTTP/1.1\r\n")
         // An octet every 100 ms does not move the deadline.
@@ -253,9 +262,7 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     }
 
     @Test func aConnectionThatSendsNothingIsClosedWithoutAWord() throws {
-        var limits = MetricsEndpoint.Limits()
-        limits.headTimeoutNanoseconds = 300_000_000
-        let server = try MetricsHarness(limits: limits)
+        let server = try MetricsHarness.with { $0.headTimeoutNanoseconds = 300_000_000 }
         defer { server.stop() }
         let client = try server.client()
         #expect(try client.waitForClose(timeoutSeconds: 5))
@@ -264,13 +271,10 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     }
 
     @Test func anIdleKeepAliveConnectionIsClosed() throws {
-        var limits = MetricsEndpoint.Limits()
-        limits.keepAliveTimeoutNanoseconds = 500_000_000
-        let server = try MetricsHarness(limits: limits)
+        let server = try MetricsHarness.with { $0.keepAliveTimeoutNanoseconds = 500_000_000 }
         defer { server.stop() }
         let client = try server.client()
-        try client.send(getMetrics)
-        #expect(try client.reply().status == 200)
+        #expect(try client.scrape().status == 200)
         let start = TestClient.monotonicNanoseconds()
         #expect(try client.waitForClose(timeoutSeconds: 5))
         let elapsed = Double(TestClient.monotonicNanoseconds() - start) / 1e9
@@ -280,35 +284,29 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
     /// At the cap a new connection closes the oldest: idle connections cannot keep a scraper out.
     @Test func aConnectionBeyondTheCapClosesTheOldest() throws {
-        var limits = MetricsEndpoint.Limits()
-        limits.maxConnections = 3
-        let server = try MetricsHarness(limits: limits)
+        let server = try MetricsHarness.with { $0.maxConnections = 3 }
         defer { server.stop() }
         var open: [TestClient] = []
         for _ in 0..<3 {
             let c = try server.client()
-            try c.send(getMetrics)
-            #expect(try c.reply().status == 200)
+            #expect(try c.scrape().status == 200)
             open.append(c)
         }
         #expect(try server.connections() == 3)
         // Three idle holders, then a scraper: it is served, and the oldest holder is gone.
         let scraper = try server.client()
-        try scraper.send(getMetrics)
-        #expect(try scraper.reply().status == 200)
+        #expect(try scraper.scrape().status == 200)
         #expect(try open[0].waitForClose(timeoutSeconds: 5), "the oldest connection is closed")
         #expect(try server.connections() == 3)
         #expect(server.logs.contains("metrics connections evicted"))
         // The newer ones were not disturbed.
-        try open[2].send(getMetrics)
-        #expect(try open[2].reply().status == 200)
+        #expect(try open[2].scrape().status == 200)
         // A flood of idle connections never leaves more than the cap open.
         var flood: [TestClient] = []
         for _ in 0..<10 { flood.append(try server.client()) }
         #expect(try waitFor(timeoutSeconds: 5) { try server.connections() == 3 })
         let last = try server.client()
-        try last.send(getMetrics)
-        #expect(try last.reply().status == 200)
+        #expect(try last.scrape().status == 200)
     }
 
     /// NUL octets, no line end at all, 100 KB of garbage, a TLS ClientHello, random bytes:
@@ -347,7 +345,6 @@ let getMetrics = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             }
         }
         let client = try server.client()
-        try client.send(getMetrics)
-        #expect(try client.reply().status == 200, "still serving after every hostile input")
+        #expect(try client.scrape().status == 200, "still serving after every hostile input")
     }
 }

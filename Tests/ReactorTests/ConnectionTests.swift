@@ -116,11 +116,8 @@ extension ReactorSuite {
 
     @Test func pausedConnectionGetsBufferedBytesOnResumeWithoutNewData() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
-        conn.delegate = rec
         // Consume only the first line, then pause: the second line stays buffered.
         rec.consume = false
         rec.onReadable = { c in
@@ -145,13 +142,10 @@ extension ReactorSuite {
     /// ~300 MB/s. Reads behind a partial line must use the whole read buffer.
     @Test func partialLineLeftoverDoesNotShrinkLaterReads() throws {
         let loop = try EventLoop(readBufferBytes: 256 * 1024)
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
         _ = setBufferSizes(peer, 1 << 20, 0)
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
         conn.maxInputBytes = 256 * 1024
-        let rec = Recorder()
-        conn.delegate = rec
         rec.consume = false
         // Consume complete 100-byte lines only, as a line parser does.
         rec.onReadable = { c in
@@ -179,11 +173,8 @@ extension ReactorSuite {
 
     @Test func peerHalfCloseFlushesRepliesThenCloses() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (_, rec, peer) = try recordedConnection(on: loop)  // the loop holds the connection
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
-        conn.delegate = rec
         rec.onReadable = { c in c.write("+OK bye\r\n" as StaticString) }
         _ = write(peer, "QUIT\r\n", 6)
         shutdown(peer, Int32(SHUT_WR))
@@ -219,11 +210,8 @@ extension ReactorSuite {
 
     @Test func idleTimeoutTellsDelegateFirstAndIsPushedBackByActivity() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
-        conn.delegate = rec
         rec.onTimeout = { c in c.write("-ERR idle\r\n" as StaticString) }
         let start = cshim_monotonic_ns()
         conn.idleTimeout = 80_000_000
@@ -238,13 +226,10 @@ extension ReactorSuite {
 
     @Test func inputLimitClosesAConnectionThatNeverCompletesALine() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
         conn.maxInputBytes = 1024
-        let rec = Recorder()
         rec.consume = false
-        conn.delegate = rec
         let junk = [UInt8](repeating: 65, count: 4096)
         _ = junk.withUnsafeBytes { write(peer, $0.baseAddress, $0.count) }
         try runLoop(loop) { rec.closedReason != nil }
@@ -257,10 +242,7 @@ extension ReactorSuite {
     /// process-wide SIG_IGN is installed in this test process.
     @Test func writeToClosedPeerIsResetNotSIGPIPE() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
-        conn.delegate = rec
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         close(peer)
         conn.pauseReading()  // take the write path, not the read of EOF
         conn.write("+OK\r\n" as StaticString)
@@ -271,12 +253,9 @@ extension ReactorSuite {
     /// close(flushFirst: true) towards a peer that never reads again ends at the idle timeout.
     @Test func closingConnectionBlockedOnOutputEndsAtIdleTimeout() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
-        _ = setBufferSizes(fd, 4096, 4096)
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
-        conn.delegate = rec
+        _ = setBufferSizes(conn.fd, 4096, 4096)
         conn.idleTimeout = 50_000_000
         conn.write([UInt8](repeating: 42, count: 1 << 20))
         conn.close(flushFirst: true)

@@ -15,15 +15,12 @@ extension ReactorSuite {
         let loop = try EventLoop(logger: logs.logger(level: .trace))
         #expect(loop.loopLagWarningNanoseconds == 0)  // off unless the owner sets it
         loop.loopLagWarningNanoseconds = EventLoop.recommendedLoopLagWarning
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop, port: 7)
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(7), loop: loop)
-        let rec = Recorder()
         rec.onReadable = { _ in
             let until = cshim_monotonic_ns() + 80_000_000
             while cshim_monotonic_ns() < until {}
         }
-        conn.delegate = rec
         // Some fast turns first: no warning.
         var ticks = 0
         try runLoop(loop) { ticks += 1; return ticks > 20 }

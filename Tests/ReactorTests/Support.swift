@@ -60,6 +60,23 @@ func socketPair() throws -> (Int32, Int32) {
     return (fds[0], fds[1])
 }
 
+/// A `Connection` on one end of a fresh `socketPair()`, on `loop`, with a `Recorder` as its
+/// delegate: where most connection tests start. The other end, `peer`, is the test's to
+/// write, read and close.
+func recordedConnection(on loop: EventLoop, port: UInt16 = 1) throws -> (conn: Connection, rec: Recorder, peer: Int32) {
+    let (fd, peer) = try socketPair()
+    let conn: Connection
+    do {
+        conn = try Connection(fd: fd, peer: try loopback(port), loop: loop)
+    } catch {
+        close(peer)
+        throw error
+    }
+    let rec = Recorder()
+    conn.delegate = rec
+    return (conn, rec, peer)
+}
+
 /// Shrinks SO_SNDBUF/SO_RCVBUF (0 leaves one as it is), to provoke EAGAIN quickly; 0 or -1.
 func setBufferSizes(_ fd: Int32, _ sendBytes: Int32, _ receiveBytes: Int32) -> Int32 {
     if sendBytes > 0 && Socket.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: sendBytes) != 0 { return -1 }

@@ -50,12 +50,9 @@ extension ReactorSuite {
     /// transport, and plaintext the transport already holds is delivered without new epoll events.
     @Test func transportSwitchMidStreamDiscardsPipelinedPlaintextAndDrainsBufferedInput() throws {
         let loop = try EventLoop()
-        let (fd, peer) = try socketPair()
+        let (conn, rec, peer) = try recordedConnection(on: loop)
         defer { close(peer) }
-        let conn = try Connection(fd: fd, peer: try loopback(1), loop: loop)
-        let rec = Recorder()
         rec.consume = false
-        conn.delegate = rec
         var lines: [String] = []
         rec.onReadable = { c in
             while let bytes = c.takeLine() {
