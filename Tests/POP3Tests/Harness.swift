@@ -2,7 +2,8 @@ import POP3
 import TestSupport
 
 /// A fake glue: runs the parser and the session over scripted input, performs
-/// every action against an in-memory maildrop, and records the output.
+/// every action against an in-memory maildrop, and records the output. The fuzz target's
+/// `Driver` (Fuzz/Sources/fuzz-session) is its model-checking twin; it says why not shared.
 struct Harness {
     static let timestamp = "<1234.1.1700000000@test.example>"
     static let messages: [[UInt8]] = [

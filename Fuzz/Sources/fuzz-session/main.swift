@@ -91,6 +91,12 @@ struct Options {
 
 /// A fake glue: the parser, the session, the actions performed against `Drop`, and a model
 /// of what the replies must say.
+///
+/// Alike by nature to `Tests/POP3Tests/Harness.swift` (and to the server's `POP3Connection`):
+/// each performs the `SessionAction` contract, so each has the `LineParser` → `handleLine`
+/// pump and a `switch` over the actions. Not shared: this package may use only pop3d's library
+/// products (so the server never carries fuzzing or test code), a test target is none, and
+/// this driver checks its model after every step where the harness only records.
 struct Driver {
     let options: Options
     let sizes: [Int]
