@@ -45,6 +45,14 @@ def read_line(sock):
     return data
 
 
+def greet_ready_then_stop(server):
+    """The greeting and READY=1, then SIGTERM and STOPPING=1."""
+    assert read_line(server.client).startswith(b"+OK")
+    server.notify.wait_for(lambda l: l == "READY=1", "READY=1")
+    server.proc.send_signal(signal.SIGTERM)
+    server.notify.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1")
+
+
 @pytest.fixture
 def tmp():
     # Short path: AF_UNIX socket paths are limited to 108 bytes.
@@ -108,10 +116,7 @@ def test_socket_activation_lifecycle(activate, fdname):
 @needs_activate
 def test_sigterm_drains_an_idle_session_and_exits_zero(activate):
     server = activate(fdname="pop3")
-    assert read_line(server.client).startswith(b"+OK")
-    server.notify.wait_for(lambda l: l == "READY=1", "READY=1")
-    server.proc.send_signal(signal.SIGTERM)
-    server.notify.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1")
+    greet_ready_then_stop(server)
     # The idle session is closed by the drain: the client sees EOF, perhaps after a last
     # "-ERR" line (RFC 1939 lets the server end a session it must stop).
     server.client.settimeout(DEADLINE)
@@ -128,10 +133,7 @@ def test_sigterm_drains_an_idle_session_and_exits_zero(activate):
 @needs_activate
 def test_no_watchdog_pings_without_watchdog_usec(activate):
     server = activate(fdname="pop3")
-    assert read_line(server.client).startswith(b"+OK")
-    server.notify.wait_for(lambda l: l == "READY=1", "READY=1")
-    server.proc.send_signal(signal.SIGTERM)
-    server.notify.wait_for(lambda l: l == "STOPPING=1", "STOPPING=1")
+    greet_ready_then_stop(server)
     assert server.wait_exit() == 0
     assert "WATCHDOG=1" not in server.notify.lines
 
