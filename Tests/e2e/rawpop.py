@@ -58,3 +58,20 @@ class Raw:
 
     def close(self):
         self.sock.close()
+
+
+def uidl_and_list(host, port, user, password):
+    """The UIDL and LIST reply lines of one session, as sent (without the final dot): login,
+    UIDL, LIST, QUIT; nothing deleted."""
+    c = Raw(host, port)
+    try:
+        r = c.login(user, password)
+        assert r.startswith(b"+OK"), r
+        assert c.cmd("UIDL").startswith(b"+OK")
+        uidl = c.multiline()
+        assert c.cmd("LIST").startswith(b"+OK")
+        sizes = c.multiline()
+        assert c.cmd("QUIT").startswith(b"+OK")
+        return uidl, sizes
+    finally:
+        c.close()

@@ -19,7 +19,7 @@ import tempfile
 
 from conftest import USERS
 from pop3support import binary, free_port, port_open, wait_for
-from rawpop import Raw
+from rawpop import uidl_and_list
 
 COURIER_TCPD = "/usr/sbin/couriertcpd"
 AUTHDAEMOND = "/usr/lib/courier/courier-authlib/authdaemond"
@@ -125,18 +125,7 @@ exec env -i PATH=/usr/bin:/bin:/usr/sbin {COURIER_TCPD} -address=127.0.0.1 -nodn
 
 def listing(port, user, password):
     """The raw UIDL and LIST reply lines of one session (QUIT at the end, nothing deleted)."""
-    c = Raw("127.0.0.1", port)
-    try:
-        r = c.login(user, password)
-        assert r.startswith(b"+OK"), r
-        assert c.cmd("UIDL").startswith(b"+OK")
-        uidl = c.multiline()
-        assert c.cmd("LIST").startswith(b"+OK")
-        sizes = c.multiline()
-        assert c.cmd("QUIT").startswith(b"+OK")
-        return uidl, sizes
-    finally:
-        c.close()
+    return uidl_and_list("127.0.0.1", port, user, password)
 
 
 def deliver_named(maildir, name, data):

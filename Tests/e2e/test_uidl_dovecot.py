@@ -17,7 +17,7 @@ import pytest
 from conftest import MailHost
 from dovecotsupport import Dovecot, Imap, available, mail_ids, share_maildir
 from pop3support import binary, wait_for
-from rawpop import Raw
+from rawpop import Raw, uidl_and_list
 
 
 
@@ -45,16 +45,7 @@ PASSWORD = "secret-alice"
 
 def listing(port, user="alice", password=PASSWORD):
     """(UIDL lines, LIST lines) of one POP3 session, as sent (without the final dot)."""
-    c = Raw("127.0.0.1", port)
-    r = c.login(user, password)
-    assert r.startswith(b"+OK"), r
-    assert c.cmd("UIDL").startswith(b"+OK")
-    uidl = c.multiline()
-    assert c.cmd("LIST").startswith(b"+OK")
-    lst = c.multiline()
-    assert c.cmd("QUIT").startswith(b"+OK")
-    c.close()
-    return uidl, lst
+    return uidl_and_list("127.0.0.1", port, user, password)
 
 
 def pop3d_listing(server):
