@@ -23,6 +23,7 @@ public struct AuthCache {
     public enum Lookup: Equatable {
         /// Fresh: use it without asking the database.
         case found(UserEntry)
+        /// Fresh: the database did not know the name (`negativeTTL`); fail without asking it.
         case unknown
         /// Not cached, expired, or the cache is off: ask the database.
         case miss

@@ -2,10 +2,13 @@ import Digests
 
 /// Why `hashPassword` could not produce a line.
 public enum HashPasswordError: Error, Sendable, Equatable {
+    /// The scheme (or its `.b64`/`.hex` suffix) is not one `PasswordScheme` knows.
     case unknownScheme(String)
     /// crypt(3) takes C strings: a password with NUL cannot be hashed by it.
     case passwordContainsNUL
+    /// RAND_bytes gave no salt.
     case randomFailed
+    /// crypt_gensalt_rn or crypt_r failed (libxcrypt); the text names the step or scheme.
     case cryptFailed(String)
     /// The stored text would contain `:` or a line break and break the
     /// passwd-file line (PLAIN only): use `PLAIN.B64`.

@@ -4,7 +4,9 @@ import Glibc
 /// IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack socket reports for an
 /// IPv4 client) are stored as IPv4 so one rule covers both forms.
 public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
+    /// IPv4, the address as an integer (the first octet most significant).
     case v4(UInt32)
+    /// IPv6 (never IPv4-mapped), octets 0-7 in `high`, 8-15 in `low` (the first most significant).
     case v6(high: UInt64, low: UInt64)
 
     /// From network-order bytes: 4 (IPv4) or 16 (IPv6); nil for other lengths.

@@ -19,11 +19,15 @@ public enum PasswordScheme: String, Sendable, Hashable, CaseIterable {
     case blfCrypt = "BLF-CRYPT"
     /// base64(SHA1(pw || salt) || salt).
     case ssha = "SSHA"
+    /// base64(SHA256(pw || salt) || salt).
     case ssha256 = "SSHA256"
+    /// base64(SHA512(pw || salt) || salt).
     case ssha512 = "SSHA512"
     /// base64(SHA1(pw)); `SHA1` is an alias.
     case sha1 = "SHA"
+    /// base64(SHA256(pw)).
     case sha256 = "SHA256"
+    /// base64(SHA512(pw)).
     case sha512 = "SHA512"
     /// hex(MD5(pw)).
     case plainMD5 = "PLAIN-MD5"
@@ -79,6 +83,7 @@ public enum PasswordScheme: String, Sendable, Hashable, CaseIterable {
 /// Encoding of a stored secret, from the scheme suffix (`.b64`, `.base64`, `.hex`)
 /// or the scheme's default.
 public enum SecretEncoding: Sendable, Hashable {
+    /// `none`: the octets as written; `base64`: RFC 4648 base64; `hex`: hexadecimal.
     case none, base64, hex
 }
 

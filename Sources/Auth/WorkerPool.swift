@@ -26,12 +26,15 @@ public final class WorkerPool {
     /// one as `.later`, so a real user's single login never waits behind the queue of an
     /// address that floods (at most one of the flooder's jobs per worker runs ahead of it).
     public enum Lane: Int, Sendable {
+        /// A client address's first outstanding job.
         case first = 0
+        /// Any further job of the same address.
         case later = 1
     }
 
     /// What `submit` did with a job.
     public enum Submission: Equatable, Sendable {
+        /// Queued under this id.
         case queued(JobID)
         /// `maxQueuedJobs` jobs are already waiting.
         case overloaded

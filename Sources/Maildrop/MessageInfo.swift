@@ -2,6 +2,7 @@
 public struct MessageInfo: Sendable, Equatable {
     /// Which Maildir subdirectory the file was listed in.
     public enum Folder: Sendable, Equatable {
+        /// maildir(5)'s new/ (not yet seen by a reader) and cur/.
         case new, cur
 
         var directoryName: String { self == .new ? "new" : "cur" }

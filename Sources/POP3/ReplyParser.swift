@@ -1,6 +1,8 @@
 /// RFC 2449 §8 / RFC 3206 response codes a client acts on.
 public enum ResponseCode: Equatable, Sendable {
+    /// `[IN-USE]`, `[LOGIN-DELAY]` (RFC 2449 §8.1), `[SYS/TEMP]`, `[SYS/PERM]`, `[AUTH]` (RFC 3206 §4).
     case inUse, loginDelay, sysTemp, sysPerm, auth
+    /// Any other code in brackets.
     case other
 
     init(_ bytes: UnsafeRawBufferPointer) {
@@ -17,6 +19,7 @@ public enum ResponseCode: Equatable, Sendable {
 
 /// What `ReplyParser.next` found.
 public enum ReplyEvent: Equatable, Sendable {
+    /// No complete line yet: call again with more input (nothing consumed).
     case needMore
     /// `+OK` or `-ERR`; `text` is the text after the status (and after the code),
     /// `code` the bracketed response code if any (RFC 2449 §8).

@@ -38,11 +38,17 @@ public enum AuthRequest: Equatable, Sendable {
 /// How a client tried to log in: USER/PASS and APOP (RFC 1939 §7) or a SASL mechanism
 /// (RFC 5034). The failed-login log line's `mechanism=` and the login metrics' label.
 public enum LoginMechanism: Equatable, Hashable, Sendable, CaseIterable {
+    /// USER/PASS (RFC 1939 §7).
     case user
+    /// APOP (RFC 1939 §7).
     case apop
+    /// SASL PLAIN (RFC 4616).
     case plain
+    /// SASL LOGIN (draft-murchison-sasl-login).
     case login
+    /// SASL CRAM-MD5 (RFC 2195).
     case cramMD5
+    /// SASL SCRAM-SHA-256 (RFC 7677).
     case scramSHA256
 
     /// The login mechanism of a SASL mechanism (PLAIN → `.plain` ...).
@@ -112,6 +118,7 @@ public struct SASLStep: Equatable, Sendable {
 /// `.openMessage` and `.startTLS`, whose reply waits until the glue has secured the resource
 /// (issue 10 item 2: never `+OK` before what it promises can no longer fail).
 public enum SessionAction: Equatable, Sendable {
+    /// Nothing: read the next line.
     case none
     /// Verify credentials, stop reading input, then call `loginFinished`.
     case authenticate(AuthRequest)
@@ -142,11 +149,17 @@ public enum SessionAction: Equatable, Sendable {
 
 /// The glue's answer to `.authenticate` / `.saslStep`.
 public enum LoginOutcome: Equatable, Sendable {
+    /// Logged in, the maildrop open and locked: `+OK maildrop has N messages (M octets)`, TRANSACTION.
     case success(MaildropListing)
+    /// Wrong credentials or unknown user: `-ERR [AUTH]`, closing at `maxAuthFailures` (RFC 3206 §4).
     case authFailed
+    /// Another session holds the maildrop: `-ERR [IN-USE]` (RFC 2449 §8.1.2).
     case inUse
+    /// LOGIN-DELAY not elapsed: `-ERR [LOGIN-DELAY]` (RFC 2449 §8.1.1).
     case loginDelay
+    /// `-ERR [SYS/TEMP] text` (RFC 3206 §4), control octets of `text` sent as spaces.
     case temporaryFailure(String)
+    /// `-ERR [SYS/PERM] text` (RFC 3206 §4), control octets of `text` sent as spaces.
     case permanentFailure(String)
 }
 

@@ -1,8 +1,12 @@
 /// SASL mechanisms the session knows how to frame (RFC 5034).
 public enum SASLMechanism: String, Sendable, CaseIterable, Equatable {
+    /// RFC 4616.
     case plain = "PLAIN"
+    /// draft-murchison-sasl-login.
     case login = "LOGIN"
+    /// RFC 2195.
     case cramMD5 = "CRAM-MD5"
+    /// RFC 5802 with SHA-256 (RFC 7677), no channel binding.
     case scramSHA256 = "SCRAM-SHA-256"
 
     /// Mechanisms that carry the password in the clear; refused and not

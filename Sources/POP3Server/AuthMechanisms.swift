@@ -9,10 +9,15 @@ import POP3
 /// AUTH list only the enabled SASL mechanisms (RFC 2449 §6.3), and a disabled one is
 /// refused. USER/PASS is not a mechanism here: it follows `disable_plaintext_auth` only.
 public enum AuthMechanism: String, CaseIterable, Sendable, Equatable {
+    /// SASL PLAIN.
     case plain
+    /// SASL LOGIN.
     case login
+    /// SASL CRAM-MD5 (needs cleartext secrets).
     case cramMD5 = "cram-md5"
+    /// SASL SCRAM-SHA-256 (needs cleartext or SCRAM-SHA-256 secrets).
     case scramSHA256 = "scram-sha-256"
+    /// APOP (RFC 1939 §7; needs cleartext secrets).
     case apop
 
     /// Dovecot's default: the mechanisms that work whatever scheme a user's secret is

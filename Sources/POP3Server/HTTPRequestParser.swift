@@ -2,6 +2,7 @@
 public struct HTTPRequestHead: Equatable, Sendable {
     /// The request method; only GET and HEAD are served.
     public enum Method: Equatable, Sendable {
+        /// `GET` and `HEAD`, exactly so (methods are case-sensitive).
         case get, head
         /// Any other well-formed method (RFC 9110 §9: methods are case-sensitive tokens).
         case other
@@ -11,6 +12,7 @@ public struct HTTPRequestHead: Equatable, Sendable {
     public enum Target: Equatable, Sendable {
         /// The path is exactly `/metrics` (a query is ignored), in origin-form or absolute-form.
         case metrics
+        /// Any other path.
         case other
     }
 
@@ -69,9 +71,11 @@ public struct HTTPRequestParser: Sendable {
     /// What `parse(_:maxHeadBytes:)` found: `.needMore` (call again with more octets), a complete
     /// head, or a refusal.
     public enum Result: Equatable, Sendable {
+        /// No complete head yet: call again with the same octets and more.
         case needMore
         /// A complete head of `consumed` octets (leading empty lines included).
         case request(HTTPRequestHead, consumed: Int)
+        /// Refused: answer with the failure's status and close.
         case failed(Failure)
     }
 

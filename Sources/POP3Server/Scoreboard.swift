@@ -18,6 +18,8 @@ import Glibc
 public final class Scoreboard: @unchecked Sendable {
     /// States of a slot's `[1]` word.
     public enum SlotState: UInt64, Sendable {
+        /// `empty`: no worker; `starting`: spawned, not serving yet; `serving`; `draining`: after
+        /// SIGTERM or SIGINT, its sessions ending.
         case empty = 0, starting = 1, serving = 2, draining = 3
         /// The loop has ended; the worker is joining its threads (a passwd-file parse in
         /// progress runs to its end) and exits. No heartbeat is expected any more.
@@ -120,9 +122,11 @@ public final class Scoreboard: @unchecked Sendable {
         public enum Field: Int, Sendable, CaseIterable {
             /// CLOCK_MONOTONIC nanoseconds of the worker loop's last heartbeat.
             case heartbeat = 2
+            /// Open connections, sessions past login, sessions ended since the worker started.
             case connections, loggedIn, sessionsServed
             /// The reload generation this worker finished.
             case reloadedGeneration
+            /// Connections not logged in yet.
             case unauthenticated
         }
 

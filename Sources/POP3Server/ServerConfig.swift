@@ -157,7 +157,9 @@ extension ServerConfig {
 
 /// `passdb`: the source of users.
 public enum PassDB: String, Sendable, Equatable, CaseIterable {
+    /// Dovecot's passwd-file (`passwd_file`).
     case passwdFile = "passwd-file"
+    /// PostgreSQL (`sql_connect`, `sql_password_query`).
     case sql
 }
 

@@ -5,7 +5,9 @@
 /// from `bytes`). An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) stays IPv6 here: the header
 /// said TCP6/AF_INET6, and folding it into IPv4 is the consumer's rule, not the wire's.
 public enum ProxyAddress: Hashable, Sendable, CustomStringConvertible {
+    /// IPv4, the address as an integer (the first octet most significant).
     case v4(UInt32)
+    /// IPv6, octets 0-7 in `high`, 8-15 in `low` (the first octet most significant).
     case v6(high: UInt64, low: UInt64)
 
     /// From network-order octets: 4 (IPv4) or 16 (IPv6); nil for any other count.

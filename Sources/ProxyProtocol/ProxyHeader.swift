@@ -22,6 +22,7 @@ public struct ProxyHeader: Hashable, Sendable {
     /// v2 address family (high nibble of the 14th octet, §2.2); v1 TCP4 = inet, TCP6 = inet6,
     /// UNKNOWN = unspec.
     public enum Family: UInt8, Hashable, Sendable {
+        /// AF_UNSPEC (v1 UNKNOWN), AF_INET (v1 TCP4), AF_INET6 (v1 TCP6), AF_UNIX.
         case unspec = 0, inet = 1, inet6 = 2, unix = 3
 
         /// Octets of the address block this family needs (§2.2): 2×4 + 2×2, 2×16 + 2×2, 2×108.
@@ -37,6 +38,7 @@ public struct ProxyHeader: Hashable, Sendable {
 
     /// v2 transport protocol (low nibble of the 14th octet, §2.2); v1 TCP4/TCP6 = stream.
     public enum TransportProtocol: UInt8, Hashable, Sendable {
+        /// UNSPEC, STREAM (TCP), DGRAM (UDP).
         case unspec = 0, stream = 1, datagram = 2
     }
 

@@ -5,7 +5,9 @@ import Glibc
 public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address family: AF_INET or AF_INET6.
     public enum Family: Sendable, Hashable {
+        /// AF_INET.
         case ipv4
+        /// AF_INET6.
         case ipv6
     }
 

@@ -6,9 +6,12 @@
 public enum TLSIO: Sendable, Equatable {
     /// Bytes decrypted into the buffer, or accepted from it (possibly fewer than offered).
     case bytes(Int)
+    /// SSL_ERROR_WANT_READ: call again once the socket is readable.
     case wantRead
+    /// SSL_ERROR_WANT_WRITE: call again once the socket is writable.
     case wantWrite
     /// The peer sent close_notify or closed the socket.
     case closed
+    /// A fatal error (OpenSSL's reason): the session cannot go on.
     case failed(String)
 }

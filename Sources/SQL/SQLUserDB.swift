@@ -18,7 +18,9 @@ public final class SQLUserDB {
     /// (`unknown`: the login fails as for a wrong password), or no answer from the database
     /// (`unavailable`, with why).
     public enum Answer: Sendable, Equatable {
+        /// One usable row: the user's entry.
         case found(UserEntry)
+        /// No row (or a name no row can hold), several rows, or a row whose password cannot be used.
         case unknown
         /// The database could not answer (down, timed out, the query failed): the login gets
         /// `[SYS/TEMP]`, not `[AUTH]`.
