@@ -32,7 +32,7 @@ extension ReplySink {
         }
     }
 
-    /// Writes the octets of `bytes` (copies them; not for the hot path).
+    /// Writes the octets of `bytes`.
     public mutating func write(bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
     }
