@@ -113,16 +113,18 @@ public struct PasswdFile: Sendable {
     static func parseStoredPassword(_ stored: Substring, user: String) -> Result<(SchemeSpec, [UInt8]), LineProblem> {
         let spec: SchemeSpec
         var secretText: Substring
-        if stored.hasPrefix("{") {
-            guard let close = stored.firstIndex(of: "}") else {
+        // Octets, as Dovecot reads them: a Character search would take "}" followed by a
+        // combining mark for one grapheme and miss the brace.
+        if stored.utf8.first == UInt8(ascii: "{") {
+            guard let close = stored.utf8.firstIndex(of: UInt8(ascii: "}")) else {
                 return .failure(LineProblem(message: "user \"\(user)\": unterminated {SCHEME} prefix: cannot log in"))
             }
-            let name = stored[stored.index(after: stored.startIndex)..<close]
+            let name = stored[stored.utf8.index(after: stored.startIndex)..<close]
             guard let s = SchemeSpec(name) else {
                 return .failure(LineProblem(message: "user \"\(user)\": unknown password scheme {\(name)}: cannot log in"))
             }
             spec = s
-            secretText = stored[stored.index(after: close)...]
+            secretText = stored[stored.utf8.index(after: close)...]
         } else {
             spec = SchemeSpec(scheme: .crypt, encoding: .none)
             secretText = stored

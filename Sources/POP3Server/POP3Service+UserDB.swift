@@ -94,7 +94,10 @@ extension POP3Service {
             guard let self else { return }
             // Not run: nobody waits for it, and it is no outage.
             if case .unavailable(let why) = answer, abandoned?() == true { return completion(.unavailable(why)) }
-            self.countLookup(answer, staleUsed: mode != .fresh && self.authCache.stale(key) != nil)
+            // The cache is read again only when the database could not answer: a stale entry
+            // matters only then, and the answered lookups (nearly all) skip the table probe.
+            let stale = answer.isUnavailable && mode != .fresh ? self.authCache.stale(key) : nil
+            self.countLookup(answer, staleUsed: stale != nil)
             switch answer {
             case .found(let entry):
                 self.authCache.store(key, entry: entry, now: self.loopSeconds)
@@ -107,9 +110,7 @@ extension POP3Service {
                 self.authCache.store(key, entry: nil, now: self.loopSeconds)
                 completion(.unknown)
             case .unavailable(let why):
-                if mode != .fresh, let stale = self.authCache.stale(key) {
-                    return completion(.found(stale, cached: true))
-                }
+                if let stale { return completion(.found(stale, cached: true)) }
                 completion(.unavailable(why))
             }
         }

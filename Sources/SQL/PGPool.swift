@@ -25,6 +25,10 @@ public final class PGPool {
     /// Lookups waiting for a free connection at most; more fail with `.unavailable` (the
     /// process already has that many logins stuck behind the database).
     public static let maxWaiting = 4096
+    /// How often a full FIFO is searched for lookups whose clients left (`abandoned`, one
+    /// `recv(MSG_PEEK)` each): at most every 100 ms, so that during an outage with the FIFO
+    /// full each refused login does not cost `maxWaiting` system calls on the loop.
+    public static let abandonedScanIntervalNanoseconds: UInt64 = 100_000_000
 
     /// Server notices and warnings of any connection.
     public var onNotice: ((String) -> Void)?
@@ -46,6 +50,8 @@ public final class PGPool {
     /// with the next query the database answers, not with a connect.
     private var downByQuery = false
     private var stopped = false
+    /// `loop.now` of the last search of a full FIFO (`abandonedScanIntervalNanoseconds`).
+    private var lastAbandonedScan: UInt64 = 0
 
     private final class Slot {
         let connection: PGConnection
@@ -132,7 +138,10 @@ public final class PGPool {
             refusedDuringOutage &+= 1
             return completion(.failure(.unavailable(isUp ? "no connection to the user database" : "user database unreachable")))
         }
-        if waitingCount >= Self.maxWaiting { dropAbandoned() }
+        if waitingCount >= Self.maxWaiting, loop.now &- lastAbandonedScan >= Self.abandonedScanIntervalNanoseconds {
+            lastAbandonedScan = loop.now
+            dropAbandoned()
+        }
         guard waitingCount < Self.maxWaiting else {
             refusedDuringOutage &+= 1
             return completion(.failure(.unavailable("\(Self.maxWaiting) lookups already waiting for a connection")))

@@ -25,6 +25,12 @@ public final class SQLUserDB {
         /// The database could not answer (down, timed out, the query failed): the login gets
         /// `[SYS/TEMP]`, not `[AUTH]`.
         case unavailable(String)
+
+        /// The answer is `.unavailable`: no row and no "no such user" came back.
+        public var isUnavailable: Bool {
+            if case .unavailable = self { return true }
+            return false
+        }
     }
 
     /// The connections the lookups run on (`sql_connections` of them).

@@ -23,4 +23,15 @@ import Testing
         let (file, _) = PasswdFile.parse(Array(text.utf8), path: "test")
         #expect(file.lookup("carol")?.extraFields == ["a=1", "\u{301}b=2"])
     }
+
+    /// The `{SCHEME}` prefix is found by octet too: `}` followed by a combining mark is one
+    /// `Character`, and a Character search called the prefix unterminated and the user
+    /// unable to log in, where Dovecot reads scheme PLAIN and the password's octets.
+    @Test func braceBeforeACombiningMarkEndsTheScheme() {
+        let text = "dave:{PLAIN}\u{301}pw\n"
+        let (file, diags) = PasswdFile.parse(Array(text.utf8), path: "test")
+        #expect(diags.isEmpty, "\(diags)")
+        #expect(file.lookup("dave")?.scheme == .plain)
+        #expect(file.lookup("dave")?.secret == Array("\u{301}pw".utf8))
+    }
 }

@@ -223,6 +223,31 @@ struct PGPoolTests {
         pool.stop()
     }
 
+    /// During an outage the FIFO stays full: a refused lookup must not ask every waiting
+    /// one whether its client left (a `recv` each) again within the scan interval.
+    @Test func aFullQueueIsSearchedForAbandonedLookupsAtMostOncePerInterval() throws {
+        let loop = try EventLoop()
+        let runner = Runner(loop)
+        let fake = try FakeServer(loop: loop, mode: .hold)
+        defer { fake.close() }
+        let pool = PGPool(loop: loop, info: try ConnectInfo(fake.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
+        pool.start()
+        #expect(try runner.run(seconds: 20) { fake.accepted.count == 1 })
+        var asked = 0
+        for _ in 0..<PGPool.maxWaiting {
+            pool.query("SELECT 1", parameters: [], abandoned: { asked += 1; return false }) { _ in }
+        }
+        var first: Outcome?
+        pool.query("SELECT 1", parameters: []) { first = $0 }
+        #expect(Self.isUnavailable(first), "refused: \(String(describing: first))")
+        #expect(asked == PGPool.maxWaiting, "the first refusal searched the whole FIFO")
+        var second: Outcome?
+        pool.query("SELECT 1", parameters: []) { second = $0 }
+        #expect(Self.isUnavailable(second), "refused: \(String(describing: second))")
+        #expect(asked == PGPool.maxWaiting, "the second refusal, in the same turn, searched nothing")
+        pool.stop()
+    }
+
     static let backends = """
         SELECT coalesce(string_agg(pid::text, ',' ORDER BY pid), '') FROM pg_stat_activity
          WHERE usename = 'pop3test' AND backend_type = 'client backend' AND pid <> pg_backend_pid();
