@@ -53,6 +53,23 @@ import compare  # noqa: E402
 
 HERE = compare.HERE
 MESSAGES = 10
+# Where a pop3d session's instructions go (issue 17's items), from the per-session difference of
+# the two dumps: (label, "incl" or "self", regex). "incl": the largest inclusive figure of the
+# functions matching (a specialized copy and its thunk both match: the largest, not the sum);
+# "self": the sum of the matching functions' own instructions.
+AREAS = [
+    ("RETR: POP3Connection.openMessage (open, read, encode)", "incl", r"POP3Connection\.openMessage\("),
+    ("RETR encoder: MessageEncoder.encode", "incl", r"MessageEncoder\.encode"),
+    ("login listing: Maildrop.open", "incl", r"Maildrop\.open\(path:"),
+    ("  of which Maildrop.list", "incl", r"Maildrop\.list\("),
+    ("session end: POP3Connection.connectionClosed", "incl", r"POP3Connection\.connectionClosed\("),
+    ("  of which log lines written: LogHandler.log (at info: the session-end line)", "incl", r"LogHandler\.log\(event:"),
+    ("reference counting (self: swift_retain/release, RefCounts, unowned, weak)", "self",
+     r"^(swift_(retain|release|unowned|weak|nonatomic_retain|nonatomic_release|bridgeObject)|"
+     r"bool swift::RefCounts|swift::RefCounts|swift::HeapObjectSideTableEntry)"),
+    ("malloc and free (self: glibc malloc.c, swift_allocObject, swift_slowAlloc/Dealloc)", "self",
+     r"malloc/malloc\.c:|^swift_(allocObject|slowAlloc|slowDealloc|deallocClassInstance|deallocObject)"),
+]
 
 
 def log(text):
@@ -218,14 +235,20 @@ def instructions(kind, a, run, data):
     n1, n2 = a.counts
     ir = (total_ir(dumps[1]) - total_ir(dumps[0])) / (n2 - n1)
     log(f"{kind}: {ir:,.0f} Ir per session")
-    tops = []
+    tops, full = [], {}
     for inclusive in (True, False):
         f1, f2 = functions(dumps[0], inclusive), functions(dumps[1], inclusive)
         per = {name: (f2.get(name, 0) - f1.get(name, 0)) / (n2 - n1) for name in set(f1) | set(f2)}
+        full["incl" if inclusive else "self"] = per
         # The frames that hold the whole run ((below main), main, the event loop's run) say nothing.
         per = {name: v for name, v in per.items() if v < 0.995 * ir}
         tops.append(sorted(((v, k) for k, v in per.items()), reverse=True)[:a.top])
-    return ir, tops[0], tops[1]
+    areas = []
+    for label, kind, pattern in AREAS:
+        values = [v for name, v in full[kind].items() if re.search(pattern, name)]
+        if values:
+            areas.append((label, max(values) if kind == "incl" else sum(values)))
+    return ir, tops[0], tops[1], areas
 
 
 # ---------------------------------------------------------------- report
@@ -312,7 +335,12 @@ def main():
     if ir_results:
         lines += ["User-space instructions per session (callgrind Ir, every thread):", ""]
         lines += [f"- {s}: {r[0]:,.0f}" for s, r in ir_results.items()]
-        for s, (ir, inclusive, own) in ir_results.items():
+        for s, (ir, _, _, areas) in ir_results.items():
+            if areas:
+                lines += ["", f"{s}: where the instructions go (Ir per session, share of the session):", "",
+                          "| area | Ir per session | share |", "|---|---|---|"]
+                lines += [f"| {label} | {v:,.0f} | {v / ir * 100:.1f} % |" for label, v in areas]
+        for s, (ir, inclusive, own, _) in ir_results.items():
             for title, rows in ((f"inclusive", inclusive), (f"self", own)):
                 lines += ["", f"{s}: top {a.top} functions by {title} Ir per session (frames holding the "
                           "whole run left out):", ""]
