@@ -4,6 +4,7 @@ per `pop3bench session` session, for pop3d and for the minimal C responder (the 
 
     sudo python3 Benchmarks/session_profile.py                         # after swift build -c release
     sudo python3 Benchmarks/session_profile.py --pop3d /tmp/before/pop3d --servers pop3d
+    sudo python3 Benchmarks/session_profile.py --pop3d before=/tmp/before/pop3d --pop3d after=.build/release/pop3d
     sudo python3 Benchmarks/session_profile.py --servers minimal --no-callgrind
 
 Data: USERS users (u0000.., the compare.py/mkdata.py layout) with 10 messages of about 4 KiB
@@ -83,18 +84,18 @@ def make_server(kind, a, run, data, callgrind_prefix=None):
     if kind == "minimal":
         return compare.Minimal(run, data, compare.free_port(), a.minimal_bin, wrapper, start_timeout=120)
     env = {"USER": compare.BENCH_USER, "LOGNAME": compare.BENCH_USER}
-    binary = a.pop3d
+    binary = a.binaries[kind]
     if callgrind_prefix:
         # valgrind 3.19 cannot read the DWARF 5 the Swift toolchain writes: a copy without it
         # keeps the symbol table (as Benchmarks/metrics_callgrind.py does).
-        binary = os.path.join(run, "pop3d-nodwarf")
+        binary = os.path.join(run, f"{kind}-nodwarf")
         if not os.path.exists(binary):
-            subprocess.run(["objcopy", "--strip-debug", a.pop3d, binary], check=True)
+            subprocess.run(["objcopy", "--strip-debug", a.binaries[kind], binary], check=True)
         # Started as the data's owner (setpriv execs: the PID is pop3d's) so vgdb finds it.
         wrapper = ["setpriv", f"--reuid={compare.BENCH_USER}", f"--regid={compare.BENCH_USER}",
                    "--init-groups", *wrapper]
     return compare.Pop3d(run, data, compare.free_port(), extra_env=env, log_level=a.log_level,
-                         log_name=f"pop3d{'-callgrind' if callgrind_prefix else ''}.log", wrapper=wrapper,
+                         log_name=f"{kind}{'-callgrind' if callgrind_prefix else ''}.log", wrapper=wrapper,
                          start_timeout=120 if callgrind_prefix else 30, binary=binary)
 
 
@@ -255,7 +256,9 @@ def instructions(kind, a, run, data):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pop3d", default=os.path.join(compare.ROOT, ".build/release/pop3d"))
+    ap.add_argument("--pop3d", action="append", metavar="[LABEL=]PATH",
+                    help="a pop3d binary (default .build/release/pop3d); repeat to measure several in one "
+                    "run, e.g. --pop3d before=/tmp/before/pop3d --pop3d after=.build/release/pop3d")
     ap.add_argument("--pop3bench", default=os.path.join(compare.ROOT, ".build/release/pop3bench"))
     ap.add_argument("--servers", default="pop3d minimal", help="'pop3d', 'minimal' or both")
     ap.add_argument("--data", help="an existing mkdata.py directory (default: a new one with USERS users)")
@@ -277,9 +280,20 @@ def main():
         sys.exit("--users must be a multiple of --concurrency (no two live sessions share a maildrop)")
     if os.geteuid() != 0:
         sys.exit("session_profile.py: run as root (perf tracepoints, setpriv, the data's owner)")
-    servers = a.servers.split()
-    for s in servers:
-        if s not in ("pop3d", "minimal"):
+    a.binaries = {}
+    for i, spec in enumerate(a.pop3d or [os.path.join(compare.ROOT, ".build/release/pop3d")]):
+        label, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", label) or ("pop3d" if len(a.pop3d or [1]) == 1 else f"pop3d{i + 1}")
+        if label in a.binaries or label == "minimal":
+            sys.exit(f"--pop3d: label {label} given twice")
+        a.binaries[label] = os.path.abspath(path)
+    servers = []
+    for s in a.servers.split():
+        if s == "pop3d":
+            servers += list(a.binaries)
+        elif s == "minimal":
+            servers.append(s)
+        else:
             sys.exit(f"unknown server {s}")
     # perf stat opens one counter per tracepoint and thread.
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -297,12 +311,12 @@ def main():
         subprocess.run(["chown", "-R", f"{compare.BENCH_USER}:{compare.BENCH_USER}", data], check=True)
     if "minimal" in servers:
         a.minimal_bin = compare.build_minimal(run)
-    a.pop3d = os.path.abspath(a.pop3d)
     a.pop3bench = os.path.abspath(a.pop3bench)
 
     lines = [f"Sessions: pop3bench session, {a.users} users x {MESSAGES} messages (~4 KiB), concurrency "
              f"{a.concurrency}; windows of {a.counts[0]} and {a.counts[1]} sessions, figures = difference / "
-             f"{a.counts[1] - a.counts[0]}. pop3d: {a.pop3d} (log level {a.log_level}).", ""]
+             f"{a.counts[1] - a.counts[0]}. pop3d (log level {a.log_level}): "
+             + ", ".join(f"{label} = {path}" for label, path in a.binaries.items()) + ".", ""]
     failures = []
     sys_results, ir_results = {}, {}
     for s in servers:
@@ -336,7 +350,7 @@ def main():
         lines += ["User-space instructions per session (callgrind Ir, every thread):", ""]
         lines += [f"- {s}: {r[0]:,.0f}" for s, r in ir_results.items()]
         for s, (ir, _, _, areas) in ir_results.items():
-            if areas:
+            if areas and s != "minimal":
                 lines += ["", f"{s}: where the instructions go (Ir per session, share of the session):", "",
                           "| area | Ir per session | share |", "|---|---|---|"]
                 lines += [f"| {label} | {v:,.0f} | {v / ir * 100:.1f} % |" for label, v in areas]
