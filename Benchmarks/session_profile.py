@@ -23,9 +23,10 @@ cancels out.
   tracepoints, one counter per system call, counted in the kernel) around each window. Chosen
   over `strace -f -c` because it does not stop the server at every call (strace's ptrace
   stops slow it down several times and change how many events each epoll_wait returns, hence
-  the counts); `--strace` uses `strace -f -c -p PID` instead where perf is missing. perf counts
-  the threads that exist when it attaches: the warm-up starts pop3d's worker pool first.
-  Every thread of the process counts. The per-window median of RUNS repetitions is reported.
+  the counts); `--strace` uses `strace -f -c -p PID` instead where perf is missing. perf
+  starts disabled and is enabled and disabled through its control FIFO (`-D -1 --control`,
+  acknowledged), so a window holds exactly its sessions. Every thread of the process counts
+  (the warm-up starts pop3d's worker pool before the windows). The per-window median of RUNS repetitions is reported.
 - Instructions: the server runs under `valgrind --tool=callgrind` (pop3d: a copy without DWARF,
   which valgrind 3.19 cannot read); around each window the counters are zeroed and dumped
   (`callgrind_control -z` / `-d`); Ir (instructions executed in user space by every thread)
@@ -42,6 +43,7 @@ import argparse
 import os
 import re
 import resource
+import select
 import signal
 import statistics
 import subprocess
@@ -54,6 +56,8 @@ import compare  # noqa: E402
 
 HERE = compare.HERE
 MESSAGES = 10
+# The CPU-time windows are this many times the syscall windows (see syscalls()).
+CPU_SCALE = 4
 # Where a pop3d session's instructions go (issue 17's items), from the per-session difference of
 # the two dumps: (label, "incl" or "self", regex). "incl": the largest inclusive figure of the
 # functions matching (a specialized copy and its thunk both match: the largest, not the sum);
@@ -116,22 +120,69 @@ def warm_up(server, a):
 
 # ---------------------------------------------------------------- system calls
 
+def cpu_ticks(pid):
+    """(utime, stime) of every thread of `pid` so far, in clock ticks (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_window(server, a, count):
+    """The server's (user, system) CPU ticks over one window of `count` sessions, untraced."""
+    before = cpu_ticks(server.proc.pid)
+    bench(server, a, count)
+    after = cpu_ticks(server.proc.pid)
+    return after[0] - before[0], after[1] - before[1]
+
+
 def perf_window(server, a, count):
     """{syscall name: count} over one window of `count` sessions."""
     out = os.path.join(server.run, f"perf-{server.name}-{count}.csv")
     if a.strace:
         cmd = ["strace", "-f", "-c", "-U", "name,calls", "-o", out, "-p", str(server.proc.pid)]
+        tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)   # attached to every thread (strace prints nothing to wait for)
+        if tracer.poll() is not None:
+            raise RuntimeError(f"strace exited: {tracer.stderr.read().strip()[-300:]}")
+        try:
+            bench(server, a, count)
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(60)
     else:
-        cmd = ["perf", "stat", "-x", ",", "-o", out, "-e", "syscalls:sys_enter_*", "-p", str(server.proc.pid)]
-    tracer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0 if not a.strace else 2.0)   # attached (perf opens ~350 counters per thread)
-    if tracer.poll() is not None:
-        raise RuntimeError(f"{cmd[0]} exited: {tracer.stderr.read().strip()[-300:]}")
-    try:
-        bench(server, a, count)
-    finally:
-        tracer.send_signal(signal.SIGINT)
-        tracer.wait(60)
+        # perf starts with its counters disabled (-D -1) and enables them on our command,
+        # acknowledging once they count: the window is exactly the sessions, however long
+        # opening ~350 counters per thread takes on a loaded machine.
+        ctl, ack = out + ".ctl", out + ".ack"
+        for fifo in (ctl, ack):
+            if os.path.exists(fifo):
+                os.unlink(fifo)
+            os.mkfifo(fifo, 0o600)
+        ack_fd = os.open(ack, os.O_RDONLY | os.O_NONBLOCK)   # so perf's open for writing succeeds
+        tracer = subprocess.Popen(["perf", "stat", "-x", ",", "-o", out, "-D", "-1", "--control",
+                                   f"fifo:{ctl},{ack}", "-e", "syscalls:sys_enter_*", "-p", str(server.proc.pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ctl_fd = os.open(ctl, os.O_RDWR)
+
+        def command(word):
+            os.write(ctl_fd, word.encode() + b"\n")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if tracer.poll() is not None:
+                    raise RuntimeError(f"perf exited: {tracer.stderr.read().strip()[-300:]}")
+                ready, _, _ = select.select([ack_fd], [], [], 0.2)
+                if ready and b"ack" in os.read(ack_fd, 64):
+                    return
+            raise RuntimeError(f"perf did not acknowledge '{word}' within 60 s")
+        try:
+            command("enable")
+            bench(server, a, count)
+            command("disable")
+        finally:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(60)
+            os.close(ctl_fd)
+            os.close(ack_fd)
     counts = {}
     with open(out) as f:
         for line in f:
@@ -165,13 +216,20 @@ def syscalls(kind, a, run, data):
             w1 = perf_window(server, a, n1)
             w2 = perf_window(server, a, n2)
             per = {k: (w2.get(k, 0) - w1.get(k, 0)) / (n2 - n1) for k in set(w1) | set(w2)}
-            log(f"{kind}: syscalls run {i + 1}: {sum(per.values()):.2f} per session")
-            per_run.append(per)
+            # Windows CPU_SCALE times larger without perf, for the user/system split of the CPU
+            # time (/proc counts in clock ticks of 10 ms: a few hundred sessions are a few ticks).
+            c1, c2 = cpu_window(server, a, n1 * CPU_SCALE), cpu_window(server, a, n2 * CPU_SCALE)
+            cpu = {k: (c2[j] - c1[j]) / ((n2 - n1) * CPU_SCALE) / compare.CLOCK_TICKS * 1000
+                   for j, k in enumerate((" utime", " stime"))}
+            log(f"{kind}: syscalls run {i + 1}: {sum(per.values()):.2f} per session; CPU ms per session "
+                f"user {cpu[' utime']:.3f}, system {cpu[' stime']:.3f}")
+            per_run.append((per, cpu))
     finally:
         server.stop()
-    names = set().union(*per_run)
-    return {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in names}, \
-        [sum(r.values()) for r in per_run]
+    names = set().union(*(r[0] for r in per_run))
+    return {k: statistics.median(r[0].get(k, 0.0) for r in per_run) for k in names}, \
+        [sum(r[0].values()) for r in per_run], \
+        {k: statistics.median(r[1][k] for r in per_run) for k in (" utime", " stime")}
 
 
 # ---------------------------------------------------------------- instructions
@@ -345,6 +403,11 @@ def main():
             lines.append(f"| {k} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
         lines.append("| **total** | " + " | ".join(
             f"**{sum(r[0].values()):.2f}** ({min(r[1]):.2f}–{max(r[1]):.2f})" for r in sys_results.values()) + " |")
+        lines.append("")
+        lines += [f"CPU ms per session (/proc/PID/stat utime and stime, {compare.CLOCK_TICKS} ticks/s, two more "
+                  f"windows of {CPU_SCALE}x the sessions without perf; a timing: it moves with the machine's load; median of {a.runs}):", "",
+                  "| server | user | system |", "|---|---|---|"]
+        lines += [f"| {s} | {r[2][' utime']:.3f} | {r[2][' stime']:.3f} |" for s, r in sys_results.items()]
         lines.append("")
     if ir_results:
         lines += ["User-space instructions per session (callgrind Ir, every thread):", ""]
