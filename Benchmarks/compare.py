@@ -2,6 +2,9 @@
 """The body of compare.sh: runs the same pop3bench scenarios against pop3d and Dovecot on the
 same data and prints one markdown table (medians of N runs, spread min-max, ratio pop3d/Dovecot).
 
+`--servers` may also name `minimal`: Benchmarks/minimal_responder.c (issue 17), the ceiling
+for the session rows (it serves nothing else), measured in the same run as the others.
+
 compare.sh builds, installs Dovecot, raises RLIMIT_NOFILE and then runs this file; it is a
 separate file only because JSON, /proc sampling and medians are clearer in Python than in bash.
 
@@ -342,6 +345,60 @@ class Dovecot(Server):
         self.log.close()
 
 
+class Minimal(Server):
+    """Benchmarks/minimal_responder.c (issue 17): the ceiling for the session rows, not a
+    server (no authentication, locking or limits; only the commands `pop3bench session` sends).
+    Run as the data's owner (under valgrind, vgdb finds only its own user's processes);
+    `wrapper`: arguments run before the responder's path (e.g. valgrind and its options)."""
+    name = "minimal"
+
+    def __init__(self, run, data, port, binary, wrapper=(), start_timeout=30, cpus="0"):
+        super().__init__(run, data, port)
+        self.binary, self.wrapper, self.start_timeout, self.cpus = binary, list(wrapper), start_timeout, cpus
+
+    def start(self):
+        self.log = open(os.path.join(self.run, "minimal.log"), "ab")
+        cmd = (["taskset", "-c", self.cpus] if self.cpus else []) + [
+               "setpriv", f"--reuid={BENCH_USER}", f"--regid={BENCH_USER}", "--init-groups", *self.wrapper,
+               self.binary, str(self.port), os.path.join(self.data, "mail")]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
+                                     env=dict(os.environ, USER=BENCH_USER, LOGNAME=BENCH_USER))
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                self.wait_port()
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def count_logged_in(self):
+        return 0
+
+    def wait_quiet(self):
+        # A session ends with QUIT's reply, written just before the responder closes the socket
+        # in the same handler: a moment after pop3bench saw the last reply every close is done.
+        time.sleep(0.3)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def build_minimal(run):
+    """Compiles Benchmarks/minimal_responder.c with `cc -O2` into `run`; its path."""
+    binary = os.path.join(run, "minimal_responder")
+    subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "minimal_responder.c")], check=True)
+    os.chmod(binary, 0o755)
+    return binary
+
+
 # ---------------------------------------------------------------- pop3bench
 
 class BenchError(Exception):
@@ -419,6 +476,8 @@ def measure(server, p, data, first_run, holds, r, failures, run_number, idle_siz
         # Both servers see every maildrop once before anything is measured (Dovecot builds its
         # index and moves new/ to cur/, pop3d writes pop3d.sizes), so run 1 is not colder.
         pop3bench(server, "session", *users, "--concurrency", 16, "--count", p["users"])
+        if server.name == "minimal":
+            return   # it serves the session rows only
         pop3bench(server, "idle", *idle_users, "--user-count", max(p["idle"]), "--hold", 0,
                   "--concurrency", 100, "--count", max(p["idle"]))
 
@@ -489,6 +548,9 @@ def measure(server, p, data, first_run, holds, r, failures, run_number, idle_siz
         steps += [("noop", noop), ("retr-big", retr_big), ("huge Maildir", huge),
                   ("huge2 Maildir", lambda: huge("huge2", "huge2"))]
     steps += [(f"idle {n}", lambda n=n: idle(n)) for n in idle_sizes]
+    if server.name == "minimal":
+        # The ceiling serves exactly pop3bench's session (no NOOP, no LIST n, no idle holds).
+        steps = [(name, step) for name, step in steps if name == "warm-up" or name.startswith("session c=")]
     if only:
         steps = [(name, step) for name, step in steps if name in only]
     for name, step in steps:
@@ -538,8 +600,11 @@ def fmt(x):
 def table(results, servers, p):
     head = ["metric"] + [f"{s} median (min–max)" for s in servers]
     both = "pop3d" in servers and "dovecot" in servers
+    ceiling = "pop3d" in servers and "minimal" in servers
     if both:
         head.append("pop3d/Dovecot")
+    if ceiling:
+        head.append("pop3d/minimal")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, _ in rows(p):
         cells, medians = [label], {}
@@ -553,6 +618,9 @@ def table(results, servers, p):
         if both:
             d, q = medians.get("dovecot"), medians.get("pop3d")
             cells.append(f"{q / d:.3g}" if d and q is not None else "–")
+        if ceiling:
+            m, q = medians.get("minimal"), medians.get("pop3d")
+            cells.append(f"{q / m:.3g}" if m and q is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -561,7 +629,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--servers", default="pop3d dovecot")
+    ap.add_argument("--servers", default="pop3d dovecot",
+                    help="any of pop3d, dovecot and minimal (Benchmarks/minimal_responder.c, the ceiling: "
+                    "session rows only)")
     ap.add_argument("--out")
     ap.add_argument("--only", default="", help="comma-separated step names to run, e.g. "
                     "'huge Maildir,huge2 Maildir' (default: every step)")
@@ -571,11 +641,13 @@ def main():
     runs = 1 if a.smoke else max(a.runs, 1)
     servers = a.servers.split()
     for s in servers:
-        if s not in ("pop3d", "dovecot"):
-            sys.exit(f"unknown server {s}: use pop3d and/or dovecot")
+        if s not in ("pop3d", "dovecot", "minimal"):
+            sys.exit(f"unknown server {s}: use pop3d, dovecot and/or minimal")
     run = tempfile.mkdtemp(prefix="pop3-compare.", dir="/tmp")
     data = make_data(run, p)
-    holds = {(s, n): p["hold"][s] + p["hold_per_1000"][s] * n / 1000 for s in servers for n in p["idle"]}
+    holds = {(s, n): p["hold"][s] + p["hold_per_1000"][s] * n / 1000 for s in servers for n in p["idle"]
+             if s in p["hold"]}
+    minimal = build_minimal(run) if "minimal" in servers else None
     results = {s: [] for s in servers}
     failures = []
     started = time.monotonic()
@@ -591,12 +663,19 @@ def main():
             if s == "pop3d":
                 plan = [(1, i == 0, [n for n in p["idle"] if split[n] == 1])]
                 plan += [(split[n], None, [n]) for n in p["idle"] if split[n] > 1]
+            elif s == "minimal":
+                plan = [(1, i == 0, [])]
             else:
                 plan = [(1, i == 0, p["idle"])]
             # Filled as it goes: a scenario that fails keeps the numbers taken before it.
             results[s].append({})
             for processes, first_run, idle_sizes in plan:
-                server = Pop3d(run, data, free_port(), processes) if s == "pop3d" else Dovecot(run, data, free_port())
+                if s == "pop3d":
+                    server = Pop3d(run, data, free_port(), processes)
+                elif s == "minimal":
+                    server = Minimal(run, data, free_port(), minimal)
+                else:
+                    server = Dovecot(run, data, free_port())
                 log(f"run {i + 1}/{runs}: {s} on 127.0.0.1:{server.port}"
                     + (f" ({processes} processes)" if processes > 1 else ""))
                 try:

@@ -3,7 +3,7 @@
 # runs Benchmarks/compare.py, which creates the data, starts each server in turn pinned to
 # core 0 and pop3bench on core 1, and prints one markdown table.
 #
-#   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot"] [--out FILE]
+#   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot [minimal]"] [--out FILE]
 #                         [--only "huge Maildir,huge2 Maildir"]   (those steps only: the login rows)
 #
 # COMPARE_POP3D_BIN=/path/to/pop3d runs that binary as pop3d (an older build, for before/after).
