@@ -3,7 +3,9 @@
 same data and prints one markdown table (medians of N runs, spread min-max, ratio pop3d/Dovecot).
 
 `--servers` may also name `minimal`: Benchmarks/minimal_responder.c (issue 17), the ceiling
-for the session rows (it serves nothing else), measured in the same run as the others.
+for the session rows (it serves nothing else), measured in the same run as the others; and
+`pop3d-base`: another pop3d binary (`--base-bin PATH`, e.g. the previous main's release build),
+for a before/after ratio (`pop3d/pop3d-base`) taken in the same run.
 
 compare.sh builds, installs Dovecot, raises RLIMIT_NOFILE and then runs this file; it is a
 separate file only because JSON, /proc sampling and medians are clearer in Python than in bash.
@@ -391,6 +393,12 @@ class Minimal(Server):
         self.log.close()
 
 
+class Pop3dBase(Pop3d):
+    """Another pop3d build (`--base-bin`, e.g. the previous main's release binary) run as its
+    own server in the same run, for before/after ratios on the same machine state."""
+    name = "pop3d-base"
+
+
 def build_minimal(run):
     """Compiles Benchmarks/minimal_responder.c with `cc -O2` into `run`; its path."""
     binary = os.path.join(run, "minimal_responder")
@@ -601,6 +609,9 @@ def table(results, servers, p):
     head = ["metric"] + [f"{s} median (min–max)" for s in servers]
     both = "pop3d" in servers and "dovecot" in servers
     ceiling = "pop3d" in servers and "minimal" in servers
+    base = "pop3d" in servers and "pop3d-base" in servers
+    if base:
+        head.append("pop3d/pop3d-base")
     if both:
         head.append("pop3d/Dovecot")
     if ceiling:
@@ -615,6 +626,9 @@ def table(results, servers, p):
                 continue
             medians[s] = statistics.median(values)
             cells.append(f"{fmt(medians[s])} ({fmt(min(values))}–{fmt(max(values))})")
+        if base:
+            b, q = medians.get("pop3d-base"), medians.get("pop3d")
+            cells.append(f"{q / b:.3g}" if b and q is not None else "–")
         if both:
             d, q = medians.get("dovecot"), medians.get("pop3d")
             cells.append(f"{q / d:.3g}" if d and q is not None else "–")
@@ -632,6 +646,8 @@ def main():
     ap.add_argument("--servers", default="pop3d dovecot",
                     help="any of pop3d, dovecot and minimal (Benchmarks/minimal_responder.c, the ceiling: "
                     "session rows only)")
+    ap.add_argument("--base-bin", default=os.environ.get("COMPARE_BASE_BIN"),
+                    help="pop3d binary run as server `pop3d-base` (before/after in one run)")
     ap.add_argument("--out")
     ap.add_argument("--only", default="", help="comma-separated step names to run, e.g. "
                     "'huge Maildir,huge2 Maildir' (default: every step)")
@@ -641,8 +657,12 @@ def main():
     runs = 1 if a.smoke else max(a.runs, 1)
     servers = a.servers.split()
     for s in servers:
-        if s not in ("pop3d", "dovecot", "minimal"):
-            sys.exit(f"unknown server {s}: use pop3d, dovecot and/or minimal")
+        if s not in ("pop3d", "pop3d-base", "dovecot", "minimal"):
+            sys.exit(f"unknown server {s}: use pop3d, pop3d-base, dovecot and/or minimal")
+    if "pop3d-base" in servers and not (a.base_bin and os.access(a.base_bin, os.X_OK)):
+        sys.exit("server pop3d-base needs --base-bin PATH (an executable pop3d)")
+    for table_name in ("hold", "hold_per_1000"):
+        p[table_name]["pop3d-base"] = p[table_name]["pop3d"]
     run = tempfile.mkdtemp(prefix="pop3-compare.", dir="/tmp")
     data = make_data(run, p)
     holds = {(s, n): p["hold"][s] + p["hold_per_1000"][s] * n / 1000 for s in servers for n in p["idle"]
@@ -660,7 +680,7 @@ def main():
              f"its PSS is summed over the processes." for n, k in split.items() if k > 1 and "pop3d" in servers]
     for i in range(runs):
         for s in servers:
-            if s == "pop3d":
+            if s in ("pop3d", "pop3d-base"):
                 plan = [(1, i == 0, [n for n in p["idle"] if split[n] == 1])]
                 plan += [(split[n], None, [n]) for n in p["idle"] if split[n] > 1]
             elif s == "minimal":
@@ -672,6 +692,9 @@ def main():
             for processes, first_run, idle_sizes in plan:
                 if s == "pop3d":
                     server = Pop3d(run, data, free_port(), processes)
+                elif s == "pop3d-base":
+                    server = Pop3dBase(run, data, free_port(), processes, binary=a.base_bin,
+                                       log_name="pop3d-base.log")
                 elif s == "minimal":
                     server = Minimal(run, data, free_port(), minimal)
                 else:

@@ -3,7 +3,8 @@
 # runs Benchmarks/compare.py, which creates the data, starts each server in turn pinned to
 # core 0 and pop3bench on core 1, and prints one markdown table.
 #
-#   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot [minimal]"] [--out FILE]
+#   Benchmarks/compare.sh [--runs N] [--smoke] [--servers "pop3d dovecot [minimal] [pop3d-base]"] [--out FILE]
+#                         [--base-bin PATH]   (the pop3d run as pop3d-base: before/after in one run)
 #                         [--only "huge Maildir,huge2 Maildir"]   (those steps only: the login rows)
 #
 # COMPARE_POP3D_BIN=/path/to/pop3d runs that binary as pop3d (an older build, for before/after).
@@ -16,10 +17,10 @@ servers="pop3d dovecot"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs|--out|--only) args+=("$1" "$2"); shift 2 ;;
+    --runs|--out|--only|--base-bin) args+=("$1" "$2"); shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --smoke) args+=("$1"); shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 64 ;;
   esac
 done
