@@ -53,6 +53,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402
+from metrics_callgrind import total_ir  # noqa: E402  (Ir of a callgrind dump)
 
 HERE = compare.HERE
 MESSAGES = 10
@@ -239,14 +240,6 @@ def callgrind_control(*args):
                          capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"callgrind_control {' '.join(map(str, args))}: {out.stderr.strip() or out.stdout.strip()}")
-
-
-def total_ir(path):
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise RuntimeError(f"no summary in {path}")
 
 
 def functions(path, inclusive):

@@ -199,14 +199,24 @@ struct PGPoolTests {
         pool.stop()
     }
 
-    @Test func aFullQueueDropsItsAbandonedLookupsBeforeRefusing() throws {
+    /// A one-connection pool whose server accepted and never answers: every lookup waits in
+    /// the FIFO (the loop, not running after this, fires no timer).
+    static func poolOnAServerThatNeverAnswers() throws -> (FakeServer, PGPool) {
         let loop = try EventLoop()
         let runner = Runner(loop)
         let fake = try FakeServer(loop: loop, mode: .hold)
-        defer { fake.close() }
         let pool = PGPool(loop: loop, info: try ConnectInfo(fake.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
         pool.start()
-        #expect(try runner.run(seconds: 20) { fake.accepted.count == 1 })
+        guard try runner.run(seconds: 20, until: { fake.accepted.count == 1 }) else {
+            fake.close()
+            throw Failure("the fake server saw no connection within 20 s")
+        }
+        return (fake, pool)
+    }
+
+    @Test func aFullQueueDropsItsAbandonedLookupsBeforeRefusing() throws {
+        let (fake, pool) = try Self.poolOnAServerThatNeverAnswers()
+        defer { fake.close() }
         var outcomes: [Int: Outcome] = [:]
         var gone = false
         // Every other waiting lookup belongs to a client that then leaves.
@@ -226,13 +236,8 @@ struct PGPoolTests {
     /// During an outage the FIFO stays full: a refused lookup must not ask every waiting
     /// one whether its client left (a `recv` each) again within the scan interval.
     @Test func aFullQueueIsSearchedForAbandonedLookupsAtMostOncePerInterval() throws {
-        let loop = try EventLoop()
-        let runner = Runner(loop)
-        let fake = try FakeServer(loop: loop, mode: .hold)
+        let (fake, pool) = try Self.poolOnAServerThatNeverAnswers()
         defer { fake.close() }
-        let pool = PGPool(loop: loop, info: try ConnectInfo(fake.conninfo), connections: 1, timeoutNanoseconds: 10_000_000_000)
-        pool.start()
-        #expect(try runner.run(seconds: 20) { fake.accepted.count == 1 })
         var asked = 0
         for _ in 0..<PGPool.maxWaiting {
             pool.query("SELECT 1", parameters: [], abandoned: { asked += 1; return false }) { _ in }
