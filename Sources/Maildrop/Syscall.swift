@@ -118,6 +118,16 @@ enum Sys {
         _ dirfd: Int32, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
         path: @autoclosure () -> String
     ) throws(MaildropError) -> Opened {
+        var st = Glibc.stat()
+        return try openRegularFile(dirfd, name, flags: flags, mode: mode, stat: &st, path: path())
+    }
+
+    /// `openRegularFile`, giving the `fstat` it made of the descriptor in `st` (valid when
+    /// `.ok`), so that a caller that needs the size does not ask the kernel twice.
+    static func openRegularFile(
+        _ dirfd: Int32, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0, stat st: inout Glibc.stat,
+        path: @autoclosure () -> String
+    ) throws(MaildropError) -> Opened {
         let fd: Int32
         do throws(SyscallError) {
             fd = try syscallBlocking("openat") { openat(dirfd, name, flags | safeOpenFlags, mode) }
@@ -132,7 +142,6 @@ enum Sys {
             }
             throw MaildropError(error, path: path())
         }
-        var st = Glibc.stat()
         guard fstat(fd, &st) == 0 else {
             let err = errno
             close(fd)
@@ -198,16 +207,16 @@ enum Sys {
     /// caller sees `count > limit` and gives up), so a huge directory costs one buffer, not a
     /// full scan.
     static func listDirectory(
-        _ dirfd: Int32, path: String, rewind: Bool = true, limit: Int = Int.max
+        _ dirfd: Int32, path: @autoclosure () -> String, rewind: Bool = true, limit: Int = Int.max
     ) throws(MaildropError) -> [(name: String, type: UInt8)] {
         if rewind {
-            _ = try call("lseek", path) { lseek(dirfd, 0, SEEK_SET) }
+            _ = try call("lseek", path()) { lseek(dirfd, 0, SEEK_SET) }
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
         defer { buffer.deallocate() }
         var out: [(name: String, type: UInt8)] = []
         while out.count <= limit {
-            let n = try call("getdents64", path) { cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count)) }
+            let n = try call("getdents64", path()) { cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count)) }
             if n == 0 { break }
             // Records of struct linux_dirent64; the offsets are asserted in CShim's maildrop.c.
             var offset = 0
