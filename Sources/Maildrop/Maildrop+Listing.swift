@@ -121,6 +121,7 @@ extension Maildrop {
             stats.foldersListed += 1
             if quick && entries.count > limit { throw .wouldBlock }
             seen.reserveCapacity(listed.count + entries.count)
+            listed.reserveCapacity(listed.count + entries.count)
             for entry in entries {
                 if let cancellation, cancellation.isCancelled { throw .cancelled }
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
