@@ -82,12 +82,14 @@ enum Sys {
         }
     }
 
-    /// `fstatat` without following symlinks; `.missing` when the entry vanished.
+    /// `fstatat` without following symlinks; `.missing` when the entry vanished. Names go to
+    /// the kernel through `withCString` here and in the opens below (issue 17): Swift's
+    /// implicit `String` to pointer conversion builds a new `utf8CString` array per call.
     static func stat(
         _ dirfd: Int32, _ name: String, path: @autoclosure () -> String
     ) throws(MaildropError) -> Found<Glibc.stat> {
         var st = Glibc.stat()
-        switch try callOrMissing("fstatat", path(), { fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) }) {
+        switch try callOrMissing("fstatat", path(), { name.withCString { fstatat(dirfd, $0, &st, AT_SYMLINK_NOFOLLOW) } }) {
         case .ok: return .ok(st)
         case .missing: return .missing
         }
@@ -130,7 +132,7 @@ enum Sys {
     ) throws(MaildropError) -> Opened {
         let fd: Int32
         do throws(SyscallError) {
-            fd = try syscallBlocking("openat") { openat(dirfd, name, flags | safeOpenFlags, mode) }
+            fd = try syscallBlocking("openat") { name.withCString { openat(dirfd, $0, flags | safeOpenFlags, mode) } }
         } catch {
             let err = error.errno
             if err == ENOENT { return .missing }
@@ -163,7 +165,7 @@ enum Sys {
     ) throws(MaildropError) -> Opened {
         let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK | (followSymlink ? 0 : O_NOFOLLOW)
         do throws(SyscallError) {
-            return .ok(try syscallBlocking("openat") { openat(dirfd, name, flags) })
+            return .ok(try syscallBlocking("openat") { name.withCString { openat(dirfd, $0, flags) } })
         } catch {
             let err = error.errno
             if err == ENOENT { return .missing }
