@@ -134,10 +134,17 @@ struct MaildirName: Sendable {
     var uid: String {
         let utf8 = uniqueName.utf8
         if utf8.count <= MaildirName.maxVerbatimUIDLength, !utf8.isEmpty,
-           utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+           utf8.withContiguousStorageIfAvailable(MaildirName.printable) ?? utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
             return uniqueName
         }
         return SHA256.hex(Array(utf8))
+    }
+
+    /// Every octet in 0x21–0x7E (a loop over the buffer: `allSatisfy` on the `UTF8View` cost
+    /// about 1,000 instructions per name, issue 17).
+    private static func printable(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for c in b where c < 0x21 || c > 0x7E { return false }
+        return true
     }
 
     /// Decimal digits only, at most 18 of them (fits Int without overflow).

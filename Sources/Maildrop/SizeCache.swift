@@ -90,12 +90,25 @@ struct SizeCache {
         cache.rule = rule
         // `oe-ns-eoh` adds a CRLF to a message without an empty line: 2 above the plain bound.
         let extra = rule.addsMissingHeaderEnd ? 2 : 0
+        guard let base = b.baseAddress else { return nil }
+        /// The "\n" ending the line that starts at `from` (there is one: the last octet is).
+        func lineEnd(_ from: Int) -> Int {
+            guard let p = memchr(base + from, Int32(newline), b.count - from) else { return b.count - 1 }
+            return UnsafeRawPointer(p) - UnsafeRawPointer(base)
+        }
+        // One entry per line: counted first, so the table is allocated once.
+        var lines = 0
+        var scan = header.count + 1
+        while scan < b.count {
+            lines += 1
+            scan = lineEnd(scan) + 1
+        }
+        cache.entries.reserveCapacity(lines)
         var at = header.count + 1
         while at < b.count {
             // One line: `<fileSize> <sec>.<nsec> <crlfSize> <name>`; the name is last and may
             // hold spaces. Every line ends in "\n" (the last octet is one).
-            var end = at
-            while b[end] != newline { end += 1 }
+            let end = lineEnd(at)
             var sp1 = at
             while sp1 < end, b[sp1] != space { sp1 += 1 }
             var sp2 = sp1 + 1

@@ -199,6 +199,13 @@ enum Sys {
         closeDescriptor(fd)
     }
 
+    /// Whether every octet of `bytes` is below 0x80.
+    @inline(__always)
+    static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for c in bytes where c >= 0x80 { return false }
+        return true
+    }
+
     /// Size of the getdents64 buffer: a directory of ~700 typical Maildir names per call.
     static let directoryBufferBytes = 32 * 1024
 
@@ -234,7 +241,11 @@ enum Sys {
                     // A name that is not UTF-8 could not be opened again from a repaired
                     // String; Maildir names are ASCII in practice.
                     let bytes = UnsafeRawBufferPointer(rebasing: buffer[nameStart..<nameEnd])
-                    if let name = String(validating: bytes, as: UTF8.self) {
+                    // ASCII (every Maildir name in practice) needs no validation: String(decoding:)
+                    // is then exact and about a third of String(validating:) (issue 17).
+                    if Sys.isASCII(bytes) {
+                        out.append((String(decoding: bytes, as: UTF8.self), type))
+                    } else if let name = String(validating: bytes, as: UTF8.self) {
                         out.append((name, type))
                     }
                 }
