@@ -95,6 +95,14 @@ import TestSupport
         #expect(parsed.seconds == 1_700_000_000 && parsed.microseconds == 123_456)
     }
 
+    @Test func aMaildropPathWithNULOrRelativeIsRefused() {
+        for path in ["/tmp/mail\u{0}/Maildir", "relative/Maildir", "\u{0}"] {
+            #expect(throws: MaildropError.self, "\(path.debugDescription)") {
+                try Maildrop.open(path: path, createIfMissing: false)
+            }
+        }
+    }
+
     // MARK: names as octets
 
     /// "é" precomposed (U+00E9) and decomposed (e + U+0301): canonically equivalent `String`s,
