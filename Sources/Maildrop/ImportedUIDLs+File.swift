@@ -48,8 +48,10 @@ enum StateFile {
     /// (the storage workers read it), otherwise `.unusable`, without reading it.
     static func read(rootfd: Int32, name: String, maxBytes: Int, quick: Bool) throws(MaildropError) -> Read {
         let fd: Int32
+        // The open's own fstat gives the size (issue 17: one system call fewer per file read).
+        var st = Glibc.stat()
         do throws(MaildropError) {
-            switch try Sys.openRegularFile(rootfd, name, path: name) {
+            switch try Sys.openRegularFile(rootfd, name, stat: &st, path: name) {
             case .ok(let f): fd = f
             case .missing: return .absent
             case .wrongKind(let mode): return .unusable("\(name) is \(Sys.kindName(mode))")
@@ -58,8 +60,6 @@ enum StateFile {
             return .unusable("\(error)")
         }
         defer { Sys.close(fd) }
-        var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else { return .unusable("fstat(\(name)) failed (errno \(errno))") }
         let size = Int(st.st_size)
         guard size <= maxBytes else {
             if quick { throw .wouldBlock }

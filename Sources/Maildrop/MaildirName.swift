@@ -6,6 +6,12 @@
 /// the *unique name* is the base without `,S=`/`,W=` fields. Both survive flag
 /// changes and the move from new/ to cur/, which is why UIDs and re-finding a
 /// renamed file use the unique name.
+///
+/// Parsed in one pass over the name's UTF-8 octets in place (issue 17: a login parses every
+/// name it lists, and the `split` into arrays this replaced was 60k instructions of a
+/// 10-message session). A name without `:` and without `S=`/`W=` fields *is* its unique name:
+/// the same `String`, no copy. Only a name with `S=`/`W=` fields between other pieces needs
+/// a second, copying walk.
 struct MaildirName: Sendable {
     /// Longest unique name used verbatim as a UIDL; longer ones are hashed.
     /// RFC 1939 §7 (UIDL) allows at most 70 characters.
@@ -22,50 +28,105 @@ struct MaildirName: Sendable {
     let wField: Int?
 
     init(_ fileName: String) {
-        let bytes = Array(fileName.utf8)
-        // RFC-less but universal: the info part starts at the first ':'.
-        let baseEnd = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.count
-        let base = bytes[0..<baseEnd]
+        // Native Swift strings (every name the listing makes) are contiguous UTF-8.
+        let fields = fileName.utf8.withContiguousStorageIfAvailable { MaildirName.scan($0) }
+            ?? Array(fileName.utf8).withUnsafeBufferPointer { MaildirName.scan($0) }
+        let unique: String
+        if !fields.removed {
+            // The base as it is: the whole name when it has no info part.
+            if fields.baseEnd == fileName.utf8.count {
+                unique = fileName
+            } else {
+                unique = fileName.utf8.withContiguousStorageIfAvailable {
+                    String(decoding: UnsafeBufferPointer(rebasing: $0[0..<fields.baseEnd]), as: UTF8.self)
+                } ?? String(decoding: Array(fileName.utf8)[0..<fields.baseEnd], as: UTF8.self)
+            }
+        } else {
+            unique = fileName.utf8.withContiguousStorageIfAvailable { MaildirName.withoutSizeFields($0, baseEnd: fields.baseEnd) }
+                ?? Array(fileName.utf8).withUnsafeBufferPointer { MaildirName.withoutSizeFields($0, baseEnd: fields.baseEnd) }
+        }
+        self.uniqueName = unique
+        self.sField = fields.s
+        self.wField = fields.w
+        let times = unique.utf8.withContiguousStorageIfAvailable { MaildirName.deliveryTime($0) }
+            ?? Array(unique.utf8).withUnsafeBufferPointer { MaildirName.deliveryTime($0) }
+        self.seconds = times.seconds
+        self.microseconds = times.microseconds
+    }
 
-        // Split the base at ',' : the first piece is the unique core, the
-        // rest are key=value fields (Dovecot: S=, W=; others keep theirs).
-        var unique: [UInt8] = []
-        unique.reserveCapacity(base.count)
+    /// The one pass: where the base ends (the first `:`), the `S=`/`W=` values, and whether
+    /// any `S=`/`W=` piece (after the first `,`-separated piece) is to be cut from the base.
+    /// A piece `S=x` with a non-numeric `x` is cut too, with a nil value (as before).
+    private static func scan(_ b: UnsafeBufferPointer<UInt8>) -> (baseEnd: Int, s: Int?, w: Int?, removed: Bool) {
         var s: Int? = nil
         var w: Int? = nil
-        var first = true
-        for piece in base.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-            if !first, piece.count >= 2, piece[piece.startIndex + 1] == UInt8(ascii: "=") {
-                let key = piece[piece.startIndex]
-                let value = MaildirName.parseDecimal(piece.dropFirst(2))
-                if key == UInt8(ascii: "S") { s = value; continue }
-                if key == UInt8(ascii: "W") { w = value; continue }
+        var removed = false
+        var i = 0
+        // The first piece is always part of the unique name, whatever it looks like.
+        while i < b.count, b[i] != UInt8(ascii: ","), b[i] != UInt8(ascii: ":") { i += 1 }
+        while i < b.count, b[i] == UInt8(ascii: ",") {
+            let start = i + 1
+            var end = start
+            while end < b.count, b[end] != UInt8(ascii: ","), b[end] != UInt8(ascii: ":") { end += 1 }
+            if end - start >= 2, b[start + 1] == UInt8(ascii: "=") {
+                if b[start] == UInt8(ascii: "S") {
+                    s = parseDecimal(b, start + 2, end)
+                    removed = true
+                } else if b[start] == UInt8(ascii: "W") {
+                    w = parseDecimal(b, start + 2, end)
+                    removed = true
+                }
             }
-            if !first { unique.append(UInt8(ascii: ",")) }
-            unique.append(contentsOf: piece)
-            first = false
+            i = end
         }
-        self.uniqueName = String(decoding: unique, as: UTF8.self)
-        self.sField = s
-        self.wField = w
+        return (i, s, w, removed)
+    }
 
-        // Delivery time: "<seconds>.<fields>.<host>" (qmail's maildir(5)).
-        let dot1 = unique.firstIndex(of: UInt8(ascii: ".")) ?? unique.count
-        self.seconds = MaildirName.parseDecimal(unique[0..<dot1]).map { UInt64($0) }
-        var usec: UInt64 = 0
-        if dot1 < unique.count {
-            let rest = unique[(dot1 + 1)...]
-            let dot2 = rest.firstIndex(of: UInt8(ascii: ".")) ?? rest.endIndex
-            let middle = rest[rest.startIndex..<dot2]
-            // Postfix writes "V<dev>I<ino>M<usec>", Dovecot "M<usec>P<pid>":
-            // the microseconds follow an 'M' wherever it sits.
-            if let m = middle.firstIndex(of: UInt8(ascii: "M")) {
-                var end = m + 1
-                while end < middle.endIndex, middle[end] >= 0x30, middle[end] <= 0x39 { end += 1 }
-                if let v = MaildirName.parseDecimal(middle[(m + 1)..<end]) { usec = UInt64(v) }
+    /// The base `b[0..<baseEnd]` without its `S=`/`W=` pieces (the rare second walk).
+    private static func withoutSizeFields(_ b: UnsafeBufferPointer<UInt8>, baseEnd: Int) -> String {
+        String(unsafeUninitializedCapacity: baseEnd) { out in
+            var n = 0
+            var i = 0
+            while i < baseEnd, b[i] != UInt8(ascii: ",") {
+                out[n] = b[i]
+                n += 1
+                i += 1
             }
+            while i < baseEnd {  // at a ','
+                let start = i + 1
+                var end = start
+                while end < baseEnd, b[end] != UInt8(ascii: ",") { end += 1 }
+                let sized = end - start >= 2 && b[start + 1] == UInt8(ascii: "=")
+                    && (b[start] == UInt8(ascii: "S") || b[start] == UInt8(ascii: "W"))
+                if !sized {
+                    for j in i..<end {
+                        out[n] = b[j]
+                        n += 1
+                    }
+                }
+                i = end
+            }
+            return n
         }
-        self.microseconds = usec
+    }
+
+    /// Delivery time: "<seconds>.<fields>.<host>" (qmail's maildir(5)), read from the
+    /// unique name `u`.
+    private static func deliveryTime(_ u: UnsafeBufferPointer<UInt8>) -> (seconds: UInt64?, microseconds: UInt64) {
+        var dot1 = 0
+        while dot1 < u.count, u[dot1] != UInt8(ascii: ".") { dot1 += 1 }
+        let seconds = parseDecimal(u, 0, dot1).map { UInt64($0) }
+        guard dot1 < u.count else { return (seconds, 0) }
+        var dot2 = dot1 + 1
+        while dot2 < u.count, u[dot2] != UInt8(ascii: ".") { dot2 += 1 }
+        // Postfix writes "V<dev>I<ino>M<usec>", Dovecot "M<usec>P<pid>":
+        // the microseconds follow an 'M' wherever it sits.
+        var m = dot1 + 1
+        while m < dot2, u[m] != UInt8(ascii: "M") { m += 1 }
+        guard m < dot2 else { return (seconds, 0) }
+        var end = m + 1
+        while end < dot2, u[end] >= 0x30, u[end] <= 0x39 { end += 1 }
+        return (seconds, parseDecimal(u, m + 1, end).map { UInt64($0) } ?? 0)
     }
 
     /// The UIDL of RFC 1939 §7: the unique name when it is short and printable
@@ -73,10 +134,17 @@ struct MaildirName: Sendable {
     var uid: String {
         let utf8 = uniqueName.utf8
         if utf8.count <= MaildirName.maxVerbatimUIDLength, !utf8.isEmpty,
-           utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+           utf8.withContiguousStorageIfAvailable(MaildirName.printable) ?? utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
             return uniqueName
         }
         return SHA256.hex(Array(utf8))
+    }
+
+    /// Every octet in 0x21–0x7E (a loop over the buffer: `allSatisfy` on the `UTF8View` cost
+    /// about 1,000 instructions per name, issue 17).
+    private static func printable(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for c in b where c < 0x21 || c > 0x7E { return false }
+        return true
     }
 
     /// Decimal digits only, at most 18 of them (fits Int without overflow).
@@ -84,6 +152,18 @@ struct MaildirName: Sendable {
         guard !digits.isEmpty, digits.count <= 18 else { return nil }
         var v = 0
         for d in digits {
+            guard d >= 0x30, d <= 0x39 else { return nil }
+            v = v * 10 + Int(d - 0x30)
+        }
+        return v
+    }
+
+    /// `parseDecimal` of `b[from..<to]`, in place.
+    static func parseDecimal(_ b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
+        guard to > from, to - from <= 18 else { return nil }
+        var v = 0
+        for i in from..<to {
+            let d = b[i]
             guard d >= 0x30, d <= 0x39 else { return nil }
             v = v * 10 + Int(d - 0x30)
         }

@@ -48,29 +48,41 @@ extension Maildrop {
         // Read before the folders' states that the new index records (`LoginIndex`, "When it is
         // trusted"): a change after this moment stamps the folder at or after it.
         let clock = quick ? nil : LoginIndex.fileSystemClock(lockfd: lockfd)
-        let states = (new: try folderState(folderFDs.new, .new), cur: try folderState(folderFDs.cur, .cur))
+        // A quick open never writes an index, so it needs no folder states (two fstats).
+        let states = quick
+            ? (new: LoginIndex.FolderState.unknown, cur: LoginIndex.FolderState.unknown)
+            : (new: try folderState(folderFDs.new, .new), cur: try folderState(folderFDs.cur, .cur))
 
         var cache = SizeCache()
         cache.rule = wireSizeRule
         var cacheDirty = false
-        // With a usable index the sizes of the names it lacks are new mail: the size cache
-        // (which an indexed maildrop no longer writes) would not know them either.
-        if index == nil {
+        // The size cache is read only when a name lacks a usable W= (issue 17): a maildrop
+        // whose names all carry their sizes never opens it. With a usable index the sizes of
+        // the names it lacks are new mail: the size cache (which an indexed maildrop no longer
+        // writes) would not know them either, so it is never read then.
+        // Unique names, compared as octets (`ByteName`): two names that differ only in
+        // Unicode normalization are two messages. `used`: the cache entries still wanted.
+        var used = Set<ByteName>()
+        var cacheRead = index != nil
+        func readCache() throws(MaildropError) {
+            cacheRead = true
+            stats.sizeCacheRead = true
             switch try SizeCache.load(
                 rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
                 rule: wireSizeRule) {
             case .absent: break
-            case .valid(let loaded): cache = loaded
+            case .valid(let loaded):
+                cache = loaded
+                used.reserveCapacity(cache.entries.count)
             case .unusable(let why):
                 // Rewritten below (with the entries this listing can vouch for), so a broken
                 // cache costs one worker read, not one at every login.
                 stats.cacheDiscarded = why
                 cacheDirty = true
             }
+            if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
         }
-        if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
-        var used = Set<String>()
-        var seen = Set<String>()
+        var seen = Set<ByteName>()
         var listed: [LoginIndex.Entry] = []
         /// The index's entries by unique name, built at the first renamed message.
         var byUnique: [String: Int]? = nil
@@ -85,7 +97,7 @@ extension Maildrop {
             if let index, index.trusts(folder, now: state) {
                 // This folder did not change: its part of the index, without a listing.
                 for e in index.entries where e.info.folder == folder {
-                    guard seen.insert(e.info.uniqueName).inserted else {
+                    guard seen.insert(ByteName(e.info.uniqueName)).inserted else {
                         stats.entriesSkipped += 1
                         continue
                     }
@@ -95,17 +107,21 @@ extension Maildrop {
                 continue
             }
             // Names the index holds for this folder, verified (stat, sized) when indexed.
-            var known: [String: Int] = [:]
+            var known: [ByteName: Int] = [:]
             if let index {
-                for (i, e) in index.entries.enumerated() where e.info.folder == folder { known[e.info.fileName] = i }
+                for (i, e) in index.entries.enumerated() where e.info.folder == folder { known[ByteName(e.info.fileName)] = i }
             }
-            let dirPath = path + "/" + folder.directoryName
+            // Paths are formatted only for an error message (issue 17).
+            let root = path
+            let dirPath = { root + "/" + folder.directoryName }
             // The descriptors were opened by `open` just before: already at the start. A quick
             // open stops reading the directory as soon as it is too large for the loop.
             let limit = quick ? Maildrop.quickEntryLimit - listed.count : Int.max
-            let entries = try Sys.listDirectory(dirfd, path: dirPath, rewind: false, limit: limit)
+            let entries = try Sys.listDirectory(dirfd, path: dirPath(), rewind: false, limit: limit)
             stats.foldersListed += 1
             if quick && entries.count > limit { throw .wouldBlock }
+            seen.reserveCapacity(listed.count + entries.count)
+            listed.reserveCapacity(listed.count + entries.count)
             for entry in entries {
                 if let cancellation, cancellation.isCancelled { throw .cancelled }
                 // d_type is only a hint (DT_UNKNOWN on some filesystems); the
@@ -114,12 +130,12 @@ extension Maildrop {
                     stats.entriesSkipped += 1
                     continue
                 }
-                if let i = known[entry.name], let index {
+                if !known.isEmpty, let i = known[ByteName(entry.name)], let index {
                     // The same name as when it was stat'ed and sized: Maildir files do not
                     // change after delivery, so no stat (issue 17's rule; a name that is new
                     // is still checked below, its S=/W= against its file the first time).
                     let e = index.entries[i]
-                    guard seen.insert(e.info.uniqueName).inserted else {
+                    guard seen.insert(ByteName(e.info.uniqueName)).inserted else {
                         stats.entriesSkipped += 1
                         continue
                     }
@@ -128,7 +144,7 @@ extension Maildrop {
                     continue
                 }
                 let st: Glibc.stat
-                switch try Sys.stat(dirfd, entry.name, path: dirPath + "/" + entry.name) {
+                switch try Sys.stat(dirfd, entry.name, path: dirPath() + "/" + entry.name) {
                 case .ok(let s): st = s
                 case .missing: continue  // renamed or expunged since readdir
                 }
@@ -139,7 +155,8 @@ extension Maildrop {
                 let name = MaildirName(entry.name)
                 // A move new/ → cur/ between our two readdirs shows the same
                 // message twice; the first sighting wins.
-                guard seen.insert(name.uniqueName).inserted else {
+                let key = ByteName(name.uniqueName)
+                guard seen.insert(key).inserted else {
                     stats.entriesSkipped += 1
                     continue
                 }
@@ -157,15 +174,20 @@ extension Maildrop {
                     // Renamed by another program (flags, new/ → cur/): the same file, sized before.
                     size = e.info.size
                     stats.sizesFromIndex += 1
-                } else if let e = cache.entries[name.uniqueName], e.fileSize == fileSize,
-                          e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
-                    // `parse` checked the size against this file size, which is the file's.
-                    size = e.crlfSize
-                    stats.sizesFromCache += 1
-                    used.insert(name.uniqueName)
                 } else {
-                    if quick { throw .wouldBlock }
-                    pending.append(PendingMeasure(listed: listed.count, dirfd: dirfd, name: entry.name))
+                    // No usable W= (or one that disagrees with the file: then the cache is not
+                    // trusted blindly either, it is checked against this file's size and mtime).
+                    if !cacheRead { try readCache() }
+                    if let e = cache.entries[key], e.fileSize == fileSize,
+                       e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
+                        // `parse` checked the size against this file size, which is the file's.
+                        size = e.crlfSize
+                        stats.sizesFromCache += 1
+                        used.insert(key)
+                    } else {
+                        if quick { throw .wouldBlock }
+                        pending.append(PendingMeasure(listed: listed.count, dirfd: dirfd, name: entry.name))
+                    }
                 }
                 let info = MessageInfo(
                     folder: folder, fileName: entry.name, uniqueName: name.uniqueName, uid: name.uid,
@@ -190,9 +212,10 @@ extension Maildrop {
                 listed[job.listed].info.size = size
                 let e = listed[job.listed]
                 if SizeCache.storable(e.info.uniqueName) {
-                    cache.entries[e.info.uniqueName] = SizeCache.Entry(
+                    let key = ByteName(e.info.uniqueName)
+                    cache.entries[key] = SizeCache.Entry(
                         fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: size)
-                    used.insert(e.info.uniqueName)
+                    used.insert(key)
                     cacheDirty = true
                 }
             }
@@ -229,11 +252,16 @@ extension Maildrop {
         }
 
         if !indexSaved {
+            // Every name carried a usable W=, so the cache was not read: it is looked at (one
+            // fstatat) only to drop what it holds, as a listing that read it would have. An
+            // absent cache or the empty one such a listing writes is left alone unread.
+            if !cacheRead && SizeCache.mayHoldEntries(rootfd: rootfd, rule: wireSizeRule) { try readCache() }
             // Sizes the index gave go to the size cache, which takes over from it.
             for e in listed where e.fromIndex && SizeCache.storable(e.info.uniqueName) {
-                cache.entries[e.info.uniqueName] = SizeCache.Entry(
+                let key = ByteName(e.info.uniqueName)
+                cache.entries[key] = SizeCache.Entry(
                     fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: e.info.size)
-                used.insert(e.info.uniqueName)
+                used.insert(key)
                 cacheDirty = true
             }
             // Entries of messages that are gone are dropped, so the cache does
@@ -373,6 +401,13 @@ extension Maildrop {
         if let error = results.firstError { throw error }
         return results.sizes
     }
+}
+
+extension LoginIndex.FolderState {
+    /// A state not read: a quick open neither trusts nor writes an index, so it spares the
+    /// two `fstat`s of new/ and cur/ (issue 17). Never compared with a real state.
+    static let unknown = LoginIndex.FolderState(
+        dev: 0, ino: 0, mtime: LoginIndex.Stamp(sec: 0, nsec: 0), ctime: LoginIndex.Stamp(sec: 0, nsec: 0))
 }
 
 /// The parts' results. Each part writes only its own indices of `sizes` and its own slot of

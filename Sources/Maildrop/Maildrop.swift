@@ -149,7 +149,13 @@ public final class Maildrop {
         allowRootSymlink: Bool = false, loginDelaySeconds: Int = 0, uidl: UIDLOptions = UIDLOptions(),
         cancellation: CancellationFlag? = nil, wireSize: WireSizeRule = WireSizeRule()
     ) throws(MaildropError) -> Maildrop {
-        guard path.hasPrefix("/"), !path.utf8.contains(0) else {
+        // memchr over the string's own octets (issue 17: `utf8.contains` walked the UTF8View,
+        // about 1,700 instructions per login).
+        let hasNUL = path.utf8.withContiguousStorageIfAvailable { b in
+            guard let base = b.baseAddress else { return false }
+            return memchr(base, 0, b.count) != nil
+        } ?? path.utf8.contains(0)
+        guard path.hasPrefix("/"), !hasNUL else {
             throw .permanent("maildrop path \"\(path)\" is not absolute")
         }
         // A job that waited in the queue while its client left does not even start.

@@ -78,6 +78,9 @@ public struct OpenStatistics: Sendable, Equatable {
     /// Why an existing `pop3d.index` was not used (torn, garbage, another version, another
     /// directory's); it is rewritten by the same open.
     public var indexDiscarded: String? = nil
+    /// Whether this open read `pop3d.sizes` (issue 17): only when a name lacks a usable `W=`,
+    /// or when a cache that may hold entries is to be emptied of gone messages.
+    public var sizeCacheRead = false
 
     /// All counts zero, nothing written, nothing discarded.
     public init() {}

@@ -15,16 +15,22 @@ public final class MessageReader {
     /// LIST size was computed from exactly these bytes, so the reader stops there and spares
     /// the read that would only confirm the end of the file.
     private var remaining: Int
-    /// Path the file was opened under, for error messages.
-    public let path: String
+    /// Path the file was opened under, for error messages: built when asked (issue 17: a
+    /// RETR formats no path it does not report), from the maildrop's path and the name.
+    public var path: String { root + "/" + folder.directoryName + "/" + name }
+    private let root: String
+    private let folder: MessageInfo.Folder
+    private let name: String
     /// True once `read` met the end of the file before the size listed at login: another
     /// program truncated or replaced the file. The caller that announced the listed size
     /// cannot deliver it (POP3Connection+Messages drops the connection).
     public private(set) var endedShort = false
 
-    init(fd: Int32, path: String, expectedBytes: Int) {
+    init(fd: Int32, root: String, folder: MessageInfo.Folder, name: String, expectedBytes: Int) {
         self.fd = fd
-        self.path = path
+        self.root = root
+        self.folder = folder
+        self.name = name
         self.remaining = expectedBytes
         if expectedBytes >= Self.sequentialHintBytes {
             _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
@@ -84,12 +90,11 @@ extension Maildrop {
     }
 
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
-        let p = filePath(folder, name)
         let dirfd = try directoryFD(folder)
-        switch try Sys.openRegularFile(dirfd, name, path: p) {
-        case .ok(let fd): return MessageReader(fd: fd, path: p, expectedBytes: expectedBytes)
+        switch try Sys.openRegularFile(dirfd, name, path: filePath(folder, name)) {
+        case .ok(let fd): return MessageReader(fd: fd, root: path, folder: folder, name: name, expectedBytes: expectedBytes)
         case .missing: return nil
-        case .wrongKind(let mode): throw Maildrop.refused(p, mode, root: false)
+        case .wrongKind(let mode): throw Maildrop.refused(filePath(folder, name), mode, root: false)
         }
     }
 }

@@ -33,7 +33,8 @@ struct SizeCache {
         var crlfSize: Int
     }
 
-    var entries: [String: Entry] = [:]
+    /// By unique name, as octets (`ByteName`).
+    var entries: [ByteName: Entry] = [:]
     /// The variant of the wire-size rule the sizes were counted under.
     var rule = WireSizeRule()
 
@@ -70,34 +71,66 @@ struct SizeCache {
         return .valid(cache)
     }
 
-    /// Parses the whole file or nothing.
+    /// Parses the whole file or nothing: one pass over the octets in place (issue 17: the
+    /// `split` into arrays of lines and fields this replaced ran at every login of a maildrop
+    /// whose names carry no `W=`), keyed by the names' octets (`ByteName`).
     static func parse(_ bytes: [UInt8], rule: WireSizeRule = WireSizeRule()) -> SizeCache? {
-        guard bytes.last == UInt8(ascii: "\n") else { return nil }
-        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-        lines.removeLast()  // after the final "\n"
-        guard let first = lines.first, Array(first) == Array(header(for: rule).utf8) else { return nil }
+        bytes.withUnsafeBufferPointer { parse($0, rule: rule) }
+    }
+
+    private static func parse(_ b: UnsafeBufferPointer<UInt8>, rule: WireSizeRule) -> SizeCache? {
+        let newline = UInt8(ascii: "\n"), space = UInt8(ascii: " ")
+        guard b.last == newline else { return nil }
+        // The header line, exactly.
+        let header = Array(header(for: rule).utf8)
+        guard b.count > header.count, b[header.count] == newline,
+              header.indices.allSatisfy({ b[$0] == header[$0] })
+        else { return nil }
         var cache = SizeCache()
         cache.rule = rule
         // `oe-ns-eoh` adds a CRLF to a message without an empty line: 2 above the plain bound.
         let extra = rule.addsMissingHeaderEnd ? 2 : 0
-        cache.entries.reserveCapacity(lines.count)
-        for line in lines.dropFirst() {
-            // Four space-separated fields; the name is last and may hold spaces.
-            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 3, omittingEmptySubsequences: false)
-            guard fields.count == 4, !fields[3].isEmpty else { return nil }
-            let mtime = fields[1].split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-            guard mtime.count == 2,
-                  let fileSize = MaildirName.parseDecimal(fields[0]),
-                  let sec = MaildirName.parseDecimal(mtime[0]),
-                  let nsec = MaildirName.parseDecimal(mtime[1]),
-                  let crlf = MaildirName.parseDecimal(fields[2]),
+        guard let base = b.baseAddress else { return nil }
+        /// The "\n" ending the line that starts at `from` (there is one: the last octet is).
+        func lineEnd(_ from: Int) -> Int {
+            guard let p = memchr(base + from, Int32(newline), b.count - from) else { return b.count - 1 }
+            return UnsafeRawPointer(p) - UnsafeRawPointer(base)
+        }
+        // One entry per line: counted first, so the table is allocated once.
+        var lines = 0
+        var scan = header.count + 1
+        while scan < b.count {
+            lines += 1
+            scan = lineEnd(scan) + 1
+        }
+        cache.entries.reserveCapacity(lines)
+        var at = header.count + 1
+        while at < b.count {
+            // One line: `<fileSize> <sec>.<nsec> <crlfSize> <name>`; the name is last and may
+            // hold spaces. Every line ends in "\n" (the last octet is one).
+            let end = lineEnd(at)
+            var sp1 = at
+            while sp1 < end, b[sp1] != space { sp1 += 1 }
+            var sp2 = sp1 + 1
+            while sp2 < end, b[sp2] != space { sp2 += 1 }
+            var sp3 = sp2 + 1
+            while sp3 < end, b[sp3] != space { sp3 += 1 }
+            guard sp3 + 1 < end else { return nil }  // four fields, a name of at least one octet
+            var dot = sp1 + 1
+            while dot < sp2, b[dot] != UInt8(ascii: ".") { dot += 1 }
+            guard dot < sp2,
+                  let fileSize = MaildirName.parseDecimal(b, at, sp1),
+                  let sec = MaildirName.parseDecimal(b, sp1 + 1, dot),
+                  let nsec = MaildirName.parseDecimal(b, dot + 1, sp2),  // a second "." is no digit
+                  let crlf = MaildirName.parseDecimal(b, sp2 + 1, sp3),
                   // Checked as a W= field is: a cached size no CRLF conversion of a file of
                   // this size can give is garbage (and would reach STAT's sums).
                   crlf >= fileSize,
                   crlf <= CRLFSizeCounter.saturatingAdd(Maildrop.maxCRLFSize(fileSize: fileSize), extra)
             else { return nil }
-            let name = String(decoding: fields[3], as: UTF8.self)
-            cache.entries[name] = Entry(fileSize: fileSize, mtimeSec: sec, mtimeNsec: nsec, crlfSize: crlf)
+            let name = String(decoding: UnsafeBufferPointer(rebasing: b[(sp3 + 1)..<end]), as: UTF8.self)
+            cache.entries[ByteName(name)] = Entry(fileSize: fileSize, mtimeSec: sec, mtimeNsec: nsec, crlfSize: crlf)
+            at = end + 1
         }
         return cache
     }
@@ -107,8 +140,8 @@ struct SizeCache {
         out.append(UInt8(ascii: "\n"))
         out.reserveCapacity(entries.count * 64)
         // Sorted so the file is reproducible (and diffable when debugging).
-        for (name, e) in entries.sorted(by: { $0.key < $1.key }) {
-            out.append(contentsOf: "\(e.fileSize) \(e.mtimeSec).\(e.mtimeNsec) \(e.crlfSize) \(name)\n".utf8)
+        for (name, e) in entries.sorted(by: { $0.key < $1.key }) {  // octet order
+            out.append(contentsOf: "\(e.fileSize) \(e.mtimeSec).\(e.mtimeNsec) \(e.crlfSize) \(name.string)\n".utf8)
         }
         return out
     }
@@ -144,6 +177,17 @@ struct SizeCache {
         } catch {
             return error
         }
+    }
+
+    /// Whether `pop3d.sizes` in `rootfd` may hold entries, by one `fstatat` (no open, no
+    /// read): false when there is none, or when it is a regular file of exactly the header
+    /// line under `rule` (the empty cache a listing of names that all carry `W=` writes).
+    /// Anything else (entries, garbage, a FIFO, a link, another rule's header) is true: the
+    /// listing then reads it, and drops or replaces it as it would have before issue 17.
+    static func mayHoldEntries(rootfd: Int32, rule: WireSizeRule) -> Bool {
+        var st = Glibc.stat()
+        guard fstatat(rootfd, fileName, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return errno != ENOENT }
+        return (st.st_mode & S_IFMT) != S_IFREG || Int(st.st_size) != header(for: rule).utf8.count + 1
     }
 
     /// A name can be stored only if it survives the line format.

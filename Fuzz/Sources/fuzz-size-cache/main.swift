@@ -20,7 +20,7 @@ public func fuzzSizeCache(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
           "a cache read under both rules: \(show(bytes))")
     let extra = rule.addsMissingHeaderEnd ? 2 : 0
     for (name, e) in cache.entries {
-        check(!name.isEmpty && !name.utf8.contains(0x0A), "name \(name.debugDescription)")
+        check(!name.string.isEmpty && !name.string.utf8.contains(0x0A), "name \(name.string.debugDescription)")
         check(e.fileSize >= 0 && e.crlfSize >= e.fileSize, "entry \(e)")
         check(Int128(e.crlfSize) <= 2 * Int128(e.fileSize) + 2 + Int128(extra), "size \(e.crlfSize) for a file of \(e.fileSize)")
         check(e.mtimeSec >= 0 && e.mtimeNsec >= 0, "mtime \(e)")
