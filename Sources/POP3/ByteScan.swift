@@ -61,6 +61,45 @@ enum ByteScan {
         return nil
     }
 
+    /// Copies `source[0..<count]` up to its first CR or LF into `destination`, scanning and
+    /// copying 16 octets per step (one pass over the line instead of a scan, then a copy).
+    ///
+    /// Returns the line's `length` (octets before the CR or LF, or `count` when there is none)
+    /// and whether it `ended` at a CR or LF; nil when the line is longer than `room`. Writes
+    /// only inside `destination[0..<room]`: the octets after `length` there are garbage the
+    /// caller overwrites or leaves uncounted. A negative `room` returns nil.
+    ///
+    /// `SIMD16` compares are the stdlib's portable vectors (SSE2 on x86_64, NEON on arm64);
+    /// the mask is read as two little-endian words, as `firstLineEnd` reads its word.
+    @inline(__always)
+    static func copyLine(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutableRawPointer,
+                         room: Int) -> (length: Int, ended: Bool)? {
+        guard room >= 0 else { return nil }
+        let limit = min(count, room)
+        let cr = SIMD16<UInt8>(repeating: 0x0D)
+        let lf = SIMD16<UInt8>(repeating: 0x0A)
+        var index = 0
+        while index + 16 <= limit {
+            let vector = source.loadUnaligned(fromByteOffset: index, as: SIMD16<UInt8>.self)
+            destination.storeBytes(of: vector, toByteOffset: index, as: SIMD16<UInt8>.self)
+            let mask = (vector .== cr) .| (vector .== lf)
+            if any(mask) {
+                // Each lane of the mask is 0x00 or 0xFF: the lowest set bit is the first CR or LF.
+                let words = unsafeBitCast(mask, to: (UInt64, UInt64).self)
+                let low = words.0.littleEndian
+                let lane = low != 0 ? low.trailingZeroBitCount / 8 : 8 + words.1.littleEndian.trailingZeroBitCount / 8
+                return (index + lane, true)
+            }
+            index += 16
+        }
+        // The last < 16 octets (or the rest, when `room` ends first): scan, then copy if it fits.
+        let rest = UnsafeRawBufferPointer(start: source, count: count)
+        let end = firstLineEnd(in: rest, from: index) ?? count
+        guard end <= room else { return nil }
+        (destination + index).copyMemory(from: source + index, byteCount: end - index)
+        return (end, end < count)
+    }
+
     /// True if any byte in `buffer` is a control character (below 0x20, or DEL).
     /// RFC 1939 §3 commands are printable ASCII; NUL and friends are refused.
     static func containsControl(_ buffer: UnsafeRawBufferPointer) -> Bool {
