@@ -61,6 +61,56 @@ enum ByteScan {
         return nil
     }
 
+    /// Copies `source[0..<count]` up to its first CR or LF into `destination`, scanning and
+    /// copying 16 octets per step as two 64-bit words with `firstLineEnd`'s bit trick (one pass
+    /// over the line instead of a scan, then a copy).
+    ///
+    /// Returns the line's `length` (octets before the CR or LF, or `count` when there is none)
+    /// and whether it `ended` at a CR or LF; nil when the line is longer than `room`. Writes
+    /// only inside `destination[0..<room]`: the octets after `length` there are garbage the
+    /// caller overwrites or leaves uncounted. A negative `room` returns nil.
+    ///
+    /// Words rather than `SIMD16`: in release a `SIMD16` version encoded the realistic 10 MiB
+    /// message ~13 % faster (7.7 against 6.8 GB/s), but unoptimised the stdlib's generic SIMD
+    /// operators made it 7.6x slower than this one, and the tests RETR megabytes through debug
+    /// builds. Not `memchr` (the first idea): this module may not import Glibc, and a
+    /// stand-alone trial (memchr for LF, then for CR before it, then a copy) was slower than
+    /// this scan (3.8 against 4.7 GB/s when both were followed by a separate copy).
+    @inline(__always)
+    static func copyLine(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutableRawPointer,
+                         room: Int) -> (length: Int, ended: Bool)? {
+        guard room >= 0 else { return nil }
+        let limit = min(count, room)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let crPattern = 0x0D &* ones
+        let lfPattern = 0x0A &* ones
+        var index = 0
+        while index + 16 <= limit {
+            let first = source.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let second = source.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+            destination.storeBytes(of: first, toByteOffset: index, as: UInt64.self)
+            destination.storeBytes(of: second, toByteOffset: index + 8, as: UInt64.self)
+            let cr1 = first ^ crPattern, lf1 = first ^ lfPattern
+            let cr2 = second ^ crPattern, lf2 = second ^ lfPattern
+            let found1 = (((cr1 &- ones) & ~cr1) | ((lf1 &- ones) & ~lf1)) & high
+            let found2 = (((cr2 &- ones) & ~cr2) | ((lf2 &- ones) & ~lf2)) & high
+            if found1 | found2 != 0 {
+                // Exact at the lowest set bit, as in `firstLineEnd`; little-endian loads.
+                let lane = found1 != 0 ? found1.littleEndian.trailingZeroBitCount / 8
+                    : 8 + found2.littleEndian.trailingZeroBitCount / 8
+                return (index + lane, true)
+            }
+            index += 16
+        }
+        // The last < 16 octets (or the rest, when `room` ends first): scan, then copy if it fits.
+        let rest = UnsafeRawBufferPointer(start: source, count: count)
+        let end = firstLineEnd(in: rest, from: index) ?? count
+        guard end <= room else { return nil }
+        (destination + index).copyMemory(from: source + index, byteCount: end - index)
+        return (end, end < count)
+    }
+
     /// True if any byte in `buffer` is a control character (below 0x20, or DEL).
     /// RFC 1939 §3 commands are printable ASCII; NUL and friends are refused.
     static func containsControl(_ buffer: UnsafeRawBufferPointer) -> Bool {

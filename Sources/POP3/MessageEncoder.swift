@@ -27,8 +27,9 @@
 /// (no header end) with one more CRLF, which the wire size then counts too; the counter
 /// mirrors it (`WireSizeRule.addsMissingHeaderEnd`).
 ///
-/// Lines are copied segment by segment between line ends found with a
-/// word-at-a-time scan, not byte by byte; nothing is allocated.
+/// Line ends are found with a word-at-a-time scan, and each line is copied once into the
+/// sink's free space with its CRLF and stuffing dot stored inline (`encode`); nothing is
+/// allocated.
 public struct MessageEncoder: Sendable {
     /// TOP's line count (nil = RETR: the whole message).
     public let bodyLines: Int?
@@ -76,41 +77,87 @@ public struct MessageEncoder: Sendable {
     }
 
     /// Encodes the next chunk of the raw message.
+    ///
+    /// Each line (up to the next CR or LF, or the chunk's end) is copied once into the sink's
+    /// `freeSpace()`, with its stuffing dot and its CRLF stored inline; a line that does not
+    /// fit the space left (the end of an output chunk, a sink that lends none, a line longer
+    /// than a chunk) goes through `write(_:)` piece by piece, which moves on to new space. Both
+    /// paths send the same octets; every line makes progress, whatever the space's size
+    /// (a 1-octet tail included).
     public mutating func encode(_ chunk: UnsafeRawBufferPointer, out: inout some ReplySink) {
-        var index = 0
         let count = chunk.count
-        if skipLF && count > 0 {
+        guard count > 0, let base = chunk.baseAddress else { return }
+        var index = 0
+        if skipLF {
             skipLF = false
-            if chunk[0] == 0x0A { index = 1 }
+            if base.load(as: UInt8.self) == 0x0A { index = 1 }
         }
+        // Fetched when a line needs it (never for a chunk that is only a CRLF's LF), kept
+        // while lines fit, dropped after a line went through `write(_:)`.
+        var space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        var used = 0
+        let replacesNULs = workarounds.contains(.outlookNoNuls)
         while index < count && !isComplete {
-            if atLineStart && chunk[index] == UInt8(ascii: ".") {
-                out.write(".")  // RFC 1939 §3 byte-stuffing
+            if used == space.count {
+                out.commitSpace(used)
+                used = 0
+                space = out.freeSpace()
             }
+            let stuff = atLineStart && base.load(fromByteOffset: index, as: UInt8.self) == UInt8(ascii: ".")
             atLineStart = false
-            guard let end = ByteScan.firstLineEnd(in: chunk, from: index) else {
-                writeContent(UnsafeRawBufferPointer(rebasing: chunk[index..<count]), out: &out)
-                contentOctets &+= count - index
-                lineLength &+= count - index
-                return
+            let stuffed = stuff ? 1 : 0
+            var found: Int? = nil
+            var length = 0
+            // The fast path: the line, its stuffing dot and its CRLF fit the space left.
+            if let spaceBase = space.baseAddress,
+               let line = ByteScan.copyLine(from: base + index, count: count - index, to: spaceBase + used + stuffed,
+                                            room: space.count - used - stuffed - 2) {
+                length = line.length
+                if stuff { (spaceBase + used).storeBytes(of: UInt8(ascii: "."), as: UInt8.self) }  // RFC 1939 §3 byte-stuffing
+                let content = spaceBase + used + stuffed
+                if replacesNULs {
+                    replaceNULs(UnsafeMutableRawBufferPointer(start: content, count: length))
+                }
+                used += stuffed + length
+                if line.ended {
+                    found = index + length
+                    content.storeBytes(of: UInt16(0x0A0D).littleEndian, toByteOffset: length, as: UInt16.self)  // CR LF
+                    used += 2
+                }
+            } else {
+                found = ByteScan.firstLineEnd(in: chunk, from: index)
+                length = (found ?? count) - index
+                out.commitSpace(used)
+                used = 0
+                if stuff { out.write(".") }  // RFC 1939 §3 byte-stuffing
+                if length > 0 { writeContent(UnsafeRawBufferPointer(start: base + index, count: length), out: &out) }
+                if found != nil { out.write("\r\n") }
+                space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
             }
-            if end > index {
-                writeContent(UnsafeRawBufferPointer(rebasing: chunk[index..<end]), out: &out)
-                contentOctets &+= end - index
-                lineLength &+= end - index
-            }
-            out.write("\r\n")
+            contentOctets &+= length
+            lineLength &+= length
+            guard let end = found else { break }
             contentOctets &+= 2
             endLine()
             index = end + 1
-            if chunk[end] == 0x0D {
+            if base.load(fromByteOffset: end, as: UInt8.self) == 0x0D {
                 // CRLF is one line end; a CR at the chunk's end decides with the next chunk.
                 if index < count {
-                    if chunk[index] == 0x0A { index += 1 }
+                    if base.load(fromByteOffset: index, as: UInt8.self) == 0x0A { index += 1 }
                 } else {
                     skipLF = true
                 }
             }
+        }
+        out.commitSpace(used)
+    }
+
+    /// NULs as 0x80 in octets already copied out (`outlook-no-nuls`, same length).
+    private func replaceNULs(_ bytes: UnsafeMutableRawBufferPointer) {
+        var start = 0
+        while let nul = ByteScan.firstIndex(of: 0, in: UnsafeRawBufferPointer(bytes), from: start) {
+            bytes[nul] = 0x80
+            start = nul + 1
         }
     }
 

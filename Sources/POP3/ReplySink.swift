@@ -5,9 +5,29 @@
 /// queue: no `String` is built per command on the hot path.
 public protocol ReplySink {
     mutating func write(_ bytes: UnsafeRawBufferPointer)
+
+    /// Free space the caller may write into in place, then count with `commitSpace`
+    /// (`MessageEncoder`'s hot path: one copy per line, CRLF and the stuffing dot stored
+    /// inline). Any size, 1 octet included; empty when the sink has none to lend (the
+    /// default), and the caller then writes with `write(_:)`. Valid until the next call on
+    /// the sink.
+    mutating func freeSpace() -> UnsafeMutableRawBufferPointer
+
+    /// Counts the first `count` octets of the last `freeSpace()` as written
+    /// (0 ≤ `count` ≤ its size). Must come before any other call on the sink.
+    mutating func commitSpace(_ count: Int)
 }
 
 extension ReplySink {
+    /// No space to lend: every octet goes through `write(_:)`.
+    @inlinable
+    public mutating func freeSpace() -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    @inlinable
+    public mutating func commitSpace(_ count: Int) {}
+
     /// Writes a literal without allocating (StaticString is stored in the binary).
     @inlinable
     public mutating func write(_ text: StaticString) {

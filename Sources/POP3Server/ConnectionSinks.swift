@@ -12,9 +12,9 @@ struct ConnectionSink: ReplySink {
     mutating func write(_ bytes: UnsafeRawBufferPointer) { connection.write(bytes) }
 }
 
-/// Encodes straight into the connection's output queue: the encoder's many small writes (a
-/// line, then CRLF, per line) become copies into the queue's free chunk space, with no staging
-/// buffer and no per-write call into the connection. `finish()` must run before anything else
+/// Encodes straight into the connection's output queue: the encoder copies each line into the
+/// queue's free chunk space (`freeSpace`/`commitSpace`), with no staging buffer and no
+/// per-write call into the connection. `finish()` must run before anything else
 /// is written to the connection.
 struct OutputSink: ReplySink {
     unowned(unsafe) let connection: Connection
@@ -42,6 +42,23 @@ struct OutputSink: ReplySink {
             src += n
             left -= n
         }
+    }
+
+    /// The rest of the current output chunk, taking a new one when it is full: the encoder
+    /// copies lines straight into it.
+    @inline(__always)
+    mutating func freeSpace() -> UnsafeMutableRawBufferPointer {
+        if used == space.count {
+            finish()
+            space = connection.reserveOutput()
+        }
+        guard let base = space.baseAddress else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+        return UnsafeMutableRawBufferPointer(start: base + used, count: space.count - used)
+    }
+
+    @inline(__always)
+    mutating func commitSpace(_ count: Int) {
+        used += min(max(count, 0), space.count - used)
     }
 
     /// Queues what was written so far.

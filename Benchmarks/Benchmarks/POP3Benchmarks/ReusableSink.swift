@@ -50,6 +50,16 @@ struct ReusableSink: ReplySink {
         }
     }
 
+    /// The buffer's free rest, flushing it first when full (as `OutputSink` takes a new chunk).
+    mutating func freeSpace() -> UnsafeMutableRawBufferPointer {
+        if count == capacity { flush() }
+        return UnsafeMutableRawBufferPointer(start: base + count, count: capacity - count)
+    }
+
+    mutating func commitSpace(_ n: Int) {
+        count += min(max(n, 0), capacity - count)
+    }
+
     /// Frees the buffer; the sink must not be used afterwards.
     func deallocate() {
         base.deallocate()
