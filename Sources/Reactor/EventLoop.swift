@@ -23,6 +23,7 @@ public final class EventLoop {
     private var stopped = false
     private var events: UnsafeMutableBufferPointer<epoll_event>
     private var beforeWaitHooks: [() -> Void] = []
+    private var endOfTurnHooks: [() -> Void] = []
     public var logger: Logger
 
     /// Monotonic clock in ns, read once per loop iteration (and at scheduling time when idle).
@@ -204,6 +205,13 @@ public final class EventLoop {
         beforeWaitHooks.append(body)
     }
 
+    /// Runs body once per turn after queued output was flushed, so it also sees what the
+    /// flush did (connections that closed once their output drained): the glue writes the
+    /// turn's batched log lines here.
+    public func addEndOfTurnHook(_ body: @escaping () -> Void) {
+        endOfTurnHooks.append(body)
+    }
+
     private func runBeforeWait() {
         let start = cshim_monotonic_ns()
         serveDeferredHandshakes()
@@ -211,6 +219,7 @@ public final class EventLoop {
         for hook in beforeWaitHooks { hook() }
         flushConnections()
         trimFreedChunksIfDue()
+        for hook in endOfTurnHooks { hook() }
         turn.beforeWaitNanoseconds = cshim_monotonic_ns() &- start
     }
 }
