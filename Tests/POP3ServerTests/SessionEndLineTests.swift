@@ -197,7 +197,7 @@ import TestSupport
         let fds: (Int32, Int32)
         init() {
             var pair: [Int32] = [0, 0]
-            #expect(socketpair(AF_UNIX, SOCK_DGRAM, 0, &pair) == 0)
+            #expect(socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0, &pair) == 0)
             fds = (pair[0], pair[1])
         }
         deinit {
