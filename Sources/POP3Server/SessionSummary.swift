@@ -313,3 +313,28 @@ extension LogEscaping {
         value.withUTF8 { appendValue($0, to: &out) }
     }
 }
+
+/// What `POP3Connection.metadata` is made of, captured without building it: for a log line
+/// that may come later, from a closure, and usually never (UPDATE's failures).
+struct LogIdentity {
+    let connectionID: UInt64
+    let user: String?
+    let peer: SocketAddress
+    let proxy: ProxiedClient?
+
+    init(_ connection: POP3Connection) {
+        connectionID = connection.connection.id
+        user = connection.session.user
+        peer = connection.connection.peer
+        proxy = connection.proxy
+    }
+
+    /// `POP3Connection.metadata` as it was when captured: the same fields, built the same way.
+    var metadata: Logger.Metadata {
+        var fields: Logger.Metadata = ["connection.id": "\(connectionID)"]
+        if let user { fields.setUserName(user.utf8) } else { fields["user"] = "-" }
+        fields["client"] = "\(proxy?.clientName ?? "\(peer)")"
+        if let proxy { fields["proxy"] = "\(proxy.balancer)" }
+        return fields
+    }
+}

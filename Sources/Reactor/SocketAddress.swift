@@ -122,6 +122,18 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         let af = family == .ipv4 ? AF_INET : AF_INET6
         if family == .ipv6 { out.append(UInt8(ascii: "[")) }
         withUnsafeBytes(of: &bytes) { raw in
+            if family == .ipv4 {
+                // Dotted decimal by hand: glibc's inet_ntop formats IPv4 with sprintf (some
+                // 2k instructions, once per session).
+                for i in 0..<4 {
+                    if i > 0 { out.append(UInt8(ascii: ".")) }
+                    let octet = raw[i]
+                    if octet >= 100 { out.append(UInt8(ascii: "0") + octet / 100) }
+                    if octet >= 10 { out.append(UInt8(ascii: "0") + octet / 10 % 10) }
+                    out.append(UInt8(ascii: "0") + octet % 10)
+                }
+                return
+            }
             withUnsafeMutableBytes(of: &text) { buffer in
                 if let base = buffer.baseAddress,
                    inet_ntop(af, raw.baseAddress, base.assumingMemoryBound(to: CChar.self), socklen_t(buffer.count)) != nil {
