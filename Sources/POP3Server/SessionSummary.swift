@@ -301,7 +301,7 @@ extension LogEscaping {
     static func appendValue(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         if needsQuotes(bytes) {
             out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: escape(bytes, quoting: true).utf8)
+            appendEscaped(bytes, quoting: true, to: &out)
             out.append(UInt8(ascii: "\""))
         } else {
             out.append(contentsOf: bytes)
