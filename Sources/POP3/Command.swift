@@ -47,11 +47,35 @@ public enum CommandKeyword: UInt8, Sendable, CaseIterable {
 
     /// The commands valid in each phase: the dispatch table of ARCHITECTURE.md convention 5.
     /// A keyword outside its phase's table gets `-ERR` and counts as a bad command.
-    static let authorizationTable: Set<CommandKeyword> = [.user, .pass, .apop, .quit, .capa, .stls, .auth]
+    static let authorizationTable: CommandKeywordSet = [.user, .pass, .apop, .quit, .capa, .stls, .auth]
     /// `.last` is here, but reaches its table only when the session's `lastEnabled` is set.
-    static let transactionTable: Set<CommandKeyword> = [
+    static let transactionTable: CommandKeywordSet = [
         .stat, .list, .retr, .dele, .noop, .rset, .quit, .top, .uidl, .capa, .last,
     ]
+}
+
+/// A set of command keywords as one bit per keyword (bit `rawValue`): `contains` is a shift
+/// and a mask, where a `Set` hashed the keyword on every command (issue 17).
+struct CommandKeywordSet: Equatable, Sendable, ExpressibleByArrayLiteral {
+    /// Bit `k.rawValue` set for each keyword `k` in the set. 32 bits: `CommandKeyword` has
+    /// 16 cases (`CommandTableTests` checks that every raw value fits).
+    let bits: UInt32
+
+    init(arrayLiteral keywords: CommandKeyword...) {
+        var bits: UInt32 = 0
+        for keyword in keywords { bits |= Self.bit(keyword) }
+        self.bits = bits
+    }
+
+    @inline(__always)
+    func contains(_ keyword: CommandKeyword) -> Bool { bits & Self.bit(keyword) != 0 }
+
+    @inline(__always)
+    private static func bit(_ keyword: CommandKeyword) -> UInt32 {
+        // `&<<` masks the shift to 0...31: a raw value of 32 or more would alias, not trap;
+        // the unit test keeps every raw value below 32.
+        1 &<< UInt32(keyword.rawValue)
+    }
 }
 
 /// Up to `maxArguments` space-separated arguments of a command line, as ranges.

@@ -77,6 +77,12 @@ public enum LogEscaping {
     static func escape(_ bytes: UnsafeBufferPointer<UInt8>, quoting: Bool) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count + 16)
+        appendEscaped(bytes, quoting: quoting, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `escape`'s octets appended to `out` (the session-end line writes them in place).
+    static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, quoting: Bool, to out: inout [UInt8]) {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
@@ -108,7 +114,6 @@ public enum LogEscaping {
             }
             i += length
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// C1 controls (NEL is U+0085) and the Unicode line and paragraph separators.

@@ -138,23 +138,12 @@ extension POP3Connection {
         }
         let c = session.counters
         let seconds = Double(service.loop.now &- startedAt) / 1e9
-        // Dovecot's pop3_logout_format fields, each one `key=value` token (no space or comma in
-        // a value): top=, retr=, del= as count/octets; size= and uidl_change= describe the
-        // maildrop at login and are `-` for a session that never logged in.
-        var summary: Logger.Metadata = [
-            "connection.id": "\(connection.id)",
-            "client": "\(clientName)",
-            "commands": "\(c.commands)",
-            "top": "\(c.topCount)/\(c.topOctets)",
-            "retr": "\(c.messagesRetrieved)/\(c.octetsRetrieved)",
-            "del": "\(c.messagesDeleted)/\(c.octetsDeleted)",
-            "size": "\(c.maildropOctetsAtLogin.map { "\($0)" } ?? "-")",
-            "uidl_change": "\(c.uidlChange.map { "\($0)" } ?? "-")",
-            "duration": "\(Int(seconds * 1000))ms",
-            "reason": "\(ended)",
-        ]
-        if let user = session.user { summary.setUserName(user.utf8) } else { summary["user"] = "-" }
-        if let proxy { summary.merge(proxy.summaryMetadata) { $1 } }
+        let client: SessionSummary.Client
+        if let proxy { client = .named(proxy.clientName) } else { client = .peer(connection.peer) }
+        let summary = SessionSummary(
+            connectionID: connection.id, client: client, counters: c,
+            durationMilliseconds: Int(seconds * 1000), reason: ended, user: session.user,
+            proxy: proxy?.summaryMetadata)
         if let metrics = service.metrics, proxy?.isHealthCheck != true {
             metrics.sessionEnded(ended)
             // Counted when the session ends (a message counts as retrieved once its +OK and
@@ -169,9 +158,9 @@ extension POP3Connection {
         }
         if proxy?.isHealthCheck == true {
             // v2 LOCAL: the balancer's health check, not a client session.
-            service.logger.debug("health check end", metadata: summary)
+            service.sessionEndLog.log(summary, message: "health check end", level: .debug, logger: service.logger)
         } else {
-            service.logger.info("session end", metadata: summary)
+            service.sessionEndLog.log(summary, message: "session end", level: .info, logger: service.logger)
         }
         service.sessionEnded(self, wasLoggedIn: loggedIn)
     }

@@ -27,6 +27,9 @@ public final class POP3Service {
     /// The configuration in force; a SIGHUP reload replaces the settings it may change.
     public internal(set) var config: ServerConfig
     var logger: Logger
+    /// The session-end line's writer (`SessionSummary`): bytes into `LogBatch` under the
+    /// process's `StderrLogHandler`, metadata through `logger` under any other handler.
+    let sessionEndLog: SessionEndLog
     /// Replaced whole by a reload (POP3Service+Reload.swift).
     var passwd: PasswdFile
     /// `passdb: sql`: the PostgreSQL user database (POP3Service+UserDB.swift); nil for the
@@ -117,6 +120,10 @@ public final class POP3Service {
         self.config = config
         self.loop = loop
         self.logger = logger
+        sessionEndLog = SessionEndLog(logger: logger)
+        // The session-end lines of a turn go out in one write, after the turn's output was
+        // flushed (sessions that closed once their last reply drained are in it).
+        loop.addEndOfTurnHook { LogBatch.standardError.flush() }
         loop.handshakeStepsPerTurn = config.tlsHandshakesPerTurn
         loop.loopLagWarningNanoseconds = UInt64(config.loopLagWarningMilliseconds) * 1_000_000
         guard let mail = config.mail else {

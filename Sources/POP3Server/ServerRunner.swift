@@ -147,6 +147,7 @@ public final class ServerRunner {
             }
         }
         try loop.run()
+        LogBatch.standardError.flush()  // session ends of the last turn, whatever the log level
         if let worker, let scoreboard {
             // Joining the threads can take a while (a passwd-file parse runs to its end):
             // not a hung loop, so the master must not kill this worker for it.

@@ -42,9 +42,9 @@ public struct StderrLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var line = render(level: event.level, message: event.message.description, metadata: event.metadata)
         line += "\n"
-        // One write(2) per line: lines from several processes on one journal stream never interleave.
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+        // One write(2) per line, after the session-end lines batched before it (`LogBatch`):
+        // lines from several processes on one journal stream never interleave.
+        LogBatch.standardError.write(line: Array(line.utf8))
     }
 
     /// One log line without its newline: prefix, level, escaped message, sorted metadata.
@@ -89,6 +89,11 @@ public struct StderrLogHandler: LogHandler {
     static func timestamp() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
+        return timestamp(ts)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` of `ts` (UTC).
+    static func timestamp(_ ts: timespec) -> String {
         var t = ts.tv_sec
         var tmv = tm()
         gmtime_r(&t, &tmv)
@@ -97,6 +102,17 @@ public struct StderrLogHandler: LogHandler {
         let base = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let ms = Int(ts.tv_nsec / 1_000_000)
         return base + "." + (ms < 10 ? "00" : ms < 100 ? "0" : "") + "\(ms)Z"
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS` of `seconds` since the epoch (UTC), as `timestamp` begins: the
+    /// part `TimestampCache` keeps for a second.
+    static func secondsText(_ seconds: Int) -> [UInt8] {
+        var t = seconds
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &tmv)
+        return buffer.prefix(n).map { UInt8(bitPattern: $0) }
     }
 }
 

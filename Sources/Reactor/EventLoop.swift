@@ -23,6 +23,7 @@ public final class EventLoop {
     private var stopped = false
     private var events: UnsafeMutableBufferPointer<epoll_event>
     private var beforeWaitHooks: [() -> Void] = []
+    private var endOfTurnHooks: [() -> Void] = []
     /// Where the loop logs accept failures, paused listeners and loop-lag warnings (swift-log).
     public var logger: Logger
 
@@ -205,6 +206,13 @@ public final class EventLoop {
         beforeWaitHooks.append(body)
     }
 
+    /// Runs body once per turn after queued output was flushed, so it also sees what the
+    /// flush did (connections that closed once their output drained): the glue writes the
+    /// turn's batched log lines here.
+    public func addEndOfTurnHook(_ body: @escaping () -> Void) {
+        endOfTurnHooks.append(body)
+    }
+
     private func runBeforeWait() {
         let start = cshim_monotonic_ns()
         serveDeferredHandshakes()
@@ -212,6 +220,7 @@ public final class EventLoop {
         for hook in beforeWaitHooks { hook() }
         flushConnections()
         trimFreedChunksIfDue()
+        for hook in endOfTurnHooks { hook() }
         turn.beforeWaitNanoseconds = cshim_monotonic_ns() &- start
     }
 }

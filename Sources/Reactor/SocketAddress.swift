@@ -119,6 +119,52 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         family == .ipv4 ? "\(ipString):\(port)" : "[\(ipString)]:\(port)"
     }
 
+    /// Appends `description`'s octets to `out` without building a `String` (inet_ntop into
+    /// a stack buffer): the session-end log line, written once per session.
+    public func appendDescription(to out: inout [UInt8]) {
+        var bytes = (high, low)
+        // 48 octets hold INET6_ADDRSTRLEN (46, the longest text inet_ntop writes, NUL included).
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+        let af = family == .ipv4 ? AF_INET : AF_INET6
+        if family == .ipv6 { out.append(UInt8(ascii: "[")) }
+        withUnsafeBytes(of: &bytes) { raw in
+            if family == .ipv4 {
+                // Dotted decimal by hand: glibc's inet_ntop formats IPv4 with sprintf (some
+                // 2k instructions, once per session).
+                for i in 0..<4 {
+                    if i > 0 { out.append(UInt8(ascii: ".")) }
+                    let octet = raw[i]
+                    if octet >= 100 { out.append(UInt8(ascii: "0") + octet / 100) }
+                    if octet >= 10 { out.append(UInt8(ascii: "0") + octet / 10 % 10) }
+                    out.append(UInt8(ascii: "0") + octet % 10)
+                }
+                return
+            }
+            withUnsafeMutableBytes(of: &text) { buffer in
+                if let base = buffer.baseAddress,
+                   inet_ntop(af, raw.baseAddress, base.assumingMemoryBound(to: CChar.self), socklen_t(buffer.count)) != nil {
+                    out.append(contentsOf: UnsafeRawBufferPointer(start: base, count: strlen(base.assumingMemoryBound(to: CChar.self))))
+                } else {
+                    out.append(UInt8(ascii: "?"))
+                }
+            }
+        }
+        if family == .ipv6 { out.append(UInt8(ascii: "]")) }
+        out.append(UInt8(ascii: ":"))
+        // The port in decimal, at most 5 digits.
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
+        var count = 0
+        var rest = port
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[4 - count] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(5 - count)...]))
+        }
+    }
+
     /// The same address with another port (binding port 0 then reading the real port).
     public func withPort(_ port: UInt16) -> SocketAddress {
         SocketAddress(family: family, port: port, high: high, low: low)
