@@ -8,6 +8,10 @@ public struct AcceptedSocket: Sendable {
     public let peer: SocketAddress
     /// The name of the listener it came from ("pop3", "pop3s" or nil).
     public let listenerName: String?
+    /// The socket's local address when the listener is bound to one address (then it is the
+    /// listener's, and no getsockname is needed); nil for a wildcard listener (0.0.0.0, ::),
+    /// whose connections each have their own (`SocketAddress.local(of:)`).
+    public let localAddress: SocketAddress?
 }
 
 /// A listening TCP socket, bound here or inherited from systemd.
@@ -24,6 +28,15 @@ public final class Listener {
     /// True for sockets from systemd: they are closed but never shut down (systemd keeps a copy).
     public let inherited: Bool
     public let address: SocketAddress?
+    /// `address` when it is one address, nil for a wildcard (or unknown) one: handed to every
+    /// accepted socket as its local address.
+    let specificAddress: SocketAddress?
+    /// TCP_NODELAY is set on the listening socket, so every accepted socket has it already
+    /// (Linux copies the listener's socket options into the new socket: tcp_create_openreq_child
+    /// clones `nonagle`; `ListenerTests` checks it with getsockopt). False only when the
+    /// setsockopt failed (an inherited socket that is not TCP): then each accepted socket
+    /// gets it, as before.
+    let acceptedInheritNoDelay: Bool
     private(set) var isClosed = false
 
     /// Binds and listens on address. Port 0 picks a free port (see `address`).
@@ -51,6 +64,8 @@ public final class Listener {
         self.name = name
         self.inherited = false
         self.address = SocketAddress.local(of: fd) ?? address
+        self.specificAddress = Self.specific(self.address)
+        self.acceptedInheritNoDelay = Socket.setNoDelay(fd) == 0
     }
 
     /// Adopts a listening socket inherited from systemd (made nonblocking here).
@@ -63,6 +78,16 @@ public final class Listener {
         self.name = name
         self.inherited = true
         self.address = SocketAddress.local(of: fd)
+        self.specificAddress = Self.specific(self.address)
+        // On systemd's socket this sets the option for every process sharing it (systemd's own
+        // `NoDelay=` does the same); pop3d sets it on every client socket either way.
+        self.acceptedInheritNoDelay = Socket.setNoDelay(fd) == 0
+    }
+
+    /// nil for a wildcard address (all zeros: INADDR_ANY, in6addr_any) or none.
+    private static func specific(_ address: SocketAddress?) -> SocketAddress? {
+        guard let address, address.addressBytes.contains(where: { $0 != 0 }) else { return nil }
+        return address
     }
 
     /// Closes our descriptor. Never shutdown(2): on an inherited socket that would break
@@ -87,8 +112,8 @@ public final class Listener {
                 closeDescriptor(client)  // not IP (cannot happen on a TCP listener)
                 return try acceptOne()
             }
-            _ = Socket.setNoDelay(client)
-            return AcceptedSocket(fd: client, peer: peer, listenerName: name)
+            if !acceptedInheritNoDelay { _ = Socket.setNoDelay(client) }
+            return AcceptedSocket(fd: client, peer: peer, listenerName: name, localAddress: specificAddress)
         }
     }
 }
