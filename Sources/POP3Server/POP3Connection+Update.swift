@@ -15,6 +15,17 @@ extension POP3Connection {
             var sink = ConnectionSink(connection: connection)
             return perform(session.updateFinished(failed: 0, out: &sink))
         }
+        // `LAST` on: what RETR sent gets the seen flag (Session+Last.swift); empty otherwise.
+        let seen = session.messagesToMarkSeen
+        if indices.isEmpty && seen.isEmpty {
+            // Nothing to remove or rename: UPDATE is releasing the lock (a close(2), what a
+            // dropped connection does on the loop too). No trip through a storage worker, so
+            // the commonest QUIT costs no pause of the connection's reading (epoll_ctl), no
+            // thread wake-up and no eventfd round trip (issue 17).
+            self.maildrop = nil
+            maildrop.close()
+            return updateFinished(failed: 0, failedOctets: 0)
+        }
         // From here the job owns the maildrop: closing must not release its lock while the
         // deletions run.
         self.maildrop = nil
@@ -22,8 +33,6 @@ extension POP3Connection {
         let job = UpdatingMaildrop(maildrop: maildrop)
         let logger = service.logger
         let logMetadata = metadata
-        // `LAST` on: what RETR sent gets the seen flag (Session+Last.swift); empty otherwise.
-        let seen = session.messagesToMarkSeen
         let submitted = service.storagePool.submit({ job.commitAndClose(indices, markingSeen: seen) }) { [weak self] outcome in
             let (result, marked) = outcome
             if let error = marked.firstError {

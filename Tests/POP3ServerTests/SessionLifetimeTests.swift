@@ -1,5 +1,5 @@
 import Glibc
-import Reactor
+@testable import Reactor
 import Testing
 @testable import POP3Server
 
@@ -56,6 +56,54 @@ import Testing
         c.reset()
         #expect(try waitFor { try server.counts() == .zero })
         #expect(try waitFor { try server.onLoop { _ in probe.freed } })
+    }
+
+    /// The commonest end of a session, QUIT with nothing deleted: UPDATE only releases the
+    /// lock, on the loop, so the close makes no epoll_ctl call at all (before issue 17: a MOD
+    /// pausing the reading while a storage worker did nothing, and the DEL of the close).
+    @Test func aQuitThatDeletesNothingMakesNoEpollCtlCall() throws {
+        let server = try ServerHarness()
+        try server.deliver("alice", Array("Subject: hi\r\n\r\nbody\r\n".utf8))
+        let c = try server.client()
+        #expect(try c.line().hasPrefix("+OK"))
+        #expect(try c.command("USER alice").hasPrefix("+OK"))
+        #expect(try c.command("PASS secret").hasPrefix("+OK"))
+        #expect(try c.command("STAT") == "+OK 1 21")
+        let before = try server.onLoop { side in side.loop.epollControlCalls }
+        #expect(try c.command("QUIT").hasPrefix("+OK"))
+        #expect(try c.waitForClose())
+        #expect(try waitFor { try server.counts() == .zero })
+        #expect(try server.onLoop { side in side.loop.epollControlCalls } == before)
+        // The lock was released: the next session opens the maildrop, its message still there.
+        let again = try server.client()
+        #expect(try again.line().hasPrefix("+OK"))
+        #expect(try again.command("USER alice").hasPrefix("+OK"))
+        #expect(try again.command("PASS secret").hasPrefix("+OK"))
+        #expect(try again.command("STAT") == "+OK 1 21")
+        #expect(try again.command("QUIT").hasPrefix("+OK"))
+    }
+
+    /// A QUIT that deletes still runs on a storage worker (the connection reads nothing
+    /// meanwhile: one MOD), and its close makes no DEL.
+    @Test func aQuitThatDeletesPausesReadingOnceAndClosesWithoutDel() throws {
+        let server = try ServerHarness()
+        try server.deliver("alice", Array("Subject: hi\r\n\r\nbody\r\n".utf8))
+        let c = try server.client()
+        #expect(try c.line().hasPrefix("+OK"))
+        #expect(try c.command("USER alice").hasPrefix("+OK"))
+        #expect(try c.command("PASS secret").hasPrefix("+OK"))
+        #expect(try c.command("DELE 1").hasPrefix("+OK"))
+        let before = try server.onLoop { side in side.loop.epollControlCalls }
+        #expect(try c.command("QUIT").hasPrefix("+OK"))
+        #expect(try c.waitForClose())
+        #expect(try waitFor { try server.counts() == .zero })
+        #expect(try server.onLoop { side in side.loop.epollControlCalls } == before + 1)
+        let again = try server.client()
+        #expect(try again.line().hasPrefix("+OK"))
+        #expect(try again.command("USER alice").hasPrefix("+OK"))
+        #expect(try again.command("PASS secret").hasPrefix("+OK"))
+        #expect(try again.command("STAT") == "+OK 0 0")
+        #expect(try again.command("QUIT").hasPrefix("+OK"))
     }
 
     /// A service freed with a session still open (the harness stops its loop without closing
