@@ -78,10 +78,25 @@ public final class Listener {
         self.name = name
         self.inherited = true
         self.address = SocketAddress.local(of: fd)
-        self.specificAddress = Self.specific(self.address)
+        // A transparent socket (systemd's Transparent=, TPROXY) accepts connections addressed
+        // to other addresses than its own: their local addresses are asked one by one.
+        self.specificAddress = Self.isTransparent(fd) ? nil : Self.specific(self.address)
         // On systemd's socket this sets the option for every process sharing it (systemd's own
         // `NoDelay=` does the same); pop3d sets it on every client socket either way.
         self.acceptedInheritNoDelay = Socket.setNoDelay(fd) == 0
+    }
+
+    /// IP_TRANSPARENT or IPV6_TRANSPARENT is set (a failing getsockopt counts as set: the
+    /// per-connection getsockname is the safe side).
+    private static func isTransparent(_ fd: Int32) -> Bool {
+        for (level, name) in [(Int32(IPPROTO_IP), IP_TRANSPARENT), (Int32(IPPROTO_IPV6), IPV6_TRANSPARENT)] {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            let rc = getsockopt(fd, level, Int32(name), &value, &length)
+            if rc == 0 && value != 0 { return true }
+            if rc != 0 && errno != ENOPROTOOPT && errno != EOPNOTSUPP { return true }
+        }
+        return false
     }
 
     /// nil for a wildcard address (all zeros: INADDR_ANY, in6addr_any) or none.

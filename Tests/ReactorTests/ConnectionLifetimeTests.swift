@@ -203,6 +203,25 @@ extension ReactorSuite {
         client.close(flushFirst: false)
     }
 
+    /// A socket inherited from systemd (here: a copy of one we bound) is looked at the same
+    /// way: TCP_NODELAY set on it, its one address handed on unless it is transparent
+    /// (IP_TRANSPARENT accepts connections for other addresses; not set here).
+    @Test func anInheritedListenerSetsNoDelayAndKnowsItsAddress() throws {
+        let bound = try Listener(bind: try loopback(0))
+        defer { bound.close() }
+        let copy = dup(bound.fd)
+        try #require(copy >= 0)
+        let inherited = try Listener(inheritedFD: copy, name: "pop3")
+        defer { inherited.close() }
+        #expect(inherited.acceptedInheritNoDelay)
+        #expect(inherited.specificAddress != nil)
+        #expect(inherited.specificAddress == bound.address)
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        #expect(getsockopt(copy, Int32(IPPROTO_TCP), TCP_NODELAY, &value, &length) == 0)
+        #expect(value != 0)
+    }
+
     /// A listener bound to one address hands it to its sockets (no getsockname per
     /// connection); a wildcard listener does not (each connection asks the kernel).
     @Test func acceptedSocketsCarryTheLocalAddressOfASpecificListenerOnly() throws {
