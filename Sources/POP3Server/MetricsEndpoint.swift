@@ -94,6 +94,16 @@ public final class MetricsEndpoint {
         try loop.addListener(listener) { [unowned self] socket in self.accept(socket) }
     }
 
+    /// A client holds the endpoint `unowned` and its open Connection holds the client (the
+    /// delegate is strong): an endpoint freed with clients open closes them without callbacks,
+    /// so none calls back into it.
+    deinit {
+        for client in clients.values {
+            client.connection.delegate = nil
+            client.connection.close(flushFirst: false)
+        }
+    }
+
     /// Metrics connections open now.
     public var connectionCount: Int { clients.count }
 

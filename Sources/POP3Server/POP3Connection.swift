@@ -71,7 +71,16 @@ final class POP3Connection: ConnectionDelegate {
         }
     }
 
-    unowned let service: POP3Service
+    /// `unowned(unsafe)` (no reference counting: nearly every command reads the service's
+    /// configuration or metrics): the service outlives every use, by construction. A
+    /// POP3Connection is held strongly only by its service (`sessions`, the pre-login queue)
+    /// and by its open Connection (`delegate`); it is reached only through those, its
+    /// Connection's callbacks and `[weak self]` closures of the loop's timers and the
+    /// service's pools. `connectionClosed` removes it from the service (`sessionEnded`) after
+    /// the Connection dropped its delegate, so it is freed there; a service freed with
+    /// sessions still open closes their connections without callbacks first (`POP3Service`'s
+    /// deinit), so those are freed with it and no closure finds them afterwards.
+    unowned(unsafe) let service: POP3Service
     let connection: Connection
     let address: IPAddress?
     /// What the PROXY header said, for a connection from `proxy_networks`
@@ -109,9 +118,18 @@ final class POP3Connection: ConnectionDelegate {
         self.startedAt = service.loop.now
         // Behind a balancer the "client == server" rule uses the header's two addresses, and
         // TLS between the client and the balancer (PP2_TYPE_SSL) counts as TLS.
-        let local = proxy != nil ? proxy?.serverAddress
-            : SocketAddress.local(of: connection.fd).flatMap { IPAddress(bytes: $0.addressBytes) }
         let clientTLS = proxy?.clientUsedTLS ?? false
+        let local: IPAddress?
+        if proxy != nil {
+            local = proxy?.serverAddress
+        } else if service.config.disablePlaintextAuth && !implicitTLS {
+            // Only the plaintext rule reads it (`isSecured`). A listener bound to one address
+            // gave it already; a wildcard one costs a getsockname (issue 17).
+            local = (connection.listenerLocalAddress ?? SocketAddress.local(of: connection.fd))
+                .flatMap { IPAddress(bytes: $0.addressBytes) }
+        } else {
+            local = nil
+        }
         session = Session(config: service.makeSessionConfig(
             address: address, local: local, tlsActive: implicitTLS || clientTLS,
             stlsAvailable: !implicitTLS && !clientTLS && service.tls != nil))

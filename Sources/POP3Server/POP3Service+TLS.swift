@@ -44,8 +44,7 @@ extension POP3Service {
         }
         do {
             // Connection.init closes the descriptor itself when registration fails.
-            let connection = try Connection(fd: socket.fd, peer: socket.peer, localName: socket.listenerName,
-                                            loop: loop, transport: tlsTransport ?? PlainTransport())
+            let connection = try Connection(accepted: socket, loop: loop, transport: tlsTransport ?? PlainTransport())
             return (connection, tlsTransport)
         } catch {
             logger.warning("cannot set up connection: \(error)", metadata: [peerKey: "\(socket.peer)"])

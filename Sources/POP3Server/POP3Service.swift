@@ -105,7 +105,7 @@ public final class POP3Service {
     var loginDeadlineTimer: TimerID?
     private var apopCounter: UInt64 = 0
     private let pid = getpid()
-    private var sessions: [ObjectIdentifier: POP3Connection] = [:]
+    private(set) var sessions: [ObjectIdentifier: POP3Connection] = [:]
     /// Set by `drain()`: sessions close as soon as they are between commands.
     public private(set) var isDraining = false
     /// Called when the last session of a drain has ended.
@@ -202,6 +202,19 @@ public final class POP3Service {
     }
 
     deinit {
+        // Sessions still open hold the service `unowned(unsafe)` (POP3Connection.service):
+        // close their connections without callbacks (no delegate), so they are freed with the
+        // tables below and nothing calls back into the freed service. A connection whose loop
+        // is gone is closed already (Connection.detachFromLoop) and ignores the close.
+        while let waiting = preLogin.oldest { preLogin.remove(waiting) }
+        for session in sessions.values {
+            session.connection.delegate = nil
+            session.connection.close(flushFirst: false)
+        }
+        for wait in pendingProxyHeaders.values {
+            wait.connection.delegate = nil
+            wait.connection.close(flushFirst: false)
+        }
         pool?.shutdown()
         storagePool?.shutdown()
         reloadPool?.shutdown()

@@ -39,6 +39,9 @@ extension Connection {
                 throw SyscallError(errno: err, call: "connect")
             }
         }
-        return try Connection(fd: fd, peer: address, localName: nil, loop: loop)
+        let connection = try Connection(fd: fd, peer: address, localName: nil, loop: loop)
+        // Our own socket(SOCK_CLOEXEC): no other descriptor shares it (Connection.init(accepted:)).
+        connection.closeRemovesRegistration = true
+        return connection
     }
 }

@@ -21,9 +21,11 @@ extension Connection {
     }
 
     private func armIdleTimer(after nanoseconds: UInt64) {
-        idleTimer = loop.scheduleTimer(after: nanoseconds) { [weak self] in
-            self?.idleTimerFired()
-        }
+        // Strong: the loop's timer table holds the connection until the timer fires or
+        // `finalize` cancels it (cancelling drops the closure at once, EventLoop+Timers), so
+        // no connection outlives its close through it. A `[weak self]` would give every
+        // connection a side table (slower retains and releases for its whole life).
+        idleTimer = loop.scheduleTimer(after: nanoseconds) { self.idleTimerFired() }
     }
 
     private func idleTimerFired() {

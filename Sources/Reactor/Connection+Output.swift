@@ -92,6 +92,10 @@ extension Connection {
                     outputBlocked = blocked
                     if needs.contains(.readable) { transportNeeds.insert(.readable) } else { transportNeeds.remove(.readable) }
                     updateInterest()
+                } else if case .closing = state {
+                    // `close` left EPOLLIN registered, counting on this flush to finish; it
+                    // did not, so stop reading now (level-triggered input would wake every turn).
+                    updateInterest()
                 }
                 if progressed {
                     noteActivity()

@@ -66,8 +66,12 @@ public final class Connection: Selectable {
     public let peer: SocketAddress
     /// Name of the listener it came from ("pop3", "pop3s" or nil).
     public let localName: String?
-    /// The protocol owner; weak, so the owner keeps the connection alive, not the other way round.
-    public weak var delegate: ConnectionDelegate?
+    /// Strong, and cleared when the connection closes (`finalize`, before `connectionClosed`)
+    /// or when its loop goes away (`detachFromLoop`): the owner usually holds the connection
+    /// too, and that cycle lasts exactly as long as the connection is open. Not `weak`: a weak
+    /// reference gives the delegate a side table (every later retain and release of it takes
+    /// the slow path) and costs an atomic load-and-retain on every callback (issue 17).
+    public var delegate: ConnectionDelegate?
     /// Free slot for the owner (e.g. the session object); the connection never reads it.
     public var userData: AnyObject?
     /// Input (bytes) the delegate may leave unconsumed; at that size the connection closes with
@@ -85,7 +89,23 @@ public final class Connection: Selectable {
     /// login processes disconnect at 4 KiB) and `Int.max` after it.
     public var maxBlockedOutputBytes = Int.max
 
-    unowned let loop: EventLoop
+    /// `unowned(unsafe)` (no reference counting on the hot path: every read, write and flush
+    /// reaches the loop): the loop outlives every use, by construction. A connection touches
+    /// its loop only while it is not closed, that is while it is registered in the loop's
+    /// selector table (registered in `init`, taken out only by `finalize`, which marks it
+    /// closed first) or from the loop's own callbacks; every entry point that could run on a
+    /// closed connection returns before reaching the loop (`write`, `close`, `flush`,
+    /// `enqueueRead`, `updateInterest`, the idle timer, which `finalize` cancels). A loop that
+    /// is freed while connections are still registered detaches them first (`EventLoop.deinit`
+    /// calls `detachFromLoop`, which marks them closed), so a connection that outlives its loop
+    /// never reaches it again.
+    unowned(unsafe) let loop: EventLoop
+    /// The descriptor is the only one of its open file description (accept4 or socket with
+    /// close-on-exec, made by the Reactor): close(2) takes it out of the epoll set, so
+    /// `finalize` skips EPOLL_CTL_DEL. False for a descriptor handed to the public `init`,
+    /// which may have been dup'ed or inherited by a child: epoll keeps a registration until
+    /// the last descriptor of the file is closed (epoll(7), Q6), so that one is deleted.
+    var closeRemovesRegistration = false
     /// What turns application bytes into wire bytes: `PlainTransport`, or `TLSTransport` after
     /// implicit TLS or STLS (`switchTransport(to:)`).
     public internal(set) var transport: Transport
@@ -154,11 +174,19 @@ public final class Connection: Selectable {
         if transport.speaksFirst { kickTransport() }
     }
 
-    /// Takes over a socket `Listener.accept` returned, named after its listener, plain transport.
+    /// A socket from a `Listener` (accept4 with SOCK_CLOEXEC: no other descriptor shares it,
+    /// so its close needs no EPOLL_CTL_DEL), named after its listener.
     /// - Throws: `SyscallError` from epoll_ctl(ADD); the socket is closed then.
-    public convenience init(accepted socket: AcceptedSocket, loop: EventLoop) throws {
-        try self.init(fd: socket.fd, peer: socket.peer, localName: socket.listenerName, loop: loop)
+    public convenience init(accepted socket: AcceptedSocket, loop: EventLoop,
+                            transport: Transport = PlainTransport()) throws {
+        try self.init(fd: socket.fd, peer: socket.peer, localName: socket.listenerName, loop: loop,
+                      transport: transport)
+        closeRemovesRegistration = true
+        listenerLocalAddress = socket.localAddress
     }
+
+    /// The local address when the listener knew it (bound to one address), else nil.
+    public private(set) var listenerLocalAddress: SocketAddress?
 
     deinit {
         storage?.deallocate()
@@ -416,7 +444,8 @@ public final class Connection: Selectable {
     }
 
     func enqueueRead() {
-        guard !inReadQueue else { return }
+        // Closed: nothing is delivered any more, and the loop may be gone (see `loop`).
+        guard !inReadQueue, !isClosed else { return }
         inReadQueue = true
         loop.readQueue.append(self)
     }
@@ -470,18 +499,36 @@ public final class Connection: Selectable {
     func close(reason: CloseReason, flushFirst: Bool) {
         guard case .open = state else { return }
         if flushFirst && !output.isEmpty && !transport.handshakeStepPending {
+            // No epoll_ctl(MOD) to drop EPOLLIN here: the flush runs before the next
+            // epoll_wait and usually writes everything (then `finalize` closes the descriptor,
+            // which takes it out of epoll). Only a flush that the kernel stops updates the
+            // interest (`flush`, wouldBlock); until then input events are ignored (not open).
             state = .closing(reason)
-            updateInterest()
             enqueueFlush()
         } else {
             finalize(reason)
         }
     }
 
+    /// The loop is being freed with this connection still open (a program or test that
+    /// stopped its loop without closing everything): mark it closed without callbacks and drop
+    /// the delegate, so no cycle through it outlives the loop and no later call reaches the
+    /// loop (`loop` is `unowned(unsafe)`). The descriptor stays open, as before: its owner may
+    /// still read the connection's `fd`.
+    func detachFromLoop() {
+        if isClosed { return }
+        state = .closed
+        idleTimer = nil  // the loop's timer table goes with it
+        output.release(to: &loop.chunkPool)
+        releaseStorage()
+        preamble = nil
+        delegate = nil
+    }
+
     func finalize(_ reason: CloseReason) {
         if isClosed { return }
         state = .closed
-        loop.unregister(fd: fd)
+        loop.unregister(fd: fd, closing: closeRemovesRegistration)
         transport.willClose(fd: fd)
         closeDescriptor(fd)
         if let idleTimer { loop.cancelTimer(idleTimer) }

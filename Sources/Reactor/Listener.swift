@@ -10,6 +10,10 @@ public struct AcceptedSocket: Sendable {
     public let peer: SocketAddress
     /// The name of the listener it came from ("pop3", "pop3s" or nil).
     public let listenerName: String?
+    /// The socket's local address when the listener is bound to one address (then it is the
+    /// listener's, and no getsockname is needed); nil for a wildcard listener (0.0.0.0, ::),
+    /// whose connections each have their own (`SocketAddress.local(of:)`).
+    public let localAddress: SocketAddress?
 }
 
 /// A listening TCP socket, bound here or inherited from systemd.
@@ -30,6 +34,15 @@ public final class Listener {
     /// The address bound (getsockname(2): the real port after binding port 0); nil when an
     /// inherited socket's address cannot be read.
     public let address: SocketAddress?
+    /// `address` when it is one address, nil for a wildcard (or unknown) one: handed to every
+    /// accepted socket as its local address.
+    let specificAddress: SocketAddress?
+    /// TCP_NODELAY is set on the listening socket, so every accepted socket has it already
+    /// (Linux copies the listener's socket options into the new socket: tcp_create_openreq_child
+    /// clones `nonagle`; `ListenerTests` checks it with getsockopt). False only when the
+    /// setsockopt failed (an inherited socket that is not TCP): then each accepted socket
+    /// gets it, as before.
+    let acceptedInheritNoDelay: Bool
     private(set) var isClosed = false
 
     /// Binds and listens on address. Port 0 picks a free port (see `address`).
@@ -57,6 +70,8 @@ public final class Listener {
         self.name = name
         self.inherited = false
         self.address = SocketAddress.local(of: fd) ?? address
+        self.specificAddress = Self.specific(self.address)
+        self.acceptedInheritNoDelay = Socket.setNoDelay(fd) == 0
     }
 
     /// Adopts a listening socket inherited from systemd (made nonblocking here).
@@ -69,6 +84,31 @@ public final class Listener {
         self.name = name
         self.inherited = true
         self.address = SocketAddress.local(of: fd)
+        // A transparent socket (systemd's Transparent=, TPROXY) accepts connections addressed
+        // to other addresses than its own: their local addresses are asked one by one.
+        self.specificAddress = Self.isTransparent(fd) ? nil : Self.specific(self.address)
+        // On systemd's socket this sets the option for every process sharing it (systemd's own
+        // `NoDelay=` does the same); pop3d sets it on every client socket either way.
+        self.acceptedInheritNoDelay = Socket.setNoDelay(fd) == 0
+    }
+
+    /// IP_TRANSPARENT or IPV6_TRANSPARENT is set (a failing getsockopt counts as set: the
+    /// per-connection getsockname is the safe side).
+    private static func isTransparent(_ fd: Int32) -> Bool {
+        for (level, name) in [(Int32(IPPROTO_IP), IP_TRANSPARENT), (Int32(IPPROTO_IPV6), IPV6_TRANSPARENT)] {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            let rc = getsockopt(fd, level, Int32(name), &value, &length)
+            if rc == 0 && value != 0 { return true }
+            if rc != 0 && errno != ENOPROTOOPT && errno != EOPNOTSUPP { return true }
+        }
+        return false
+    }
+
+    /// nil for a wildcard address (all zeros: INADDR_ANY, in6addr_any) or none.
+    private static func specific(_ address: SocketAddress?) -> SocketAddress? {
+        guard let address, address.addressBytes.contains(where: { $0 != 0 }) else { return nil }
+        return address
     }
 
     /// Closes our descriptor. Never shutdown(2): on an inherited socket that would break
@@ -93,8 +133,8 @@ public final class Listener {
                 closeDescriptor(client)  // not IP (cannot happen on a TCP listener)
                 return try acceptOne()
             }
-            _ = Socket.setNoDelay(client)
-            return AcceptedSocket(fd: client, peer: peer, listenerName: name)
+            if !acceptedInheritNoDelay { _ = Socket.setNoDelay(client) }
+            return AcceptedSocket(fd: client, peer: peer, listenerName: name, localAddress: specificAddress)
         }
     }
 }
