@@ -30,13 +30,7 @@ import Testing
 
     static func message(_ n: Int) -> [UInt8] { Array("Subject: m\(n)\r\n\r\nbody of message \(n)\r\n".utf8) }
 
-    static func login(_ server: ServerHarness) throws -> TestClient {
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER alice").hasPrefix("+OK"))
-        #expect(try c.command("PASS secret").hasPrefix("+OK"))
-        return c
-    }
+    static func login(_ server: ServerHarness) throws -> TestClient { try server.aliceLoggedIn() }
 
     static func exists(_ path: String) -> Bool {
         var st = stat()

@@ -205,6 +205,19 @@ final class ServerHarness {
         try TestClient(port: port, receiveBufferBytes: receiveBufferBytes)
     }
 
+    /// A client logged in as alice, in TRANSACTION state.
+    /// - Throws: `HarnessError` naming the step when the greeting, USER or PASS is not +OK.
+    func aliceLoggedIn() throws -> TestClient {
+        let c = try client()
+        func check(_ step: String, _ reply: String) throws {
+            guard reply.hasPrefix("+OK") else { throw HarnessError("login as alice: \(step) answered \(reply)") }
+        }
+        try check("greeting", try c.line())
+        try check("USER", try c.command("USER alice"))
+        try check("PASS", try c.command("PASS secret"))
+        return c
+    }
+
     /// Delivers `bytes` into `user`'s Maildir/new under a fresh unique name, as an MTA does
     /// (tmp/ first, then rename).
     /// Delivers a message into `user`'s new/ and returns the file's path.

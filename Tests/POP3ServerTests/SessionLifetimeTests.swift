@@ -30,10 +30,7 @@ import Testing
     @Test func aSessionEndedByQuitIsFreed() throws {
         let server = try ServerHarness()
         try server.deliver("alice", Array("Subject: hi\r\n\r\nbody\r\n".utf8))
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER alice").hasPrefix("+OK"))
-        #expect(try c.command("PASS secret").hasPrefix("+OK"))
+        let c = try server.aliceLoggedIn()
         #expect(try c.command("RETR 1").hasPrefix("+OK"))
         _ = try c.multiline()
         let probe = Probe()
@@ -64,10 +61,7 @@ import Testing
     @Test func aQuitThatDeletesNothingMakesNoEpollCtlCall() throws {
         let server = try ServerHarness()
         try server.deliver("alice", Array("Subject: hi\r\n\r\nbody\r\n".utf8))
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER alice").hasPrefix("+OK"))
-        #expect(try c.command("PASS secret").hasPrefix("+OK"))
+        let c = try server.aliceLoggedIn()
         #expect(try c.command("STAT") == "+OK 1 21")
         let before = try server.onLoop { side in side.loop.epollControlCalls }
         #expect(try c.command("QUIT").hasPrefix("+OK"))
@@ -75,10 +69,7 @@ import Testing
         #expect(try waitFor { try server.counts() == .zero })
         #expect(try server.onLoop { side in side.loop.epollControlCalls } == before)
         // The lock was released: the next session opens the maildrop, its message still there.
-        let again = try server.client()
-        #expect(try again.line().hasPrefix("+OK"))
-        #expect(try again.command("USER alice").hasPrefix("+OK"))
-        #expect(try again.command("PASS secret").hasPrefix("+OK"))
+        let again = try server.aliceLoggedIn()
         #expect(try again.command("STAT") == "+OK 1 21")
         #expect(try again.command("QUIT").hasPrefix("+OK"))
     }
@@ -88,20 +79,14 @@ import Testing
     @Test func aQuitThatDeletesPausesReadingOnceAndClosesWithoutDel() throws {
         let server = try ServerHarness()
         try server.deliver("alice", Array("Subject: hi\r\n\r\nbody\r\n".utf8))
-        let c = try server.client()
-        #expect(try c.line().hasPrefix("+OK"))
-        #expect(try c.command("USER alice").hasPrefix("+OK"))
-        #expect(try c.command("PASS secret").hasPrefix("+OK"))
+        let c = try server.aliceLoggedIn()
         #expect(try c.command("DELE 1").hasPrefix("+OK"))
         let before = try server.onLoop { side in side.loop.epollControlCalls }
         #expect(try c.command("QUIT").hasPrefix("+OK"))
         #expect(try c.waitForClose())
         #expect(try waitFor { try server.counts() == .zero })
         #expect(try server.onLoop { side in side.loop.epollControlCalls } == before + 1)
-        let again = try server.client()
-        #expect(try again.line().hasPrefix("+OK"))
-        #expect(try again.command("USER alice").hasPrefix("+OK"))
-        #expect(try again.command("PASS secret").hasPrefix("+OK"))
+        let again = try server.aliceLoggedIn()
         #expect(try again.command("STAT") == "+OK 0 0")
         #expect(try again.command("QUIT").hasPrefix("+OK"))
     }

@@ -19,6 +19,25 @@ extension ReactorSuite {
         func connectionClosed(_ connection: Connection, reason: CloseReason) { closed = true }
     }
 
+    /// A connection on `fd` whose delegate owns it, with an idle timer armed (10 min).
+    func ownedConnection(fd: Int32, loop: EventLoop) throws -> (Connection, Owner) {
+        let connection = try Connection(fd: fd, peer: try loopback(1), loop: loop)
+        let owner = Owner()
+        owner.connection = connection
+        connection.delegate = owner
+        connection.idleTimeout = 600_000_000_000
+        return (connection, owner)
+    }
+
+    /// Runs the loop until `closed` (the owner heard the close, or is gone), then two more
+    /// turns, for whatever the close queued. Takes a closure, not the owner: no strong
+    /// reference may outlive the caller's scope.
+    func runUntilClosed(_ loop: EventLoop, _ closed: @escaping () -> Bool) throws {
+        try runLoop(loop, until: closed)
+        var turns = 0
+        try runLoop(loop) { turns += 1; return turns > 2 }
+    }
+
     /// A connection closed after its last reply (flush first), with an idle timer armed and a
     /// delegate that owns it: after the close and a loop turn, the connection and the delegate
     /// are freed (no cycle through the delegate, the timer or the loop's queues).
@@ -29,20 +48,14 @@ extension ReactorSuite {
         weak var weakConnection: Connection?
         weak var weakOwner: Owner?
         try {
-            let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-            let owner = Owner()
-            owner.connection = connection
-            connection.delegate = owner
-            connection.idleTimeout = 600_000_000_000
+            let (connection, owner) = try ownedConnection(fd: a, loop: loop)
             weakConnection = connection
             weakOwner = owner
             connection.write("+OK bye\r\n")
             connection.close(flushFirst: true)
         }()
         #expect(weakConnection != nil)  // still open: queued for its flush
-        try runLoop(loop) { weakOwner?.closed ?? true }
-        var turns = 0
-        try runLoop(loop) { turns += 1; return turns > 2 }
+        try runUntilClosed(loop) { weakOwner?.closed ?? true }
         #expect(weakConnection == nil)
         #expect(weakOwner == nil)
         #expect(readExactly(peer, 9) == Array("+OK bye\r\n".utf8))
@@ -56,18 +69,12 @@ extension ReactorSuite {
         weak var weakConnection: Connection?
         weak var weakOwner: Owner?
         try {
-            let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-            let owner = Owner()
-            owner.connection = connection
-            connection.delegate = owner
-            connection.idleTimeout = 600_000_000_000
+            let (connection, owner) = try ownedConnection(fd: a, loop: loop)
             weakConnection = connection
             weakOwner = owner
         }()
         close(peer)
-        try runLoop(loop) { weakOwner?.closed ?? true }
-        var turns = 0
-        try runLoop(loop) { turns += 1; return turns > 2 }
+        try runUntilClosed(loop) { weakOwner?.closed ?? true }
         #expect(weakConnection == nil)
         #expect(weakOwner == nil)
     }
@@ -83,11 +90,7 @@ extension ReactorSuite {
         var survivor: Connection?
         try {
             let loop = try EventLoop()
-            let connection = try Connection(fd: a, peer: try loopback(1), loop: loop)
-            let owner = Owner()
-            owner.connection = connection
-            connection.delegate = owner
-            connection.idleTimeout = 600_000_000_000
+            let (connection, owner) = try ownedConnection(fd: a, loop: loop)
             connection.write("queued, never sent\r\n")
             weakConnection = connection
             weakOwner = owner
