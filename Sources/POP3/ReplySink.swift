@@ -4,6 +4,7 @@
 /// copied once, straight from a `StaticString` or a stack buffer into the
 /// queue: no `String` is built per command on the hot path.
 public protocol ReplySink {
+    /// Appends `bytes` (octets as they go on the wire; the sink copies them before returning).
     mutating func write(_ bytes: UnsafeRawBufferPointer)
 
     /// Free space the caller may write into in place, then count with `commitSpace`
@@ -25,6 +26,7 @@ extension ReplySink {
         UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
+    /// Nothing lent, nothing to count (`count` is 0 for a sink that lends no space).
     @inlinable
     public mutating func commitSpace(_ count: Int) {}
 
