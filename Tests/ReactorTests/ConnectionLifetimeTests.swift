@@ -133,6 +133,24 @@ extension ReactorSuite {
         return targets
     }
 
+    /// Runs the loop until `listener` has a connection and accepts it. An accept4 failure
+    /// other than EAGAIN is thrown, not taken for "not yet".
+    /// - Throws: the accept's `SyscallError`, or a failed requirement when nothing came in 10 s.
+    func acceptWhenReady(_ listener: Listener, _ loop: EventLoop) throws -> AcceptedSocket {
+        var accepted: AcceptedSocket?
+        var failure: Error?
+        try runLoop(loop) {
+            do {
+                accepted = try listener.acceptOne()
+            } catch {
+                failure = error
+            }
+            return accepted != nil || failure != nil
+        }
+        if let failure { throw failure }
+        return try #require(accepted, "no connection to accept within 10 s")
+    }
+
     /// The close after a last reply, on a socket the Reactor accepted: no epoll_ctl at all
     /// (no MOD to stop reading, no DEL: close(2) takes the only descriptor of the socket out
     /// of the epoll set), and the kernel's epoll set no longer lists it.
@@ -144,12 +162,7 @@ extension ReactorSuite {
         let client = try Connection.connect(to: try loopback(port), loop: loop)
         let clientOwner = Owner()
         client.delegate = clientOwner
-        var accepted: AcceptedSocket?
-        try runLoop(loop) {
-            if accepted == nil { accepted = try? listener.acceptOne() }
-            return accepted != nil
-        }
-        let socket = try #require(accepted)
+        let socket = try acceptWhenReady(listener, loop)
         let server = try Connection(accepted: socket, loop: loop)
         let owner = Owner()
         server.delegate = owner
@@ -234,12 +247,7 @@ extension ReactorSuite {
             defer { listener.close() }
             let port = try #require(listener.address?.port)
             let client = try Connection.connect(to: try loopback(port), loop: loop)
-            var accepted: AcceptedSocket?
-            try runLoop(loop) {
-                if accepted == nil { accepted = try? listener.acceptOne() }
-                return accepted != nil
-            }
-            let socket = try #require(accepted)
+            let socket = try acceptWhenReady(listener, loop)
             defer { close(socket.fd) }
             if specific {
                 #expect(socket.localAddress == SocketAddress.local(of: socket.fd))
