@@ -12,8 +12,8 @@ public func verify(password: [UInt8], entry: UserEntry) -> Bool {
     switch scheme {
     case .plain:
         // Compare digests so that neither the length nor a prefix of the
-        // secret leaks through timing.
-        return Crypto.constantTimeEqual(Digest.sha256.hash(password), Digest.sha256.hash(entry.secret))
+        // secret leaks through timing (one shim call, no arrays: issue 17).
+        return Digest.sha256.digestsEqual(password, entry.secret)
     case .crypt, .md5Crypt, .sha256Crypt, .sha512Crypt, .blfCrypt:
         guard let computed = Crypto.crypt(phrase: password, setting: entry.secret) else { return false }
         return Crypto.constantTimeEqual(computed, entry.secret)

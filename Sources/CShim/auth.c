@@ -1,6 +1,7 @@
 #include "cshim_auth.h"
 
 #include <crypt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@
 #include <openssl/rand.h>
 
 // Maps our small enum to OpenSSL's digest objects (functions, not constants).
-static const EVP_MD *cshim_md(int md) {
+static const EVP_MD *cshim_legacy_md(int md) {
     switch (md) {
     case CSHIM_MD_MD5: return EVP_md5();
     case CSHIM_MD_SHA1: return EVP_sha1();
@@ -18,6 +19,28 @@ static const EVP_MD *cshim_md(int md) {
     case CSHIM_MD_SHA512: return EVP_sha512();
     default: return NULL;
     }
+}
+
+// OpenSSL 3 looks the provider's implementation of a legacy EVP_sha256() up again at every
+// EVP_DigestInit_ex (an "implicit fetch": a locked table lookup, about 1,100 instructions per
+// digest, issue 17); a digest fetched once with EVP_MD_fetch skips that ("Performance" in
+// OpenSSL's crypto(7)). Fetched once per process under pthread_once, so threads share the
+// read-only objects; never freed (they live as long as the process). An algorithm the
+// configuration does not offer (MD5 under a FIPS provider) stays NULL here and the legacy
+// object is used, which then fails at EVP_DigestInit_ex exactly as before.
+static EVP_MD *cshim_fetched[4];
+static pthread_once_t cshim_fetch_once = PTHREAD_ONCE_INIT;
+
+static void cshim_fetch_digests(void) {
+    static const char *const names[4] = {"MD5", "SHA1", "SHA256", "SHA512"};
+    for (int i = 0; i < 4; i++) cshim_fetched[i] = EVP_MD_fetch(NULL, names[i], NULL);
+}
+
+static const EVP_MD *cshim_md(int md) {
+    if (md < CSHIM_MD_MD5 || md > CSHIM_MD_SHA512) return NULL;
+    if (pthread_once(&cshim_fetch_once, cshim_fetch_digests) == 0 && cshim_fetched[md] != NULL)
+        return cshim_fetched[md];
+    return cshim_legacy_md(md);
 }
 
 // EVP_MD_get_size is a function in OpenSSL 3 but a macro in 1.1: hide it here.
@@ -40,6 +63,33 @@ int cshim_digest2(int md, const void *a, size_t alen, const void *b, size_t blen
         && EVP_DigestFinal_ex(ctx, out, &len) == 1;
     EVP_MD_CTX_free(ctx);
     return ok ? (int)len : -1;
+}
+
+// PLAIN passwords are compared as H(a) == H(b) (Auth's verify): the stored secret's length
+// and prefixes must not show in the time a comparison takes, and equal-length digests compared
+// with CRYPTO_memcmp hide both. One call for the two digests: they go to stack buffers and
+// share one EVP context (reset between them; the context is this call's own, so worker threads
+// may call this in parallel), where the Swift side made two heap arrays, two contexts and a
+// third call to compare (issue 17). A failure of OpenSSL is -1, never "equal".
+int cshim_digest_equal(int md, const void *a, size_t alen, const void *b, size_t blen) {
+    const EVP_MD *m = cshim_md(md);
+    if (m == NULL) return -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) return -1;
+    uint8_t da[EVP_MAX_MD_SIZE], db[EVP_MAX_MD_SIZE];
+    unsigned int la = 0, lb = 0;
+    int ok = EVP_DigestInit_ex(ctx, m, NULL) == 1
+        && (alen == 0 || EVP_DigestUpdate(ctx, a, alen) == 1)
+        && EVP_DigestFinal_ex(ctx, da, &la) == 1
+        && EVP_DigestInit_ex(ctx, m, NULL) == 1
+        && (blen == 0 || EVP_DigestUpdate(ctx, b, blen) == 1)
+        && EVP_DigestFinal_ex(ctx, db, &lb) == 1
+        && la == lb && la > 0;
+    EVP_MD_CTX_free(ctx);
+    int rc = ok ? CRYPTO_memcmp(da, db, la) == 0 : -1;
+    OPENSSL_cleanse(da, sizeof da);
+    OPENSSL_cleanse(db, sizeof db);
+    return rc;
 }
 
 // HMAC() takes an EVP_MD pointer that only C can obtain portably.

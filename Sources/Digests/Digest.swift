@@ -57,6 +57,19 @@ public enum Digest: Sendable, CaseIterable {
         Hex.encodedString(hash(a, b))
     }
 
+    /// Whether H(a) == H(b), compared in constant time: neither the lengths of `a` and `b` nor
+    /// a common prefix shows in the time it takes (the digests are equal-length and compared
+    /// with OpenSSL's `CRYPTO_memcmp`). For a cleartext secret checked against a stored one
+    /// (Dovecot's `{PLAIN}`). One shim call (`cshim_digest_equal`): both digests live in C
+    /// stack buffers, no array per digest (issue 17). False when OpenSSL failed.
+    public func digestsEqual(_ a: some ContiguousBytes, _ b: some ContiguousBytes) -> Bool {
+        a.withUnsafeBytes { pa in
+            b.withUnsafeBytes { pb in
+                cshim_digest_equal(shimValue, pa.baseAddress, pa.count, pb.baseAddress, pb.count) == 1
+            }
+        }
+    }
+
     /// HMAC(key, data) (RFC 2104), `size` octets; empty when OpenSSL failed.
     public func hmac(key: some ContiguousBytes, data: some ContiguousBytes) -> [UInt8] {
         Self.output { out in

@@ -141,9 +141,26 @@ struct MaildirName: Sendable {
     }
 
     /// Every octet in 0x21–0x7E (a loop over the buffer: `allSatisfy` on the `UTF8View` cost
-    /// about 1,000 instructions per name, issue 17).
-    private static func printable(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        for c in b where c < 0x21 || c > 0x7E { return false }
+    /// about 1,000 instructions per name, issue 17), eight octets at a time: an octet below
+    /// 0x21 or above 0x7E sets the top bit of its lane in `(x - 0x21…) & ~x` or in
+    /// `(x + 0x01…) | x` (the "has less" and "has more" tests of Bit Twiddling Hacks, exact for
+    /// bounds up to 0x80; a borrow or carry only crosses into a higher lane from a lane that
+    /// itself is flagged).
+    static func printable(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let p = b.baseAddress else { return true }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        while i + 8 <= b.count {
+            let x = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+            let below = (x &- ones &* 0x21) & ~x
+            let above = (x &+ ones) | x
+            if (below | above) & highs != 0 { return false }
+            i += 8
+        }
+        while i < b.count {
+            if b[i] < 0x21 || b[i] > 0x7E { return false }
+            i += 1
+        }
         return true
     }
 

@@ -53,16 +53,18 @@ extension Maildrop {
             ? (new: LoginIndex.FolderState.unknown, cur: LoginIndex.FolderState.unknown)
             : (new: try folderState(folderFDs.new, .new), cur: try folderState(folderFDs.cur, .cur))
 
-        var cache = SizeCache()
-        cache.rule = wireSizeRule
+        var cache = SizeCache.Table(rule: wireSizeRule)
+        /// Sizes to write to the size cache besides the entries `cache` had that were used:
+        /// measured by this listing, or given by a login index the size cache takes over from.
+        var added: [ByteName: SizeCache.Entry] = [:]
         var cacheDirty = false
         // The size cache is read only when a name lacks a usable W= (issue 17): a maildrop
         // whose names all carry their sizes never opens it. With a usable index the sizes of
         // the names it lacks are new mail: the size cache (which an indexed maildrop no longer
         // writes) would not know them either, so it is never read then.
         // Unique names, compared as octets (`ByteName`): two names that differ only in
-        // Unicode normalization are two messages. `used`: the cache entries still wanted.
-        var used = Set<ByteName>()
+        // Unicode normalization are two messages. The cache entries still wanted are marked
+        // in `cache` itself (`markUsed`, issue 17: a second set hashed every name again).
         var cacheRead = index != nil
         func readCache() throws(MaildropError) {
             cacheRead = true
@@ -73,7 +75,6 @@ extension Maildrop {
             case .absent: break
             case .valid(let loaded):
                 cache = loaded
-                used.reserveCapacity(cache.entries.count)
             case .unusable(let why):
                 // Rewritten below (with the entries this listing can vouch for), so a broken
                 // cache costs one worker read, not one at every login.
@@ -82,7 +83,7 @@ extension Maildrop {
             }
             if let cancellation, cancellation.isCancelled { throw .cancelled }  // after a 64 MiB cache
         }
-        var seen = Set<ByteName>()
+        var seen = SeenNames()
         var listed: [LoginIndex.Entry] = []
         /// The index's entries by unique name, built at the first renamed message.
         var byUnique: [String: Int]? = nil
@@ -97,7 +98,7 @@ extension Maildrop {
             if let index, index.trusts(folder, now: state) {
                 // This folder did not change: its part of the index, without a listing.
                 for e in index.entries where e.info.folder == folder {
-                    guard seen.insert(ByteName(e.info.uniqueName)).inserted else {
+                    guard seen.insert(e.info.uniqueName) else {
                         stats.entriesSkipped += 1
                         continue
                     }
@@ -135,7 +136,7 @@ extension Maildrop {
                     // change after delivery, so no stat (issue 17's rule; a name that is new
                     // is still checked below, its S=/W= against its file the first time).
                     let e = index.entries[i]
-                    guard seen.insert(ByteName(e.info.uniqueName)).inserted else {
+                    guard seen.insert(e.info.uniqueName) else {
                         stats.entriesSkipped += 1
                         continue
                     }
@@ -155,8 +156,7 @@ extension Maildrop {
                 let name = MaildirName(entry.name)
                 // A move new/ → cur/ between our two readdirs shows the same
                 // message twice; the first sighting wins.
-                let key = ByteName(name.uniqueName)
-                guard seen.insert(key).inserted else {
+                guard seen.insert(name.uniqueName) else {
                     stats.entriesSkipped += 1
                     continue
                 }
@@ -178,12 +178,13 @@ extension Maildrop {
                     // No usable W= (or one that disagrees with the file: then the cache is not
                     // trusted blindly either, it is checked against this file's size and mtime).
                     if !cacheRead { try readCache() }
-                    if let e = cache.entries[key], e.fileSize == fileSize,
-                       e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
+                    // Found by a binary search of the names' octets: no hashing (issue 17).
+                    if let row = cache.find(name.uniqueName), case let e = cache.rows[row].entry,
+                       e.fileSize == fileSize, e.mtimeSec == mtimeSec, e.mtimeNsec == mtimeNsec {
                         // `parse` checked the size against this file size, which is the file's.
                         size = e.crlfSize
                         stats.sizesFromCache += 1
-                        used.insert(key)
+                        cache.markUsed(row)
                     } else {
                         if quick { throw .wouldBlock }
                         pending.append(PendingMeasure(listed: listed.count, dirfd: dirfd, name: entry.name))
@@ -212,10 +213,8 @@ extension Maildrop {
                 listed[job.listed].info.size = size
                 let e = listed[job.listed]
                 if SizeCache.storable(e.info.uniqueName) {
-                    let key = ByteName(e.info.uniqueName)
-                    cache.entries[key] = SizeCache.Entry(
+                    added[ByteName(e.info.uniqueName)] = SizeCache.Entry(
                         fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: size)
-                    used.insert(key)
                     cacheDirty = true
                 }
             }
@@ -258,20 +257,24 @@ extension Maildrop {
             if !cacheRead && SizeCache.mayHoldEntries(rootfd: rootfd, rule: wireSizeRule) { try readCache() }
             // Sizes the index gave go to the size cache, which takes over from it.
             for e in listed where e.fromIndex && SizeCache.storable(e.info.uniqueName) {
-                let key = ByteName(e.info.uniqueName)
-                cache.entries[key] = SizeCache.Entry(
+                added[ByteName(e.info.uniqueName)] = SizeCache.Entry(
                     fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: e.info.size)
-                used.insert(key)
                 cacheDirty = true
             }
             // Entries of messages that are gone are dropped, so the cache does
             // not grow forever.
-            if cache.entries.count != used.count {
-                cache.entries = cache.entries.filter { used.contains($0.key) }
-                cacheDirty = true
-            }
+            if cache.usedCount != cache.rows.count { cacheDirty = true }
             if cacheDirty {
-                let error = cache.save(rootfd: rootfd, rootPath: path)
+                // The entries used, then the sizes added (which replace an entry of the same
+                // name whose file had changed).
+                var out = SizeCache()
+                out.rule = wireSizeRule
+                out.entries.reserveCapacity(cache.usedCount + added.count)
+                for row in cache.rows.indices where cache.rows[row].used {
+                    out.entries[ByteName(cache.name(row))] = cache.rows[row].entry
+                }
+                for (name, e) in added { out.entries[name] = e }
+                let error = out.save(rootfd: rootfd, rootPath: path)
                 stats.cacheWritten = error == nil
                 stats.cacheError = error
             }

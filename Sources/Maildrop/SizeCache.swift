@@ -42,7 +42,8 @@ struct SizeCache {
     enum Loaded {
         /// No cache file: nothing to rewrite unless sizes were measured.
         case absent
-        case valid(SizeCache)
+        /// As a listing reads it (`Table`: no `String` or hash per entry).
+        case valid(Table)
         /// A file is there but cannot be used (torn, garbage, absurd sizes, oversized, not a
         /// regular file, unreadable): the listing rewrites it, so the cost of looking at it
         /// is paid once, not at every login.
@@ -61,7 +62,7 @@ struct SizeCache {
         case .unusable(let why), .shorter(let why): return .unusable(why)
         case .bytes(let read, _): bytes = read
         }
-        guard let cache = parse(bytes, rule: rule) else {
+        guard let cache = Table.parse(bytes, rule: rule) else {
             let other = header(for: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd))
             if bytes.starts(with: Array((other + "\n").utf8)) {
                 return .unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting")
@@ -71,69 +72,22 @@ struct SizeCache {
         return .valid(cache)
     }
 
-    /// Parses the whole file or nothing: one pass over the octets in place (issue 17: the
-    /// `split` into arrays of lines and fields this replaced ran at every login of a maildrop
-    /// whose names carry no `W=`), keyed by the names' octets (`ByteName`).
+    /// Parses the whole file or nothing (`Table.parse`: one pass over the octets in place;
+    /// issue 17: the `split` into arrays of lines and fields this replaced ran at every login of
+    /// a maildrop whose names carry no `W=`), keyed by the names' octets (`ByteName`). A name
+    /// that appears twice keeps its last line's entry.
     static func parse(_ bytes: [UInt8], rule: WireSizeRule = WireSizeRule()) -> SizeCache? {
-        bytes.withUnsafeBufferPointer { parse($0, rule: rule) }
+        Table.parse(bytes, rule: rule).map { SizeCache($0) }
     }
 
-    private static func parse(_ b: UnsafeBufferPointer<UInt8>, rule: WireSizeRule) -> SizeCache? {
-        let newline = UInt8(ascii: "\n"), space = UInt8(ascii: " ")
-        guard b.last == newline else { return nil }
-        // The header line, exactly.
-        let header = Array(header(for: rule).utf8)
-        guard b.count > header.count, b[header.count] == newline,
-              header.indices.allSatisfy({ b[$0] == header[$0] })
-        else { return nil }
-        var cache = SizeCache()
-        cache.rule = rule
-        // `oe-ns-eoh` adds a CRLF to a message without an empty line: 2 above the plain bound.
-        let extra = rule.addsMissingHeaderEnd ? 2 : 0
-        guard let base = b.baseAddress else { return nil }
-        /// The "\n" ending the line that starts at `from` (there is one: the last octet is).
-        func lineEnd(_ from: Int) -> Int {
-            guard let p = memchr(base + from, Int32(newline), b.count - from) else { return b.count - 1 }
-            return UnsafeRawPointer(p) - UnsafeRawPointer(base)
-        }
-        // One entry per line: counted first, so the table is allocated once.
-        var lines = 0
-        var scan = header.count + 1
-        while scan < b.count {
-            lines += 1
-            scan = lineEnd(scan) + 1
-        }
-        cache.entries.reserveCapacity(lines)
-        var at = header.count + 1
-        while at < b.count {
-            // One line: `<fileSize> <sec>.<nsec> <crlfSize> <name>`; the name is last and may
-            // hold spaces. Every line ends in "\n" (the last octet is one).
-            let end = lineEnd(at)
-            var sp1 = at
-            while sp1 < end, b[sp1] != space { sp1 += 1 }
-            var sp2 = sp1 + 1
-            while sp2 < end, b[sp2] != space { sp2 += 1 }
-            var sp3 = sp2 + 1
-            while sp3 < end, b[sp3] != space { sp3 += 1 }
-            guard sp3 + 1 < end else { return nil }  // four fields, a name of at least one octet
-            var dot = sp1 + 1
-            while dot < sp2, b[dot] != UInt8(ascii: ".") { dot += 1 }
-            guard dot < sp2,
-                  let fileSize = MaildirName.parseDecimal(b, at, sp1),
-                  let sec = MaildirName.parseDecimal(b, sp1 + 1, dot),
-                  let nsec = MaildirName.parseDecimal(b, dot + 1, sp2),  // a second "." is no digit
-                  let crlf = MaildirName.parseDecimal(b, sp2 + 1, sp3),
-                  // Checked as a W= field is: a cached size no CRLF conversion of a file of
-                  // this size can give is garbage (and would reach STAT's sums).
-                  crlf >= fileSize,
-                  crlf <= CRLFSizeCounter.saturatingAdd(Maildrop.maxCRLFSize(fileSize: fileSize), extra)
-            else { return nil }
-            let name = String(decoding: UnsafeBufferPointer(rebasing: b[(sp3 + 1)..<end]), as: UTF8.self)
-            cache.entries[ByteName(name)] = Entry(fileSize: fileSize, mtimeSec: sec, mtimeNsec: nsec, crlfSize: crlf)
-            at = end + 1
-        }
-        return cache
+    /// The entries of `table`, by name.
+    init(_ table: Table) {
+        rule = table.rule
+        entries.reserveCapacity(table.rows.count)
+        for i in table.rows.indices { entries[ByteName(table.name(i))] = table.rows[i].entry }
     }
+
+    init() {}
 
     func serialize() -> [UInt8] {
         var out: [UInt8] = Array(SizeCache.header(for: rule).utf8)

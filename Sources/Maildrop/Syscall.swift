@@ -199,15 +199,29 @@ enum Sys {
         closeDescriptor(fd)
     }
 
-    /// Whether every octet of `bytes` is below 0x80.
+    /// Whether every octet of `bytes` is below 0x80: eight octets at a time (issue 17: every
+    /// name of every listing goes through it).
     @inline(__always)
     static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        for c in bytes where c >= 0x80 { return false }
-        return true
+        guard let p = bytes.baseAddress else { return true }
+        var acc: UInt64 = 0
+        var i = 0
+        while i + 8 <= bytes.count {
+            acc |= p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < bytes.count {
+            acc |= UInt64(bytes[i])
+            i += 1
+        }
+        return acc & 0x8080_8080_8080_8080 == 0
     }
 
     /// Size of the getdents64 buffer: a directory of ~700 typical Maildir names per call.
     static let directoryBufferBytes = 32 * 1024
+    /// The smallest `linux_dirent64` record: 19 octets of header and a name of one octet and its
+    /// NUL, padded to 8 (24). `listDirectory` reserves room for a buffer's entries with it.
+    static let minimumRecordBytes = 24
 
     /// Entries of the directory open at `dirfd`, with their `d_type`, without dot-files.
     /// getdents64 straight on the descriptor (rewound first unless it was just opened, so it
@@ -223,10 +237,14 @@ enum Sys {
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
         defer { buffer.deallocate() }
+        guard let base = buffer.baseAddress else { return [] }
         var out: [(name: String, type: UInt8)] = []
         while out.count <= limit {
             let n = try call("getdents64", path()) { cshim_getdents64(dirfd, buffer.baseAddress, UInt(buffer.count)) }
             if n == 0 { break }
+            // Room for this batch at once (issue 17: growing the array entry by entry cost more
+            // than the names): a record is at least 24 octets (`minimumRecordBytes`).
+            out.reserveCapacity(out.count + n / minimumRecordBytes)
             // Records of struct linux_dirent64; the offsets are asserted in CShim's maildrop.c.
             var offset = 0
             while offset + CSHIM_DIRENT64_NAME_OFFSET < n {
@@ -234,8 +252,9 @@ enum Sys {
                 guard reclen > CSHIM_DIRENT64_NAME_OFFSET, offset + reclen <= n else { break }
                 let type = buffer[offset + CSHIM_DIRENT64_TYPE_OFFSET]
                 let nameStart = offset + CSHIM_DIRENT64_NAME_OFFSET
-                var nameEnd = nameStart
-                while nameEnd < offset + reclen && buffer[nameEnd] != 0 { nameEnd += 1 }
+                // The name ends at its NUL (the record is padded with NULs), found by memchr.
+                let nameEnd = memchr(base + nameStart, 0, reclen - CSHIM_DIRENT64_NAME_OFFSET)
+                    .map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? offset + reclen
                 // Dot-files: ".", "..", and temp files of other agents.
                 if nameEnd > nameStart && buffer[nameStart] != 0x2E {
                     // A name that is not UTF-8 could not be opened again from a repaired

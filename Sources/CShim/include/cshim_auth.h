@@ -30,6 +30,11 @@ int cshim_digest_size(int md);
 int cshim_digest2(int md, const void *a, size_t alen, const void *b, size_t blen,
                   uint8_t *out);
 
+/// Whether digest(a) == digest(b), compared in constant time (CRYPTO_memcmp) with both
+/// digests in stack buffers: 1 equal, 0 different, -1 when OpenSSL failed. For secrets
+/// compared without leaking their length or prefixes through timing (PLAIN passwords).
+int cshim_digest_equal(int md, const void *a, size_t alen, const void *b, size_t blen);
+
 /// HMAC(key, data) into out (>= CSHIM_MD_MAX_SIZE); returns the length or -1.
 /// HMAC() is a one-shot OpenSSL call but needs an EVP_MD from a C function.
 int cshim_hmac(int md, const void *key, size_t keylen, const void *data,
