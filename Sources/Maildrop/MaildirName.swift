@@ -1,3 +1,5 @@
+import Glibc
+
 /// What Maildrop learns from a Maildir file name such as
 /// `1700000000.M123456P789.host,S=1234,W=1260:2,S` (Dovecot) or
 /// `1700000000.V801I1234M567890.host` (Postfix).
@@ -61,9 +63,13 @@ struct MaildirName: Sendable {
         var s: Int? = nil
         var w: Int? = nil
         var removed = false
-        var i = 0
-        // The first piece is always part of the unique name, whatever it looks like.
-        while i < b.count, b[i] != UInt8(ascii: ","), b[i] != UInt8(ascii: ":") { i += 1 }
+        // The first piece is always part of the unique name, whatever it looks like. It ends at
+        // the first "," or ":": found by memchr (issue 17), the "," only before the ":".
+        var i = b.count
+        if let p = b.baseAddress {
+            if let colon = memchr(p, Int32(UInt8(ascii: ":")), b.count) { i = UnsafeRawPointer(colon) - UnsafeRawPointer(p) }
+            if let comma = memchr(p, Int32(UInt8(ascii: ",")), i) { i = UnsafeRawPointer(comma) - UnsafeRawPointer(p) }
+        }
         while i < b.count, b[i] == UInt8(ascii: ",") {
             let start = i + 1
             var end = start

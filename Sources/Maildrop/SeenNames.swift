@@ -15,8 +15,8 @@ struct SeenNames {
     /// comparisons in all, less than two `Set` insertions.
     static let linearLimit = 32
 
-    private var hashes: [UInt64] = []
-    private var names: [String] = []
+    /// The names of the linear stage, each with its `quickHash` (one array: one allocation).
+    private var names: [(hash: UInt64, name: String)] = []
     private var table: Set<ByteName>? = nil
 
     init() {}
@@ -30,7 +30,6 @@ struct SeenNames {
         if table != nil {
             table?.reserveCapacity(n)  // in place
         } else {
-            hashes.reserveCapacity(n)
             names.reserveCapacity(n)
         }
     }
@@ -39,13 +38,12 @@ struct SeenNames {
     mutating func insert(_ name: String) -> Bool {
         if table != nil { return insertIntoSet(name) }
         let h = Self.quickHash(name)
-        for i in hashes.indices where hashes[i] == h && ByteName(names[i]) == ByteName(name) { return false }
+        for i in names.indices where names[i].hash == h && ByteName(names[i].name) == ByteName(name) { return false }
         if names.count == Self.linearLimit {
             moveToSet(capacity: 2 * Self.linearLimit)
             return insertIntoSet(name)
         }
-        hashes.append(h)
-        names.append(name)
+        names.append((h, name))
         return true
     }
 
@@ -55,9 +53,8 @@ struct SeenNames {
 
     private mutating func moveToSet(capacity: Int) {
         var s = Set<ByteName>(minimumCapacity: Swift.max(capacity, names.count))
-        for n in names { s.insert(ByteName(n)) }
+        for n in names { s.insert(ByteName(n.name)) }
         table = s
-        hashes = []
         names = []
     }
 

@@ -279,12 +279,15 @@ extension POP3Connection {
             var change = uidlChange ?? UIDLChange()
             let lastEnabled = session.config.lastEnabled
             var lastSeen = 0
-            for m in drop.messages {
-                sizes.append(m.size)
-                uids.append(m.uid)
-                if uidlChange == nil { change.add(m.uid) }
+            // The fields read in place (issue 17: `for m in drop.messages` copied every
+            // `MessageInfo`, retaining and releasing its three strings).
+            let messages = drop.messages
+            for i in messages.indices {
+                sizes.append(messages[i].size)
+                uids.append(messages[i].uid)
+                if uidlChange == nil { change.add(messages[i].uid) }
                 // RFC 1725 LAST starts at the highest message marked seen (Dovecot's rule).
-                if lastEnabled && m.isSeen { lastSeen = sizes.count }
+                if lastEnabled && messages[i].isSeen { lastSeen = sizes.count }
             }
             loggedIn = true
             connection.maxBlockedOutputBytes = .max
