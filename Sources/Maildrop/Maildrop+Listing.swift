@@ -67,9 +67,11 @@ extension Maildrop {
         func readCache() throws(MaildropError) {
             cacheRead = true
             stats.sizeCacheRead = true
-            switch try SizeCache.load(
-                rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
-                rule: wireSizeRule) {
+            let (loaded, fromMemory) = try SizeCache.loadRemembered(
+                rootfd: rootfd, root: rootIdentity, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes,
+                quick: quick, rule: wireSizeRule)
+            stats.sizeCacheFromMemory = fromMemory
+            switch loaded {
             case .absent: break
             case .valid(let loaded):
                 cache = loaded

@@ -55,20 +55,28 @@ struct SizeCache {
     /// read it), otherwise it is `.unusable`. I/O errors give `.unusable` too: sizes can
     /// always be recomputed, so a broken cache must never fail a login.
     static func load(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule = WireSizeRule()) throws(MaildropError) -> Loaded {
+        try loadFile(rootfd: rootfd, maxBytes: maxBytes, quick: quick, rule: rule).loaded
+    }
+
+    /// `load`, with the `stat` of the file a `.valid` cache was parsed from (`SizeCacheMemo`).
+    static func loadFile(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule) throws(MaildropError)
+        -> (loaded: Loaded, file: Glibc.stat?)
+    {
         let bytes: [UInt8]
+        let file: Glibc.stat
         switch try StateFile.read(rootfd: rootfd, name: fileName, maxBytes: maxBytes, quick: quick) {
-        case .absent: return .absent
-        case .unusable(let why), .shorter(let why): return .unusable(why)
-        case .bytes(let read, _): bytes = read
+        case .absent: return (.absent, nil)
+        case .unusable(let why), .shorter(let why): return (.unusable(why), nil)
+        case .bytes(let read, let st): (bytes, file) = (read, st)
         }
         guard let cache = parse(bytes, rule: rule) else {
             let other = header(for: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd))
             if bytes.starts(with: Array((other + "\n").utf8)) {
-                return .unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting")
+                return (.unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting"), nil)
             }
-            return .unusable("it does not parse")
+            return (.unusable("it does not parse"), nil)
         }
-        return .valid(cache)
+        return (.valid(cache), file)
     }
 
     /// Parses the whole file or nothing: one pass over the octets in place (issue 17: the
