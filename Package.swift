@@ -71,16 +71,17 @@ let package = Package(
             dependencies: ["CShim", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        // The one base64 and hex codec (issue 16): Swift stdlib only, shared by the pure
-        // protocol module and Auth (and pop3bench through POP3's use).
+        // The one base64 and hex codec (issue 16) and the one writer of integers' decimal and
+        // hex digits (issue 17): Swift stdlib only, shared by the pure protocol modules, Auth,
+        // the glue (and pop3bench through POP3's use).
         .target(name: "ByteCodec", swiftSettings: strict),
         // Digests and HMAC from OpenSSL's EVP (issue 16): one helper for Auth, Maildrop and
         // pop3bench, which may not import Auth.
         .target(name: "Digests", dependencies: ["CShim", "ByteCodec"], swiftSettings: strict),
         .target(name: "POP3", dependencies: ["ByteCodec"], swiftSettings: strict),
         // PROXY protocol v1/v2 header parser and encoder (HAProxy's doc/proxy-protocol.txt):
-        // pure like POP3, Swift stdlib only.
-        .target(name: "ProxyProtocol", swiftSettings: strict),
+        // pure like POP3, Swift stdlib and ByteCodec's digit writer only.
+        .target(name: "ProxyProtocol", dependencies: ["ByteCodec"], swiftSettings: strict),
         .target(name: "Maildrop", dependencies: ["CShim", "SystemCalls", "ByteCodec", "Digests"], swiftSettings: strict),
         .target(name: "Auth", dependencies: ["CShim", "SystemCalls", "ByteCodec", "Digests"], swiftSettings: strict),
         // The SQL user database (issue 15): libpq on the reactor. Its own module so that it
@@ -89,7 +90,7 @@ let package = Package(
         .target(
             name: "POP3Server",
             dependencies: [
-                "CShim", "Reactor", "POP3", "Maildrop", "Auth", "ProxyProtocol", "SQL",
+                "CShim", "Reactor", "POP3", "Maildrop", "Auth", "ProxyProtocol", "SQL", "ByteCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

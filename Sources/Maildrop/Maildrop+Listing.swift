@@ -69,12 +69,16 @@ extension Maildrop {
         func readCache() throws(MaildropError) {
             cacheRead = true
             stats.sizeCacheRead = true
-            switch try SizeCache.load(
-                rootfd: rootfd, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes, quick: quick,
-                rule: wireSizeRule) {
+            let (loaded, fromMemory) = try SizeCache.loadRemembered(
+                rootfd: rootfd, root: rootIdentity, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes,
+                quick: quick, rule: wireSizeRule)
+            stats.sizeCacheFromMemory = fromMemory
+            switch loaded {
             case .absent: break
             case .valid(let loaded):
-                cache = loaded
+                // The table (from memory, shared with `SizeCacheMemo`: marking rows used below
+                // copies it once, the memo's stays unmarked).
+                cache = loaded.table
             case .unusable(let why):
                 // Rewritten below (with the entries this listing can vouch for), so a broken
                 // cache costs one worker read, not one at every login.
@@ -267,13 +271,13 @@ extension Maildrop {
             if cacheDirty {
                 // The entries used, then the sizes added (which replace an entry of the same
                 // name whose file had changed).
-                var out = SizeCache()
-                out.rule = wireSizeRule
-                out.entries.reserveCapacity(cache.usedCount + added.count)
+                var kept: [ByteName: SizeCache.Entry] = [:]
+                kept.reserveCapacity(cache.usedCount + added.count)
                 for row in cache.rows.indices where cache.rows[row].used {
-                    out.entries[ByteName(cache.name(row))] = cache.rows[row].entry
+                    kept[ByteName(cache.name(row))] = cache.rows[row].entry
                 }
-                for (name, e) in added { out.entries[name] = e }
+                for (name, e) in added { kept[name] = e }
+                let out = SizeCache(table: SizeCache.Table(entries: kept, rule: wireSizeRule))
                 let error = out.save(rootfd: rootfd, rootPath: path)
                 stats.cacheWritten = error == nil
                 stats.cacheError = error

@@ -17,7 +17,7 @@ extension SizeCache {
         /// Rows a listed message's file matched (`markUsed`).
         private(set) var usedCount = 0
         /// The variant of the wire-size rule the sizes were counted under.
-        let rule: WireSizeRule
+        var rule: WireSizeRule
 
         struct Row {
             /// The name: `storage[nameStart ..< nameStart + nameCount]`, at least one octet.
@@ -39,6 +39,33 @@ extension SizeCache {
             self.storage = storage
             self.rows = rows
             self.rule = rule
+        }
+
+        /// The table of `entries` (`SizeCache.entries`'s setter: tests, and the few entries a
+        /// listing writes back).
+        init(entries: [ByteName: Entry], rule: WireSizeRule) {
+            var storage: [UInt8] = []
+            var rows: [Row] = []
+            rows.reserveCapacity(entries.count)
+            for (name, entry) in entries {
+                rows.append(Row(nameStart: storage.count, nameCount: name.string.utf8.count, entry: entry))
+                storage.append(contentsOf: name.string.utf8)
+            }
+            self.init(storage: storage, rows: rows, rule: rule)
+            sortKeepingLast()  // the names are distinct: a sort
+        }
+
+        /// The entries by name (`SizeCache.entries`).
+        var dictionary: [ByteName: Entry] {
+            var out: [ByteName: Entry] = [:]
+            out.reserveCapacity(rows.count)
+            for i in rows.indices { out[ByteName(name(i))] = rows[i].entry }
+            return out
+        }
+
+        /// The octets of `row`'s name.
+        func nameOctets(_ row: Int) -> ArraySlice<UInt8> {
+            storage[rows[row].nameStart..<(rows[row].nameStart + rows[row].nameCount)]
         }
 
         /// The name of `row`, as a `String` (for writing the cache: a few names per login).

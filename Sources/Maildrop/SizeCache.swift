@@ -33,17 +33,30 @@ struct SizeCache {
         var crlfSize: Int
     }
 
-    /// By unique name, as octets (`ByteName`).
-    var entries: [ByteName: Entry] = [:]
+    /// The entries as a listing searches them (issue 17): names in octet order in one buffer,
+    /// found by binary search, no `String` or hash per entry (`Table`). What `SizeCacheMemo`
+    /// keeps, so a login served from memory searches it too.
+    private(set) var table = Table(rule: WireSizeRule())
+
+    /// By unique name, as octets (`ByteName`): built from `table` when asked (tests, fuzzing);
+    /// setting it rebuilds the table. The listing never goes through it.
+    var entries: [ByteName: Entry] {
+        get { table.dictionary }
+        set { table = Table(entries: newValue, rule: rule) }
+    }
+    /// Entries held (`entries.count` without building the dictionary).
+    var count: Int { table.rows.count }
     /// The variant of the wire-size rule the sizes were counted under.
-    var rule = WireSizeRule()
+    var rule: WireSizeRule {
+        get { table.rule }
+        set { table.rule = newValue }
+    }
 
     /// What `load` found.
     enum Loaded {
         /// No cache file: nothing to rewrite unless sizes were measured.
         case absent
-        /// As a listing reads it (`Table`: no `String` or hash per entry).
-        case valid(Table)
+        case valid(SizeCache)
         /// A file is there but cannot be used (torn, garbage, absurd sizes, oversized, not a
         /// regular file, unreadable): the listing rewrites it, so the cost of looking at it
         /// is paid once, not at every login.
@@ -56,20 +69,28 @@ struct SizeCache {
     /// read it), otherwise it is `.unusable`. I/O errors give `.unusable` too: sizes can
     /// always be recomputed, so a broken cache must never fail a login.
     static func load(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule = WireSizeRule()) throws(MaildropError) -> Loaded {
+        try loadFile(rootfd: rootfd, maxBytes: maxBytes, quick: quick, rule: rule).loaded
+    }
+
+    /// `load`, with the `stat` of the file a `.valid` cache was parsed from (`SizeCacheMemo`).
+    static func loadFile(rootfd: Int32, maxBytes: Int, quick: Bool, rule: WireSizeRule) throws(MaildropError)
+        -> (loaded: Loaded, file: Glibc.stat?)
+    {
         let bytes: [UInt8]
+        let file: Glibc.stat
         switch try StateFile.read(rootfd: rootfd, name: fileName, maxBytes: maxBytes, quick: quick) {
-        case .absent: return .absent
-        case .unusable(let why), .shorter(let why): return .unusable(why)
-        case .bytes(let read, _): bytes = read
+        case .absent: return (.absent, nil)
+        case .unusable(let why), .shorter(let why): return (.unusable(why), nil)
+        case .bytes(let read, let st): (bytes, file) = (read, st)
         }
-        guard let cache = Table.parse(bytes, rule: rule) else {
+        guard let cache = parse(bytes, rule: rule) else {
             let other = header(for: WireSizeRule(addsMissingHeaderEnd: !rule.addsMissingHeaderEnd))
             if bytes.starts(with: Array((other + "\n").utf8)) {
-                return .unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting")
+                return (.unusable("written under another pop3_client_workarounds (oe-ns-eoh) setting"), nil)
             }
-            return .unusable("it does not parse")
+            return (.unusable("it does not parse"), nil)
         }
-        return .valid(cache)
+        return (.valid(cache), file)
     }
 
     /// Parses the whole file or nothing (`Table.parse`: one pass over the octets in place;
@@ -77,25 +98,25 @@ struct SizeCache {
     /// a maildrop whose names carry no `W=`), keyed by the names' octets (`ByteName`). A name
     /// that appears twice keeps its last line's entry.
     static func parse(_ bytes: [UInt8], rule: WireSizeRule = WireSizeRule()) -> SizeCache? {
-        Table.parse(bytes, rule: rule).map { SizeCache($0) }
+        Table.parse(bytes, rule: rule).map { SizeCache(table: $0) }
     }
 
-    /// The entries of `table`, by name.
-    init(_ table: Table) {
-        rule = table.rule
-        entries.reserveCapacity(table.rows.count)
-        for i in table.rows.indices { entries[ByteName(table.name(i))] = table.rows[i].entry }
-    }
+    init(table: Table) { self.table = table }
 
-    init() {}
+    /// No entries, sizes under `rule`.
+    init(rule: WireSizeRule = WireSizeRule()) { table = Table(rule: rule) }
 
     func serialize() -> [UInt8] {
         var out: [UInt8] = Array(SizeCache.header(for: rule).utf8)
         out.append(UInt8(ascii: "\n"))
-        out.reserveCapacity(entries.count * 64)
-        // Sorted so the file is reproducible (and diffable when debugging).
-        for (name, e) in entries.sorted(by: { $0.key < $1.key }) {  // octet order
-            out.append(contentsOf: "\(e.fileSize) \(e.mtimeSec).\(e.mtimeNsec) \(e.crlfSize) \(name.string)\n".utf8)
+        out.reserveCapacity(count * 64)
+        // Sorted so the file is reproducible (and diffable when debugging): the table's order,
+        // octet order of the names.
+        for row in table.rows.indices {
+            let e = table.rows[row].entry
+            out.append(contentsOf: "\(e.fileSize) \(e.mtimeSec).\(e.mtimeNsec) \(e.crlfSize) ".utf8)
+            out.append(contentsOf: table.nameOctets(row))
+            out.append(UInt8(ascii: "\n"))
         }
         return out
     }

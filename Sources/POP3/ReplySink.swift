@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// Where the session and the encoders write protocol bytes.
 ///
 /// The glue implements this over the connection's output queue, so a reply is
@@ -36,22 +38,10 @@ extension ReplySink {
         text.withUTF8Buffer { write(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Writes `value` in decimal through a stack buffer (20 digits hold any Int64).
+    /// Writes `value` in decimal (`-` first when negative) through a stack buffer
+    /// (`Digits.withDecimal`): no allocation per reply.
     public mutating func write(decimal value: Int) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 21) { buffer in
-            var magnitude = value.magnitude
-            var index = buffer.count
-            repeat {
-                index -= 1
-                buffer[index] = UInt8(truncatingIfNeeded: 0x30 &+ magnitude % 10)
-                magnitude /= 10
-            } while magnitude != 0
-            if value < 0 {
-                index -= 1
-                buffer[index] = UInt8(ascii: "-")
-            }
-            write(UnsafeRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[index...]))
-        }
+        Digits.withDecimal(value) { write($0) }
     }
 
     /// Writes the octets of `bytes`.

@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// A fingerprint of the unique-id listing a session saw at login: the session-end line's
 /// `uidl_change=count/hash`, for spotting UIDL changes across sessions (a client that
 /// downloads everything again after a Maildir was copied, renamed or migrated).
@@ -51,13 +53,8 @@ public struct UIDLChange: Equatable, Sendable, CustomStringConvertible {
 
     /// `count/hash`, the hash as 8 lowercase hex digits: one log token.
     public var description: String {
-        var hex = [UInt8](repeating: UInt8(ascii: "0"), count: 8)
-        var rest = hash
-        for index in stride(from: 7, through: 0, by: -1) {
-            let digit = UInt8(truncatingIfNeeded: rest & 0xF)
-            hex[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
-            rest >>= 4
-        }
+        var hex: [UInt8] = []
+        hex.appendHex(UInt64(hash), minimumDigits: 8)
         return "\(count)/" + String(decoding: hex, as: UTF8.self)
     }
 }

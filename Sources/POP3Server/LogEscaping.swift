@@ -1,3 +1,4 @@
+import ByteCodec
 import Logging
 
 /// Escapes text for one log line, at the byte level.
@@ -106,9 +107,7 @@ public enum LogEscaping {
             }
             if isLineOrControl(scalar) {
                 out += [0x5C, UInt8(ascii: "u")]
-                for shift in stride(from: 12, through: 0, by: -4) {
-                    out.append(hexDigit(UInt8(truncatingIfNeeded: scalar >> UInt32(shift)) & 0xF))
-                }
+                out.appendHex(UInt64(scalar), minimumDigits: 4)  // at most U+2029: 4 digits
             } else {
                 out += bytes[i..<(i + length)]
             }
@@ -149,11 +148,8 @@ public enum LogEscaping {
     }
 
     private static func appendHexByte(_ b: UInt8, to out: inout [UInt8]) {
-        out += [0x5C, UInt8(ascii: "x"), hexDigit(b >> 4), hexDigit(b & 0xF)]
-    }
-
-    private static func hexDigit(_ v: UInt8) -> UInt8 {
-        v < 10 ? UInt8(ascii: "0") + v : UInt8(ascii: "a") + v - 10
+        out += [0x5C, UInt8(ascii: "x")]
+        out.appendHex(UInt64(b), minimumDigits: 2)
     }
 }
 

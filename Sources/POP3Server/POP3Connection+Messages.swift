@@ -49,8 +49,9 @@ extension POP3Connection {
             service.logger.warning("message \(index + 1) cannot be read: \(error)", metadata: metadata)
             outcome = .unreadable
         }
-        var sink = ConnectionSink(connection: connection)
+        var sink = OutputSink(connection: connection)
         let action = session.messageOpened(outcome, out: &sink)
+        sink.finish()  // queued before the stream's own sink writes the message
         guard case .streamMessage(let streamed, let lines) = action, let reader, streamed == index else {
             reader?.close()
             return perform(action)

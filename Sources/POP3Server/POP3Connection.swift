@@ -196,7 +196,11 @@ final class POP3Connection: ConnectionDelegate {
             var action: SessionAction? = nil
             connection.withInput { bytes in
                 let (event, consumed) = parser.next(bytes)
-                var sink = ConnectionSink(connection: connection)
+                // The reply is copied into the output queue's free space and queued once, at
+                // `finish()` below, instead of one `Connection.write` per fragment (issue 17:
+                // a LIST line was four). Nothing else writes to the connection before that.
+                var sink = OutputSink(connection: connection)
+                defer { sink.finish() }
                 switch event {
                 case .needMore:
                     break

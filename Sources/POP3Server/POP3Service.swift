@@ -25,7 +25,14 @@ public final class POP3Service {
 
     let loop: EventLoop
     /// The configuration in force; a SIGHUP reload replaces the settings it may change.
-    public internal(set) var config: ServerConfig
+    public internal(set) var config: ServerConfig {
+        didSet { sessionMechanisms = Self.sessionMechanisms(config) }
+    }
+    /// What every new session takes from `config.authMechanisms`, computed once per
+    /// configuration rather than once per connection (issue 17): the SASL mechanisms offered,
+    /// and whether the APOP timestamp is used at all (APOP's greeting, RFC 1939 §7, and the
+    /// CRAM-MD5 challenge built from it, RFC 2195 §2). Without either, no timestamp is formatted.
+    private var sessionMechanisms: (sasl: [SASLMechanism], usesTimestamp: Bool)
     var logger: Logger
     /// The session-end line's writer (`SessionSummary`): bytes into `LogBatch` under the
     /// process's `StderrLogHandler`, metadata through `logger` under any other handler.
@@ -118,6 +125,7 @@ public final class POP3Service {
     ///   the loop's eventfd.
     public init(config: ServerConfig, loop: EventLoop, logger: Logger) throws {
         self.config = config
+        sessionMechanisms = Self.sessionMechanisms(config)
         self.loop = loop
         self.logger = logger
         sessionEndLog = SessionEndLog(logger: logger)
@@ -297,12 +305,12 @@ public final class POP3Service {
 
     func makeSessionConfig(address: IPAddress?, local: IPAddress?, tlsActive: Bool, stlsAvailable: Bool) -> SessionConfig {
         apopCounter &+= 1
-        let timestamp = "<\(pid).\(apopCounter).\(time(nil))@\(hostname)>"
+        let timestamp = sessionMechanisms.usesTimestamp ? "<\(pid).\(apopCounter).\(time(nil))@\(hostname)>" : ""
         let plaintext = !config.disablePlaintextAuth || tlsActive || isSecured(address, local: local)
         // Only the enabled mechanisms (auth_mechanisms). The session hides plaintext ones itself
         // while plaintext is refused, and shows them again after STLS: filtering those here
         // would lose them for good.
-        let mechanisms = config.authMechanisms.compactMap(\.sasl)
+        let mechanisms = sessionMechanisms.sasl
         return SessionConfig(
             banner: "POP3 server ready",
             apopTimestamp: timestamp,
@@ -318,6 +326,11 @@ public final class POP3Service {
             apopEnabled: config.authMechanisms.contains(.apop),
             lastEnabled: config.pop3EnableLast,
             clientWorkarounds: config.pop3ClientWorkarounds)
+    }
+
+    private static func sessionMechanisms(_ config: ServerConfig) -> (sasl: [SASLMechanism], usesTimestamp: Bool) {
+        (config.authMechanisms.compactMap(\.sasl),
+         config.authMechanisms.contains(.apop) || config.authMechanisms.contains(.cramMD5))
     }
 
     /// Dovecot's rule for `disable_plaintext_auth`: a connection is secured when the client is

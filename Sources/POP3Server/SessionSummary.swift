@@ -1,3 +1,4 @@
+import ByteCodec
 import Glibc
 import Logging
 import POP3
@@ -104,7 +105,7 @@ struct SessionSummary {
         if let change = c.uidlChange {
             out.appendDecimal(change.count)
             out.append(UInt8(ascii: "/"))
-            out.appendHex8(change.hash)
+            out.appendHex(UInt64(change.hash), minimumDigits: 8)  // as `UIDLChange.description`
         } else {
             out.append(UInt8(ascii: "-"))
         }
@@ -262,36 +263,11 @@ struct SessionEndLog {
 }
 
 extension Array where Element == UInt8 {
-    /// `value` in decimal, `-` first when negative (as `"\(value)"`).
-    mutating func appendDecimal(_ value: some BinaryInteger) {
-        if value < 0 { append(UInt8(ascii: "-")) }
-        var rest = UInt64(truncatingIfNeeded: value.magnitude)
-        // 20 digits hold UInt64.max.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        Swift.withUnsafeMutableBytes(of: &digits) { d in
-            var index = d.count
-            repeat {
-                index -= 1
-                d[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            } while rest > 0
-            append(contentsOf: UnsafeRawBufferPointer(rebasing: d[index...]))
-        }
-    }
-
     /// `count/octets`.
     mutating func appendPair(_ count: Int, _ octets: Int) {
         appendDecimal(count)
         append(UInt8(ascii: "/"))
         appendDecimal(octets)
-    }
-
-    /// 8 lowercase hex digits (`UIDLChange.description`).
-    mutating func appendHex8(_ value: UInt32) {
-        for shift in stride(from: 28, through: 0, by: -4) {
-            let digit = UInt8(truncatingIfNeeded: value >> UInt32(shift)) & 0xF
-            append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
-        }
     }
 }
 

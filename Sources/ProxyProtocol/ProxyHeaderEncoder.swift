@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// A TLV to append to a v2 header as is (type and value), for types `ProxyHeader` has no field
 /// for: NOOP padding, custom or experimental ranges (§2.2.4, §2.2.8), or deliberately odd ones
 /// in tests.
@@ -38,9 +40,9 @@ public enum ProxyHeaderEncoder {
         out.append(V1.space)
         out += ProxyText.format(destination.address)
         out.append(V1.space)
-        ProxyText.appendDecimal(Int(source.port), to: &out)
+        out.appendDecimal(source.port)
         out.append(V1.space)
-        ProxyText.appendDecimal(Int(destination.port), to: &out)
+        out.appendDecimal(destination.port)
         out += [V1.cr, V1.lf]
         return out
     }

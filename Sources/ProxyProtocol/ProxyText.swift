@@ -1,3 +1,5 @@
+import ByteCodec
+
 /// The textual pieces of a v1 header (proxy-protocol.txt §2.1): addresses and ports, parsed
 /// strictly and formatted canonically. No Glibc here (`inet_pton` is not available to this
 /// module), and the v1 rules are stricter than `inet_pton`'s anyway (no leading zeros).
@@ -139,7 +141,7 @@ enum ProxyText {
         case .v4(let a):
             for shift in [24, 16, 8, 0] {
                 if shift != 24 { out.append(UInt8(ascii: ".")) }
-                appendDecimal(Int(a >> UInt32(shift) & 0xff), to: &out)
+                out.appendDecimal(a >> UInt32(shift) & 0xff)
             }
         case .v6(let high, let low):
             var groups = [UInt16](repeating: 0, count: 8)
@@ -168,27 +170,10 @@ enum ProxyText {
                     continue
                 }
                 if i != 0 && out.last != UInt8(ascii: ":") { out.append(UInt8(ascii: ":")) }
-                appendHex(groups[i], to: &out)
+                out.appendHex(UInt64(groups[i]))  // no leading zeros (RFC 5952 §4.1)
                 i += 1
             }
         }
         return out
-    }
-
-    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        if value >= 10 { appendDecimal(value / 10, to: &out) }
-        out.append(UInt8(ascii: "0") + UInt8(value % 10))
-    }
-
-    static func appendHex(_ value: UInt16, to out: inout [UInt8]) {
-        let digits = Array("0123456789abcdef".utf8)
-        var started = false
-        for shift in stride(from: 12, through: 0, by: -4) {
-            let nibble = Int(value >> UInt16(shift) & 0xf)
-            if nibble != 0 || started || shift == 0 {
-                out.append(digits[nibble])
-                started = true
-            }
-        }
     }
 }

@@ -175,17 +175,20 @@ extension EventLoop {
         var rounds = 0
         while !flushQueue.isEmpty && rounds < Self.maxFlushRounds {
             rounds += 1
-            let batch = flushQueue
-            flushQueue.removeAll(keepingCapacity: true)
-            for connection in batch { connection.flush() }
+            // The queue's storage is swapped with a spare one, not copied: emptying an array
+            // whose storage a copy still holds allocates new storage, once per turn (issue 17).
+            // Connections queued by these flushes go to the other, now empty, array.
+            swap(&flushQueue, &flushBatch)
+            for connection in flushBatch { connection.flush() }
+            flushBatch.removeAll(keepingCapacity: true)
         }
     }
 
     func deliverQueuedReads() {
         guard !readQueue.isEmpty else { return }
-        let batch = readQueue
-        readQueue.removeAll(keepingCapacity: true)
-        for connection in batch { connection.deliverQueued() }
+        swap(&readQueue, &readBatch)  // as in `flushConnections`
+        for connection in readBatch { connection.deliverQueued() }
+        readBatch.removeAll(keepingCapacity: true)
     }
 
     var hasQueuedWork: Bool { !readQueue.isEmpty || !flushQueue.isEmpty || hasDeferredHandshakes }

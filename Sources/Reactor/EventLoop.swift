@@ -38,6 +38,9 @@ public final class EventLoop {
     // Connections with queued output or deliverable input (Connection.swift).
     var flushQueue: [Connection] = []
     var readQueue: [Connection] = []
+    /// The batch being flushed or delivered: the queues' spare storage (`flushConnections`).
+    var flushBatch: [Connection] = []
+    var readBatch: [Connection] = []
     var wakers: [Int32] = []
     var listenerHandlers: [ObjectIdentifier: ListenerHandler] = [:]
     /// Shared read buffer: connections read here first so idle ones hold no input storage.

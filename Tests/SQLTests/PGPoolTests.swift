@@ -227,8 +227,10 @@ struct PGPoolTests {
         var next: Outcome?
         pool.query("SELECT 1", parameters: []) { next = $0 }
         #expect(next == nil, "queued, not refused: \(String(describing: next))")
-        #expect(pool.waitingCount == PGPool.maxWaiting / 2 + 1)
-        #expect(outcomes.count == PGPool.maxWaiting / 2)
+        // One search asks at most `abandonedScanBatch` lookups (the even ones of the first
+        // 2 × batch): those it finds abandoned are dropped.
+        #expect(pool.waitingCount == PGPool.maxWaiting - PGPool.abandonedScanBatch + 1)
+        #expect(outcomes.count == PGPool.abandonedScanBatch)
         #expect(outcomes.keys.allSatisfy { $0 % 2 == 0 } && outcomes.values.allSatisfy { Self.isUnavailable($0) })
         pool.stop()
     }
@@ -245,11 +247,11 @@ struct PGPoolTests {
         var first: Outcome?
         pool.query("SELECT 1", parameters: []) { first = $0 }
         #expect(Self.isUnavailable(first), "refused: \(String(describing: first))")
-        #expect(asked == PGPool.maxWaiting, "the first refusal searched the whole FIFO")
+        #expect(asked == PGPool.abandonedScanBatch, "the first refusal searched one batch of the FIFO")
         var second: Outcome?
         pool.query("SELECT 1", parameters: []) { second = $0 }
         #expect(Self.isUnavailable(second), "refused: \(String(describing: second))")
-        #expect(asked == PGPool.maxWaiting, "the second refusal, in the same turn, searched nothing")
+        #expect(asked == PGPool.abandonedScanBatch, "the second refusal, in the same turn, searched nothing")
         pool.stop()
     }
 

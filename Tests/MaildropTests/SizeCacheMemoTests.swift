@@ -1,0 +1,136 @@
+import Glibc
+import Testing
+@testable import Maildrop
+
+/// Issue 17: `pop3d.sizes` kept in memory once parsed (`SizeCacheMemo`), used again only while
+/// the file is the same one, and bounded.
+@Suite struct SizeCacheMemoTests {
+    /// Two messages whose names carry no W=, so that every login needs the size cache.
+    private func maildrop() throws -> Fixture {
+        let f = try Fixture()
+        try f.writer.deliver(Array("a\nb\n".utf8), fileName: "1700000000.M0P1.host")
+        try f.writer.deliver(Array("keep\n".utf8), fileName: "1700000001.M0P1.host")
+        return f
+    }
+
+    @Test func secondReadOfAnUnchangedCacheComesFromMemory() throws {
+        let f = try maildrop()
+        let first = try Maildrop.open(path: f.root)  // measures both, writes the cache
+        #expect(first.statistics.messagesRead == 2 && first.statistics.cacheWritten)
+        first.close()
+        let second = try Maildrop.open(path: f.root)  // reads and parses the file, remembers it
+        #expect(second.statistics.sizeCacheFromMemory == false)
+        #expect(second.statistics.sizesFromCache == 2)
+        second.close()
+        let third = try Maildrop.open(path: f.root)
+        #expect(third.statistics.sizeCacheFromMemory)
+        #expect(third.statistics.sizesFromCache == 2 && third.statistics.messagesRead == 0)
+        #expect([third.size(0), third.size(1)] == [6, 6])
+        third.close()
+    }
+
+    /// A cache file replaced (rename, as pop3d writes it) or rewritten in place is read again:
+    /// its new entry is what the login uses.
+    @Test func changedCacheFileIsReadAgain() throws {
+        let f = try maildrop()
+        for _ in 0..<3 { try Maildrop.open(path: f.root).close() }
+        let cachePath = f.root + "/" + SizeCache.fileName
+        let text = try #require(String(validating: readFile(cachePath), as: UTF8.self))
+        // The first message's entry with another CRLF size (same file size and mtime: the
+        // listing's check against the message passes, so the size shows which file was used).
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard line.hasSuffix(" 1700000000.M0P1.host") else { return String(line) }
+            var fields = line.split(separator: " ").map(String.init)
+            fields[2] = "7"
+            return fields.joined(separator: " ")
+        }
+        let replaced = lines.joined(separator: "\n")
+        #expect(replaced != text)
+        writeFile(cachePath + ".new", Array(replaced.utf8))
+        #expect(rename(cachePath + ".new", cachePath) == 0)
+        let renamed = try Maildrop.open(path: f.root)
+        #expect(renamed.statistics.sizeCacheFromMemory == false)
+        #expect(renamed.size(0) == 7)
+        renamed.close()
+        #expect(try Maildrop.open(path: f.root).statistics.sizeCacheFromMemory)
+
+        // In place (same inode), the original text back, with an mtime of its own.
+        writeFile(cachePath, Array(text.utf8))
+        var times = [timespec(tv_sec: 1_000, tv_nsec: 0), timespec(tv_sec: 1_000, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, cachePath, &times, 0) == 0)
+        let inPlace = try Maildrop.open(path: f.root)
+        #expect(inPlace.statistics.sizeCacheFromMemory == false)
+        #expect(inPlace.size(0) == 6)
+        inPlace.close()
+    }
+
+    @Test func removedCacheIsNotTakenFromMemory() throws {
+        let f = try maildrop()
+        for _ in 0..<3 { try Maildrop.open(path: f.root).close() }
+        #expect(unlink(f.root + "/" + SizeCache.fileName) == 0)
+        let md = try Maildrop.open(path: f.root)
+        #expect(md.statistics.sizeCacheFromMemory == false)
+        #expect(md.statistics.messagesRead == 2)
+        md.close()
+    }
+
+    private func cache(_ entries: Int, tag: String) -> SizeCache {
+        var c = SizeCache()
+        for i in 0..<entries {
+            c.entries[ByteName("\(tag).\(i)")] = SizeCache.Entry(fileSize: i, mtimeSec: 1, mtimeNsec: 0, crlfSize: i + 1)
+        }
+        return c
+    }
+
+    private func identity(_ n: Int) -> SizeCacheMemo.Identity {
+        var st = Glibc.stat()
+        st.st_dev = 1
+        st.st_ino = UInt(n)
+        st.st_size = 100
+        return SizeCacheMemo.Identity(st)
+    }
+
+    private func key(_ n: Int) -> SizeCacheMemo.Key {
+        SizeCacheMemo.Key(rootDev: 9, rootIno: UInt64(n), addsMissingHeaderEnd: false)
+    }
+
+    @Test func tableKeepsTheNewestWithinItsBudget() {
+        var t = SizeCacheMemo.Table(budget: 100)
+        for n in 0..<15 { t.remember(key(n), identity: identity(n), cache: cache(10, tag: "m\(n)")) }
+        #expect(t.maildrops == 10 && t.entries == 100)
+        for n in 0..<5 { #expect(t.lookUp(key(n), identity: identity(n)) == nil, "\(n)") }
+        for n in 5..<15 { #expect(t.lookUp(key(n), identity: identity(n))?.entries.count == 10, "\(n)") }
+        // Another file for the same maildrop, or the other wire-size rule: not this cache.
+        #expect(t.lookUp(key(14), identity: identity(99)) == nil)
+        #expect(t.lookUp(SizeCacheMemo.Key(rootDev: 9, rootIno: 14, addsMissingHeaderEnd: true), identity: identity(14)) == nil)
+        // A cache larger than the whole budget is not kept, and replaces the old one's place.
+        t.remember(key(14), identity: identity(14), cache: cache(101, tag: "big"))
+        #expect(t.lookUp(key(14), identity: identity(14)) == nil)
+        #expect(t.maildrops == 9 && t.entries == 90)
+    }
+
+    @Test func rememberingTheSameMaildropAgainKeepsTheOrderBounded() {
+        var t = SizeCacheMemo.Table(budget: 1_000)
+        for round in 0..<20_000 {
+            t.remember(key(round % 3), identity: identity(round), cache: cache(2, tag: "r"))
+        }
+        #expect(t.maildrops == 3 && t.entries == 6)
+        #expect(t.positions <= 2 * 3 + 1024 + 1)
+        #expect(t.lookUp(key(19_999 % 3), identity: identity(19_999))?.entries.count == 2)
+    }
+}
+
+/// The whole file at `path` (empty if it cannot be opened).
+private func readFile(_ path: String) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        out += chunk[0..<n]
+    }
+    return out
+}
