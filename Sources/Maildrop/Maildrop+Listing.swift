@@ -260,7 +260,10 @@ extension Maildrop {
             // absent cache or the empty one such a listing writes is left alone unread.
             if !cacheRead && SizeCache.mayHoldEntries(rootfd: rootfd, rule: wireSizeRule) { try readCache() }
             // Sizes the index gave go to the size cache, which takes over from it.
-            for e in listed where e.fromIndex && SizeCache.storable(e.info.uniqueName) {
+            // By index: `for e in listed` copied every entry (three strings retained and
+            // released) to read one flag (issue 17).
+            for i in listed.indices where listed[i].fromIndex && SizeCache.storable(listed[i].info.uniqueName) {
+                let e = listed[i]
                 added[ByteName(e.info.uniqueName)] = SizeCache.Entry(
                     fileSize: e.info.fileSize, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, crlfSize: e.info.size)
                 cacheDirty = true
@@ -283,7 +286,7 @@ extension Maildrop {
                 stats.cacheError = error
             }
         }
-        messages = listed.map(\.info)
+        messages = listed.map { $0.info }  // the field only, not a copy of each whole entry
         statistics = stats
     }
 
