@@ -88,7 +88,9 @@ public struct MessageEncoder: Sendable {
     /// fit the space left (the end of an output chunk, a sink that lends none, a line longer
     /// than a chunk) goes through `write(_:)` piece by piece, which moves on to new space. Both
     /// paths send the same octets; every line makes progress, whatever the space's size
-    /// (a 1-octet tail included).
+    /// (a 1-octet tail included). RETR without workarounds copies in 16-octet steps across
+    /// line ends (`encodeRETR`) and falls back to this line-by-line path (`encodeLine`) only
+    /// where a step does not fit; the octets sent are the same.
     public mutating func encode(_ chunk: UnsafeRawBufferPointer, out: inout some ReplySink) {
         let count = chunk.count
         guard count > 0, let base = chunk.baseAddress else { return }
