@@ -122,7 +122,7 @@ extension Maildrop {
             // The descriptors were opened by `open` just before: already at the start. A quick
             // open stops reading the directory as soon as it is too large for the loop.
             let limit = quick ? Maildrop.quickEntryLimit - listed.count : Int.max
-            let entries = try Sys.listDirectory(dirfd, path: dirPath(), rewind: false, limit: limit)
+            let entries = try Sys.listDirectory(dirfd, path: dirPath(), rewind: false, limit: limit, scratch: buffer)
             stats.foldersListed += 1
             if quick && entries.count > limit { throw .wouldBlock }
             seen.reserveCapacity(listed.count + entries.count)

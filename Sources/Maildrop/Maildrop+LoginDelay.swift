@@ -67,35 +67,35 @@ extension Maildrop {
     /// missing, and again from the start when another open created it meanwhile. A lock file
     /// created here gets the modification time 0 (1970: no login recorded).
     static func openLockFile(
-        _ rootfd: Int32, lockPath: String, noteCreation: Bool
+        _ rootfd: Int32, lockPath: @autoclosure () -> String, noteCreation: Bool
     ) throws(MaildropError) -> (fd: Int32, created: Bool) {
         guard noteCreation else {
-            switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR | O_CREAT, mode: 0o600, path: lockPath) {
+            switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR | O_CREAT, mode: 0o600, path: lockPath()) {
             case .ok(let fd): return (fd, false)
-            case .wrongKind(let mode): throw refused(lockPath, mode, root: false)
-            case .missing: throw .temporary("openat(\(lockPath)): removed while being created")
+            case .wrongKind(let mode): throw refused(lockPath(), mode, root: false)
+            case .missing: throw .temporary("openat(\(lockPath())): removed while being created")
             }
         }
         // Each round ends unless the file appears and vanishes between two calls: bounded,
         // so a program creating and removing it in a loop cannot hold the open here.
         for _ in 0..<lockOpenRounds {
-            switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR, path: lockPath) {
+            switch try Sys.openRegularFile(rootfd, lockFileName, flags: O_RDWR, path: lockPath()) {
             case .ok(let fd): return (fd, false)
-            case .wrongKind(let mode): throw refused(lockPath, mode, root: false)
+            case .wrongKind(let mode): throw refused(lockPath(), mode, root: false)
             case .missing: break
             }
             // O_EXCL: a new regular file, never a link; nil when another open created it
             // meanwhile, which the next round opens.
-            if let fd = try Sys.createExclusive(rootfd, lockFileName, flags: O_RDWR, mode: 0o600, path: lockPath) {
+            if let fd = try Sys.createExclusive(rootfd, lockFileName, flags: O_RDWR, mode: 0o600, path: lockPath()) {
                 // Its creation time is no login: this open may still give up (a `quick` one
                 // handing over to the workers, a cancelled one), and the next open must not
                 // take the file's birth for a login. The epoch reads as "none"; should this
                 // fail, `created` still covers this open.
-                _ = setModificationTime(fd, timespec(tv_sec: 0, tv_nsec: 0), lockPath: lockPath)
+                _ = setModificationTime(fd, timespec(tv_sec: 0, tv_nsec: 0), lockPath: lockPath())
                 return (fd, true)
             }
         }
-        throw .temporary("openat(\(lockPath)): created and removed repeatedly by another program")
+        throw .temporary("openat(\(lockPath())): created and removed repeatedly by another program")
     }
 
     /// Rounds of `openLockFile` (open, create) before it gives up with `.temporary`.
@@ -106,10 +106,10 @@ extension Maildrop {
     /// had to be moved back from the future and could not be (the login then proceeds: a
     /// record nobody can correct must not refuse for longer than the delay).
     static func checkLoginDelay(
-        lockfd: Int32, lockPath: String, delaySeconds: Int
+        lockfd: Int32, lockPath: @autoclosure () -> String, delaySeconds: Int
     ) throws(MaildropError) -> MaildropError? {
         var st = Glibc.stat()
-        _ = try Sys.call("fstat", lockPath) { fstat(lockfd, &st) }
+        _ = try Sys.call("fstat", lockPath()) { fstat(lockfd, &st) }
         let now = wallClock()
         switch loginDelayVerdict(last: st.st_mtim, now: now, delaySeconds: delaySeconds) {
         case .allowed:
@@ -117,7 +117,7 @@ extension Maildrop {
         case .tooSoon(let left):
             throw .loginDelay(secondsLeft: left)
         case .tooSoonMoveRecordToNow(let left):
-            if let error = setModificationTime(lockfd, now, lockPath: lockPath) { return error }
+            if let error = setModificationTime(lockfd, now, lockPath: lockPath()) { return error }
             throw .loginDelay(secondsLeft: left)
         }
     }
@@ -125,16 +125,16 @@ extension Maildrop {
     /// Records a login: the lock file's modification time becomes now (its access time is
     /// left alone). Returns the error instead of throwing: a Maildir where it cannot be
     /// written (read-only, EPERM) still serves logins, unrestricted by LOGIN-DELAY.
-    static func recordLogin(lockfd: Int32, lockPath: String) -> MaildropError? {
-        setModificationTime(lockfd, wallClock(), lockPath: lockPath)
+    static func recordLogin(lockfd: Int32, lockPath: @autoclosure () -> String) -> MaildropError? {
+        setModificationTime(lockfd, wallClock(), lockPath: lockPath())
     }
 
     /// An explicit time, not `UTIME_NOW`: on NFS that asks the server to stamp its own clock,
     /// while `checkLoginDelay` compares with this host's clock.
-    private static func setModificationTime(_ fd: Int32, _ time: timespec, lockPath: String) -> MaildropError? {
+    private static func setModificationTime(_ fd: Int32, _ time: timespec, lockPath: @autoclosure () -> String) -> MaildropError? {
         var times = [timespec(tv_sec: 0, tv_nsec: utimeOmit), time]
         do throws(MaildropError) {
-            _ = try Sys.call("futimens", lockPath) { futimens(fd, &times) }
+            _ = try Sys.call("futimens", lockPath()) { futimens(fd, &times) }
             return nil
         } catch {
             return error

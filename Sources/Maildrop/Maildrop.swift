@@ -179,8 +179,9 @@ public final class Maildrop {
         var rootStat = Glibc.stat()
         _ = try Sys.call("fstat", path) { fstat(rootfd, &rootStat) }
 
-        let lockPath = path + "/" + lockFileName
-        let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath, noteCreation: loginDelaySeconds > 0)
+        // Formatted only for an error message (issue 17: a string per login otherwise).
+        func lockPath() -> String { path + "/" + lockFileName }
+        let (lockfd, lockCreated) = try openLockFile(rootfd, lockPath: lockPath(), noteCreation: loginDelaySeconds > 0)
         var locked = false
         defer { if !locked { Sys.close(lockfd) } }
         // EAGAIN (`.wouldBlock`) or EACCES: another open file description holds the lock.
@@ -190,13 +191,13 @@ public final class Maildrop {
         } catch where error.errno == EACCES {
             throw .inUse
         } catch {
-            throw MaildropError(error, path: lockPath)
+            throw MaildropError(error, path: lockPath())
         }
         if case .wouldBlock = lockResult { throw .inUse }
         // Under the lock: of two sessions racing for one user, the loser got `.inUse` above.
         var loginRecordError: MaildropError? = nil
         if loginDelaySeconds > 0 && !lockCreated {
-            loginRecordError = try checkLoginDelay(lockfd: lockfd, lockPath: lockPath, delaySeconds: loginDelaySeconds)
+            loginRecordError = try checkLoginDelay(lockfd: lockfd, lockPath: lockPath(), delaySeconds: loginDelaySeconds)
         }
 
         var newfd = try openFolderIfPresent(rootfd, path, "new")
@@ -232,7 +233,7 @@ public final class Maildrop {
         // Only a login that succeeds is recorded: a `quick` open that gave up (`.wouldBlock`),
         // a cancelled or failed one records nothing, so the worker's retry is not refused.
         if loginDelaySeconds > 0 {
-            maildrop.statistics.loginRecordError = loginRecordError ?? recordLogin(lockfd: lockfd, lockPath: lockPath)
+            maildrop.statistics.loginRecordError = loginRecordError ?? recordLogin(lockfd: lockfd, lockPath: lockPath())
         }
         return maildrop
     }

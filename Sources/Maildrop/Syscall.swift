@@ -228,15 +228,22 @@ enum Sys {
     /// can be listed again): no DIR*, so no dup/fstat/fcntl per listing.
     /// With `limit`, reading stops as soon as more than `limit` entries are collected (the
     /// caller sees `count > limit` and gives up), so a huge directory costs one buffer, not a
-    /// full scan.
+    /// full scan. `scratch` (at least `directoryBufferBytes`, the caller's for the call) spares
+    /// the allocation of a buffer per call (issue 17: a login lists two folders).
     static func listDirectory(
-        _ dirfd: Int32, path: @autoclosure () -> String, rewind: Bool = true, limit: Int = Int.max
+        _ dirfd: Int32, path: @autoclosure () -> String, rewind: Bool = true, limit: Int = Int.max,
+        scratch: UnsafeMutableRawBufferPointer? = nil
     ) throws(MaildropError) -> [(name: String, type: UInt8)] {
         if rewind {
             _ = try call("lseek", path()) { lseek(dirfd, 0, SEEK_SET) }
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
-        defer { buffer.deallocate() }
+        // The first `directoryBufferBytes` of the scratch: a larger one would read more entries
+        // per call, and a quick listing's bound is one buffer of this size.
+        let lent = scratch.flatMap {
+            $0.count >= directoryBufferBytes ? UnsafeMutableRawBufferPointer(rebasing: $0[0..<directoryBufferBytes]) : nil
+        }
+        let buffer = lent ?? UnsafeMutableRawBufferPointer.allocate(byteCount: directoryBufferBytes, alignment: 8)
+        defer { if lent == nil { buffer.deallocate() } }
         guard let base = buffer.baseAddress else { return [] }
         var out: [(name: String, type: UInt8)] = []
         while out.count <= limit {

@@ -241,5 +241,12 @@ import TestSupport
         #expect(Set(listed.map(\.name)) == expected)
         #expect(listed.count == expected.count)
         #expect(listed.allSatisfy { $0.type == UInt8(DT_REG) || $0.type == UInt8(DT_UNKNOWN) })
+        // With the caller's scratch buffer (a login's), and with one too small to use: the same.
+        for size in [Sys.directoryBufferBytes, 64 * 1024, 16] {
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+            defer { scratch.deallocate() }
+            let again = try Sys.listDirectory(dir, path: temp.path, scratch: scratch)
+            #expect(again.map(\.name) == listed.map(\.name), "scratch of \(size)")
+        }
     }
 }
