@@ -249,38 +249,6 @@ final class WorkerPoolCore: Sendable {
     }
 }
 
-/// `State` behind a pthread mutex: the queue and results the workers share with the loop.
-///
-/// Not `Synchronization.Mutex`: on Linux its contended path is a futex call inside the Swift
-/// runtime, which ThreadSanitizer does not instrument, so TSan missed the hand-over from a
-/// worker's unlock to the loop's lock and reported the accesses under the lock as races
-/// (`make tsan`, a worker's `run` against `drainCompletions`' `takeCompleted`).
-/// `pthread_mutex_lock` is intercepted by TSan and costs the same (glibc's mutex is a futex
-/// too). `@unchecked Sendable`: `state` is touched only inside `withLock`.
-final class PThreadLocked<State>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var state: State
-
-    init(_ state: State) {
-        self.state = state
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deinitialize(count: 1)
-        mutex.deallocate()
-    }
-
-    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body(&state)
-    }
-}
-
 /// POSIX unnamed semaphore: `sem_post`/`sem_wait` are thread-safe by
 /// definition, which is why this wrapper is `@unchecked Sendable`.
 final class CountingSemaphore: @unchecked Sendable {
