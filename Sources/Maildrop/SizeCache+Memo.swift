@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import SystemCalls
 
 /// The size caches this process parsed, kept in memory by maildrop (issue 17): a login whose
 /// `pop3d.sizes` is still the file parsed before takes its entries from here after one
@@ -16,20 +16,26 @@ import Synchronization
 ///
 /// Keyed by the Maildir root's device and inode (not its path: a root moved or replaced is
 /// another key) and by the wire-size rule the sizes were counted under. Bounded by
-/// `memoEntryBudget` entries in all: the oldest maildrops are dropped first (insertion order,
-/// not use: a hit costs no write). Shared by the loop and the storage workers (a mutex; the
-/// critical sections are a hash lookup or insert).
+/// `memoByteBudget` octets in all (the files' octets plus a row per entry) and
+/// `memoMaxCacheBytes` for one maildrop: the oldest maildrops are dropped first (insertion
+/// order, not use: a hit costs no write). Shared by the loop and the storage workers behind a
+/// pthread mutex (`PThreadLocked`, ARCHITECTURE.md convention 11); the critical sections are a
+/// hash lookup or insert, and caches dropped are freed after the lock is released.
 enum SizeCacheMemo {
-    /// Size-cache entries kept in memory by the whole process, over all maildrops: at about
-    /// 100 octets each, 65,536 entries are ~6 MiB. A maildrop whose cache alone has more
-    /// entries is not kept.
-    static let memoEntryBudget = 65_536
+    /// Octets of size caches kept in memory by the whole process, over all maildrops
+    /// (`SizeCache.memoryBytes`: the file's octets plus 56 per entry, ~120 per entry of a
+    /// typical name): 8 MiB hold ~70,000 entries.
+    static let memoByteBudget = 8 << 20
+    /// A maildrop whose cache alone is larger than this (~8,000 typical entries) is not kept:
+    /// it is read from disk at each login as before.
+    static let memoMaxCacheBytes = 1 << 20
 
     /// What identifies the file the entries were parsed from (`stat`).
     struct Identity: Equatable {
         var dev: UInt64, ino: UInt64, size: Int64
         var mtimeSec: Int, mtimeNsec: Int, ctimeSec: Int, ctimeNsec: Int
 
+        /// The identity in a `stat` of the file.
         init(_ st: Glibc.stat) {
             dev = UInt64(st.st_dev)
             ino = UInt64(st.st_ino)
@@ -41,6 +47,7 @@ enum SizeCacheMemo {
         }
     }
 
+    /// The Maildir root the cache belongs to and the wire-size rule its sizes were counted under.
     struct Key: Hashable {
         var rootDev: UInt64, rootIno: UInt64
         var addsMissingHeaderEnd: Bool
@@ -56,17 +63,22 @@ enum SizeCacheMemo {
 
     /// The memo's contents and its bound; the process has one (`state`), tests make their own.
     struct Table {
-        /// At most this many entries over all maildrops (`memoEntryBudget` for the process's).
+        /// At most this many octets over all maildrops (`memoByteBudget` for the process's).
         let budget: Int
+        /// At most this many octets for one maildrop (`memoMaxCacheBytes` for the process's).
+        let maxCacheBytes: Int
         private var table: [Key: Kept] = [:]
         /// Keys in insertion order, from `orderStart` on.
         private var order: [(key: Key, sequence: UInt64)] = []
         private var orderStart = 0
         private var nextSequence: UInt64 = 0
-        /// Entries kept, over all maildrops.
-        private(set) var entries = 0
+        /// Octets kept (`SizeCache.memoryBytes`), over all maildrops.
+        private(set) var bytes = 0
 
-        init(budget: Int) { self.budget = budget }
+        init(budget: Int, maxCacheBytes: Int) {
+            self.budget = budget
+            self.maxCacheBytes = maxCacheBytes
+        }
 
         /// Maildrops kept.
         var maildrops: Int { table.count }
@@ -80,23 +92,30 @@ enum SizeCacheMemo {
         }
 
         /// Keeps `cache`, parsed from the file `identity` names, for `key` (replacing what was
-        /// kept for it), then drops the oldest maildrops until the budget holds. A cache of more
-        /// entries than the whole budget is not kept.
-        mutating func remember(_ key: Key, identity: Identity, cache: SizeCache) {
-            let count = cache.count
-            if let old = table.removeValue(forKey: key) { entries -= old.cache.count }
-            guard count <= budget else { return }
+        /// kept for it), then drops the oldest maildrops until the budget holds. A cache larger
+        /// than `maxCacheBytes` is not kept. Returns the caches it let go of, for the caller to
+        /// free outside the lock.
+        @discardableResult
+        mutating func remember(_ key: Key, identity: Identity, cache: SizeCache) -> [SizeCache] {
+            var dropped: [SizeCache] = []
+            let size = cache.memoryBytes
+            if let old = table.removeValue(forKey: key) {
+                bytes -= old.cache.memoryBytes
+                dropped.append(old.cache)
+            }
+            guard size <= maxCacheBytes, size <= budget else { return dropped }
             let sequence = nextSequence
             nextSequence &+= 1
             table[key] = Kept(identity: identity, cache: cache, sequence: sequence)
-            entries += count
+            bytes += size
             order.append((key, sequence))
-            while entries > budget, orderStart < order.count {
+            while bytes > budget, orderStart < order.count {
                 let oldest = order[orderStart]
                 orderStart += 1
                 if let kept = table[oldest.key], kept.sequence == oldest.sequence {
                     table.removeValue(forKey: oldest.key)
-                    entries -= kept.cache.count
+                    bytes -= kept.cache.memoryBytes
+                    dropped.append(kept.cache)
                 }
             }
             // Positions left behind (consumed, or of keys remembered again) are dropped once
@@ -106,19 +125,21 @@ enum SizeCacheMemo {
                 order = order[orderStart...].filter { live[$0.key]?.sequence == $0.sequence }
                 orderStart = 0
             }
+            return dropped
         }
     }
 
-    private static let state = Mutex(Table(budget: memoEntryBudget))
+    private static let state = PThreadLocked(Table(budget: memoByteBudget, maxCacheBytes: memoMaxCacheBytes))
 
     /// `Table.lookUp` on the process's memo.
     static func lookUp(_ key: Key, identity: Identity) -> SizeCache? {
         state.withLock { $0.lookUp(key, identity: identity) }
     }
 
-    /// `Table.remember` on the process's memo.
+    /// `Table.remember` on the process's memo; what it drops is freed after the lock is released.
     static func remember(_ key: Key, identity: Identity, cache: SizeCache) {
-        state.withLock { $0.remember(key, identity: identity, cache: cache) }
+        let dropped = state.withLock { $0.remember(key, identity: identity, cache: cache) }
+        _ = dropped  // released here, outside the lock
     }
 }
 
@@ -134,9 +155,11 @@ extension SizeCache {
                                     addsMissingHeaderEnd: rule.addsMissingHeaderEnd)
         var st = Glibc.stat()
         if fstatat(rootfd, fileName, &st, AT_SYMLINK_NOFOLLOW) != 0 {
-            // No file: what `load`'s open would find. Any other error: `load` says it.
+            // No file: what `load`'s open would find. Any other error: `load` says it. A file
+            // above `maxBytes` is not taken from memory either: `load` refuses it (or leaves it
+            // to the workers when `quick`), as it would without the memo.
             if errno == ENOENT { return (.absent, false) }
-        } else if (st.st_mode & S_IFMT) == S_IFREG,
+        } else if (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= maxBytes,
                   let cache = SizeCacheMemo.lookUp(key, identity: SizeCacheMemo.Identity(st)) {
             return (.valid(cache), true)
         }

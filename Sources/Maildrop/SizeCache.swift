@@ -46,6 +46,9 @@ struct SizeCache {
     }
     /// Entries held (`entries.count` without building the dictionary).
     var count: Int { table.rows.count }
+    /// Octets this cache holds in memory: its names' octets and one row per entry
+    /// (`SizeCacheMemo`'s budget).
+    var memoryBytes: Int { table.storage.count + table.rows.count * MemoryLayout<Table.Row>.stride }
     /// The variant of the wire-size rule the sizes were counted under.
     var rule: WireSizeRule {
         get { table.rule }

@@ -94,29 +94,72 @@ import Testing
         SizeCacheMemo.Key(rootDev: 9, rootIno: UInt64(n), addsMissingHeaderEnd: false)
     }
 
+    /// Tags of one width, so that every cache of `n` entries holds the same octets.
+    private func tag(_ n: Int) -> String { n < 10 ? "m0\(n)" : "m\(n)" }
+
     @Test func tableKeepsTheNewestWithinItsBudget() {
-        var t = SizeCacheMemo.Table(budget: 100)
-        for n in 0..<15 { t.remember(key(n), identity: identity(n), cache: cache(10, tag: "m\(n)")) }
-        #expect(t.maildrops == 10 && t.entries == 100)
+        let unit = cache(10, tag: tag(0)).memoryBytes
+        #expect(unit > 10 * 5)  // the names' octets and a row per entry
+        var t = SizeCacheMemo.Table(budget: 10 * unit, maxCacheBytes: 4 * unit)
+        for n in 0..<15 { t.remember(key(n), identity: identity(n), cache: cache(10, tag: tag(n))) }
+        #expect(t.maildrops == 10 && t.bytes == 10 * unit)
         for n in 0..<5 { #expect(t.lookUp(key(n), identity: identity(n)) == nil, "\(n)") }
-        for n in 5..<15 { #expect(t.lookUp(key(n), identity: identity(n))?.entries.count == 10, "\(n)") }
+        for n in 5..<15 { #expect(t.lookUp(key(n), identity: identity(n))?.count == 10, "\(n)") }
         // Another file for the same maildrop, or the other wire-size rule: not this cache.
         #expect(t.lookUp(key(14), identity: identity(99)) == nil)
         #expect(t.lookUp(SizeCacheMemo.Key(rootDev: 9, rootIno: 14, addsMissingHeaderEnd: true), identity: identity(14)) == nil)
-        // A cache larger than the whole budget is not kept, and replaces the old one's place.
-        t.remember(key(14), identity: identity(14), cache: cache(101, tag: "big"))
+        // A cache above the per-maildrop cap is not kept, and takes the old one's place away.
+        let dropped = t.remember(key(14), identity: identity(14), cache: cache(50, tag: "big"))
+        #expect(dropped.count == 1 && dropped.first?.count == 10)
         #expect(t.lookUp(key(14), identity: identity(14)) == nil)
-        #expect(t.maildrops == 9 && t.entries == 90)
+        #expect(t.maildrops == 9 && t.bytes == 9 * unit)
+        // One that fits evicts the oldest until the budget holds, and hands them back.
+        let big = cache(30, tag: "big")
+        #expect(big.memoryBytes <= 4 * unit)
+        let evicted = t.remember(key(20), identity: identity(20), cache: big)
+        #expect(t.bytes <= 10 * unit && !evicted.isEmpty)
+        #expect(t.lookUp(key(5), identity: identity(5)) == nil)
+        #expect(t.lookUp(key(20), identity: identity(20))?.count == 30)
     }
 
     @Test func rememberingTheSameMaildropAgainKeepsTheOrderBounded() {
-        var t = SizeCacheMemo.Table(budget: 1_000)
+        let unit = cache(2, tag: "r").memoryBytes
+        var t = SizeCacheMemo.Table(budget: 1_000 * unit, maxCacheBytes: 1_000 * unit)
         for round in 0..<20_000 {
             t.remember(key(round % 3), identity: identity(round), cache: cache(2, tag: "r"))
         }
-        #expect(t.maildrops == 3 && t.entries == 6)
+        #expect(t.maildrops == 3 && t.bytes == 3 * unit)
         #expect(t.positions <= 2 * 3 + 1024 + 1)
-        #expect(t.lookUp(key(19_999 % 3), identity: identity(19_999))?.entries.count == 2)
+        #expect(t.lookUp(key(19_999 % 3), identity: identity(19_999))?.count == 2)
+    }
+
+    /// A cache file above the loop's read limit is not taken from memory on the loop: the
+    /// login goes to the storage workers, as without the memo (`Maildrop.quickCacheBytes`).
+    @Test func largeCacheIsNotTakenFromMemoryByAQuickOpen() throws {
+        let f = try maildrop()
+        for _ in 0..<2 { try Maildrop.open(path: f.root).close() }
+        let cachePath = f.root + "/" + SizeCache.fileName
+        // Padding entries for names that are not in the Maildir, past the quick limit.
+        var text = String(decoding: readFile(cachePath), as: UTF8.self)
+        var i = 0
+        while text.utf8.count <= Maildrop.quickCacheBytes {
+            text += "10 1700000000.0 12 1700009999.M\(i)P1.padding\n"
+            i += 1
+        }
+        writeFile(cachePath + ".new", Array(text.utf8))
+        #expect(rename(cachePath + ".new", cachePath) == 0)
+        // The rewrite that would drop the padding fails (its temporary name is a directory),
+        // as on a read-only Maildir: the large file stays.
+        #expect(mkdir(f.root + "/" + SizeCache.tempName, 0o700) == 0)
+        // A worker's open (not quick) reads it and remembers it...
+        let full = try Maildrop.open(path: f.root)
+        #expect(full.statistics.sizesFromCache == 2)
+        #expect(full.statistics.cacheError != nil)
+        full.close()
+        var st = Glibc.stat()
+        #expect(stat(cachePath, &st) == 0 && Int(st.st_size) > Maildrop.quickCacheBytes)
+        // ...and a quick open still leaves it to the workers instead of using the memory.
+        #expect(throws: MaildropError.wouldBlock) { try Maildrop.open(path: f.root, quick: true) }
     }
 }
 
