@@ -71,8 +71,8 @@ let package = Package(
             dependencies: ["CShim", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        // The one base64 and hex codec (issue 16) and the one writer of integers' decimal and
-        // hex digits (issue 17): Swift stdlib only, shared by the pure protocol modules, Auth,
+        // The one base64 and hex codec (issue 16) and the hot paths' writer of integers' decimal
+        // and hex digits (issue 17): Swift stdlib only, shared by the pure protocol modules, Auth,
         // the glue (and pop3bench through POP3's use).
         .target(name: "ByteCodec", swiftSettings: strict),
         // Digests and HMAC from OpenSSL's EVP (issue 16): one helper for Auth, Maildrop and

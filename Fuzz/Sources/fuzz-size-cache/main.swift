@@ -7,7 +7,9 @@ import Glibc
 // - a cached size is one a CRLF conversion of a file of that size can give (at least the
 //   file size, at most 2 × size + 2, plus 2 under `oe-ns-eoh`): it reaches STAT's sums;
 // - a file written under one rule is never read under the other;
-// - parse(serialize(c)) == c, and serialize is a fixed point from there.
+// - parse(serialize(c)) == c, and serialize is a fixed point from there;
+// - the lookup table (`SizeCache.Table`, issue 17): rows strictly ascending by name octets
+//   (unique), and every name is found at its own row by the binary search, with its entry.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSizeCache(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -24,6 +26,21 @@ public func fuzzSizeCache(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         check(e.fileSize >= 0 && e.crlfSize >= e.fileSize, "entry \(e)")
         check(Int128(e.crlfSize) <= 2 * Int128(e.fileSize) + 2 + Int128(extra), "size \(e.crlfSize) for a file of \(e.fileSize)")
         check(e.mtimeSec >= 0 && e.mtimeNsec >= 0, "mtime \(e)")
+    }
+    let table = cache.table
+    for row in table.rows.indices {
+        if row > 0 {
+            check(table.nameOctets(row - 1).lexicographicallyPrecedes(table.nameOctets(row)),
+                  "rows not strictly ascending at \(row) in \(show(bytes))")
+        }
+        let name = table.name(row)
+        check(table.find(name) == row, "\(name.debugDescription) not found at its row \(row)")
+        check(cache.entries[ByteName(name)] == table.rows[row].entry, "entry of \(name.debugDescription)")
+    }
+    // A name next to each stored one (one more octet): found exactly when it is stored.
+    for row in table.rows.indices.prefix(64) {
+        let probe = table.name(row) + "x"
+        check((table.find(probe) != nil) == (cache.entries[ByteName(probe)] != nil), "lookup of \(probe.debugDescription)")
     }
     let written = cache.serialize()
     guard let again = SizeCache.parse(written, rule: rule) else { fail("serialized cache does not parse: \(show(written))") }
