@@ -1,3 +1,5 @@
+import SystemCalls
+
 /// Remembers the answers of a user database that costs a round trip (PostgreSQL, issue 15),
 /// like Dovecot's `auth_cache_*`: a found user for `ttl` seconds, an unknown one for
 /// `negativeTTL` seconds, at most `capacity` users (the least recently used one is forgotten

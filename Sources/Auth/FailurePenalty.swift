@@ -1,4 +1,5 @@
 import Glibc
+import SystemCalls
 
 /// Delays that grow with consecutive failed logins from one client address: 0 s after the
 /// first, then 2, 4, 8, capped at 15 s.

@@ -17,8 +17,8 @@ import SystemCalls
 /// Keyed by the Maildir root's device and inode (not its path: a root moved or replaced is
 /// another key) and by the wire-size rule the sizes were counted under. Bounded by
 /// `memoByteBudget` octets in all (the files' octets plus a row per entry) and
-/// `memoMaxCacheBytes` for one maildrop: the oldest maildrops are dropped first (insertion
-/// order, not use: a hit costs no write). Shared by the loop and the storage workers behind a
+/// `memoMaxCacheBytes` for one maildrop: the least recently used maildrops are dropped first
+/// (`LRUTable`). Shared by the loop and the storage workers behind a
 /// pthread mutex (`PThreadLocked`, ARCHITECTURE.md convention 11); the critical sections are a
 /// hash lookup or insert, and caches dropped are freed after the lock is released.
 enum SizeCacheMemo {
@@ -56,24 +56,27 @@ enum SizeCacheMemo {
     private struct Kept {
         var identity: Identity
         var cache: SizeCache
-        /// Its position in `Table.order`: a key remembered again gets a new one, and its old
-        /// position is skipped at eviction.
-        var sequence: UInt64
     }
 
     /// The memo's contents and its bound; the process has one (`state`), tests make their own.
+    /// An `LRUTable` (O(1) per operation, nothing to compact) whose least recently used
+    /// maildrops are dropped while the octets kept exceed the budget.
     struct Table {
         /// At most this many octets over all maildrops (`memoByteBudget` for the process's).
         let budget: Int
         /// At most this many octets for one maildrop (`memoMaxCacheBytes` for the process's).
         let maxCacheBytes: Int
-        private var table: [Key: Kept] = [:]
-        /// Keys in insertion order, from `orderStart` on.
-        private var order: [(key: Key, sequence: UInt64)] = []
-        private var orderStart = 0
-        private var nextSequence: UInt64 = 0
-        /// Octets kept (`SizeCache.memoryBytes`), over all maildrops.
+        /// Unbounded in count: the budget in octets bounds it (every kept cache has octets).
+        private var table = LRUTable<Key, Kept>(capacity: Int.max)
+        /// Octets kept (`cost`), over all maildrops.
         private(set) var bytes = 0
+
+        /// What keeping `cache` counts against the budget: its octets (`SizeCache.memoryBytes`)
+        /// and `perMaildropBytes` for its key, identity and list node, so that even empty caches
+        /// are bounded in number and every eviction frees something.
+        static func cost(_ cache: SizeCache) -> Int { cache.memoryBytes + perMaildropBytes }
+        /// The fixed part of `cost`.
+        static let perMaildropBytes = 128
 
         init(budget: Int, maxCacheBytes: Int) {
             self.budget = budget
@@ -82,48 +85,36 @@ enum SizeCacheMemo {
 
         /// Maildrops kept.
         var maildrops: Int { table.count }
-        /// Positions in the insertion order, stale ones included (bounded: tests).
-        var positions: Int { order.count - orderStart }
+        /// Entries of the recency list (one per maildrop kept: nothing stale stays behind).
+        var positions: Int { table.keysByRecency.count }
 
-        /// The cache parsed from the file `identity` names, if it is the one kept for `key`.
-        func lookUp(_ key: Key, identity: Identity) -> SizeCache? {
-            guard let kept = table[key], kept.identity == identity else { return nil }
+        /// The cache parsed from the file `identity` names, if it is the one kept for `key`;
+        /// a hit marks the maildrop recently used.
+        mutating func lookUp(_ key: Key, identity: Identity) -> SizeCache? {
+            guard let kept = table.value(forKey: key), kept.identity == identity else { return nil }
             return kept.cache
         }
 
         /// Keeps `cache`, parsed from the file `identity` names, for `key` (replacing what was
-        /// kept for it), then drops the oldest maildrops until the budget holds. A cache larger
-        /// than `maxCacheBytes` is not kept. Returns the caches it let go of, for the caller to
-        /// free outside the lock.
+        /// kept for it), then drops the least recently used maildrops until the budget holds. A
+        /// cache larger than `maxCacheBytes` is not kept. Returns the caches it let go of, for
+        /// the caller to free outside the lock.
         @discardableResult
         mutating func remember(_ key: Key, identity: Identity, cache: SizeCache) -> [SizeCache] {
             var dropped: [SizeCache] = []
-            let size = cache.memoryBytes
             if let old = table.removeValue(forKey: key) {
-                bytes -= old.cache.memoryBytes
+                bytes -= Self.cost(old.cache)
                 dropped.append(old.cache)
             }
+            let size = Self.cost(cache)
             guard size <= maxCacheBytes, size <= budget else { return dropped }
-            let sequence = nextSequence
-            nextSequence &+= 1
-            table[key] = Kept(identity: identity, cache: cache, sequence: sequence)
+            table.updateValue(Kept(identity: identity, cache: cache), forKey: key)
             bytes += size
-            order.append((key, sequence))
-            while bytes > budget, orderStart < order.count {
-                let oldest = order[orderStart]
-                orderStart += 1
-                if let kept = table[oldest.key], kept.sequence == oldest.sequence {
-                    table.removeValue(forKey: oldest.key)
-                    bytes -= kept.cache.memoryBytes
-                    dropped.append(kept.cache)
-                }
-            }
-            // Positions left behind (consumed, or of keys remembered again) are dropped once
-            // they outnumber the live ones, so `order` stays within a few times `table`.
-            if order.count - orderStart > 2 * table.count + 1024 || orderStart > 1024 {
-                let live = table
-                order = order[orderStart...].filter { live[$0.key]?.sequence == $0.sequence }
-                orderStart = 0
+            // Each round drops one kept cache of at least `perMaildropBytes`: at most
+            // `maxCacheBytes / perMaildropBytes` rounds, whatever the table holds.
+            while bytes > budget, let (_, gone) = table.removeLeastRecent() {
+                bytes -= Self.cost(gone.cache)
+                dropped.append(gone.cache)
             }
             return dropped
         }

@@ -98,7 +98,7 @@ import Testing
     private func tag(_ n: Int) -> String { n < 10 ? "m0\(n)" : "m\(n)" }
 
     @Test func tableKeepsTheNewestWithinItsBudget() {
-        let unit = cache(10, tag: tag(0)).memoryBytes
+        let unit = SizeCacheMemo.Table.cost(cache(10, tag: tag(0)))
         #expect(unit > 10 * 5)  // the names' octets and a row per entry
         var t = SizeCacheMemo.Table(budget: 10 * unit, maxCacheBytes: 4 * unit)
         for n in 0..<15 { t.remember(key(n), identity: identity(n), cache: cache(10, tag: tag(n))) }
@@ -115,7 +115,7 @@ import Testing
         #expect(t.maildrops == 9 && t.bytes == 9 * unit)
         // One that fits evicts the oldest until the budget holds, and hands them back.
         let big = cache(30, tag: "big")
-        #expect(big.memoryBytes <= 4 * unit)
+        #expect(SizeCacheMemo.Table.cost(big) <= 4 * unit)
         let evicted = t.remember(key(20), identity: identity(20), cache: big)
         #expect(t.bytes <= 10 * unit && !evicted.isEmpty)
         #expect(t.lookUp(key(5), identity: identity(5)) == nil)
@@ -123,7 +123,7 @@ import Testing
     }
 
     @Test func rememberingTheSameMaildropAgainKeepsTheOrderBounded() {
-        let unit = cache(2, tag: "r").memoryBytes
+        let unit = SizeCacheMemo.Table.cost(cache(2, tag: "r"))
         var t = SizeCacheMemo.Table(budget: 1_000 * unit, maxCacheBytes: 1_000 * unit)
         for round in 0..<20_000 {
             t.remember(key(round % 3), identity: identity(round), cache: cache(2, tag: "r"))

@@ -1,5 +1,5 @@
 import Testing
-@testable import Auth
+@testable import SystemCalls
 
 @Suite struct LRUTableTests {
     @Test func evictsTheLeastRecentlyUsedFirst() {

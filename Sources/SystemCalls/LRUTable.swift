@@ -4,10 +4,11 @@
 /// threaded through one array of nodes (freed nodes are reused, so a full table allocates
 /// nothing). It replaces tables that were scanned whole (O(n)) or wiped whole when they
 /// filled up: the failed-login records (and the LOGIN-DELAY records, which now live in each
-/// maildrop's lock file, `Maildrop+LoginDelay.swift`).
+/// maildrop's lock file, `Maildrop+LoginDelay.swift`). Here, beside `PThreadLocked`, so that
+/// `Auth` (the auth cache, failure penalties) and `Maildrop` (`SizeCacheMemo`) share it.
 ///
 /// "Use" means `updateValue` or `value(forKey:)`; `peek` and `leastRecent` do not change the
-/// order. Loop-thread only (a value type without locks).
+/// order. A value type without locks: one thread's, or behind a `PThreadLocked`.
 public struct LRUTable<Key: Hashable, Value> {
     struct Node {
         var key: Key?
