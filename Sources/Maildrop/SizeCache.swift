@@ -1,3 +1,4 @@
+import ByteCodec
 import Glibc
 
 /// The per-Maildir cache of computed CRLF sizes (`pop3d.sizes`), so that a
@@ -117,7 +118,15 @@ struct SizeCache {
         // octet order of the names.
         for row in table.rows.indices {
             let e = table.rows[row].entry
-            out.append(contentsOf: "\(e.fileSize) \(e.mtimeSec).\(e.mtimeNsec) \(e.crlfSize) ".utf8)
+            // The project's digit writer (`ByteCodec`), not a `String` interpolated per row.
+            out.appendDecimal(e.fileSize)
+            out.append(UInt8(ascii: " "))
+            out.appendDecimal(e.mtimeSec)
+            out.append(UInt8(ascii: "."))
+            out.appendDecimal(e.mtimeNsec)
+            out.append(UInt8(ascii: " "))
+            out.appendDecimal(e.crlfSize)
+            out.append(UInt8(ascii: " "))
             out.append(contentsOf: table.nameOctets(row))
             out.append(UInt8(ascii: "\n"))
         }
