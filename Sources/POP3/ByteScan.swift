@@ -4,6 +4,25 @@
 /// table), so the search is done eight bytes at a time with the classic
 /// "has zero byte" bit trick over unaligned 64-bit loads.
 enum ByteScan {
+    /// The top bit of each octet lane of `word` that holds a CR or an LF: the "has zero byte"
+    /// trick on `word ^ CR…` and `word ^ LF…`. Exact at its lowest set bit (a false positive
+    /// needs a borrow from a true match below it), so the lowest set bit is the first CR or LF
+    /// of a little-endian load (`firstLane`). The one line-end test of `firstLineEnd`,
+    /// `copyLine` and `MessageEncoder`'s RETR loop.
+    @inline(__always)
+    static func lineEndLanes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let cr = word ^ (0x0D &* ones)
+        let lf = word ^ (0x0A &* ones)
+        return (((cr &- ones) & ~cr) | ((lf &- ones) & ~lf)) & 0x8080_8080_8080_8080
+    }
+
+    /// The octet index, in a little-endian load, of the lowest lane `lanes` flags (not 0).
+    @inline(__always)
+    static func firstLane(_ lanes: UInt64) -> Int {
+        lanes.littleEndian.trailingZeroBitCount &>> 3
+    }
+
     /// Index of the first `byte` in `buffer[from..<buffer.count]`, or nil.
     @inline(__always)
     static func firstIndex(of byte: UInt8, in buffer: UnsafeRawBufferPointer, from: Int) -> Int? {
@@ -38,19 +57,9 @@ enum ByteScan {
         let count = buffer.count
         guard from < count, let base = buffer.baseAddress else { return nil }
         var index = from
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let crPattern = 0x0D &* ones
-        let lfPattern = 0x0A &* ones
         while index + 8 <= count {
-            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            let cr = word ^ crPattern
-            let lf = word ^ lfPattern
-            let found = (((cr &- ones) & ~cr) | ((lf &- ones) & ~lf)) & high
-            if found != 0 {
-                // Little-endian on every Linux target we build for: lowest set bit = first byte.
-                return index + found.littleEndian.trailingZeroBitCount / 8
-            }
+            let found = lineEndLanes(base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            if found != 0 { return index + firstLane(found) }
             index += 8
         }
         while index < count {
@@ -81,25 +90,15 @@ enum ByteScan {
                          room: Int) -> (length: Int, ended: Bool)? {
         guard room >= 0 else { return nil }
         let limit = min(count, room)
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let crPattern = 0x0D &* ones
-        let lfPattern = 0x0A &* ones
         var index = 0
         while index + 16 <= limit {
             let first = source.loadUnaligned(fromByteOffset: index, as: UInt64.self)
             let second = source.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
             destination.storeBytes(of: first, toByteOffset: index, as: UInt64.self)
             destination.storeBytes(of: second, toByteOffset: index + 8, as: UInt64.self)
-            let cr1 = first ^ crPattern, lf1 = first ^ lfPattern
-            let cr2 = second ^ crPattern, lf2 = second ^ lfPattern
-            let found1 = (((cr1 &- ones) & ~cr1) | ((lf1 &- ones) & ~lf1)) & high
-            let found2 = (((cr2 &- ones) & ~cr2) | ((lf2 &- ones) & ~lf2)) & high
+            let found1 = lineEndLanes(first), found2 = lineEndLanes(second)
             if found1 | found2 != 0 {
-                // Exact at the lowest set bit, as in `firstLineEnd`; little-endian loads.
-                let lane = found1 != 0 ? found1.littleEndian.trailingZeroBitCount / 8
-                    : 8 + found2.littleEndian.trailingZeroBitCount / 8
-                return (index + lane, true)
+                return (index + (found1 != 0 ? firstLane(found1) : 8 + firstLane(found2)), true)
             }
             index += 16
         }

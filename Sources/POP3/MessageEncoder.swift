@@ -252,10 +252,6 @@ extension MessageEncoder {
     private mutating func encodeRETR(base: UnsafeRawPointer, count: Int, index start: Int,
                                      space: inout UnsafeMutableRawBufferPointer, used: inout Int,
                                      out: inout some ReplySink) {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let crPattern = 0x0D &* ones
-        let lfPattern = 0x0A &* ones
         let dot = UInt8(ascii: ".")
         let sourceStop = count &- Self.retrStep  // the last chunk offset a step may start at
         var index = start
@@ -284,17 +280,12 @@ extension MessageEncoder {
                     let word2 = base.loadUnaligned(fromByteOffset: index &+ 8, as: UInt64.self)
                     spaceBase.storeBytes(of: word1, toByteOffset: index &+ shift, as: UInt64.self)
                     spaceBase.storeBytes(of: word2, toByteOffset: index &+ shift &+ 8, as: UInt64.self)
-                    let cr1 = word1 ^ crPattern, lf1 = word1 ^ lfPattern
-                    let cr2 = word2 ^ crPattern, lf2 = word2 ^ lfPattern
-                    let found1 = (((cr1 &- ones) & ~cr1) | ((lf1 &- ones) & ~lf1)) & high
-                    let found2 = (((cr2 &- ones) & ~cr2) | ((lf2 &- ones) & ~lf2)) & high
+                    let found1 = ByteScan.lineEndLanes(word1), found2 = ByteScan.lineEndLanes(word2)
                     if found1 | found2 == 0 {
                         index &+= Self.retrStep
                         continue
                     }
-                    // Exact at the lowest set bit (ByteScan.firstLineEnd); little-endian loads.
-                    let lane = found1 != 0 ? found1.littleEndian.trailingZeroBitCount &>> 3
-                        : 8 &+ found2.littleEndian.trailingZeroBitCount &>> 3
+                    let lane = found1 != 0 ? ByteScan.firstLane(found1) : 8 &+ ByteScan.firstLane(found2)
                     let ending = base.load(fromByteOffset: index &+ lane, as: UInt8.self)
                     spaceBase.storeBytes(of: UInt16(0x0A0D).littleEndian, toByteOffset: index &+ shift &+ lane,
                                          as: UInt16.self)  // CR LF for the CR, LF or CRLF
