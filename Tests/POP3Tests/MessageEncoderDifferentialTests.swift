@@ -155,11 +155,12 @@ func runCurrent(_ message: [UInt8], pieces: [ArraySlice<UInt8>], bodyLines: Int?
         return message
     }
 
-    static func randomPieces(_ message: [UInt8], _ rng: inout SplitMix64) -> [ArraySlice<UInt8>] {
+    /// `message` cut into random pieces of 1 to `maxPiece` octets.
+    static func randomPieces(_ message: [UInt8], _ rng: inout SplitMix64, maxPiece: Int = 24) -> [ArraySlice<UInt8>] {
         var sizes: [Int] = []
         var total = 0
         while total < message.count {
-            let size = 1 + Int(rng.next() % 24)
+            let size = 1 + Int(rng.next() % UInt64(maxPiece))
             sizes.append(size)
             total += size
         }
