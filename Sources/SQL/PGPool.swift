@@ -224,33 +224,39 @@ public final class PGPool {
     }
 
     /// The queue is full: completes (without a query) the waiting lookups nobody wants any
-    /// more, in place (the other items' timers hold their indices). Asks at most
-    /// `abandonedScanBatch` of them, from `abandonedScanCursor` to the end and then from the
-    /// head, never one twice in a search; the next search goes on where this one stopped.
+    /// more, in place (the other items' timers hold their indices). One pass of at most
+    /// `waiting.count - waitingHead` steps: from `abandonedScanCursor` (the head when it is
+    /// outside the waiting part) to the end, then once from the head, so no entry is looked at
+    /// twice in a search. Dead entries and lookups without `abandoned` cost a step, not a
+    /// question; at most `abandonedScanBatch` are asked. The cursor is left where the pass
+    /// stopped, so the next search goes on from there.
     private func dropAbandoned() {
-        var index = max(abandonedScanCursor, waitingHead)
-        if index >= waiting.count { index = waitingHead }
-        let start = index
-        var wrapped = start == waitingHead
-        var asked = 0
-        while asked < Self.abandonedScanBatch {
+        let steps = waiting.count - waitingHead
+        guard steps > 0 else { return }
+        var index = abandonedScanCursor
+        if index < waitingHead || index >= waiting.count { index = waitingHead }
+        var wrapped = false
+        var asked = 0, step = 0
+        while step < steps, asked < Self.abandonedScanBatch {
+            step += 1
+            // The end: on from the head, once. A completion below may have reset the FIFO
+            // (`compactWaiting` empties it): the index is checked against its count after
+            // every one. (Entries a completion served, below the head, are dead: skipped.)
             if index >= waiting.count {
-                // The end: on from the head, up to where this search began. (A completion
-                // below may have reset the FIFO: the index is checked against its count.)
-                if wrapped { break }
+                guard !wrapped else { break }
                 wrapped = true
                 index = waitingHead
-                continue
+                guard index < waiting.count else { break }
             }
-            if wrapped && start != waitingHead && index >= start { break }
-            defer { index += 1 }
-            guard waiting[index].live, let abandoned = waiting[index].abandoned else { continue }
+            let current = index
+            index += 1
+            guard waiting[current].live, let abandoned = waiting[current].abandoned else { continue }
             asked += 1
             guard abandoned() else { continue }
-            let item = waiting[index]
-            waiting[index].live = false
-            waiting[index].parameters = []
-            waiting[index].completion = { _ in }
+            let item = waiting[current]
+            waiting[current].live = false
+            waiting[current].parameters = []
+            waiting[current].completion = { _ in }
             waitingCount -= 1
             if let t = item.timer { loop.cancelTimer(t) }
             item.completion(.failure(.unavailable("the client went away")))

@@ -99,4 +99,61 @@ struct PGPoolAbandonedScanTests {
         #expect(next == nil, "queued in the room freed at the head")
         pool.stop()
     }
+    /// The cursor in the middle of the FIFO, with dead entries (dropped earlier) and lookups
+    /// without `abandoned` on both sides of it: they cost no question, so the live lookups
+    /// that can be asked are each asked once over ceil(live / batch) searches, and every one
+    /// whose client left by then is dropped, before the cursor (after the wrap) or after it.
+    @Test func deadEntriesOnBothSidesOfTheCursorCostNoQuestion() throws {
+        let (fake, pool, runner) = try Self.poolOnAServerThatNeverAnswers()
+        defer { fake.close() }
+        let batch = PGPool.abandonedScanBatch
+        let total = PGPool.maxWaiting
+        #expect(total % batch == 0 && total / batch > 2, "the layout below needs whole batches")
+        var gone = Set<Int>()
+        var probes = [Int](repeating: 0, count: total)
+        var asked = 0
+        var dropped: [Int] = []
+        for i in 0..<total {
+            pool.query("SELECT 1", parameters: [], abandoned: {
+                probes[i] += 1
+                asked += 1
+                return gone.contains(i)
+            }) { _ in dropped.append(i) }
+        }
+        /// One search (a query on the full FIFO), then the FIFO filled up again with lookups
+        /// that have no `abandoned` (steps for the search, never questions).
+        func search() throws {
+            try Self.letTheScanIntervalPass(runner)
+            asked = 0
+            pool.query("SELECT 1", parameters: []) { _ in }
+            #expect(asked <= batch, "a search asked \(asked) lookups, more than the cap of \(batch)")
+            while pool.waitingCount < total { pool.query("SELECT 1", parameters: []) { _ in } }
+        }
+        // Walk to the last batch; its odd entries leave: dropped, the cursor at the end.
+        for _ in 0..<(total / batch - 1) { try search() }
+        gone = Set(stride(from: total - batch + 1, to: total, by: 2))
+        try search()
+        #expect(dropped.sorted() == gone.sorted())
+        // The next search passes the lookups without `abandoned` at the end, wraps, and asks
+        // the first batch: its even entries leave. The cursor stops after it, in the middle.
+        gone = Set(stride(from: 0, to: batch, by: 2))
+        try search()
+        #expect(dropped.count == batch, "both halves dropped: \(dropped.count)")
+        // Dead entries before the cursor (the even ones of the first batch) and after it (the
+        // odd ones of the last), lookups without `abandoned` after the end. Every seventh live
+        // lookup's client leaves now, on both sides of the cursor.
+        let dead = Set(dropped)
+        let live = (0..<total).filter { !dead.contains($0) }
+        #expect(live.count == total - batch)
+        gone = Set(live.filter { $0 % 7 == 0 })
+        #expect(gone.contains { $0 < batch } && gone.contains { $0 >= total - batch }, "on both sides")
+        probes = [Int](repeating: 0, count: total)
+        dropped = []
+        let searches = (live.count + batch - 1) / batch
+        for _ in 0..<searches { try search() }
+        #expect(dropped.sorted() == gone.sorted(), "every abandoned lookup found within \(searches) searches")
+        #expect(live.allSatisfy { probes[$0] == 1 }, "each live lookup asked once: \(Set(live.map { probes[$0] }))")
+        #expect(dead.allSatisfy { probes[$0] == 0 }, "dead entries are never asked")
+        pool.stop()
+    }
 }
