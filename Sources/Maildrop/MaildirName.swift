@@ -170,26 +170,39 @@ struct MaildirName: Sendable {
         return true
     }
 
-    /// Decimal digits only, at most 18 of them (fits Int without overflow).
+    /// The most decimal digits a parsed number may have: 18 fit `Int` without overflow
+    /// (10^18 - 1 < 2^63 - 1), so the digit loop needs no overflow check.
+    static let maxDecimalDigits = 18
+
+    /// Decimal digits only, at most `maxDecimalDigits` of them (`parseDecimal(_:_:_:)`).
     static func parseDecimal(_ digits: ArraySlice<UInt8>) -> Int? {
-        guard !digits.isEmpty, digits.count <= 18 else { return nil }
-        var v = 0
-        for d in digits {
-            guard d >= 0x30, d <= 0x39 else { return nil }
-            v = v * 10 + Int(d - 0x30)
-        }
-        return v
+        digits.withUnsafeBufferPointer { parseDecimal($0, 0, $0.count) }
     }
 
-    /// `parseDecimal` of `b[from..<to]`, in place.
+    /// `b[from..<to]` as a decimal number: digits only, 1 to `maxDecimalDigits` of them, in place.
+    @inline(__always)
     static func parseDecimal(_ b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
-        guard to > from, to - from <= 18 else { return nil }
+        guard let (value, end) = parseDecimalPrefix(b, from, to), end == to else { return nil }
+        return value
+    }
+
+    /// The decimal number of the digits at `b[from...]`, read up to the first octet that is
+    /// not a digit or to `to`, whichever comes first, and `end`, the index after its last
+    /// digit; nil when there is no digit at `from`. Stops after `maxDecimalDigits` digits: a
+    /// longer run leaves a digit at `end`, which a caller checking the octet that must end the
+    /// number (`parseDecimal`: `to`; the size cache: its delimiter) refuses. The one digit
+    /// loop of the module's parsers (names, `pop3d.sizes`, courierpop3dsizelist).
+    @inline(__always)
+    static func parseDecimalPrefix(_ b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> (value: Int, end: Int)? {
+        let limit = Swift.min(to, from &+ maxDecimalDigits)
+        var i = from
         var v = 0
-        for i in from..<to {
-            let d = b[i]
-            guard d >= 0x30, d <= 0x39 else { return nil }
-            v = v * 10 + Int(d - 0x30)
+        while i < limit {
+            let d = b[i] &- 0x30
+            guard d <= 9 else { break }
+            v = v &* 10 &+ Int(d)
+            i += 1
         }
-        return v
+        return i > from ? (v, i) : nil
     }
 }

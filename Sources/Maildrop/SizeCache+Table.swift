@@ -157,18 +157,14 @@ extension SizeCache {
             rows.reserveCapacity(lines)
             var sorted = true
             var at = header.count + 1
-            /// The decimal number at `i` (1 to 18 digits, as `MaildirName.parseDecimal`) that
+            /// The decimal number at `i` (1 to 18 digits, `MaildirName.parseDecimalPrefix`) that
             /// `delimiter` ends; `i` is left after the delimiter. One pass: the digits are read
             /// as the field's end is looked for (issue 17).
             func number(_ i: inout Int, _ delimiter: UInt8) -> Int? {
-                let start = i
-                var v = 0
-                while i < b.count, b[i] >= 0x30, b[i] <= 0x39, i - start < 18 {
-                    v = v * 10 + Int(b[i] &- 0x30)
-                    i += 1
-                }
-                guard i > start, i < b.count, b[i] == delimiter else { return nil }
-                i += 1
+                guard let (v, end) = MaildirName.parseDecimalPrefix(b, i, b.count),
+                      end < b.count, b[end] == delimiter
+                else { return nil }
+                i = end + 1
                 return v
             }
             while at < b.count {
