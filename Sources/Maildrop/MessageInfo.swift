@@ -81,8 +81,8 @@ public struct OpenStatistics: Sendable, Equatable {
     /// Whether this open read `pop3d.sizes` (issue 17): only when a name lacks a usable `W=`,
     /// or when a cache that may hold entries is to be emptied of gone messages.
     public var sizeCacheRead = false
-    /// Whether the `pop3d.sizes` this open used was the one parsed before, kept in memory
-    /// (`SizeCacheMemo`, issue 17): one `fstatat` instead of opening, reading and parsing it.
+    /// Whether the `pop3d.sizes` this open used was the one parsed or written before, kept in
+    /// memory (`SizeCacheMemo`, issue 17): one `fstatat` instead of opening, reading and parsing it.
     public var sizeCacheFromMemory = false
 
     /// All counts zero, nothing written, nothing discarded.

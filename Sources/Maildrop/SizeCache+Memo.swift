@@ -1,9 +1,10 @@
 import Glibc
 import SystemCalls
 
-/// The size caches this process parsed, kept in memory by maildrop (issue 17): a login whose
-/// `pop3d.sizes` is still the file parsed before takes its entries from here after one
-/// `fstatat`, instead of opening, reading and parsing the file again (`openat`, `fstat`,
+/// The size caches this process parsed or wrote, kept in memory by maildrop (issue 17): a
+/// login whose `pop3d.sizes` is still the file parsed (`loadRemembered`) or written
+/// (`saveRemembered`) before takes its entries from here after one `fstatat`, instead of
+/// opening, reading and parsing the file again (`openat`, `fstat`,
 /// `read`, `close` and ~20k instructions for a maildrop of ten messages). The minimal C
 /// responder of `Benchmarks/` keeps every size in memory for the life of the process; this is
 /// that, bounded and checked.
@@ -142,8 +143,7 @@ extension SizeCache {
     /// neither opened nor parsed.
     static func loadRemembered(rootfd: Int32, root: (dev: UInt, ino: UInt), maxBytes: Int, quick: Bool,
                                rule: WireSizeRule) throws(MaildropError) -> (loaded: Loaded, fromMemory: Bool) {
-        let key = SizeCacheMemo.Key(rootDev: UInt64(root.dev), rootIno: UInt64(root.ino),
-                                    addsMissingHeaderEnd: rule.addsMissingHeaderEnd)
+        let key = memoKey(root: root, rule: rule)
         var st = Glibc.stat()
         if fstatat(rootfd, fileName, &st, AT_SYMLINK_NOFOLLOW) != 0 {
             // No file: what `load`'s open would find. Any other error: `load` says it. A file
@@ -159,5 +159,31 @@ extension SizeCache {
             SizeCacheMemo.remember(key, identity: SizeCacheMemo.Identity(file), cache: cache)
         }
         return (loaded, false)
+    }
+
+    /// Writes the cache (`write` of `serialize`), and remembers it as written (`SizeCacheMemo`), so that the next login
+    /// of the maildrop takes it from memory after one `fstatat` instead of reading back and
+    /// parsing the file this listing just wrote. What is kept is what `loadRemembered` would
+    /// keep after reading that file: `parse` of the octets written (the same table, the same
+    /// cost against the budgets; a cache `parse` refuses is not kept), under the identity of the
+    /// `fstat` `write` took after the rename. A file above `maxBytes` (the open's read limit:
+    /// `Maildrop.quickCacheBytes` on the loop) is not parsed nor kept, as `loadFile` would not
+    /// read it, and neither is one whose octets alone exceed `memoMaxCacheBytes` (`remember`
+    /// would refuse it). Errors are `write`'s.
+    func saveRemembered(rootfd: Int32, rootPath: String, root: (dev: UInt, ino: UInt), maxBytes: Int) -> MaildropError? {
+        let bytes = serialize()
+        let (error, file) = SizeCache.write(bytes, rootfd: rootfd, rootPath: rootPath)
+        guard error == nil, let file else { return error }
+        guard bytes.count <= maxBytes,
+              bytes.count + SizeCacheMemo.Table.perMaildropBytes <= SizeCacheMemo.memoMaxCacheBytes,
+              let written = SizeCache.parse(bytes, rule: rule)
+        else { return nil }
+        SizeCacheMemo.remember(SizeCache.memoKey(root: root, rule: rule), identity: SizeCacheMemo.Identity(file), cache: written)
+        return nil
+    }
+
+    /// The memo's key for the cache of the Maildir root `root` (device, inode) under `rule`.
+    static func memoKey(root: (dev: UInt, ino: UInt), rule: WireSizeRule) -> SizeCacheMemo.Key {
+        SizeCacheMemo.Key(rootDev: UInt64(root.dev), rootIno: UInt64(root.ino), addsMissingHeaderEnd: rule.addsMissingHeaderEnd)
     }
 }

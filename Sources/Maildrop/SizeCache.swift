@@ -133,12 +133,16 @@ struct SizeCache {
         return out
     }
 
-    /// Replaces the cache file atomically. Errors are returned for the
-    /// statistics and the log: a cache that cannot be written costs time, not mail.
-    /// The temporary file is removed first and created with `O_EXCL|O_NOFOLLOW|O_NONBLOCK`:
-    /// whatever another program left under its name (a FIFO would block a plain open for
-    /// writing, a link would lead the write elsewhere) is never opened.
-    func save(rootfd: Int32, rootPath: String) -> MaildropError? {
+    /// Replaces the cache file atomically by `bytes` (a `serialize`d cache; the listing
+    /// writes through `saveRemembered`). Errors are returned for the statistics and the log:
+    /// a cache that cannot be written costs time, not mail. The temporary file is removed
+    /// first and created with `O_EXCL|O_NOFOLLOW|O_NONBLOCK`: whatever another program left
+    /// under its name (a FIFO would block a plain open for writing, a link would lead the
+    /// write elsewhere) is never opened. After a successful rename, `file` is the `fstat` of
+    /// the descriptor written, taken after the rename (which changes the inode's ctime) and
+    /// before its close: what a `stat` of `pop3d.sizes` gives until something else changes
+    /// it (`SizeCacheMemo.Identity`); nil when that `fstat` fails.
+    static func write(_ bytes: [UInt8], rootfd: Int32, rootPath: String) -> (error: MaildropError?, file: Glibc.stat?) {
         let tempPath = rootPath + "/" + SizeCache.tempName
         do throws(MaildropError) {
             _ = try Sys.call("unlinkat", tempPath, unless: ENOENT) { unlinkat(rootfd, SizeCache.tempName, 0) }
@@ -149,20 +153,20 @@ struct SizeCache {
             case .missing: throw MaildropError.temporary("openat(\(tempPath)): vanished while being created")
             case .wrongKind(let mode): throw Maildrop.refused(tempPath, mode, root: false)
             }
+            defer { Sys.close(fd) }
             do {
-                try Sys.writeAll(fd, serialize(), path: tempPath)
+                try Sys.writeAll(fd, bytes, path: tempPath)
             } catch {
-                Sys.close(fd)
                 _ = unlinkat(rootfd, SizeCache.tempName, 0)
-                return error
+                return (error, nil)
             }
-            Sys.close(fd)
             _ = try Sys.call("renameat", rootPath + "/" + SizeCache.fileName) {
                 renameat(rootfd, SizeCache.tempName, rootfd, SizeCache.fileName)
             }
-            return nil
+            var st = Glibc.stat()
+            return (nil, fstat(fd, &st) == 0 ? st : nil)
         } catch {
-            return error
+            return (error, nil)
         }
     }
 

@@ -18,6 +18,11 @@ import Testing
         let first = try Maildrop.open(path: f.root)  // measures both, writes the cache
         #expect(first.statistics.messagesRead == 2 && first.statistics.cacheWritten)
         first.close()
+        // The same text under a new inode, as another program would write it: not the file
+        // this process wrote (and remembered, `cacheTheListingWroteIsRememberedAsWritten`).
+        let cachePath = f.root + "/" + SizeCache.fileName
+        writeFile(cachePath + ".new", readFile(cachePath))
+        #expect(rename(cachePath + ".new", cachePath) == 0)
         let second = try Maildrop.open(path: f.root)  // reads and parses the file, remembers it
         #expect(second.statistics.sizeCacheFromMemory == false)
         #expect(second.statistics.sizesFromCache == 2)
@@ -27,6 +32,45 @@ import Testing
         #expect(third.statistics.sizesFromCache == 2 && third.statistics.messagesRead == 0)
         #expect([third.size(0), third.size(1)] == [6, 6])
         third.close()
+    }
+
+    /// A cache the listing writes is remembered as written (the `fstat` after its rename, the
+    /// table `parse` gives of its octets): the next login takes it from memory instead of
+    /// reading back the file it just wrote, with the same sizes, and so after a rewrite.
+    @Test func cacheTheListingWroteIsRememberedAsWritten() throws {
+        let f = try maildrop()
+        let cachePath = f.root + "/" + SizeCache.fileName
+        /// What the memo holds for this maildrop's file as it is now on disk, and what a read
+        /// of that file gives.
+        func keptAndOnDisk() -> (kept: [ByteName: SizeCache.Entry]?, disk: [ByteName: SizeCache.Entry]?) {
+            var root = Glibc.stat(), file = Glibc.stat()
+            guard stat(f.root, &root) == 0, lstat(cachePath, &file) == 0 else { return (nil, nil) }
+            let key = SizeCacheMemo.Key(rootDev: UInt64(root.st_dev), rootIno: UInt64(root.st_ino), addsMissingHeaderEnd: false)
+            return (SizeCacheMemo.lookUp(key, identity: SizeCacheMemo.Identity(file))?.entries,
+                    SizeCache.parse(readFile(cachePath))?.entries)
+        }
+        let first = try Maildrop.open(path: f.root)  // measures both, writes the cache
+        #expect(first.statistics.messagesRead == 2 && first.statistics.cacheWritten)
+        first.close()
+        let written = keptAndOnDisk()
+        #expect(written.kept != nil && written.kept == written.disk, "the memo holds the file as written")
+        let second = try Maildrop.open(path: f.root)
+        #expect(second.statistics.sizeCacheFromMemory, "the file this process just wrote is not read back")
+        #expect(second.statistics.sizesFromCache == 2 && second.statistics.messagesRead == 0)
+        #expect([second.size(0), second.size(1)] == [6, 6])
+        second.close()
+        // New mail: the login measures it and rewrites the cache (a new inode, three entries).
+        try f.writer.deliver(Array("x\n".utf8), fileName: "1700000002.M0P1.host")
+        let third = try Maildrop.open(path: f.root)
+        #expect(third.statistics.messagesRead == 1 && third.statistics.cacheWritten)
+        third.close()
+        let rewritten = keptAndOnDisk()
+        #expect(rewritten.kept?.count == 3 && rewritten.kept == rewritten.disk)
+        let fourth = try Maildrop.open(path: f.root)
+        #expect(fourth.statistics.sizeCacheFromMemory)
+        #expect(fourth.statistics.sizesFromCache == 3 && fourth.statistics.messagesRead == 0)
+        #expect([fourth.size(0), fourth.size(1), fourth.size(2)] == [6, 6, 3])
+        fourth.close()
     }
 
     /// A cache file replaced (rename, as pop3d writes it) or rewritten in place is read again:
