@@ -26,9 +26,11 @@ import Glibc
 /// A Maildir replaced by another (new inodes) or refilled in place (new change times, which no
 /// program can set back) is listed from disk; so is one whose index was removed.
 ///
-/// Not noticed: a message file rewritten in place under the same name (Maildir files never
-/// change after delivery; `MessageReader` stops at the size listed), and a clock stepped back
-/// so exactly that a later change lands on the recorded nanosecond.
+/// Not noticed at login: a message file rewritten in place under the same name (Maildir files
+/// never change after delivery). RETR and TOP notice one whose size changed (`openFile` refuses
+/// a longer one, the stream ends short on a shorter one) and remove the index
+/// (`Maildrop.forgetLoginIndex`), so the next login sizes the file again. Not noticed at all: a
+/// clock stepped back so exactly that a later change lands on the recorded nanosecond.
 ///
 /// ## Format (version 1), little-endian
 ///

@@ -13,7 +13,8 @@ public final class MessageReader {
     private var fd: Int32
     /// Bytes left of the size listed at login. Maildir files do not change after delivery; the
     /// LIST size was computed from exactly these bytes, so the reader stops there and spares
-    /// the read that would only confirm the end of the file.
+    /// the read that would only confirm the end of the file. A file found larger at the open
+    /// is refused there (`Maildrop.openFile`): stopping at the old size would cut it.
     private var remaining: Int
     /// Path the file was opened under, for error messages: built when asked (issue 17: a
     /// RETR formats no path it does not report), from the maildrop's path and the name.
@@ -67,7 +68,8 @@ extension Maildrop {
     /// earlier listing already found it gone. The listing runs where the caller runs: O(messages
     /// in the Maildir), once per burst of renames by other programs. A message file that is no
     /// longer a regular file (a FIFO, a symbolic link put in its place) is `.permanent` and is never opened for a read that
-    /// could block.
+    /// could block. One rewritten in place with more octets than sized at login is
+    /// `.temporary` (it would be read cut at that size) and the login index is removed.
     public func openMessage(_ i: Int) throws(MaildropError) -> MessageReader {
         guard messages.indices.contains(i) else {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
@@ -91,10 +93,40 @@ extension Maildrop {
 
     private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
         let dirfd = try directoryFD(folder)
-        switch try Sys.openRegularFile(dirfd, name, path: filePath(folder, name)) {
-        case .ok(let fd): return MessageReader(fd: fd, root: path, folder: folder, name: name, expectedBytes: expectedBytes)
+        var st = Glibc.stat()  // the regular-file check's fstat: the size costs no extra call
+        switch try Sys.openRegularFile(dirfd, name, stat: &st, path: filePath(folder, name)) {
+        case .ok(let fd):
+            // The reader stops at the size sized at login (no read to confirm the end), so a
+            // file another program rewrote in place with more octets would be sent cut at that
+            // size, with its terminator: a client would take a different, truncated message
+            // (and may DELE it). Refused before any `+OK`. A file with fewer octets is found
+            // by the stream itself (`endedShort`: the connection is dropped, no terminator).
+            if Int(st.st_size) > expectedBytes {
+                Sys.close(fd)
+                forgetLoginIndex()
+                throw .temporary("\(filePath(folder, name)): \(st.st_size) octets, \(expectedBytes) when sized at login: rewritten in place by another program (the next login sizes it again)")
+            }
+            return MessageReader(fd: fd, root: path, folder: folder, name: name, expectedBytes: expectedBytes)
         case .missing: return nil
         case .wrongKind(let mode): throw Maildrop.refused(filePath(folder, name), mode, root: false)
         }
+    }
+
+    /// Removes `pop3d.index` (best effort) after a message was found rewritten in place (by
+    /// `openMessage`, or by the caller whose read ended short, `MessageReader.endedShort`): the
+    /// index vouches for names without a `stat` while the folders are unchanged, and an
+    /// in-place rewrite changes no folder, so without this every later login would list the
+    /// old size again and every RETR of the message would be refused. Without the index the
+    /// next login checks each file's size and mtime against what it knew and sizes the
+    /// rewritten one again. The root is opened again and must still be the one locked at
+    /// login (`directoryFD`'s check); the maildrop lock is held, so no other writer races.
+    public func forgetLoginIndex() {
+        guard case .ok(let rootfd) = try? Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path)
+        else { return }
+        defer { Sys.close(rootfd) }
+        var st = Glibc.stat()
+        guard fstat(rootfd, &st) == 0, UInt(st.st_dev) == rootIdentity.dev, UInt(st.st_ino) == rootIdentity.ino
+        else { return }
+        LoginIndex.remove(rootfd: rootfd)
     }
 }

@@ -90,6 +90,9 @@ extension POP3Connection {
                 sink.finish()
                 service.logger.error("message \(stream.index + 1) ended before its listed size: \(stream.reader.path) was truncated or replaced by another program",
                                      metadata: metadata)
+                // A login index would vouch for the old size at every later login (the folders
+                // did not change): without it the next login sizes the file again.
+                maildrop?.forgetLoginIndex()
                 return close(.messageUnreadable("\(stream.reader.path) shorter than listed"))
             }
             if n == 0 || stream.encoder.isComplete {
