@@ -45,7 +45,9 @@ extension Maildrop {
     func xUIDL(_ i: Int) throws(MaildropError) -> [UInt8]? {
         let reader: MessageReader
         do throws(MaildropError) {
-            reader = try openMessage(i)
+            // Only the header block is read: a file rewritten longer since it was sized is
+            // scanned as it is, not refused as RETR refuses it.
+            reader = try openMessage(i, refusingGrown: false)
         } catch .gone {
             return nil
         }

@@ -69,8 +69,10 @@ extension Maildrop {
     /// in the Maildir), once per burst of renames by other programs. A message file that is no
     /// longer a regular file (a FIFO, a symbolic link put in its place) is `.permanent` and is never opened for a read that
     /// could block. One rewritten in place with more octets than sized at login is
-    /// `.temporary` (it would be read cut at that size) and the login index is removed.
-    public func openMessage(_ i: Int) throws(MaildropError) -> MessageReader {
+    /// `.temporary` (it would be read cut at that size) and the login index is removed, unless
+    /// `refusingGrown` is false: a caller that reads only the start of the message (the
+    /// X-UIDL header scan of the offline `pop3d uidl` tools) takes it as it is.
+    public func openMessage(_ i: Int, refusingGrown: Bool = true) throws(MaildropError) -> MessageReader {
         guard messages.indices.contains(i) else {
             throw .permanent("message index \(i) out of range 0..<\(messages.count)")
         }
@@ -80,18 +82,21 @@ extension Maildrop {
             .gone("open(\(filePath(info.folder, info.fileName))): message was removed by another program")
         }
         if removedSinceLogin.contains(i) { throw removed() }
-        if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize) { return reader }
+        if let reader = try openFile(info.folder, info.fileName, expectedBytes: info.fileSize, refusingGrown: refusingGrown) {
+            return reader
+        }
         try relocateAll()
         let now = messages[i]
         if now.folder != info.folder || now.fileName != info.fileName,
-           let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize) {
+           let reader = try openFile(now.folder, now.fileName, expectedBytes: info.fileSize, refusingGrown: refusingGrown) {
             return reader
         }
         removedSinceLogin.insert(i)
         throw removed()
     }
 
-    private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int) throws(MaildropError) -> MessageReader? {
+    private func openFile(_ folder: MessageInfo.Folder, _ name: String, expectedBytes: Int,
+                          refusingGrown: Bool) throws(MaildropError) -> MessageReader? {
         let dirfd = try directoryFD(folder)
         var st = Glibc.stat()  // the regular-file check's fstat: the size costs no extra call
         switch try Sys.openRegularFile(dirfd, name, stat: &st, path: filePath(folder, name)) {
@@ -101,7 +106,7 @@ extension Maildrop {
             // size, with its terminator: a client would take a different, truncated message
             // (and may DELE it). Refused before any `+OK`. A file with fewer octets is found
             // by the stream itself (`endedShort`: the connection is dropped, no terminator).
-            if Int(st.st_size) > expectedBytes {
+            if refusingGrown && Int(st.st_size) > expectedBytes {
                 Sys.close(fd)
                 forgetLoginIndex()
                 throw .temporary("\(filePath(folder, name)): \(st.st_size) octets, \(expectedBytes) when sized at login: rewritten in place by another program (the next login sizes it again)")
@@ -121,6 +126,7 @@ extension Maildrop {
     /// rewritten one again. The root is opened again and must still be the one locked at
     /// login (`directoryFD`'s check); the maildrop lock is held, so no other writer races.
     public func forgetLoginIndex() {
+        guard isOpen else { return }  // the lock makes this the only writer of the index
         guard case .ok(let rootfd) = try? Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path)
         else { return }
         defer { Sys.close(rootfd) }

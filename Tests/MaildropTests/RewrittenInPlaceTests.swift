@@ -91,4 +91,23 @@ import TestSupport
         #expect(next.messages[again].size == crlf(longer).count)
         #expect(try readAll(next.openMessage(again)) == longer)
     }
+
+    /// The offline `pop3d uidl` tools read only the header block (`xUIDL`): a message rewritten
+    /// longer since the index sized it is scanned as it is, not refused, and the index is left.
+    @Test func headerScanTakesALongerFileAsItIs() throws {
+        let f = try Fixture()
+        try LoginIndexTests.fill(f)
+        LoginIndexTests.waitForFileSystemClock(f.root)
+        _ = try LoginIndexTests.open(f)
+        LoginIndexTests.waitForFileSystemClock(f.root)
+        let md = try Maildrop.open(path: f.root)
+        defer { md.close() }
+        #expect(md.statistics.foldersListed == 0)  // sizes from the index
+        let k = 3
+        let info = md.messages[k]
+        Self.rewrite(f.root + "/" + info.folder.directoryName + "/" + info.fileName,
+                     Array("X-UIDL: grown-3\nSubject: rewritten\n\na body longer than the one fill() wrote\n".utf8))
+        #expect(try md.xUIDL(k) == Array("grown-3".utf8))
+        #expect(Self.exists(f.root + "/" + LoginIndex.fileName))
+    }
 }
