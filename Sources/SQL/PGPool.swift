@@ -262,7 +262,22 @@ public final class PGPool {
             item.completion(.failure(.unavailable("the client went away")))
         }
         abandonedScanCursor = index
+        dropDeadHead()
     }
+
+    /// Moves the head past the dead entries at the front (expired or abandoned lookups), then
+    /// compacts. During an outage nothing is served, so without this every lookup that timed
+    /// out would stay in the array as a dead entry: its storage would grow with the arrival
+    /// rate times the outage's length, and each search of a full queue would step over all of
+    /// them. Lookups expire in FIFO order (one timeout for all), so the dead ones are at the
+    /// front. Live entries keep their indices (their timers hold them).
+    private func dropDeadHead() {
+        while waitingHead < waiting.count && !waiting[waitingHead].live { waitingHead += 1 }
+        compactWaiting()
+    }
+
+    /// Entries the FIFO's storage holds from the head on, dead ones included (tests).
+    var waitingStorageCount: Int { waiting.count - waitingHead }
 
     /// The FIFO is reset only when everything in it has been served, so an index stays
     /// valid while its item waits (its timer is cancelled when it is served).
@@ -285,6 +300,7 @@ public final class PGPool {
         waitingCount -= 1
         refusedDuringOutage &+= 1
         item.completion(.failure(.unavailable("no free user database connection within the timeout")))
+        dropDeadHead()
     }
 
     private func failWaiting(_ reason: String) {

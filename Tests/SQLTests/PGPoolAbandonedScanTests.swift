@@ -73,6 +73,35 @@ struct PGPoolAbandonedScanTests {
         pool.stop()
     }
 
+    /// Lookups dropped at the front of the FIFO leave its storage, not only its count: the head
+    /// moves past them. (Before, they stayed as dead entries until the FIFO emptied, which
+    /// during an outage, when nothing is served, is never: the storage grew with every lookup
+    /// that expired or was dropped, and every search stepped over them.)
+    @Test func lookupsDroppedAtTheHeadLeaveTheFIFOsStorage() throws {
+        let (fake, pool, runner) = try Self.poolOnAServerThatNeverAnswers()
+        defer { fake.close() }
+        let batch = PGPool.abandonedScanBatch
+        let total = PGPool.maxWaiting
+        var gone = false
+        var dropped = 0
+        for i in 0..<total {
+            pool.query("SELECT 1", parameters: [], abandoned: { i < batch && gone }) { _ in dropped += 1 }
+        }
+        #expect(pool.waitingCount == total)
+        let storageBefore = pool.waitingStorageCount
+        #expect(storageBefore == total)
+        gone = true
+        try Self.letTheScanIntervalPass(runner)
+        var next: Outcome?
+        pool.query("SELECT 1", parameters: []) { next = $0 }
+        #expect(dropped == batch, "the search asks the first \(batch), all abandoned")
+        #expect(next == nil, "queued in the room freed at the head")
+        #expect(pool.waitingCount == total - batch + 1)
+        #expect(pool.waitingStorageCount == total - batch + 1,
+                "\(pool.waitingStorageCount) entries held for \(pool.waitingCount) waiting lookups")
+        pool.stop()
+    }
+
     /// The cursor wraps: after a search that reached the end, the next one starts again at the
     /// head and finds a lookup there whose client left since.
     @Test func theSearchWrapsToTheHeadAfterTheEnd() throws {
