@@ -27,10 +27,11 @@ import Glibc
 /// program can set back) is listed from disk; so is one whose index was removed.
 ///
 /// Not noticed at login: a message file rewritten in place under the same name (Maildir files
-/// never change after delivery). RETR and TOP notice one whose size changed (`openFile` refuses
-/// a longer one, the stream ends short on a shorter one) and remove the index
-/// (`Maildrop.forgetLoginIndex`), so the next login sizes the file again. Not noticed at all: a
-/// clock stepped back so exactly that a later change lands on the recorded nanosecond.
+/// never change after delivery). RETR notices one whose size changed (`openFile` refuses a
+/// longer one, the stream ends short on a shorter one; TOP when it reads that far) and removes
+/// the index (`Maildrop.forgetLoginIndex`), so the next login checks every file's size again.
+/// Not noticed at all: a same-size rewrite, and a clock stepped back so exactly that a later
+/// change lands on the recorded nanosecond.
 ///
 /// ## Format (version 1), little-endian
 ///

@@ -190,8 +190,9 @@ struct MaildirName: Sendable {
     /// not a digit or to `to`, whichever comes first, and `end`, the index after its last
     /// digit; nil when there is no digit at `from`. Stops after `maxDecimalDigits` digits: a
     /// longer run leaves a digit at `end`, which a caller checking the octet that must end the
-    /// number (`parseDecimal`: `to`; the size cache: its delimiter) refuses. The one digit
-    /// loop of the module's parsers (names, `pop3d.sizes`, courierpop3dsizelist).
+    /// number (`parseDecimal`: `to`; the size cache: its delimiter) refuses. The digit loop of
+    /// `parseDecimal` (Maildir names' fields, courierpop3dsizelist's version) and of the
+    /// size cache's table; `CourierSizeList`'s 64-bit fields and `DovecotUIDList` keep their own.
     @inline(__always)
     static func parseDecimalPrefix(_ b: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> (value: Int, end: Int)? {
         let limit = Swift.min(to, from &+ maxDecimalDigits)
