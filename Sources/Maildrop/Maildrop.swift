@@ -276,23 +276,36 @@ public final class Maildrop {
         }
     }
 
-    /// The descriptor of new/ or cur/, opened again after login when needed: through the root
-    /// (itself checked to be the directory locked at login), never through a symbolic link.
-    func directoryFD(_ folder: MessageInfo.Folder) throws(MaildropError) -> Int32 {
-        if folder == .new && newfd >= 0 { return newfd }
-        if folder == .cur && curfd >= 0 { return curfd }
+    /// The Maildir root opened again after login (the caller closes it), only if it is still
+    /// the directory locked at login (device and inode): a root moved away and replaced since
+    /// is `.temporary`, never used. A symbolic link is followed only as the login allowed.
+    func openLockedRoot() throws(MaildropError) -> Int32 {
         let rootfd: Int32
         switch try Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path) {
         case .ok(let fd): rootfd = fd
         case .missing: throw .temporary("open(\(path)): the Maildir was removed since login")
         case .wrongKind(let mode): throw Maildrop.refused(path, mode, root: true)
         }
-        defer { Sys.close(rootfd) }
         var st = Glibc.stat()
-        _ = try Sys.call("fstat", path) { fstat(rootfd, &st) }
+        if fstat(rootfd, &st) != 0 {
+            let err = errno
+            Sys.close(rootfd)
+            throw MaildropError.fromErrno(err, call: "fstat", path: path)
+        }
         guard UInt(st.st_dev) == rootIdentity.dev && UInt(st.st_ino) == rootIdentity.ino else {
+            Sys.close(rootfd)
             throw .temporary("\(path) is no longer the directory locked at login")
         }
+        return rootfd
+    }
+
+    /// The descriptor of new/ or cur/, opened again after login when needed: through the root
+    /// (itself checked to be the directory locked at login), never through a symbolic link.
+    func directoryFD(_ folder: MessageInfo.Folder) throws(MaildropError) -> Int32 {
+        if folder == .new && newfd >= 0 { return newfd }
+        if folder == .cur && curfd >= 0 { return curfd }
+        let rootfd = try openLockedRoot()
+        defer { Sys.close(rootfd) }
         let fd = try Maildrop.openFolder(rootfd, path, folder.directoryName)
         if folder == .new { newfd = fd } else { curfd = fd }
         return fd

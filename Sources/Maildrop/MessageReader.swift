@@ -123,16 +123,12 @@ extension Maildrop {
     /// in-place rewrite changes no folder, so without this every later login would list the
     /// old size again and every RETR of the message would be refused. Without the index the
     /// next login checks each file's size and mtime against what it knew and sizes the
-    /// rewritten one again. The root is opened again and must still be the one locked at
-    /// login (`directoryFD`'s check); the maildrop lock is held, so no other writer races.
+    /// rewritten one again. The root must still be the one locked at login (`openLockedRoot`);
+    /// the maildrop lock is held, so no other writer races.
     public func forgetLoginIndex() {
         guard isOpen else { return }  // the lock makes this the only writer of the index
-        guard case .ok(let rootfd) = try? Sys.openDirectory(AT_FDCWD, path, followSymlink: allowRootSymlink, path: path)
-        else { return }
+        guard let rootfd = try? openLockedRoot() else { return }
         defer { Sys.close(rootfd) }
-        var st = Glibc.stat()
-        guard fstat(rootfd, &st) == 0, UInt(st.st_dev) == rootIdentity.dev, UInt(st.st_ino) == rootIdentity.ino
-        else { return }
         LoginIndex.remove(rootfd: rootfd)
     }
 }

@@ -110,4 +110,30 @@ import TestSupport
         #expect(try md.xUIDL(k) == Array("grown-3".utf8))
         #expect(Self.exists(f.root + "/" + LoginIndex.fileName))
     }
+
+    /// `forgetLoginIndex` removes the index of the Maildir locked at login only: not once the
+    /// maildrop is closed (the lock no longer makes it the only writer), and not in a directory
+    /// put in the root's place since login.
+    @Test func forgetLoginIndexTouchesOnlyTheLockedRoot() throws {
+        let f = try Fixture()
+        try f.writer.deliver(Array("Subject: x\n\nx\n".utf8), fileName: "1700000000.M0P1.host")
+        let indexPath = f.root + "/" + LoginIndex.fileName
+        let md = try Maildrop.open(path: f.root)
+        writeFile(indexPath, [0x78])
+        md.forgetLoginIndex()
+        #expect(!Self.exists(indexPath), "the locked root's index is removed")
+        md.close()
+        writeFile(indexPath, [0x78])
+        md.forgetLoginIndex()
+        #expect(Self.exists(indexPath), "a closed maildrop removed an index")
+
+        let other = try Maildrop.open(path: f.root)
+        defer { other.close() }
+        #expect(rename(f.root, f.temp.path + "/moved") == 0)
+        #expect(mkdir(f.root, 0o700) == 0)
+        writeFile(indexPath, [0x78])
+        other.forgetLoginIndex()
+        #expect(Self.exists(indexPath), "the index of a directory put in the root's place was removed")
+        #expect(throws: MaildropError.self) { try other.openLockedRoot() }
+    }
 }
