@@ -66,13 +66,12 @@ extension Maildrop {
         // Unicode normalization are two messages. The cache entries still wanted are marked
         // in `cache` itself (`markUsed`, issue 17: a second set hashed every name again).
         var cacheRead = index != nil
-        /// The largest size cache this open reads (or remembers after writing it).
-        let cacheReadLimit = quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes
         func readCache() throws(MaildropError) {
             cacheRead = true
             stats.sizeCacheRead = true
             let (loaded, fromMemory) = try SizeCache.loadRemembered(
-                rootfd: rootfd, root: rootIdentity, maxBytes: cacheReadLimit, quick: quick, rule: wireSizeRule)
+                rootfd: rootfd, root: rootIdentity, maxBytes: quick ? Maildrop.quickCacheBytes : SizeCache.maxFileBytes,
+                quick: quick, rule: wireSizeRule)
             stats.sizeCacheFromMemory = fromMemory
             switch loaded {
             case .absent: break
@@ -283,7 +282,7 @@ extension Maildrop {
                 for (name, e) in added { kept[name] = e }
                 let out = SizeCache(table: SizeCache.Table(entries: kept, rule: wireSizeRule))
                 // Remembered as written: the next login does not read back this file.
-                let error = out.saveRemembered(rootfd: rootfd, rootPath: path, root: rootIdentity, maxBytes: cacheReadLimit)
+                let error = out.saveRemembered(rootfd: rootfd, rootPath: path, root: rootIdentity)
                 stats.cacheWritten = error == nil
                 stats.cacheError = error
             }

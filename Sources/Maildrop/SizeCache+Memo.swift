@@ -161,24 +161,18 @@ extension SizeCache {
         return (loaded, false)
     }
 
-    /// Writes the cache (`write` of `serialize`), and remembers it as written (`SizeCacheMemo`), so that the next login
-    /// of the maildrop takes it from memory after one `fstatat` instead of reading back and
-    /// parsing the file this listing just wrote. What is kept is what `loadRemembered` would
-    /// keep after reading that file: `parse` of the octets written (the same table, the same
-    /// cost against the budgets; a cache `parse` refuses is not kept), under the identity of the
-    /// `fstat` `write` took after the rename. A file above `maxBytes` (the open's read limit:
-    /// `Maildrop.quickCacheBytes` on the loop) is not parsed nor kept, as `loadFile` would not
-    /// read it, and neither is one whose octets alone exceed `memoMaxCacheBytes` (`remember`
-    /// would refuse it). Errors are `write`'s.
-    func saveRemembered(rootfd: Int32, rootPath: String, root: (dev: UInt, ino: UInt), maxBytes: Int) -> MaildropError? {
-        let bytes = serialize()
-        let (error, file) = SizeCache.write(bytes, rootfd: rootfd, rootPath: rootPath)
+    /// Writes the cache (`write` of `serialize`) and remembers it as written (`SizeCacheMemo`),
+    /// so that the next login of the maildrop takes it from memory after one `fstatat` instead
+    /// of reading back and parsing the file this listing just wrote. What is kept is this
+    /// cache itself (the table `parse` of the written octets would rebuild: the same rows in
+    /// the same order, without the file's digits), under the identity of the `fstat` `write`
+    /// took after the rename; the memo's budgets apply as to a parsed one, and
+    /// `loadRemembered` still leaves a file above an open's read limit to that open's rules.
+    /// Errors are `write`'s.
+    func saveRemembered(rootfd: Int32, rootPath: String, root: (dev: UInt, ino: UInt)) -> MaildropError? {
+        let (error, file) = SizeCache.write(serialize(), rootfd: rootfd, rootPath: rootPath)
         guard error == nil, let file else { return error }
-        guard bytes.count <= maxBytes,
-              bytes.count + SizeCacheMemo.Table.perMaildropBytes <= SizeCacheMemo.memoMaxCacheBytes,
-              let written = SizeCache.parse(bytes, rule: rule)
-        else { return nil }
-        SizeCacheMemo.remember(SizeCache.memoKey(root: root, rule: rule), identity: SizeCacheMemo.Identity(file), cache: written)
+        SizeCacheMemo.remember(SizeCache.memoKey(root: root, rule: rule), identity: SizeCacheMemo.Identity(file), cache: self)
         return nil
     }
 

@@ -35,7 +35,7 @@ import Testing
     }
 
     /// A cache the listing writes is remembered as written (the `fstat` after its rename, the
-    /// table `parse` gives of its octets): the next login takes it from memory instead of
+    /// same entries `parse` gives of its octets): the next login takes it from memory instead of
     /// reading back the file it just wrote, with the same sizes, and so after a rewrite.
     /// Not caught here: an `fstat` taken before the rename instead of after. The rename changes
     /// the inode's ctime, but on kernels whose file timestamps are coarse (a jiffy) the write
