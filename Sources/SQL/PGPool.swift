@@ -253,16 +253,25 @@ public final class PGPool {
             guard waiting[current].live, let abandoned = waiting[current].abandoned else { continue }
             asked += 1
             guard abandoned() else { continue }
-            let item = waiting[current]
-            waiting[current].live = false
-            waiting[current].parameters = []
-            waiting[current].completion = { _ in }
-            waitingCount -= 1
+            let item = retire(current)
             if let t = item.timer { loop.cancelTimer(t) }
             item.completion(.failure(.unavailable("the client went away")))
         }
         abandonedScanCursor = index
         dropDeadHead()
+    }
+
+    /// Marks the waiting lookup at `index` dead and returns it, for its completion. In place:
+    /// removing from the middle of the FIFO would shift the indices the other timers hold; the
+    /// dead entry is skipped by dispatch and by the searches, and leaves the storage once it
+    /// reaches the front (`dropDeadHead`). Its parameters and completion are released now.
+    private func retire(_ index: Int) -> Waiting {
+        let item = waiting[index]
+        waiting[index].live = false
+        waiting[index].parameters = []
+        waiting[index].completion = { _ in }
+        waitingCount -= 1
+        return item
     }
 
     /// Moves the head past the dead entries at the front (expired or abandoned lookups), then
@@ -291,13 +300,7 @@ public final class PGPool {
 
     private func waitExpired(index: Int) {
         guard index >= waitingHead, index < waiting.count, waiting[index].live else { return }
-        let item = waiting[index]
-        // Removing from the middle of the FIFO would shift the indices the other timers hold:
-        // the item stays as a dead entry that dispatch skips.
-        waiting[index].live = false
-        waiting[index].parameters = []
-        waiting[index].completion = { _ in }
-        waitingCount -= 1
+        let item = retire(index)
         refusedDuringOutage &+= 1
         item.completion(.failure(.unavailable("no free user database connection within the timeout")))
         dropDeadHead()

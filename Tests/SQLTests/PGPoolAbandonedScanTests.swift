@@ -102,6 +102,32 @@ struct PGPoolAbandonedScanTests {
         pool.stop()
     }
 
+    /// Lookups that waited out the timeout leave the FIFO's storage as they expire (they
+    /// expire in order, so at its front), not when the FIFO next empties. Timeout 3 s on one
+    /// connection: A runs 0-2 s, B is served at 2 s and runs past the end of the check; the
+    /// other lookups expire at 3 s while B runs, 2 s before B's own timeout.
+    @Test func expiredLookupsLeaveTheFIFOsStorage() throws {
+        let cluster = try Cluster()
+        defer { cluster.stop() }
+        let loop = try EventLoop()
+        let runner = PGConnectionTests.Runner(loop)
+        let pool = PGPool(loop: loop, info: try ConnectInfo(cluster.conninfo), connections: 1, timeoutNanoseconds: 3_000_000_000)
+        pool.start()
+        var expired: [Outcome] = []
+        pool.query("SELECT pg_sleep(2)", parameters: []) { _ in }
+        pool.query("SELECT pg_sleep(10)", parameters: []) { _ in }
+        for _ in 0..<100 { pool.query("SELECT 1", parameters: []) { expired.append($0) } }
+        #expect(pool.waitingStorageCount == 102)
+        #expect(try runner.run(seconds: 30, until: { expired.count == 100 }))
+        #expect(expired.allSatisfy { outcome in
+            guard case .failure(.unavailable(let why)) = outcome else { return false }
+            return why.contains("within the timeout")
+        }, "\(expired.first.map { "\($0)" } ?? "none")")
+        #expect(pool.waitingCount == 0)
+        #expect(pool.waitingStorageCount == 0, "\(pool.waitingStorageCount) dead entries kept")
+        pool.stop()
+    }
+
     /// The cursor wraps: after a search that reached the end, the next one starts again at the
     /// head and finds a lookup there whose client left since.
     @Test func theSearchWrapsToTheHeadAfterTheEnd() throws {
