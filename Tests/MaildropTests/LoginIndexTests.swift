@@ -17,25 +17,9 @@ import TestSupport
         }
     }
 
-    /// Waits (bounded) until the filesystem's clock is past the folders' change times, as it is
-    /// between a delivery and a real login (an index written in the same tick as the folders'
-    /// last change is rightly not trusted by the next login): creates a probe file in the root (not in new/ or cur/) until its
-    /// change time is later than theirs.
+    /// `TestSupport.waitForFileSystemClock` for the fixture's Maildir.
     static func waitForFileSystemClock(_ root: String) {
-        let deadline = monotonicSeconds() + 10
-        var newSt = stat(), curSt = stat()
-        stat(root + "/new", &newSt)
-        stat(root + "/cur", &curSt)
-        let newest = max(LoginIndex.Stamp(newSt.st_ctim), LoginIndex.Stamp(curSt.st_ctim))
-        while monotonicSeconds() < deadline {
-            let probe = root + "/.clock-probe"
-            writeFile(probe, [0x78])
-            var st = stat()
-            stat(probe, &st)
-            unlink(probe)
-            if newest < LoginIndex.Stamp(st.st_ctim) { return }
-            usleep(1_000)
-        }
+        TestSupport.waitForFileSystemClock(maildir: root)
     }
 
     static func open(_ f: Fixture) throws -> Maildrop {

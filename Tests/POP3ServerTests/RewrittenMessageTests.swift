@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import POP3Server
+import TestSupport
 
 /// A message file another program rewrote in place after it was sized (issue 17 follow-up):
 /// a longer one is refused before `+OK` (it would otherwise be sent cut at the old size, with a
@@ -27,26 +28,6 @@ import Testing
         return lstat(path, &st) == 0
     }
 
-    static func changeTime(_ path: String) -> timespec? {
-        var st = stat()
-        return stat(path, &st) == 0 ? st.st_ctim : nil
-    }
-
-    /// Waits (bounded) until the filesystem's clock is past the folders' last change, as it is
-    /// between a delivery and a real login: an index written in the tick of the last delivery
-    /// is rightly not trusted by the next login (LoginIndex's rule).
-    static func waitForFileSystemClock(_ maildir: String) {
-        guard let newer = changeTime(maildir + "/new") else { return }
-        _ = waitFor {
-            let probe = maildir + "/.clock-probe"  // in the root, not in new/ or cur/
-            let fd = open(probe, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            if fd >= 0 { close(fd) }
-            defer { unlink(probe) }
-            guard let now = changeTime(probe) else { return false }
-            return (now.tv_sec, now.tv_nsec) > (newer.tv_sec, newer.tv_nsec)
-        }
-    }
-
     @Test(arguments: ["RETR 2", "TOP 2 0"])
     func longerFileIsAnErrAndTheSessionGoesOn(command: String) throws {
         let server = try ServerHarness()
@@ -68,12 +49,12 @@ import Testing
         var paths: [String] = []
         for n in 1...300 { paths.append(try server.deliver("alice", Self.message(n))) }
         let maildir = Self.parent(Self.parent(paths[0]))
-        Self.waitForFileSystemClock(maildir)
+        waitForFileSystemClock(maildir: maildir)
         let first = try server.aliceLoggedIn()  // sizes every file and writes the index
         #expect(try first.command("QUIT").hasPrefix("+OK"))
         #expect(try first.waitForClose())
         #expect(Self.exists(maildir + "/pop3d.index"))
-        Self.waitForFileSystemClock(maildir)
+        waitForFileSystemClock(maildir: maildir)
 
         let cut = Array("Subject: m5\r\n".utf8)
         Self.rewrite(paths[4], cut)
